@@ -1,0 +1,112 @@
+//! Records sent from the kernel programs to userspace through the ring buffer.
+
+/// Size of the sockaddr copy: `sizeof(struct sockaddr_storage)`, the largest address.
+pub const ADDR_CAP: usize = 128;
+/// Size of the option value copy: enough for every option wsltrace decodes.
+pub const VALUE_CAP: usize = 128;
+pub const COMM_LEN: usize = 16;
+
+/// Version of the record layouts below; bump it on any layout change.
+pub const RECORD_VERSION: u16 = 1;
+
+/// What a record is. Numbers are never reused.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordKind {
+    Syscall = 1,
+    ProcessFork = 2,
+    ProcessExit = 3,
+}
+
+impl RecordKind {
+    pub const fn from_u16(v: u16) -> Option<RecordKind> {
+        match v {
+            1 => Some(RecordKind::Syscall),
+            2 => Some(RecordKind::ProcessFork),
+            3 => Some(RecordKind::ProcessExit),
+            _ => None,
+        }
+    }
+}
+
+/// First bytes of every record: what follows and in which layout version.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kind: u16,
+    pub version: u16,
+    pub _pad: u32,
+}
+
+impl Header {
+    pub const fn new(kind: RecordKind) -> Self {
+        Header { kind: kind as u16, version: RECORD_VERSION, _pad: 0 }
+    }
+}
+
+/// `SyscallRecord::flags`: the exit was seen without its entry (the call was in flight when
+/// tracing started, or its entry was evicted); arguments and duration are unknown.
+pub const FLAG_NO_ENTRY: u32 = 1 << 0;
+/// `SyscallRecord::flags`: reading the `addr` user buffer faulted (bad pointer).
+pub const FLAG_ADDR_FAULT: u32 = 1 << 1;
+/// `SyscallRecord::flags`: reading the `value` user buffer faulted (bad pointer).
+pub const FLAG_VALUE_FAULT: u32 = 1 << 2;
+
+/// One syscall, entry and exit paired: emitted once, at exit.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallRecord {
+    pub header: Header,
+    /// Kernel time (CLOCK_MONOTONIC) at entry, or at exit with [`FLAG_NO_ENTRY`].
+    pub ts_ns: u64,
+    pub duration_ns: u64,
+    pub cgroup_id: u64,
+    pub ret: i64,
+    /// Raw syscall arguments, as the `sys_enter_*` tracepoint saw them.
+    pub args: [u64; 6],
+    pub tgid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// [`crate::Syscall`] id.
+    pub syscall: u32,
+    pub flags: u32,
+    /// True length of the address (what the caller passed in, or what the kernel reported out);
+    /// at most [`ADDR_CAP`] bytes of it are in `addr`.
+    pub addr_len: u32,
+    /// True length of the option value; at most [`VALUE_CAP`] bytes of it are in `value`.
+    pub value_len: u32,
+    /// Bytes of `addr` and `value` actually copied (bounded by the caps and by the buffer size
+    /// the caller offered); the rest of each array is not part of the record.
+    pub addr_copied: u32,
+    pub value_copied: u32,
+    pub comm: [u8; COMM_LEN],
+    pub addr: [u8; ADDR_CAP],
+    pub value: [u8; VALUE_CAP],
+}
+
+const _: () = assert!(size_of::<SyscallRecord>() == 400);
+
+/// A traced process forked a child (with `--follow-forks`) or a traced process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcessRecord {
+    pub header: Header,
+    pub ts_ns: u64,
+    /// The process concerned: the child for a fork, the exiting process for an exit.
+    pub tgid: u32,
+    /// The parent's tgid for a fork; 0 for an exit.
+    pub parent_tgid: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+const _: () = assert!(size_of::<ProcessRecord>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` data without padding (checked by the size assertions) and
+    // valid for any bit pattern.
+    unsafe impl aya::Pod for super::SyscallRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ProcessRecord {}
+}

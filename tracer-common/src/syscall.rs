@@ -1,0 +1,126 @@
+//! The traced syscalls, written once.
+//!
+//! `for_each_syscall!` is the single list: it defines [`Syscall`] here, generates the enter/exit
+//! tracepoint programs in `tracer-ebpf`, and drives the attach loop in `wsltrace`.
+
+/// Calls `$m!` with the list of traced syscalls: `Variant = id => name, enter_prog, exit_prog, nargs;`.
+///
+/// Ids are part of the record format: never reuse or renumber one.
+#[macro_export]
+macro_rules! for_each_syscall {
+    ($m:ident) => {
+        $m! {
+            Socket = 0 => socket, sys_enter_socket, sys_exit_socket, 3;
+            Socketpair = 1 => socketpair, sys_enter_socketpair, sys_exit_socketpair, 4;
+            Bind = 2 => bind, sys_enter_bind, sys_exit_bind, 3;
+            Listen = 3 => listen, sys_enter_listen, sys_exit_listen, 2;
+            Connect = 4 => connect, sys_enter_connect, sys_exit_connect, 3;
+            Accept = 5 => accept, sys_enter_accept, sys_exit_accept, 3;
+            Accept4 = 6 => accept4, sys_enter_accept4, sys_exit_accept4, 4;
+            Getsockopt = 7 => getsockopt, sys_enter_getsockopt, sys_exit_getsockopt, 5;
+            Setsockopt = 8 => setsockopt, sys_enter_setsockopt, sys_exit_setsockopt, 5;
+            Getsockname = 9 => getsockname, sys_enter_getsockname, sys_exit_getsockname, 3;
+            Getpeername = 10 => getpeername, sys_enter_getpeername, sys_exit_getpeername, 3;
+            Shutdown = 11 => shutdown, sys_enter_shutdown, sys_exit_shutdown, 2;
+            Close = 12 => close, sys_enter_close, sys_exit_close, 1;
+        }
+    };
+}
+
+macro_rules! define_syscalls {
+    ($($variant:ident = $id:literal => $name:ident, $enter:ident, $exit:ident, $nargs:literal;)*) => {
+        /// A traced syscall. The discriminant is the id carried in [`crate::SyscallRecord`].
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Syscall {
+            $($variant = $id,)*
+        }
+
+        impl Syscall {
+            /// Every traced syscall, in id order.
+            pub const ALL: &'static [Syscall] = &[$(Syscall::$variant,)*];
+
+            /// The syscall's name, as in `man 2` and the tracepoint names.
+            pub const fn name(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($name),)* }
+            }
+
+            /// Name of the `syscalls:sys_enter_*` tracepoint and of the program attached to it.
+            pub const fn enter_tracepoint(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($enter),)* }
+            }
+
+            /// Name of the `syscalls:sys_exit_*` tracepoint and of the program attached to it.
+            pub const fn exit_tracepoint(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($exit),)* }
+            }
+
+            /// Number of arguments the syscall takes.
+            pub const fn nargs(self) -> usize {
+                match self { $(Syscall::$variant => $nargs,)* }
+            }
+
+            pub const fn from_id(id: u32) -> Option<Syscall> {
+                match id { $($id => Some(Syscall::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+for_each_syscall!(define_syscalls);
+
+impl Syscall {
+    /// Whether the call can block for long, so that a thread may be inside it when tracing
+    /// starts: its exit without an entry is then reported, flagged. For the other syscalls a
+    /// missing entry means the call was filtered at entry (e.g. close() of a file).
+    pub const fn may_block(self) -> bool {
+        matches!(self, Syscall::Accept | Syscall::Accept4 | Syscall::Connect)
+    }
+
+    /// Which user memory the kernel programs copy for this syscall, and when.
+    pub const fn capture(self) -> Capture {
+        match self {
+            Syscall::Bind | Syscall::Connect => Capture::AddrIn { ptr: 1, len: 2 },
+            Syscall::Accept | Syscall::Accept4 | Syscall::Getsockname | Syscall::Getpeername => {
+                Capture::AddrOut { ptr: 1, len_ptr: 2 }
+            }
+            Syscall::Setsockopt => Capture::ValueIn { ptr: 3, len: 4 },
+            Syscall::Getsockopt => Capture::ValueOut { ptr: 3, len_ptr: 4 },
+            Syscall::Socketpair => Capture::Fds { ptr: 3 },
+            Syscall::Socket | Syscall::Listen | Syscall::Shutdown | Syscall::Close => Capture::None,
+        }
+    }
+}
+
+/// A user-memory copy made by the kernel programs. Fields are argument indexes.
+///
+/// "In" buffers are read at entry (the caller filled them); "out" buffers at exit (the kernel
+/// filled them), bounded by the buffer size the caller passed in at entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    None,
+    /// A sockaddr at `args[ptr]` whose length is the value `args[len]`; into `addr`.
+    AddrIn {
+        ptr: usize,
+        len: usize,
+    },
+    /// A sockaddr written at `args[ptr]`, its length written at `*args[len_ptr]`; into `addr`.
+    AddrOut {
+        ptr: usize,
+        len_ptr: usize,
+    },
+    /// An option value at `args[ptr]` of length `args[len]`; into `value`.
+    ValueIn {
+        ptr: usize,
+        len: usize,
+    },
+    /// An option value written at `args[ptr]`, its length at `*args[len_ptr]`; into `value`.
+    ValueOut {
+        ptr: usize,
+        len_ptr: usize,
+    },
+    /// The two fds written at `args[ptr]` (socketpair); into `value`.
+    Fds {
+        ptr: usize,
+    },
+}

@@ -1,0 +1,67 @@
+//! Maps and loader-set globals. Names and sizes come from `tracer_common::config`.
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use tracer_common::{
+    SyscallRecord,
+    config::{COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_TRACED},
+    layout::KernelLayout,
+};
+
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+#[map]
+pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRACED, 0);
+
+#[map]
+pub static PENDING: LruHashMap<u64, SyscallRecord> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+/// Room to build a record off the 512-byte stack.
+#[map]
+pub static SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+#[unsafe(no_mangle)]
+pub static TRACER_TGID: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static FAILED_ONLY: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static ERRNO_SET: Global<ErrnoSet> = Global::new(ErrnoSet::empty());
+#[unsafe(no_mangle)]
+pub static WAKEUP_BYTES: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static FORK_CHILD_OFF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static LAYOUT: Global<KernelLayout> = Global::new(KernelLayout {
+    resolved: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdt_max_fds: 0,
+    fdt_fd: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    _pad: 0,
+});
+#[unsafe(no_mangle)]
+pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
+
+/// The first check of every program: is this process traced? wsltrace itself never is.
+#[inline(always)]
+pub fn is_traced(tgid: u32) -> bool {
+    tgid != TRACER_TGID.load() && TRACED.get_ptr(tgid).is_some()
+}
+
+#[inline(always)]
+pub fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU slot, written only by programs on this CPU, which cannot preempt
+        // each other on it.
+        unsafe { *slot += 1 };
+    }
+}

@@ -1,0 +1,74 @@
+//! Process lifecycle: children of traced processes join the traced set at fork (in the kernel,
+//! so even a child that connects within microseconds is seen); exits leave it.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{Header, ProcessRecord, RecordKind};
+
+use crate::{
+    maps::{EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, TRACED, is_traced},
+    output::emit,
+};
+
+/// Reads a field at an offset taken from the tracepoint's format file at start-up (the layout
+/// of sched_process_fork changed across kernel versions). Context pointers cannot take a
+/// variable offset, so this goes through bpf_probe_read_kernel.
+#[inline(always)]
+fn read_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+    // SAFETY: the helper checks the address; a bad offset yields an error, not a fault.
+    unsafe { ctx.read_at::<T>(offset as usize) }.ok()
+}
+
+#[inline(always)]
+fn process_record(kind: RecordKind, tgid: u32, parent_tgid: u32) -> ProcessRecord {
+    ProcessRecord {
+        header: Header::new(kind),
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        tgid,
+        parent_tgid,
+        comm: bpf_get_current_comm().unwrap_or_default(),
+    }
+}
+
+/// `sched:sched_process_fork`, attached only with `--follow-forks`. The current task is the
+/// parent. Thread creation fires it too: the thread's id is then registered as well, which is
+/// harmless (no process has that tgid while the thread lives) and undone when it exits.
+#[tracepoint]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if !is_traced(parent_tgid) {
+        return 0;
+    }
+    let Some(child) = read_field::<u32>(&ctx, FORK_CHILD_OFF.load()) else { return 0 };
+    if TRACED.insert(child, 0, 0).is_ok() {
+        emit(&process_record(RecordKind::ProcessFork, child, parent_tgid));
+    }
+    0
+}
+
+/// `sched:sched_process_exit`: fires for every exiting thread; the process is gone when the
+/// last one exits (`group_dead`).
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if !is_traced(tgid) {
+        return 0;
+    }
+    if tid != tgid {
+        let _ = TRACED.remove(tid);
+    }
+    let group_dead = match EXIT_GROUP_DEAD_OFF.load() {
+        0 => tid == tgid,
+        offset => read_field::<u8>(&ctx, offset).is_some_and(|dead| dead != 0),
+    };
+    if group_dead {
+        let _ = TRACED.remove(tgid);
+        emit(&process_record(RecordKind::ProcessExit, tgid, 0));
+    }
+    0
+}

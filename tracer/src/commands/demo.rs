@@ -1,0 +1,296 @@
+//! `wsltrace demo`: built-in socket workloads, traced (default) or run plainly (`--untraced`,
+//! which is what the traced child runs). They make exact, known syscalls, failures included,
+//! so they double as the integration tests' workloads.
+
+use std::{
+    ffi::OsString,
+    io::{BufRead as _, Write as _},
+    mem::{size_of, zeroed},
+    os::fd::{AsFd, AsRawFd as _, FromRawFd as _, OwnedFd},
+    process::ExitCode,
+    sync::{Arc, Barrier},
+};
+
+use anyhow::{Context as _, Result};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
+    bind, connect, getsockname, listen, setsockopt, socket, socketpair, sockopt,
+};
+
+use crate::cli::{DemoArgs, Scenario, TraceArgs};
+
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    if args.untraced {
+        if args.wait {
+            wait_for_go()?;
+        }
+        run_scenario(args.scenario)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scenario = clap::ValueEnum::to_possible_value(&args.scenario)
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    // The binary's own path rather than /proc/self/exe, so that its comm reads "wsltrace".
+    let exe = std::env::current_exe().context("locating the wsltrace binary")?;
+    let mut command = vec![exe.into_os_string()];
+    command.extend(["demo", "--untraced", &scenario].map(OsString::from));
+    super::trace::run(TraceArgs {
+        pids: Vec::new(),
+        follow_forks: true,
+        no_follow: false,
+        command,
+        filter: Default::default(),
+        output: args.output,
+        duration: None,
+        ring_size: tracer_common::config::DEFAULT_RING_BYTES,
+    })
+}
+
+/// `--wait`: tell the tester our pid, then block until it says go (it attaches meanwhile).
+fn wait_for_go() -> Result<()> {
+    println!("ready {}", std::process::id());
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(())
+}
+
+pub fn run_scenario(scenario: Scenario) -> Result<()> {
+    match scenario {
+        Scenario::All => {
+            tcp()?;
+            refused()?;
+            unix_path()?;
+            unix_abstract_and_pair()?;
+            udp_and_v6()?;
+            netlink_and_vsock()?;
+            invalid_arguments()
+        }
+        Scenario::Refused => refused(),
+        Scenario::Threads => threads(4),
+        Scenario::Fork => fork_grandchild(),
+    }
+}
+
+fn tcp_socket() -> Result<OwnedFd> {
+    Ok(socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, SockProtocol::Tcp)?)
+}
+
+fn loopback(port: u16) -> SockaddrIn {
+    SockaddrIn::new(127, 0, 0, 1, port)
+}
+
+/// A listening TCP socket on 127.0.0.1 and its address.
+fn tcp_listener() -> Result<(OwnedFd, SockaddrIn)> {
+    let listener = tcp_socket()?;
+    setsockopt(&listener, sockopt::ReuseAddr, &true)?;
+    bind(listener.as_raw_fd(), &loopback(0))?;
+    listen(&listener, Backlog::new(16)?)?;
+    let addr: SockaddrIn = getsockname(listener.as_raw_fd())?;
+    Ok((listener, addr))
+}
+
+/// accept4 with the peer address asked for (nix's passes NULL).
+fn accept4_with_peer(listener: &impl AsFd) -> Result<OwnedFd> {
+    // SAFETY: sockaddr_storage is plain data; the kernel writes at most `len` bytes into it.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: valid pointers to the buffer and its length.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_fd().as_raw_fd(),
+            (&raw mut storage).cast(),
+            &mut len,
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    // SAFETY: a new fd owned by nobody else.
+    nix::errno::Errno::result(fd).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).context("accept4")
+}
+
+/// The life of a TCP connection over loopback, and a second bind to a taken address.
+fn tcp() -> Result<()> {
+    let (listener, addr) = tcp_listener()?;
+    let client = tcp_socket()?;
+    connect(client.as_raw_fd(), &addr)?;
+    let conn = accept4_with_peer(&listener)?;
+    let _: SockaddrIn = nix::sys::socket::getpeername(conn.as_raw_fd())?;
+    let _ = nix::sys::socket::getsockopt(&client, sockopt::SocketError)?;
+    let _ = nix::sys::socket::getsockopt(&conn, sockopt::RcvBuf)?;
+    setsockopt(&client, sockopt::TcpNoDelay, &true)?;
+    nix::sys::socket::shutdown(client.as_raw_fd(), nix::sys::socket::Shutdown::Write)?;
+    // EADDRINUSE: the listener still holds the address.
+    let second = tcp_socket()?;
+    let _ = bind(second.as_raw_fd(), &addr);
+    drop((second, conn, client, listener));
+    Ok(())
+}
+
+/// ECONNREFUSED: connect to a port that was just freed.
+fn refused() -> Result<()> {
+    let port = {
+        let probe = tcp_socket()?;
+        bind(probe.as_raw_fd(), &loopback(0))?;
+        getsockname::<SockaddrIn>(probe.as_raw_fd())?.port()
+    };
+    let client = tcp_socket()?;
+    let _ = connect(client.as_raw_fd(), &loopback(port));
+    Ok(())
+}
+
+/// A unix socket server on a path: accept, SO_PEERCRED; then ENOENT for a missing path.
+fn unix_path() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("wsltrace-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("app.sock");
+    let _ = std::fs::remove_file(&path);
+    let addr = UnixAddr::new(&path)?;
+    let server = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(server.as_raw_fd(), &addr)?;
+    listen(&server, Backlog::new(8)?)?;
+    let client = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    connect(client.as_raw_fd(), &addr)?;
+    // Plain accept(2), with the peer address (unnamed for a client that did not bind).
+    // SAFETY: plain-data buffer and its length.
+    let mut peer: libc::sockaddr_un = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: valid pointers to the buffer and its length.
+    let fd = unsafe { libc::accept(server.as_raw_fd(), (&raw mut peer).cast(), &mut len) };
+    // SAFETY: a new fd owned by nobody else.
+    let conn = nix::errno::Errno::result(fd).map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })?;
+    let _ = nix::sys::socket::getsockopt(&conn, sockopt::PeerCredentials)?;
+    drop((conn, client, server));
+    std::fs::remove_file(&path)?;
+    let missing = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let _ = connect(missing.as_raw_fd(), &UnixAddr::new(&dir.join("missing.sock"))?);
+    drop(missing);
+    std::fs::remove_dir(&dir)?;
+    Ok(())
+}
+
+/// An abstract unix name, and a socketpair whose peer credentials are read.
+fn unix_abstract_and_pair() -> Result<()> {
+    let name = format!("wsltrace-demo-{}", std::process::id());
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(sock.as_raw_fd(), &UnixAddr::new_abstract(name.as_bytes())?)?;
+    let _: UnixAddr = getsockname(sock.as_raw_fd())?;
+    drop(sock);
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
+    let _ = nix::sys::socket::getsockopt(&a, sockopt::PeerCredentials)?;
+    drop((a, b));
+    Ok(())
+}
+
+/// UDP on 127.0.0.1 and TCP on [::1] (which fails cleanly where IPv6 is off).
+fn udp_and_v6() -> Result<()> {
+    let udp = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(udp.as_raw_fd(), &loopback(0))?;
+    // listen(2) on a datagram socket: EOPNOTSUPP.
+    let _ = listen(&udp, Backlog::new(1)?);
+    drop(udp);
+    let v6 = socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let _ = bind(
+        v6.as_raw_fd(),
+        &SockaddrIn6::from(std::net::SocketAddrV6::new(std::net::Ipv6Addr::LOCALHOST, 0, 0, 0)),
+    );
+    let _ = getsockname::<SockaddrIn6>(v6.as_raw_fd());
+    drop(v6);
+    Ok(())
+}
+
+/// A netlink route socket, and a vsock socket (EAFNOSUPPORT outside VMs without vsock).
+fn netlink_and_vsock() -> Result<()> {
+    let nl = socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkRoute,
+    )?;
+    bind(nl.as_raw_fd(), &nix::sys::socket::NetlinkAddr::new(0, 0))?;
+    let _: nix::sys::socket::NetlinkAddr = getsockname(nl.as_raw_fd())?;
+    drop(nl);
+    if let Ok(vsock) = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+    {
+        let any = nix::sys::socket::VsockAddr::new(libc::VMADDR_CID_ANY, libc::VMADDR_PORT_ANY);
+        let _ = bind(vsock.as_raw_fd(), &any);
+        drop(vsock);
+    }
+    Ok(())
+}
+
+/// EINVAL, ENOPROTOOPT, ENOTCONN: arguments the kernel refuses.
+fn invalid_arguments() -> Result<()> {
+    let sock = tcp_socket()?;
+    let fd = sock.as_raw_fd();
+    // SAFETY: raw calls with deliberately invalid arguments; no memory is passed, or a valid
+    // local buffer is.
+    unsafe {
+        libc::shutdown(fd, 99); // EINVAL: no such `how`
+        libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()); // EINVAL: not listening
+        let small: u16 = 1;
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, (&raw const small).cast(), 2); // EINVAL
+        let mut value: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+        libc::getsockopt(fd, libc::SOL_TCP, 9999, (&raw mut value).cast(), &mut len); // ENOPROTOOPT
+        let mut addr: libc::sockaddr_in = zeroed();
+        let mut alen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        libc::getpeername(fd, (&raw mut addr).cast(), &mut alen); // ENOTCONN
+    }
+    drop(sock);
+    Ok(())
+}
+
+/// `n` threads connect to one listener at once; the main thread accepts.
+fn threads(n: usize) -> Result<()> {
+    let (listener, addr) = tcp_listener()?;
+    let start = Arc::new(Barrier::new(n));
+    let workers: Vec<_> = (0..n)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || -> Result<()> {
+                start.wait();
+                let sock = tcp_socket()?;
+                connect(sock.as_raw_fd(), &addr)?;
+                drop(sock);
+                Ok(())
+            })
+        })
+        .collect();
+    for _ in 0..n {
+        drop(accept4_with_peer(&listener)?);
+    }
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// The process forks a child, which forks a grandchild that connects at once.
+fn fork_grandchild() -> Result<()> {
+    use nix::{
+        sys::wait::waitpid,
+        unistd::{ForkResult, fork},
+    };
+    let (listener, addr) = tcp_listener()?;
+    // SAFETY: single-threaded here; the children only make syscalls and exit.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // SAFETY: as above.
+            let code = match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let ok = tcp_socket().and_then(|s| Ok(connect(s.as_raw_fd(), &addr)?)).is_ok();
+                    i32::from(!ok)
+                }
+                Ok(ForkResult::Parent { child }) => waitpid(child, None).map_or(1, |_| 0),
+                Err(_) => 1,
+            };
+            // SAFETY: leave the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(accept4_with_peer(&listener)?);
+            waitpid(child, None)?;
+        }
+    }
+    Ok(())
+}

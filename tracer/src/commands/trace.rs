@@ -1,0 +1,348 @@
+//! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter},
+    os::unix::process::ExitStatusExt as _,
+    process::{ExitCode, ExitStatus},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{MapData, RingBuf};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::{SignalsInfo, exfiltrator::WithOrigin},
+    low_level::siginfo::{Cause, Origin},
+};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+    time::Instant,
+};
+use tracer_common::{Syscall, config::ErrnoSet};
+
+use crate::{
+    cli::{ColorWhen, Format, OutputArgs, TraceArgs},
+    decode::{self, Clock},
+    event::{Loss, ProcessExit},
+    pipeline::Pipeline,
+    sinks::{Sinks, json::JsonSink, text::TextSink},
+    source::{
+        kernel::{Kernel, KernelOptions},
+        launch::{self, Launched},
+        privileges,
+        records::{self, Record},
+        target,
+    },
+};
+
+/// How often the ring is drained when no wakeup came: records are submitted without waking
+/// the reader (see tracer-ebpf's output.rs), so this bounds the display latency.
+const POLL: Duration = Duration::from_millis(10);
+/// How often losses are checked and exited processes noticed.
+const HOUSEKEEPING: Duration = Duration::from_millis(200);
+
+pub fn run(args: TraceArgs) -> Result<ExitCode> {
+    if args.pids.is_empty() && args.command.is_empty() {
+        bail!("nothing to trace: give --pid PID or -- CMD [ARGS...] (see wsltrace --help)");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(trace(args))
+}
+
+fn kernel_options(args: &TraceArgs) -> KernelOptions {
+    let mut errnos = ErrnoSet::empty();
+    for errno in &args.filter.errnos {
+        if !errnos.insert(errno.0.into()) {
+            tracing::warn!("{errno} cannot be filtered in the kernel and will never match");
+        }
+    }
+    let syscalls = if args.filter.syscalls.is_empty() {
+        Syscall::ALL.to_vec()
+    } else {
+        let mut s = args.filter.syscalls.clone();
+        s.sort();
+        s.dedup();
+        s
+    };
+    KernelOptions {
+        syscalls,
+        failed_only: args.filter.failed,
+        errnos,
+        // Commands are often wrappers (go run, npm start): follow them unless told not to.
+        follow_forks: args.follow_forks || (!args.command.is_empty() && !args.no_follow),
+        ring_bytes: args.ring_size,
+    }
+}
+
+pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
+    let mut sinks = Sinks::default();
+    let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
+    match output.format {
+        Format::Json => sinks.push(Box::new(JsonSink::new(stdout))),
+        Format::Text => {
+            let color = match output.color {
+                ColorWhen::Always => true,
+                ColorWhen::Never => false,
+                ColorWhen::Auto => {
+                    anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
+                }
+            };
+            sinks.push(Box::new(TextSink::new(stdout, color)));
+        }
+    }
+    if let Some(path) = &output.output {
+        let file = File::create(path)
+            .with_context(|| format!("cannot create the output file {}", path.display()))?;
+        sinks.push(Box::new(JsonSink::new(BufWriter::with_capacity(256 << 10, file))));
+    }
+    Ok(sinks)
+}
+
+/// Why tracing stopped before every traced process exited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Finished,
+    Signal(i32),
+    Deadline,
+    OutputClosed,
+}
+
+async fn trace(args: TraceArgs) -> Result<ExitCode> {
+    privileges::check()?;
+    let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
+    let sinks = sinks(&args.output)?;
+    let clock = Clock::now()?;
+    let opts = kernel_options(&args);
+    let (mut kernel, ring) = Kernel::load(&opts)?;
+    for &pid in &pids {
+        kernel.trace(pid)?;
+    }
+    let mut launched = match args.command.is_empty() {
+        true => None,
+        false => {
+            let mut launched = launch::spawn(&args.command)?;
+            kernel.trace(launched.pid)?;
+            launched.release()?;
+            Some(launched)
+        }
+    };
+    announce(&pids, launched.as_ref(), &args, &opts, &kernel);
+
+    let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
+    let (stop, status) = session.run(ring, launched.as_mut(), args.duration).await?;
+    eprintln!("{}", session.pipeline.summary());
+    Ok(exit_code(stop, status, launched.is_some()))
+}
+
+fn announce(
+    pids: &[u32],
+    launched: Option<&Launched>,
+    args: &TraceArgs,
+    opts: &KernelOptions,
+    kernel: &Kernel,
+) {
+    let mut what: Vec<String> = pids.iter().map(|p| format!("pid {p}")).collect();
+    if let Some(l) = launched {
+        let cmd = args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+        what.push(format!("`{cmd}` (pid {})", l.pid));
+    }
+    let follow = if opts.follow_forks { ", following forks" } else { "" };
+    eprintln!(
+        "wsltrace: tracing {}{follow} ({} syscalls); Ctrl-C to stop",
+        what.join(", "),
+        kernel.syscalls.len()
+    );
+}
+
+/// The command's status, like strace; otherwise 0, or 128+signal when a signal stopped us.
+fn exit_code(stop: Stop, status: Option<ExitStatus>, command_mode: bool) -> ExitCode {
+    if let Some(status) = status.filter(|_| command_mode) {
+        return match (status.code(), status.signal()) {
+            (Some(code), _) => ExitCode::from(code as u8),
+            (None, Some(signal)) => ExitCode::from(128 + signal as u8),
+            (None, None) => ExitCode::FAILURE,
+        };
+    }
+    match stop {
+        Stop::Signal(signal) => ExitCode::from(128 + signal as u8),
+        Stop::Finished | Stop::Deadline | Stop::OutputClosed => ExitCode::SUCCESS,
+    }
+}
+
+struct Session {
+    kernel: Kernel,
+    pipeline: Pipeline,
+    clock: Clock,
+    reported_lost: u64,
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        ring: RingBuf<MapData>,
+        mut launched: Option<&mut Launched>,
+        duration: Option<Duration>,
+    ) -> Result<(Stop, Option<ExitStatus>)> {
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until dropped with
+        // the AsyncFd.
+        let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)
+            .context("polling the ring buffer")?;
+        let mut signals = signal_stream()?;
+        let mut poll = tokio::time::interval(POLL);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let deadline = duration.map(|d| Instant::now() + d);
+        let mut status = None;
+        let mut signalled = false;
+
+        let stop = loop {
+            tokio::select! {
+                guard = ring.readable_mut() => guard?.clear_ready(),
+                _ = poll.tick() => {}
+                _ = housekeeping.tick() => {
+                    self.report_losses()?;
+                    if self.all_exited() {
+                        break Stop::Finished;
+                    }
+                }
+                exit = wait(launched.as_deref_mut()), if status.is_none() && launched.is_some() => {
+                    status = Some(exit?);
+                }
+                Some(origin) = signals.recv() => {
+                    match launched.as_deref_mut() {
+                        // The command gets the signal (unless the terminal already sent it to
+                        // the whole group) and tracing goes on until it exits.
+                        Some(l) if !signalled && status.is_none() => {
+                            signalled = true;
+                            forward(origin, l);
+                        }
+                        _ => break Stop::Signal(origin.signal),
+                    }
+                }
+                _ = sleep_until(deadline) => break Stop::Deadline,
+            }
+            if !self.drain(ring.get_mut())? {
+                break Stop::OutputClosed;
+            }
+        };
+        // Whatever the kernel submitted before we stopped is still delivered.
+        self.drain(ring.get_mut())?;
+        self.report_losses()?;
+        if let (Stop::Finished, Some(l), None) = (stop, launched, status) {
+            status = Some(l.child.wait().await?);
+        }
+        Ok((stop, status))
+    }
+
+    /// Reads every record waiting in the ring; false when the output went away (EPIPE).
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool> {
+        while let Some(item) = ring.next() {
+            let parsed = records::parse(&item);
+            drop(item);
+            let written = match parsed {
+                Ok(Record::Syscall(rec)) => match decode::decode(&rec, &self.clock) {
+                    Some(ev) => self.pipeline.event(&ev),
+                    None => {
+                        tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
+                        Ok(())
+                    }
+                },
+                Ok(Record::Exit(rec)) => self.pipeline.exit(&ProcessExit {
+                    ts: self.clock.wall(rec.ts_ns),
+                    ts_ns: rec.ts_ns,
+                    pid: rec.tgid,
+                    comm: decode::comm(&rec.comm),
+                }),
+                Ok(Record::Fork(rec)) => {
+                    tracing::debug!("process {} forked {}", rec.parent_tgid, rec.tgid);
+                    Ok(())
+                }
+                Err(err) => {
+                    tracing::warn!("skipped a malformed record from the kernel: {err}");
+                    Ok(())
+                }
+            };
+            if !output_ok(written)? {
+                return Ok(false);
+            }
+        }
+        output_ok(self.pipeline.flush())
+    }
+
+    /// Turns growth of the kernel's drop counter into a visible loss record.
+    fn report_losses(&mut self) -> Result<()> {
+        let lost = self.kernel.counters()?.lost;
+        if lost > self.reported_lost {
+            let loss =
+                Loss { ts: chrono::Utc::now(), lost: lost - self.reported_lost, total_lost: lost };
+            self.reported_lost = lost;
+            output_ok(self.pipeline.loss(&loss))?;
+        }
+        Ok(())
+    }
+
+    /// True once no traced process is left. The kernel removes processes as they exit; a
+    /// process that died before it could be added is removed here.
+    fn all_exited(&mut self) -> bool {
+        let mut alive = false;
+        for pid in self.kernel.traced() {
+            if target::is_alive(pid) {
+                alive = true;
+            } else {
+                self.kernel.untrace(pid);
+            }
+        }
+        !alive
+    }
+}
+
+/// Ok(false) when the reader of our stdout went away: stop quietly, like other CLI tools.
+fn output_ok(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err).context("writing the trace"),
+    }
+}
+
+async fn wait(launched: Option<&mut Launched>) -> io::Result<ExitStatus> {
+    match launched {
+        Some(l) => l.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// SIGINT/SIGTERM with their origin (kill vs terminal), read on a thread of their own.
+fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM])?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for origin in signals.forever() {
+            if tx.send(origin).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+/// Passes a signal sent with kill on to the command. A Ctrl-C from the terminal reached the
+/// whole foreground group already, command included: sending it again could turn a graceful
+/// shutdown into a forced one.
+fn forward(origin: Origin, launched: &Launched) {
+    if matches!(origin.cause, Cause::Kernel) {
+        return;
+    }
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(origin.signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(launched.pid as i32), signal);
+    }
+}

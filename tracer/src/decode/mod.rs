@@ -1,0 +1,256 @@
+//! Raw kernel records -> typed [`Event`]s.
+
+pub mod errno;
+pub mod names;
+pub mod sockaddr;
+pub mod sockopt;
+
+use chrono::{DateTime, Utc};
+use nix::time::{ClockId, clock_gettime};
+use tracer_common::{Syscall, SyscallRecord, record::FLAG_NO_ENTRY};
+
+use crate::event::{Args, Event};
+use errno::Errno;
+use names::{
+    FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
+    options_at, protocols_of,
+};
+
+/// Converts kernel timestamps (CLOCK_MONOTONIC, what bpf_ktime_get_ns returns) to wall time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// realtime - monotonic, in ns, sampled once at start.
+    offset_ns: i128,
+}
+
+impl Clock {
+    pub fn now() -> anyhow::Result<Self> {
+        let mono = clock_gettime(ClockId::CLOCK_MONOTONIC)?;
+        let real = clock_gettime(ClockId::CLOCK_REALTIME)?;
+        let ns = |t: nix::sys::time::TimeSpec| {
+            i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
+        };
+        Ok(Clock { offset_ns: ns(real) - ns(mono) })
+    }
+
+    pub fn wall(&self, ktime_ns: u64) -> DateTime<Utc> {
+        let ns = i128::from(ktime_ns) + self.offset_ns;
+        DateTime::from_timestamp_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+    }
+}
+
+/// The NUL-terminated comm as text.
+pub fn comm(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).
+pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
+    let syscall = Syscall::from_id(rec.syscall)?;
+    let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
+    Some(Event {
+        ts: clock.wall(rec.ts_ns),
+        ts_ns: rec.ts_ns,
+        pid: rec.tgid,
+        tid: rec.tid,
+        comm: comm(&rec.comm),
+        uid: rec.uid,
+        gid: rec.gid,
+        cgroup_id: rec.cgroup_id,
+        syscall,
+        args: if no_entry { Args::default() } else { args(syscall, rec) },
+        ret: rec.ret,
+        errno: Errno::from_ret(rec.ret),
+        duration_ns: (!no_entry).then_some(rec.duration_ns),
+        in_flight_at_attach: no_entry,
+    })
+}
+
+fn args(syscall: Syscall, rec: &SyscallRecord) -> Args {
+    let a = rec.args;
+    let int = |i: usize| a[i] as i32;
+    let fd = Some(int(0));
+    let addr_bytes = &rec.addr[..(rec.addr_copied as usize).min(rec.addr.len())];
+    let value_bytes = &rec.value[..(rec.value_copied as usize).min(rec.value.len())];
+    let succeeded = rec.ret >= 0;
+    match syscall {
+        Syscall::Socket | Syscall::Socketpair => {
+            let domain = i64::from(int(0));
+            let ty = i64::from(int(1));
+            let type_flags = ty & !SOCK_TYPE_MASK;
+            let fds = (syscall == Syscall::Socketpair && succeeded && value_bytes.len() == 8)
+                .then(|| [int_at(value_bytes, 0), int_at(value_bytes, 4)]);
+            Args {
+                domain: Some(name_or_number(FAMILIES, domain)),
+                sock_type: Some(name_or_number(SOCK_TYPES, ty & SOCK_TYPE_MASK)),
+                flags: (type_flags != 0).then(|| flags(SOCK_FLAGS, type_flags)),
+                protocol: Some(name_or_number(protocols_of(domain), i64::from(int(2)))),
+                fds,
+                ..Args::default()
+            }
+        }
+        Syscall::Bind | Syscall::Connect => Args {
+            fd,
+            addr: sockaddr::decode(addr_bytes),
+            addrlen: Some(int(2) as u32),
+            ..Args::default()
+        },
+        Syscall::Listen => Args { fd, backlog: Some(int(1)), ..Args::default() },
+        Syscall::Accept | Syscall::Accept4 | Syscall::Getsockname | Syscall::Getpeername => Args {
+            fd,
+            addr: if succeeded { sockaddr::decode(addr_bytes) } else { None },
+            addrlen: (succeeded && a[1] != 0).then_some(rec.addr_len),
+            flags: (syscall == Syscall::Accept4).then(|| flags(SOCK_FLAGS, i64::from(int(3)))),
+            ..Args::default()
+        },
+        Syscall::Getsockopt | Syscall::Setsockopt => {
+            let level = i64::from(int(1));
+            let optname = i64::from(int(2));
+            // getsockopt's value exists only when the call succeeded; setsockopt's was passed in.
+            let has_value = syscall == Syscall::Setsockopt || rec.ret == 0;
+            Args {
+                fd,
+                level: Some(name_or_number(LEVELS, level)),
+                optname: Some(name_or_number(options_at(level), optname)),
+                optlen: has_value.then_some(rec.value_len),
+                value: (has_value && a[3] != 0)
+                    .then(|| sockopt::decode(level, optname, value_bytes, rec.value_len)),
+                ..Args::default()
+            }
+        }
+        Syscall::Shutdown => Args {
+            fd,
+            how: Some(name_or_number(SHUTDOWN_HOW, i64::from(int(1)))),
+            ..Args::default()
+        },
+        Syscall::Close => Args { fd, ..Args::default() },
+    }
+}
+
+fn int_at(b: &[u8], at: usize) -> i32 {
+    b.get(at..at + 4).and_then(|s| s.try_into().ok()).map_or(-1, i32::from_ne_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{KnownAddr, OptValue, SockAddr};
+    use tracer_common::{Header, RecordKind};
+
+    fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> SyscallRecord {
+        SyscallRecord {
+            header: Header::new(RecordKind::Syscall),
+            ts_ns: 1_000,
+            duration_ns: 31_000,
+            cgroup_id: 1,
+            ret,
+            args,
+            tgid: 4242,
+            tid: 4251,
+            uid: 0,
+            gid: 0,
+            syscall: syscall as u32,
+            flags: 0,
+            addr_len: 0,
+            value_len: 0,
+            addr_copied: 0,
+            value_copied: 0,
+            comm: *b"server\0\0\0\0\0\0\0\0\0\0",
+            addr: [0; 128],
+            value: [0; 128],
+        }
+    }
+
+    fn clock() -> Clock {
+        Clock { offset_ns: 0 }
+    }
+
+    #[test]
+    fn socket_with_type_flags() {
+        let rec = record(Syscall::Socket, [2, 1 | 0o2000000, 6, 0, 0, 0], 3);
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!(ev.args.domain.as_deref(), Some("AF_INET"));
+        assert_eq!(ev.args.sock_type.as_deref(), Some("SOCK_STREAM"));
+        assert_eq!(ev.args.flags.as_deref(), Some("SOCK_CLOEXEC"));
+        assert_eq!(ev.args.protocol.as_deref(), Some("IPPROTO_TCP"));
+        assert_eq!((ev.pid, ev.tid, ev.comm.as_str(), ev.errno), (4242, 4251, "server", None));
+    }
+
+    #[test]
+    fn refused_connect() {
+        let mut rec = record(Syscall::Connect, [7, 0x7fff_0000, 16, 0, 0, 0], -111);
+        rec.addr[..2].copy_from_slice(&2_u16.to_ne_bytes());
+        rec.addr[2..4].copy_from_slice(&8080_u16.to_be_bytes());
+        rec.addr[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        rec.addr_len = 16;
+        rec.addr_copied = 16;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!(ev.errno, Some(Errno(111)));
+        assert_eq!(ev.args.fd, Some(7));
+        assert_eq!(
+            ev.args.addr,
+            Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 8080 }))
+        );
+        let json = serde_json::to_value(&ev).unwrap();
+        assert_eq!(json["errno"], "ECONNREFUSED");
+        assert_eq!(json["syscall"], "connect");
+        assert_eq!(json["duration_ns"], 31_000);
+        assert_eq!(json["args"]["addr"]["port"], 8080);
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, ev);
+    }
+
+    #[test]
+    fn getsockopt_value_only_on_success() {
+        let mut rec = record(Syscall::Getsockopt, [5, 1, 17, 0x7fff_0000, 0x7fff_0100, 0], 0);
+        rec.value[..12].copy_from_slice(
+            &[1_i32, 0, 0].iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<_>>(),
+        );
+        rec.value_len = 12;
+        rec.value_copied = 12;
+        let ok = decode(&rec, &clock()).unwrap();
+        assert_eq!(ok.args.optname.as_deref(), Some("SO_PEERCRED"));
+        assert_eq!(ok.args.value, Some(OptValue::Cred { pid: 1, uid: 0, gid: 0 }));
+        rec.ret = -92;
+        let failed = decode(&rec, &clock()).unwrap();
+        assert_eq!((failed.args.value, failed.args.optlen), (None, None));
+        assert_eq!(failed.errno.map(|e| e.name().into_owned()).as_deref(), Some("ENOPROTOOPT"));
+    }
+
+    #[test]
+    fn socketpair_fds() {
+        let mut rec = record(Syscall::Socketpair, [1, 1, 0, 0x7fff_0000, 0, 0], 0);
+        rec.value[..8]
+            .copy_from_slice(&[3_i32, 4].iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<_>>());
+        rec.value_len = 8;
+        rec.value_copied = 8;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!(ev.args.fds, Some([3, 4]));
+        assert_eq!(ev.args.protocol.as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn exit_without_entry_has_no_args() {
+        let mut rec = record(Syscall::Accept4, [0; 6], 5);
+        rec.flags = FLAG_NO_ENTRY;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert!(ev.in_flight_at_attach);
+        assert_eq!((ev.args, ev.duration_ns), (Args::default(), None));
+    }
+
+    #[test]
+    fn unknown_syscall_id_is_skipped() {
+        let mut rec = record(Syscall::Close, [3, 0, 0, 0, 0, 0], 0);
+        rec.syscall = 999;
+        assert!(decode(&rec, &clock()).is_none());
+    }
+
+    #[test]
+    fn shutdown_and_listen() {
+        let ev = decode(&record(Syscall::Shutdown, [3, 1, 0, 0, 0, 0], 0), &clock()).unwrap();
+        assert_eq!(ev.args.how.as_deref(), Some("SHUT_WR"));
+        let ev = decode(&record(Syscall::Listen, [3, 128, 0, 0, 0, 0], 0), &clock()).unwrap();
+        assert_eq!(ev.args.backlog, Some(128));
+    }
+}

@@ -1,0 +1,210 @@
+//! The typed event every stage after the source works on. Serialized, it is the JSON Lines
+//! contract: field names here are what users' scripts read.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use tracer_common::Syscall;
+
+use crate::decode::errno::Errno;
+
+/// One socket syscall, entry and exit together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Wall-clock time of the call's entry.
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    /// Kernel monotonic time of the entry, for ordering and deltas.
+    pub ts_ns: u64,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub comm: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub cgroup_id: u64,
+    #[serde(with = "syscall_name")]
+    pub syscall: Syscall,
+    pub args: Args,
+    pub ret: i64,
+    /// Set when the call failed.
+    pub errno: Option<Errno>,
+    /// Unknown (null) when the entry was not seen.
+    pub duration_ns: Option<u64>,
+    /// The call was already in progress when tracing started: arguments are unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_flight_at_attach: bool,
+}
+
+impl Event {
+    pub fn failed(&self) -> bool {
+        self.errno.is_some()
+    }
+}
+
+/// Events the kernel could not deliver (ring buffer full) since the previous loss record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Loss {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub lost: u64,
+    pub total_lost: u64,
+}
+
+/// A traced process ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub comm: String,
+}
+
+/// One line of the JSON stream.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordRef<'a> {
+    Event(&'a Event),
+    Loss(&'a Loss),
+    Exit(&'a ProcessExit),
+}
+
+/// Decoded arguments; absent keys do not apply to the syscall.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Args {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SockAddr>,
+    /// The address length passed in (bind, connect) or reported back (accept, getsockname...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addrlen: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub sock_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// `SOCK_CLOEXEC|SOCK_NONBLOCK` style flags (socket type flags, accept4 flags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optlen: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<OptValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<[i32; 2]>,
+}
+
+/// A socket address as the kernel saw it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SockAddr {
+    Known(KnownAddr),
+    /// A family wsltrace does not decode: the raw bytes after the family field.
+    Other {
+        family: String,
+        hex: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family")]
+pub enum KnownAddr {
+    #[serde(rename = "AF_INET")]
+    Inet { ip: Ipv4Addr, port: u16 },
+    #[serde(rename = "AF_INET6")]
+    Inet6 { ip: Ipv6Addr, port: u16, scope_id: u32, flowinfo: u32 },
+    #[serde(rename = "AF_UNIX")]
+    Unix(UnixAddr),
+    #[serde(rename = "AF_VSOCK")]
+    Vsock { cid: u32, port: u32 },
+    #[serde(rename = "AF_NETLINK")]
+    Netlink { portid: u32, groups: u32 },
+    #[serde(rename = "AF_PACKET")]
+    Packet { protocol: String, ifindex: i32, hatype: u16, pkttype: u8, addr: String },
+    /// `AF_UNSPEC`: connect() to it dissolves a UDP association.
+    #[serde(rename = "AF_UNSPEC")]
+    Unspec {},
+}
+
+/// An AF_UNIX address: a filesystem path, an abstract name, or unnamed (neither key).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnixAddr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The abstract name, without its leading NUL; bytes that are not printable are escaped.
+    #[serde(default, rename = "abstract", skip_serializing_if = "Option::is_none")]
+    pub abstract_name: Option<String>,
+}
+
+/// A decoded socket option value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OptValue {
+    Int(i64),
+    /// A named constant: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ERROR (an errno name).
+    Name(String),
+    Cred {
+        pid: i32,
+        uid: u32,
+        gid: u32,
+    },
+    Linger {
+        onoff: i32,
+        linger: i32,
+    },
+    Timeval {
+        sec: i64,
+        usec: i64,
+    },
+    /// Anything else, as hex; `truncated` when the value was longer than the copy.
+    Bytes {
+        hex: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        truncated: bool,
+    },
+}
+
+/// Serializes a time as RFC3339 in UTC with nanoseconds, e.g. `2026-11-21T11:02:03.104512345Z`.
+pub(crate) mod rfc3339_ns {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ts: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ts.to_rfc3339_opts(SecondsFormat::Nanos, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod syscall_name {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(syscall: &Syscall, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(syscall.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Syscall, D::Error> {
+        let name = String::deserialize(d)?;
+        crate::decode::names::syscall_by_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown syscall {name:?}")))
+    }
+}

@@ -1,0 +1,100 @@
+//! Kernel struct layouts from the running kernel's BTF (/sys/kernel/btf/vmlinux).
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use btf_rs::{Btf, Type};
+use tracer_common::layout::KernelLayout;
+
+const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+/// The offsets the programs need, or `None` (with the reason logged) when this kernel has no
+/// BTF: wsltrace then does without what they give.
+pub fn kernel_layout() -> Option<KernelLayout> {
+    if !Path::new(VMLINUX).exists() {
+        tracing::warn!(
+            "{VMLINUX} is missing (kernel built without CONFIG_DEBUG_INFO_BTF): close() is traced for every fd, not just sockets"
+        );
+        return None;
+    }
+    match Btf::from_file(VMLINUX).map_err(anyhow::Error::from).and_then(|btf| resolve(&btf)) {
+        Ok(layout) => Some(layout),
+        Err(err) => {
+            tracing::warn!(
+                "cannot read kernel struct layouts from {VMLINUX} ({err:#}): close() is traced for every fd"
+            );
+            None
+        }
+    }
+}
+
+fn resolve(btf: &Btf) -> Result<KernelLayout> {
+    let off = |strukt: &str, member: &str| -> Result<u32> {
+        member_offset(btf, strukt, member).with_context(|| format!("{strukt}.{member}"))
+    };
+    Ok(KernelLayout {
+        resolved: 1,
+        task_files: off("task_struct", "files")?,
+        files_fdt: off("files_struct", "fdt")?,
+        fdt_max_fds: off("fdtable", "max_fds")?,
+        fdt_fd: off("fdtable", "fd")?,
+        file_inode: off("file", "f_inode")?,
+        inode_mode: off("inode", "i_mode")?,
+        _pad: 0,
+    })
+}
+
+/// Byte offset of `member` in `struct strukt`, looking inside anonymous structs and unions.
+pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32> {
+    let types = btf.resolve_types_by_name(strukt)?;
+    let found = types.iter().find_map(|t| match t {
+        Type::Struct(s) => Some(s),
+        _ => None,
+    });
+    let Some(s) = found else { bail!("no struct {strukt} in the kernel's BTF") };
+    find_member(btf, s, member)?
+        .map(|bits| bits / 8)
+        .ok_or_else(|| anyhow!("struct {strukt} has no member {member}"))
+}
+
+fn find_member(btf: &Btf, s: &btf_rs::Struct, wanted: &str) -> Result<Option<u32>> {
+    for m in &s.members {
+        let name = btf.resolve_name(m).unwrap_or_default();
+        if name == wanted {
+            if m.bitfield_size().is_some_and(|size| size != 0) {
+                bail!("{wanted} is a bit field");
+            }
+            return Ok(Some(m.bit_offset()));
+        }
+        if name.is_empty()
+            && let Type::Struct(inner) | Type::Union(inner) = btf.resolve_chained_type(m)?
+            && let Some(bits) = find_member(btf, &inner, wanted)?
+        {
+            return Ok(Some(m.bit_offset() + bits));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The running kernel's BTF (every machine wsltrace tests on has it).
+    #[test]
+    fn resolves_the_running_kernels_layout() {
+        let layout = kernel_layout().expect("this kernel has BTF");
+        assert_eq!(layout.resolved, 1);
+        // Offsets that exist on every kernel: fdtable starts with max_fds, then fd.
+        assert_eq!(layout.fdt_max_fds, 0);
+        assert_eq!(layout.fdt_fd, 8);
+        assert!(layout.task_files > 0 && layout.file_inode > 0);
+    }
+
+    #[test]
+    fn missing_members_are_errors() {
+        let btf = Btf::from_file(VMLINUX).unwrap();
+        assert!(member_offset(&btf, "task_struct", "no_such_member").is_err());
+        assert!(member_offset(&btf, "no_such_struct", "x").is_err());
+    }
+}

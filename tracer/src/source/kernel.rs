@@ -1,0 +1,168 @@
+//! Loads the kernel programs, configures them, attaches them, and owns them while tracing.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use tracer_common::{
+    Syscall,
+    config::{
+        Counter, ErrnoSet, GLOBAL_ERRNO_SET, GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY,
+        GLOBAL_FORK_CHILD_OFF, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_EVENTS,
+        MAP_TRACED,
+    },
+    layout::GLOBAL_LAYOUT,
+};
+
+use super::tracefs;
+
+/// The object built from `tracer-ebpf` by build.rs.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+
+/// What the kernel side should record.
+#[derive(Clone, Debug)]
+pub struct KernelOptions {
+    pub syscalls: Vec<Syscall>,
+    pub failed_only: bool,
+    pub errnos: ErrnoSet,
+    pub follow_forks: bool,
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+}
+
+/// Totals of the kernel programs' per-CPU counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Records the ring buffer had no room for.
+    pub lost: u64,
+    /// Exits seen without their entry (in flight at attach).
+    pub no_entry: u64,
+}
+
+pub struct Kernel {
+    // Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    traced: HashMap<MapData, u32, u32>,
+    counters: PerCpuArray<MapData, u64>,
+    /// Syscalls whose tracepoints are attached.
+    pub syscalls: Vec<Syscall>,
+}
+
+impl Kernel {
+    /// Loads and attaches the programs; returns the ring buffer to read records from.
+    /// Nothing is recorded until a process is added with [`Kernel::trace`].
+    pub fn load(opts: &KernelOptions) -> Result<(Kernel, RingBuf<MapData>)> {
+        raise_memlock_limit();
+        let tracefs = tracefs::ensure_mounted()?;
+        let fork_child_off =
+            tracefs::field_offset(&tracefs, "sched", "sched_process_fork", "child_pid")?
+                .context("sched:sched_process_fork has no child_pid field")?;
+        // Older kernels lack group_dead: 0 tells the programs to use "main thread exited".
+        let group_dead_off =
+            tracefs::field_offset(&tracefs, "sched", "sched_process_exit", "group_dead")?
+                .unwrap_or(0);
+        let layout = super::btf::kernel_layout().unwrap_or_default();
+        let tracer_tgid = std::process::id();
+        let failed_only = u32::from(opts.failed_only);
+        let wakeup_bytes = u64::from(opts.ring_bytes / 4);
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
+            .override_global(GLOBAL_FAILED_ONLY, &failed_only, true)
+            .override_global(GLOBAL_ERRNO_SET, &opts.errnos, true)
+            .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
+            .override_global(GLOBAL_FORK_CHILD_OFF, &fork_child_off, true)
+            .override_global(GLOBAL_EXIT_GROUP_DEAD_OFF, &group_dead_off, true)
+            .override_global(GLOBAL_LAYOUT, &layout, true)
+            .map_max_entries(MAP_EVENTS, opts.ring_bytes)
+            .load(PROGRAMS)
+            .context("loading the eBPF programs into the kernel")?;
+
+        let syscalls = attach_syscalls(&mut ebpf, &tracefs, &opts.syscalls)?;
+        attach(&mut ebpf, "sched", "sched_process_exit")?;
+        if opts.follow_forks {
+            attach(&mut ebpf, "sched", "sched_process_fork")?;
+        }
+
+        let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
+        let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
+        let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
+        Ok((Kernel { _ebpf: ebpf, traced, counters, syscalls }, ring))
+    }
+
+    /// Starts recording process `tgid` (all its threads).
+    pub fn trace(&mut self, tgid: u32) -> Result<()> {
+        self.traced
+            .insert(tgid, 0, 0)
+            .with_context(|| format!("adding pid {tgid} to the traced set"))
+    }
+
+    /// The traced set as the kernel holds it: the processes given, plus followed children,
+    /// minus exited ones.
+    pub fn traced(&self) -> Vec<u32> {
+        self.traced.keys().filter_map(Result::ok).collect()
+    }
+
+    /// Forgets a process that exited without the kernel noticing (it died before being added).
+    pub fn untrace(&mut self, tgid: u32) {
+        let _ = self.traced.remove(&tgid);
+    }
+
+    pub fn counters(&self) -> Result<Counters> {
+        let sum = |counter: Counter| -> Result<u64> {
+            Ok(self.counters.get(&(counter as u32), 0)?.iter().sum())
+        };
+        Ok(Counters { lost: sum(Counter::RingFull)?, no_entry: sum(Counter::NoEntry)? })
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
+}
+
+fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<()> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
+        .try_into()?;
+    program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+    program.attach(category, name).with_context(|| format!("attaching to {category}:{name}"))?;
+    Ok(())
+}
+
+/// Attaches enter and exit of each syscall; a syscall whose tracepoints this kernel lacks is
+/// skipped with a warning. Returns the syscalls attached.
+fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Result<Vec<Syscall>> {
+    let mut attached = Vec::new();
+    for &syscall in wanted {
+        let (enter, exit) = (syscall.enter_tracepoint(), syscall.exit_tracepoint());
+        if !tracefs::has_tracepoint(tracefs, "syscalls", enter)
+            || !tracefs::has_tracepoint(tracefs, "syscalls", exit)
+        {
+            tracing::warn!(
+                "this kernel has no syscalls:{enter}/{exit} tracepoints: {} is not traced",
+                syscall.name()
+            );
+            continue;
+        }
+        attach(ebpf, "syscalls", exit)?;
+        attach(ebpf, "syscalls", enter)?;
+        attached.push(syscall);
+    }
+    if attached.is_empty() {
+        bail!(
+            "this kernel has no syscall tracepoints for socket calls (it was built without CONFIG_FTRACE_SYSCALLS): wsltrace cannot trace on it"
+        );
+    }
+    Ok(attached)
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it (best effort).
+fn raise_memlock_limit() {
+    use nix::sys::resource::{Resource, setrlimit};
+    let _ = setrlimit(Resource::RLIMIT_MEMLOCK, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
+}
