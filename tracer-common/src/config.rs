@@ -8,6 +8,8 @@ pub const MAP_TRACED: &str = "TRACED";
 pub const MAP_PENDING: &str = "PENDING";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// `Array<u64>` of [`ErrnoSet::WORDS`] words: the `--errno` set as a bitmap (bit n = errno n).
+pub const MAP_ERRNOS: &str = "ERRNOS";
 
 /// Default ring buffer size in bytes (a power of two): about 20,000 syscall records.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
@@ -33,8 +35,8 @@ pub const COUNTER_COUNT: u32 = 2;
 pub const GLOBAL_TRACER_TGID: &str = "TRACER_TGID";
 /// `u32`: non-zero to record only failed calls.
 pub const GLOBAL_FAILED_ONLY: &str = "FAILED_ONLY";
-/// [`ErrnoSet`]: when non-empty, record only calls failing with one of these errnos.
-pub const GLOBAL_ERRNO_SET: &str = "ERRNO_SET";
+/// `u32`: non-zero to record only calls failing with an errno in [`MAP_ERRNOS`].
+pub const GLOBAL_ERRNO_FILTER: &str = "ERRNO_FILTER";
 /// `u64`: bytes waiting in the ring buffer above which a record wakes the reader up.
 pub const GLOBAL_WAKEUP_BYTES: &str = "WAKEUP_BYTES";
 /// `u32`: offset of `child_pid` in `sched:sched_process_fork`'s record.
@@ -43,45 +45,31 @@ pub const GLOBAL_FORK_CHILD_OFF: &str = "FORK_CHILD_OFF";
 /// lacks the field (then a process ends when its main thread exits).
 pub const GLOBAL_EXIT_GROUP_DEAD_OFF: &str = "EXIT_GROUP_DEAD_OFF";
 
-/// Errnos the kernel keeps (1..=MAX), as a bitmap; errnos above it are never filtered in.
-#[repr(C)]
+/// The `--errno` set, built by userspace and written to [`MAP_ERRNOS`] word by word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ErrnoSet {
-    pub bits: [u64; 9],
-    /// Non-zero when the set is in use.
-    pub enabled: u64,
+    pub words: [u64; ErrnoSet::WORDS as usize],
 }
 
 impl ErrnoSet {
-    /// Covers every errno the kernel returns to userspace, including the 512+ restart codes.
+    /// Covers every errno the kernel returns, including the 512+ restart codes.
     pub const MAX: u32 = 575;
+    pub const WORDS: u32 = Self::MAX / 64 + 1;
 
     pub const fn empty() -> Self {
-        ErrnoSet { bits: [0; 9], enabled: 0 }
+        ErrnoSet { words: [0; Self::WORDS as usize] }
     }
 
+    /// Adds `errno`; false when it is out of the range the kernel filter covers.
     pub fn insert(&mut self, errno: u32) -> bool {
         if errno == 0 || errno > Self::MAX {
             return false;
         }
-        self.bits[(errno / 64) as usize] |= 1 << (errno % 64);
-        self.enabled = 1;
+        self.words[(errno / 64) as usize] |= 1 << (errno % 64);
         true
     }
 
-    #[inline(always)]
-    pub fn contains(&self, errno: u32) -> bool {
-        if errno > Self::MAX {
-            return false;
-        }
-        let word = (errno / 64) as usize;
-        match self.bits.get(word) {
-            Some(bits) => bits & (1 << (errno % 64)) != 0,
-            None => false,
-        }
+    pub fn is_empty(&self) -> bool {
+        self.words.iter().all(|w| *w == 0)
     }
 }
-
-#[cfg(feature = "user")]
-// SAFETY: `#[repr(C)]` array of u64 plus a u64, no padding, valid for any bit pattern.
-unsafe impl aya::Pod for ErrnoSet {}

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     SyscallRecord,
@@ -27,12 +27,17 @@ pub static SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// The `--errno` bitmap; a map lookup bounds the index at run time, which the verifier
+/// accepts where a variable index into a stack copy of a global was refused.
+#[map]
+pub static ERRNOS: Array<u64> = Array::with_max_entries(ErrnoSet::WORDS, 0);
+
 #[unsafe(no_mangle)]
 pub static TRACER_TGID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static FAILED_ONLY: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-pub static ERRNO_SET: Global<ErrnoSet> = Global::new(ErrnoSet::empty());
+pub static ERRNO_FILTER: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static WAKEUP_BYTES: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]

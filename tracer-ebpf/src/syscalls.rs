@@ -17,7 +17,7 @@ use tracer_common::{
 
 use crate::{
     capture::{read_user, read_user_len},
-    maps::{ERRNO_SET, FAILED_ONLY, PENDING, SCRATCH, count, is_traced},
+    maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, count, is_traced},
     output::emit,
     task::fd_is_socket,
 };
@@ -128,11 +128,15 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
 /// The in-kernel result filters: `--failed` and `--errno`.
 #[inline(always)]
 fn keep(ret: i64) -> bool {
-    let errnos = ERRNO_SET.load();
+    let errno_filter = ERRNO_FILTER.load() != 0;
     if ret >= 0 {
-        return FAILED_ONLY.load() == 0 && errnos.enabled == 0;
+        return FAILED_ONLY.load() == 0 && !errno_filter;
     }
-    errnos.enabled == 0 || errnos.contains((-ret) as u32)
+    if !errno_filter {
+        return true;
+    }
+    let errno = (-ret) as u32;
+    ERRNOS.get(errno / 64).is_some_and(|word| word & (1 << (errno % 64)) != 0)
 }
 
 #[inline(always)]

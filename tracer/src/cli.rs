@@ -153,6 +153,14 @@ pub struct DemoArgs {
     #[arg(long)]
     pub wait: bool,
 
+    /// burst: getsockopt calls to make in all
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+
+    /// burst: threads making them
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub threads: u64,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -168,6 +176,10 @@ pub enum Scenario {
     Threads,
     /// A child that forks a grandchild which connects immediately
     Fork,
+    /// A server blocked in accept() until one client connects (prints its port)
+    Server,
+    /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
+    Burst,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

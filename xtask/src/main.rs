@@ -1,1 +1,109 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo) and
+//! `cargo xtask test` (lints and every test, as root).
+
+mod prerequisites;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "wsltrace project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing (nightly rust-src, bpf-linker, strace), build the release
+    /// binary and run it on the built-in demo workload
+    Setup,
+    /// Check formatting and lints, then run every test (unit and integration, as root)
+    Test {
+        /// Skip `cargo fmt --check` and clippy
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name)
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::Setup => {
+            prerequisites::install()?;
+            cargo(&["build", "--release", "--package", "tracer"])?;
+            require_root("the demo loads eBPF programs")?;
+            run_cmd(Command::new("target/release/wsltrace").arg("demo"))
+        }
+        Task::Test { no_lint, cargo_args } => {
+            prerequisites::install()?;
+            if !no_lint {
+                cargo(&["fmt", "--all", "--check"])?;
+                cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+                clippy_ebpf()?;
+            }
+            require_root("the integration tests load eBPF programs into the kernel")?;
+            let mut args = vec!["test"];
+            if !cargo_args.is_empty() {
+                args.push("--");
+                args.extend(cargo_args.iter().map(String::as_str));
+            }
+            cargo(&args)
+        }
+    }
+}
+
+/// The kernel programs build for the BPF target only: lint them there.
+fn clippy_ebpf() -> Result<()> {
+    run_cmd(
+        Command::new("cargo")
+            .args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+            ])
+            .args(["--package", "tracer-ebpf", "--", "-D", "warnings"]),
+    )
+}
+
+fn require_root(why: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("{why}: run as root (e.g. `sudo -E cargo xtask ...`)");
+    }
+    Ok(())
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run_cmd(Command::new(env_or("CARGO", "cargo")).args(args))
+}
+
+fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}

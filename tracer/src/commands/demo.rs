@@ -19,12 +19,13 @@ use nix::sys::socket::{
 
 use crate::cli::{DemoArgs, Scenario, TraceArgs};
 
+// SO_TYPE, read in the burst loop.
+const SO_TYPE: libc::c_int = libc::SO_TYPE;
+
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     if args.untraced {
-        if args.wait {
-            wait_for_go()?;
-        }
-        run_scenario(args.scenario)?;
+        let ready = if args.wait { wait_for_go } else { || Ok(()) };
+        run_scenario(&args, ready)?;
         return Ok(ExitCode::SUCCESS);
     }
     let scenario = clap::ValueEnum::to_possible_value(&args.scenario)
@@ -33,7 +34,11 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     // The binary's own path rather than /proc/self/exe, so that its comm reads "wsltrace".
     let exe = std::env::current_exe().context("locating the wsltrace binary")?;
     let mut command = vec![exe.into_os_string()];
-    command.extend(["demo", "--untraced", &scenario].map(OsString::from));
+    let (count, threads) = (args.count.to_string(), args.threads.to_string());
+    command.extend(
+        ["demo", "--untraced", &scenario, "--count", &count, "--threads", &threads]
+            .map(OsString::from),
+    );
     super::trace::run(TraceArgs {
         pids: Vec::new(),
         follow_forks: true,
@@ -55,8 +60,15 @@ fn wait_for_go() -> Result<()> {
     Ok(())
 }
 
-pub fn run_scenario(scenario: Scenario) -> Result<()> {
-    match scenario {
+/// Runs a workload; `ready` is called once it is set up (threads started), before any
+/// socket call.
+pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
+    match args.scenario {
+        Scenario::Threads => return threads(4, ready),
+        Scenario::Burst => return burst(args.count, args.threads as usize, ready),
+        _ => ready()?,
+    }
+    match args.scenario {
         Scenario::All => {
             tcp()?;
             refused()?;
@@ -67,8 +79,9 @@ pub fn run_scenario(scenario: Scenario) -> Result<()> {
             invalid_arguments()
         }
         Scenario::Refused => refused(),
-        Scenario::Threads => threads(4),
         Scenario::Fork => fork_grandchild(),
+        Scenario::Server => server(),
+        Scenario::Threads | Scenario::Burst => Ok(()),
     }
 }
 
@@ -240,15 +253,18 @@ fn invalid_arguments() -> Result<()> {
     Ok(())
 }
 
-/// `n` threads connect to one listener at once; the main thread accepts.
-fn threads(n: usize) -> Result<()> {
-    let (listener, addr) = tcp_listener()?;
-    let start = Arc::new(Barrier::new(n));
+/// `n` threads, started before `ready`, each connect to a listener the main thread accepts on.
+fn threads(n: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let start = Arc::new(Barrier::new(n + 1));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SockaddrIn>();
+    let addr_rx = Arc::new(std::sync::Mutex::new(addr_rx));
     let workers: Vec<_> = (0..n)
         .map(|_| {
             let start = Arc::clone(&start);
+            let addr_rx = Arc::clone(&addr_rx);
             std::thread::spawn(move || -> Result<()> {
                 start.wait();
+                let addr = addr_rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv()?;
                 let sock = tcp_socket()?;
                 connect(sock.as_raw_fd(), &addr)?;
                 drop(sock);
@@ -256,6 +272,12 @@ fn threads(n: usize) -> Result<()> {
             })
         })
         .collect();
+    ready()?;
+    let (listener, addr) = tcp_listener()?;
+    for _ in 0..n {
+        addr_tx.send(addr)?;
+    }
+    start.wait();
     for _ in 0..n {
         drop(accept4_with_peer(&listener)?);
     }
@@ -291,6 +313,55 @@ fn fork_grandchild() -> Result<()> {
             drop(accept4_with_peer(&listener)?);
             waitpid(child, None)?;
         }
+    }
+    Ok(())
+}
+
+/// Listens on 127.0.0.1, says where, and blocks in accept() for one client.
+fn server() -> Result<()> {
+    let (listener, addr) = tcp_listener()?;
+    println!("listening {} {}", std::process::id(), addr.port());
+    std::io::stdout().flush()?;
+    drop(accept4_with_peer(&listener)?);
+    Ok(())
+}
+
+/// `threads` threads make `count` getsockopt(SO_TYPE) calls in all, as fast as they can.
+/// Each thread also makes one socket() and one close(): `count + 2 * threads` calls.
+fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let start = Arc::new(Barrier::new(threads + 1));
+    let per_thread = count / threads as u64;
+    let extra = count % threads as u64;
+    let workers: Vec<_> = (0..threads as u64)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            let calls = per_thread + u64::from(i < extra);
+            std::thread::spawn(move || -> Result<()> {
+                start.wait();
+                let sock = tcp_socket()?;
+                let mut value: libc::c_int = 0;
+                for _ in 0..calls {
+                    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+                    // SAFETY: valid pointers to a local int and its length.
+                    unsafe {
+                        libc::getsockopt(
+                            sock.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            SO_TYPE,
+                            (&raw mut value).cast(),
+                            &mut len,
+                        )
+                    };
+                }
+                drop(sock);
+                Ok(())
+            })
+        })
+        .collect();
+    ready()?;
+    start.wait();
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
     }
     Ok(())
 }

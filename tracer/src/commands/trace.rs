@@ -110,6 +110,8 @@ enum Stop {
 }
 
 async fn trace(args: TraceArgs) -> Result<ExitCode> {
+    // First of all: a signal that arrives while the programs load must end the trace cleanly.
+    let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
     let sinks = sinks(&args.output)?;
@@ -131,8 +133,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
     let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
-    let (stop, status) = session.run(ring, launched.as_mut(), args.duration).await?;
+    let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
     eprintln!("{}", session.pipeline.summary());
+    session.kernel.detach();
     Ok(exit_code(stop, status, launched.is_some()))
 }
 
@@ -182,6 +185,7 @@ impl Session {
     async fn run(
         &mut self,
         ring: RingBuf<MapData>,
+        mut signals: mpsc::UnboundedReceiver<Origin>,
         mut launched: Option<&mut Launched>,
         duration: Option<Duration>,
     ) -> Result<(Stop, Option<ExitStatus>)> {
@@ -190,7 +194,6 @@ impl Session {
         let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|err| err.into_parts().1)
             .context("polling the ring buffer")?;
-        let mut signals = signal_stream()?;
         let mut poll = tokio::time::interval(POLL);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         let deadline = duration.map(|d| Instant::now() + d);

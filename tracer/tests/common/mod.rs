@@ -1,0 +1,177 @@
+//! Helpers for the integration tests: run the real `wsltrace` binary (as root: it loads eBPF
+//! programs into the running kernel) and read what it printed.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+pub const WSLTRACE: &str = env!("CARGO_BIN_EXE_wsltrace");
+
+pub fn wsltrace() -> Command {
+    let mut cmd = Command::new(WSLTRACE);
+    cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
+    cmd
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The JSON Lines records on stdout (with `--format json`).
+    pub fn records(&self) -> Vec<Value> {
+        parse_records(&self.stdout)
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.records().into_iter().filter(|r| r["type"] == "event").collect()
+    }
+
+    /// The last line on stderr: "wsltrace: N events, M lost".
+    pub fn summary(&self) -> (u64, u64) {
+        let line = self.stderr.lines().last().unwrap_or_default();
+        parse_summary(line).unwrap_or_else(|| panic!("no summary line in stderr:\n{}", self.stderr))
+    }
+}
+
+pub fn parse_records(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
+        .collect()
+}
+
+pub fn parse_summary(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("wsltrace: ")?;
+    let mut words = rest.split_whitespace();
+    let events = words.next()?.parse().ok()?;
+    let lost = words.nth(1)?.parse().ok()?;
+    Some((events, lost))
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run wsltrace");
+    Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `wsltrace <args...>` to completion.
+pub fn trace(args: &[&str]) -> Output {
+    run(wsltrace().args(args))
+}
+
+/// A workload started untraced that waits on stdin after printing "ready PID" (or prints
+/// "listening PID PORT" and blocks in accept for the server scenario).
+pub struct Workload {
+    pub child: Child,
+    pub pid: u32,
+    pub port: Option<u16>,
+    stdin: Option<ChildStdin>,
+}
+
+impl Workload {
+    pub fn start(args: &[&str]) -> Workload {
+        let mut child = Command::new(WSLTRACE)
+            .arg("demo")
+            .arg("--untraced")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start workload");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(matches!(words.first(), Some(&"ready" | &"listening")), "workload said {line:?}");
+        let pid = words[1].parse().expect("pid");
+        let port = words.get(2).map(|p| p.parse().expect("port"));
+        let stdin = child.stdin.take();
+        Workload { child, pid, port, stdin }
+    }
+
+    pub fn go(&mut self) {
+        let mut stdin = self.stdin.take().expect("go once");
+        stdin.write_all(b"go\n").expect("write go");
+    }
+
+    pub fn wait(mut self) -> ExitStatus {
+        self.child.wait().expect("wait workload")
+    }
+}
+
+/// A failed test must not leave its workload running.
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wsltrace run in the background, returned once it has attached.
+pub struct Tracer {
+    pub child: Child,
+    stderr_head: String,
+}
+
+impl Tracer {
+    /// Starts `wsltrace <args>` and waits for its "tracing ..." line.
+    pub fn attach(args: &[&str]) -> Tracer {
+        let mut child = wsltrace()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wsltrace");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).expect("read stderr") == 0 {
+                panic!("wsltrace exited before attaching:\n{head}");
+            }
+            head.push_str(&line);
+            if line.starts_with("wsltrace: tracing") {
+                break;
+            }
+        }
+        child.stderr = Some(stderr.into_inner());
+        Tracer { child, stderr_head: head }
+    }
+
+    pub fn finish(mut self) -> Output {
+        let mut stdout = String::new();
+        let mut stderr = self.stderr_head;
+        self.child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read");
+        self.child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read");
+        let status = self.child.wait().expect("wait wsltrace");
+        Output { status, stdout, stderr }
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal)
+            .expect("signal wsltrace");
+    }
+}
+
+/// Gives a process time to enter a blocking call.
+pub fn settle() {
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// `syscall=ret` or `syscall=ERRNO`, the shape the strace comparison works on.
+pub fn outcome(ev: &Value) -> String {
+    match ev["errno"].as_str() {
+        Some(errno) => format!("{}={errno}", ev["syscall"].as_str().unwrap_or("?")),
+        None => format!("{}={}", ev["syscall"].as_str().unwrap_or("?"), ev["ret"]),
+    }
+}

@@ -1,0 +1,517 @@
+//! The core tracer against the running kernel: real programs, real syscalls, exact events.
+
+mod common;
+
+use common::{Tracer, Workload, outcome, settle, trace, wsltrace};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+fn args_of(ev: &Value) -> &Value {
+    &ev["args"]
+}
+
+fn port_of(ev: &Value) -> u64 {
+    ev["args"]["addr"]["port"].as_u64().unwrap_or_else(|| panic!("no port in {ev}"))
+}
+
+/// Every traced syscall, succeeding and failing, decoded argument by argument.
+#[test]
+fn demo_workload_is_decoded_exactly() {
+    let out = trace(&["demo", "--format", "json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let events = out.events();
+    let pid = events[0]["pid"].as_u64().unwrap();
+    for ev in &events {
+        // One process, one thread: the workload; the exec gate made no socket call.
+        assert_eq!((ev["pid"].as_u64(), ev["tid"].as_u64()), (Some(pid), Some(pid)), "{ev}");
+        assert_eq!(ev["comm"], "wsltrace");
+        assert!(ev["duration_ns"].as_u64().unwrap() > 0, "{ev}");
+        assert!(ev["ts"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(ev["uid"], 0);
+    }
+
+    let find = |syscall: &str, family: &str, nth: usize| {
+        let matching = events
+            .iter()
+            .filter(|e| e["syscall"] == syscall && e["args"]["addr"]["family"] == family);
+        port_of(matching.clone().nth(nth).unwrap_or_else(|| panic!("no {syscall} #{nth}")))
+    };
+    let port = find("getsockname", "AF_INET", 0);
+    let peer = find("accept4", "AF_INET", 0);
+    let refused = find("getsockname", "AF_INET", 1);
+    let v6_port = find("getsockname", "AF_INET6", 0);
+    let rcvbuf = events[10]["args"]["value"].clone();
+    assert!(rcvbuf.as_i64().is_some_and(|b| b > 0), "SO_RCVBUF {rcvbuf}");
+    let dir = format!("/tmp/wsltrace-demo-{pid}");
+    let abstract_name = format!("wsltrace-demo-{pid}");
+    let tcp = json!({"domain":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP","flags":"SOCK_CLOEXEC"});
+    let unix =
+        json!({"domain":"AF_UNIX","type":"SOCK_STREAM","protocol":"0","flags":"SOCK_CLOEXEC"});
+    let lo = |port: u64| json!({"family":"AF_INET","ip":"127.0.0.1","port":port});
+    let path = |name: &str| json!({"family":"AF_UNIX","path":format!("{dir}/{name}")});
+    let cred = json!({"pid":pid,"uid":0,"gid":0});
+    let close = |fd: i32| ("close", json!({"fd":fd}), json!(0));
+
+    let mut expected: Vec<(&str, Value, Value)> = vec![
+        // TCP over loopback
+        ("socket", tcp.clone(), json!(3)),
+        (
+            "setsockopt",
+            json!({"fd":3,"level":"SOL_SOCKET","optname":"SO_REUSEADDR","optlen":4,"value":1}),
+            json!(0),
+        ),
+        ("bind", json!({"fd":3,"addr":lo(0),"addrlen":16}), json!(0)),
+        ("listen", json!({"fd":3,"backlog":16}), json!(0)),
+        ("getsockname", json!({"fd":3,"addr":lo(port),"addrlen":16}), json!(0)),
+        ("socket", tcp.clone(), json!(4)),
+        ("connect", json!({"fd":4,"addr":lo(port),"addrlen":16}), json!(0)),
+        ("accept4", json!({"fd":3,"addr":lo(peer),"addrlen":16,"flags":"SOCK_CLOEXEC"}), json!(5)),
+        ("getpeername", json!({"fd":5,"addr":lo(peer),"addrlen":16}), json!(0)),
+        (
+            "getsockopt",
+            json!({"fd":4,"level":"SOL_SOCKET","optname":"SO_ERROR","optlen":4,"value":0}),
+            json!(0),
+        ),
+        (
+            "getsockopt",
+            json!({"fd":5,"level":"SOL_SOCKET","optname":"SO_RCVBUF","optlen":4,"value":rcvbuf}),
+            json!(0),
+        ),
+        (
+            "setsockopt",
+            json!({"fd":4,"level":"SOL_TCP","optname":"TCP_NODELAY","optlen":4,"value":1}),
+            json!(0),
+        ),
+        ("shutdown", json!({"fd":4,"how":"SHUT_WR"}), json!(0)),
+        ("socket", tcp.clone(), json!(6)),
+        ("bind", json!({"fd":6,"addr":lo(port),"addrlen":16}), json!("EADDRINUSE")),
+        close(6),
+        close(5),
+        close(4),
+        close(3),
+        // A refused connect
+        ("socket", tcp.clone(), json!(3)),
+        ("bind", json!({"fd":3,"addr":lo(0),"addrlen":16}), json!(0)),
+        ("getsockname", json!({"fd":3,"addr":lo(refused),"addrlen":16}), json!(0)),
+        close(3),
+        ("socket", tcp.clone(), json!(3)),
+        ("connect", json!({"fd":3,"addr":lo(refused),"addrlen":16}), json!("ECONNREFUSED")),
+        close(3),
+        // AF_UNIX on a path: accept(2) with an unnamed peer, SO_PEERCRED; a missing path
+        ("socket", unix.clone(), json!(3)),
+        ("bind", json!({"fd":3,"addr":path("app.sock"),"addrlen":dir.len() + 11}), json!(0)),
+        ("listen", json!({"fd":3,"backlog":8}), json!(0)),
+        ("socket", unix.clone(), json!(4)),
+        ("connect", json!({"fd":4,"addr":path("app.sock"),"addrlen":dir.len() + 11}), json!(0)),
+        ("accept", json!({"fd":3,"addr":{"family":"AF_UNIX"},"addrlen":2}), json!(5)),
+        (
+            "getsockopt",
+            json!({"fd":5,"level":"SOL_SOCKET","optname":"SO_PEERCRED","optlen":12,"value":cred}),
+            json!(0),
+        ),
+        close(5),
+        close(4),
+        close(3),
+        ("socket", unix.clone(), json!(3)),
+        (
+            "connect",
+            json!({"fd":3,"addr":path("missing.sock"),"addrlen":dir.len() + 15}),
+            json!("ENOENT"),
+        ),
+        close(3),
+        // Abstract name; socketpair with SO_PEERCRED
+        ("socket", unix.clone(), json!(3)),
+        (
+            "bind",
+            json!({"fd":3,"addr":{"family":"AF_UNIX","abstract":abstract_name},"addrlen":abstract_name.len() + 3}),
+            json!(0),
+        ),
+        (
+            "getsockname",
+            json!({"fd":3,"addr":{"family":"AF_UNIX","abstract":abstract_name},"addrlen":abstract_name.len() + 3}),
+            json!(0),
+        ),
+        close(3),
+        (
+            "socketpair",
+            json!({"domain":"AF_UNIX","type":"SOCK_STREAM","protocol":"0","flags":"SOCK_CLOEXEC","fds":[3,4]}),
+            json!(0),
+        ),
+        (
+            "getsockopt",
+            json!({"fd":3,"level":"SOL_SOCKET","optname":"SO_PEERCRED","optlen":12,"value":cred}),
+            json!(0),
+        ),
+        close(3),
+        close(4),
+        // UDP (listen: EOPNOTSUPP) and IPv6
+        (
+            "socket",
+            json!({"domain":"AF_INET","type":"SOCK_DGRAM","protocol":"IPPROTO_IP","flags":"SOCK_CLOEXEC"}),
+            json!(3),
+        ),
+        ("bind", json!({"fd":3,"addr":lo(0),"addrlen":16}), json!(0)),
+        ("listen", json!({"fd":3,"backlog":1}), json!("EOPNOTSUPP")),
+        close(3),
+        (
+            "socket",
+            json!({"domain":"AF_INET6","type":"SOCK_STREAM","protocol":"IPPROTO_IP","flags":"SOCK_CLOEXEC"}),
+            json!(3),
+        ),
+        (
+            "bind",
+            json!({"fd":3,"addr":{"family":"AF_INET6","ip":"::1","port":0,"scope_id":0,"flowinfo":0},"addrlen":28}),
+            json!(0),
+        ),
+        (
+            "getsockname",
+            json!({"fd":3,"addr":{"family":"AF_INET6","ip":"::1","port":v6_port,"scope_id":0,"flowinfo":0},"addrlen":28}),
+            json!(0),
+        ),
+        close(3),
+        // Netlink, vsock
+        (
+            "socket",
+            json!({"domain":"AF_NETLINK","type":"SOCK_RAW","protocol":"NETLINK_ROUTE","flags":"SOCK_CLOEXEC"}),
+            json!(3),
+        ),
+        (
+            "bind",
+            json!({"fd":3,"addr":{"family":"AF_NETLINK","portid":0,"groups":0},"addrlen":12}),
+            json!(0),
+        ),
+        (
+            "getsockname",
+            json!({"fd":3,"addr":{"family":"AF_NETLINK","portid":pid,"groups":0},"addrlen":12}),
+            json!(0),
+        ),
+        close(3),
+        (
+            "socket",
+            json!({"domain":"AF_VSOCK","type":"SOCK_STREAM","protocol":"0","flags":"SOCK_CLOEXEC"}),
+            json!(3),
+        ),
+        (
+            "bind",
+            json!({"fd":3,"addr":{"family":"AF_VSOCK","cid":u32::MAX,"port":u32::MAX},"addrlen":16}),
+            json!(0),
+        ),
+        close(3),
+        // Arguments the kernel refuses
+        ("socket", tcp.clone(), json!(3)),
+        ("shutdown", json!({"fd":3,"how":"99"}), json!("EINVAL")),
+        ("accept", json!({"fd":3}), json!("EINVAL")),
+        (
+            "setsockopt",
+            json!({"fd":3,"level":"SOL_SOCKET","optname":"SO_RCVBUF","optlen":2,"value":{"hex":"0100"}}),
+            json!("EINVAL"),
+        ),
+        ("getsockopt", json!({"fd":3,"level":"SOL_TCP","optname":"9999"}), json!("ENOPROTOOPT")),
+        ("getpeername", json!({"fd":3}), json!("ENOTCONN")),
+        close(3),
+    ];
+    // A kernel without vsock refuses the socket: then there is no bind or close.
+    if events.iter().any(|e| e["args"]["domain"] == "AF_VSOCK" && e["errno"] == "EAFNOSUPPORT") {
+        let at = expected.iter().position(|e| e.1["domain"] == "AF_VSOCK").unwrap();
+        expected[at].2 = json!("EAFNOSUPPORT");
+        expected.drain(at + 1..at + 3);
+    }
+
+    let actual: Vec<(&str, &Value, Value)> = events
+        .iter()
+        .map(|ev| {
+            let result = match ev["errno"].as_str() {
+                Some(errno) => json!(errno),
+                None => ev["ret"].clone(),
+            };
+            (ev["syscall"].as_str().unwrap(), args_of(ev), result)
+        })
+        .collect();
+    assert_eq!(actual.len(), expected.len(), "event count; got:\n{}", out.stdout);
+    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        assert_eq!((a.0, a.1, &a.2), (e.0, &e.1, &e.2), "event {i}");
+    }
+    let (count, lost) = out.summary();
+    assert_eq!((count, lost), (events.len() as u64, 0));
+    // The last record says the process exited.
+    let records = out.records();
+    assert_eq!(records.last().unwrap()["type"], "exit");
+    assert_eq!(records.last().unwrap()["pid"], pid);
+}
+
+/// The text line a user reads for a refused connect.
+#[test]
+fn refused_connect_reads_like_strace() {
+    let out = trace(&["demo", "refused"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("connect("))
+        .unwrap_or_else(|| panic!("no connect line in:\n{}", out.stdout));
+    let (time, rest) = line.split_once(' ').unwrap();
+    assert!(
+        time.len() == 15 && time.as_bytes()[2] == b':' && time.as_bytes()[8] == b'.',
+        "time {time:?}"
+    );
+    let (who, call) = rest.split_once(' ').unwrap();
+    let pid = who.trim_start_matches("wsltrace[").split('/').next().unwrap();
+    assert_eq!(who, format!("wsltrace[{pid}/{pid}]"));
+    assert!(call.starts_with("connect(3, {AF_INET, 127.0.0.1:"), "{call}");
+    assert!(call.contains("}, 16) = -1 ECONNREFUSED (Connection refused) <"), "{call}");
+    assert!(call.ends_with("us>") || call.ends_with("ns>") || call.ends_with("ms>"), "{call}");
+    // Piped output never carries colour codes.
+    assert!(!out.stdout.contains('\u{1b}'));
+    assert!(out.stderr.lines().last().unwrap().starts_with("wsltrace: 7 events, 0 lost"));
+}
+
+/// `--pid` on a process whose threads exist before attach: every thread is seen.
+#[test]
+fn pid_attach_sees_every_thread() {
+    let mut workload = Workload::start(&["threads", "--wait"]);
+    let tracer = Tracer::attach(&["--pid", &workload.pid.to_string(), "--format", "json"]);
+    workload.go();
+    assert!(workload.wait().success());
+    let out = tracer.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let events = out.events();
+    let main = events.iter().filter(|e| e["tid"] == e["pid"]).map(outcome).collect::<Vec<_>>();
+    assert_eq!(
+        main,
+        [
+            "socket=3",
+            "setsockopt=0",
+            "bind=0",
+            "listen=0",
+            "getsockname=0",
+            "accept4=4",
+            "close=0",
+            "accept4=4",
+            "close=0",
+            "accept4=4",
+            "close=0",
+            "accept4=4",
+            "close=0",
+            "close=0",
+        ]
+        .map(str::to_owned)
+    );
+    let mut workers: Vec<u64> = events
+        .iter()
+        .filter(|e| e["tid"] != e["pid"])
+        .map(|e| e["tid"].as_u64().unwrap())
+        .collect();
+    workers.sort_unstable();
+    workers.dedup();
+    assert_eq!(workers.len(), 4, "four worker threads");
+    for tid in workers {
+        let calls: Vec<String> = events.iter().filter(|e| e["tid"] == tid).map(outcome).collect();
+        assert_eq!(calls.len(), 3, "thread {tid}: {calls:?}");
+        assert!(calls[0].starts_with("socket="), "{calls:?}");
+        assert_eq!(calls[1..], ["connect=0".to_owned(), "close=0".to_owned()]);
+    }
+}
+
+/// With -f (default for -- CMD), a grandchild that connects right after fork is traced.
+#[test]
+fn follow_forks_catches_a_grandchild() {
+    let out = trace(&["demo", "fork", "--format", "json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let records = out.records();
+    let top = records[0]["pid"].clone();
+    let exits: Vec<&Value> = records.iter().filter(|r| r["type"] == "exit").collect();
+    assert_eq!(exits.len(), 3, "the workload, its child and grandchild exit");
+    let grandchild: Vec<String> =
+        records.iter().filter(|r| r["type"] == "event" && r["pid"] != top).map(outcome).collect();
+    assert_eq!(grandchild, ["socket=4", "connect=0", "close=0"].map(str::to_owned));
+}
+
+#[test]
+fn no_follow_traces_the_command_only() {
+    let out = run_cmd_json(&["--no-follow"], &["fork"]);
+    let events = out.events();
+    let top = &events[0]["pid"];
+    assert!(events.iter().all(|e| &e["pid"] == top), "{}", out.stdout);
+    assert!(events.iter().any(|e| e["syscall"] == "accept4"));
+}
+
+/// `wsltrace [opts] --format json -- wsltrace demo --untraced <demo args>`
+fn run_cmd_json(opts: &[&str], demo: &[&str]) -> common::Output {
+    let mut cmd = wsltrace();
+    cmd.args(opts)
+        .args(["--format", "json", "--", common::WSLTRACE, "demo", "--untraced"])
+        .args(demo);
+    let out = common::run(&mut cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    out
+}
+
+/// A server blocked in accept() when wsltrace attaches: its accept is reported when it
+/// returns, flagged, instead of being lost.
+#[test]
+fn call_in_flight_at_attach_is_reported() {
+    let workload = Workload::start(&["server"]);
+    settle();
+    let tracer = Tracer::attach(&["--pid", &workload.pid.to_string(), "--format", "json"]);
+    let port = workload.port.unwrap();
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the server"));
+    assert!(workload.wait().success());
+    let out = tracer.finish();
+    let events = out.events();
+    let accept = &events[0];
+    assert_eq!(accept["syscall"], "accept4", "{}", out.stdout);
+    assert_eq!(accept["in_flight_at_attach"], true);
+    assert!(accept["ret"].as_i64().unwrap() >= 0);
+    assert_eq!(accept["duration_ns"], Value::Null);
+    assert_eq!(accept["args"], json!({}));
+    assert!(out.stderr.contains("(1 already in progress at attach)"), "{}", out.stderr);
+}
+
+/// A ring buffer far too small for a burst: every call is either delivered or counted lost,
+/// and the loss is visible in the stream.
+#[test]
+fn ring_overflow_is_counted_exactly() {
+    let (count, threads) = (200_000_u64, 2_u64);
+    let out = run_cmd_json(
+        &["--ring-size", "16K"],
+        &["burst", "--count", &count.to_string(), "--threads", &threads.to_string()],
+    );
+    let (events, lost) = out.summary();
+    // Each thread also made one socket() and one close().
+    assert_eq!(events + lost, count + 2 * threads, "{}", out.stderr);
+    assert!(lost > 0, "a 16K ring cannot hold a 200k burst");
+    let records = out.records();
+    let reported: u64 =
+        records.iter().filter(|r| r["type"] == "loss").map(|r| r["lost"].as_u64().unwrap()).sum();
+    assert_eq!(reported, lost, "loss records add up to the total");
+    assert_eq!(records.iter().filter(|r| r["type"] == "event").count() as u64, events);
+}
+
+#[test]
+fn command_exit_status_is_passed_through() {
+    let out = trace(&["--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
+    let out = trace(&["--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(out.status.code(), Some(128 + 15));
+}
+
+#[test]
+fn missing_command_fails_like_a_shell() {
+    let out = trace(&["--", "/nonexistent/server"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        out.stderr.contains("wsltrace: cannot run /nonexistent/server: No such file"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// SIGTERM ends a --pid trace at once, with the summary line.
+#[test]
+fn sigterm_stops_a_pid_trace() {
+    let workload = Workload::start(&["server"]);
+    let tracer = Tracer::attach(&["--pid", &workload.pid.to_string()]);
+    tracer.signal(Signal::SIGTERM);
+    let out = tracer.finish();
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert_eq!(out.summary(), (0, 0));
+    // The traced server was left alone.
+    let port = workload.port.unwrap();
+    drop(std::net::TcpStream::connect(("127.0.0.1", port)).expect("server still up"));
+    assert!(workload.wait().success());
+}
+
+/// With -- CMD, a SIGTERM sent to wsltrace with kill reaches the command; tracing goes on
+/// until it exits, and wsltrace exits with its status.
+#[test]
+fn sigterm_is_passed_on_to_the_command() {
+    let tracer = Tracer::attach(&["--format", "json", "--", "sleep", "30"]);
+    settle();
+    tracer.signal(Signal::SIGTERM);
+    let out = tracer.finish();
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", out.stderr);
+    assert!(out.records().iter().any(|r| r["type"] == "exit"), "the command's exit was traced");
+}
+
+#[test]
+fn duration_stops_tracing() {
+    let workload = Workload::start(&["server"]);
+    let started = std::time::Instant::now();
+    let out = trace(&["--pid", &workload.pid.to_string(), "--duration", "0.5"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(workload.pid as i32), Signal::SIGKILL);
+    workload.wait();
+}
+
+/// --failed, --errno and --syscall are applied in the kernel.
+#[test]
+fn kernel_filters() {
+    let failed = run_cmd_json(&["--failed"], &["all"]).events();
+    assert!(!failed.is_empty() && failed.iter().all(|e| e["errno"].is_string()));
+    assert_eq!(failed.len(), 9, "{failed:?}");
+
+    let refused = run_cmd_json(&["-e", "ECONNREFUSED,enoent"], &["all"]).events();
+    let outcomes: Vec<String> = refused.iter().map(outcome).collect();
+    assert_eq!(outcomes, ["connect=ECONNREFUSED", "connect=ENOENT"].map(str::to_owned));
+
+    let numeric = run_cmd_json(&["-e", "111"], &["all"]).events();
+    assert_eq!(numeric.iter().map(outcome).collect::<Vec<_>>(), ["connect=ECONNREFUSED"]);
+
+    let listens = run_cmd_json(&["-s", "listen,shutdown"], &["all"]).events();
+    let outcomes: Vec<String> = listens.iter().map(outcome).collect();
+    assert_eq!(
+        outcomes,
+        ["listen=0", "shutdown=0", "listen=0", "listen=EOPNOTSUPP", "shutdown=EINVAL"]
+            .map(str::to_owned)
+    );
+}
+
+/// -o writes JSON Lines to a file while the terminal gets text; both hold the same events.
+#[test]
+fn output_file_and_terminal_agree() {
+    let dir = std::env::temp_dir().join(format!("wsltrace-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.jsonl");
+    let out = common::run(wsltrace().args(["demo", "refused", "-o", file.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", out.stderr);
+    let recorded = common::parse_records(&std::fs::read_to_string(&file).unwrap());
+    let events: Vec<&Value> = recorded.iter().filter(|r| r["type"] == "event").collect();
+    let text: Vec<&str> = out.stdout.lines().filter(|l| !l.contains("+++")).collect();
+    assert_eq!(events.len(), text.len());
+    for (ev, line) in events.iter().zip(&text) {
+        assert!(line.contains(&format!("{}(", ev["syscall"].as_str().unwrap())), "{line}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bad input: one line naming the problem and the fix, non-zero exit.
+#[test]
+fn errors_are_one_clear_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--pid", "999999999"], "no such process: 999999999"),
+        (&["-e", "ECONNREFUSD", "--pid", "1"], "did you mean ECONNREFUSED?"),
+        (&["-s", "conect", "--pid", "1"], "unknown syscall 'conect'"),
+        (&[], "nothing to trace: give --pid PID or -- CMD"),
+        (&["--ring-size", "3M", "--pid", "1"], "must be a power of two"),
+    ];
+    for (args, message) in cases {
+        let out = trace(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+}
+
+/// Without privileges: refuse with the fix, before touching the kernel.
+#[test]
+fn unprivileged_users_are_told_to_use_sudo() {
+    use std::os::unix::process::CommandExt as _;
+    let out = common::run(wsltrace().args(["--pid", "1"]).uid(65534).gid(65534));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.stderr.trim(),
+        "wsltrace: error: wsltrace needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN) to load eBPF programs: run it with sudo"
+    );
+}

@@ -1,0 +1,96 @@
+//! What building and testing need beyond stable Rust, installed when missing.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Result, bail};
+
+use crate::run_cmd;
+
+/// bpf-linker 0.11+ needs an external LLVM; 0.10.3 uses rustc's own (see shared/TOOLCHAIN.md).
+const BPF_LINKER_VERSION: &str = "0.10.3";
+
+pub fn install() -> Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()?;
+    debian_package("strace", "strace")
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The kernel programs build with `-Z build-std=core` on nightly.
+fn nightly_with_rust_src() -> Result<()> {
+    if !succeeds(Command::new("rustup").args(["run", "nightly", "rustc", "--version"])) {
+        eprintln!("xtask: installing the nightly toolchain");
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]))
+    .unwrap_or_default();
+    if !installed.lines().any(|c| c.starts_with("rust-src")) {
+        eprintln!("xtask: adding rust-src to nightly");
+        run_cmd(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+    run_cmd(Command::new("cargo").args([
+        "install",
+        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+/// Installs a Debian package when `binary` is not on PATH (the tests compare with strace).
+fn debian_package(binary: &str, package: &str) -> Result<()> {
+    if succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {package}");
+    if !succeeds(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    ) {
+        run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", package])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
+        bail!("{binary} is still missing after installing {package}");
+    }
+    Ok(())
+}
