@@ -164,22 +164,31 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     let _ = PENDING.remove(pid_tgid);
 }
 
+/// Copies a user buffer into `buf`, recording how much was copied or that the pointer was bad.
 #[inline(always)]
-fn copy_addr(rec: &mut SyscallRecord, src: u64, len: u32) {
-    match read_user(&mut rec.addr, src, len) {
-        Some(n) => rec.addr_copied = n,
-        None if src != 0 => rec.flags |= FLAG_ADDR_FAULT,
+fn copy_user<const N: usize>(
+    buf: &mut [u8; N],
+    copied: &mut u32,
+    flags: &mut u32,
+    fault: u32,
+    src: u64,
+    len: u32,
+) {
+    match read_user(buf, src, len) {
+        Some(n) => *copied = n,
+        None if src != 0 => *flags |= fault,
         None => {}
     }
 }
 
 #[inline(always)]
+fn copy_addr(rec: &mut SyscallRecord, src: u64, len: u32) {
+    copy_user(&mut rec.addr, &mut rec.addr_copied, &mut rec.flags, FLAG_ADDR_FAULT, src, len);
+}
+
+#[inline(always)]
 fn copy_value(rec: &mut SyscallRecord, src: u64, len: u32) {
-    match read_user(&mut rec.value, src, len) {
-        Some(n) => rec.value_copied = n,
-        None if src != 0 => rec.flags |= FLAG_VALUE_FAULT,
-        None => {}
-    }
+    copy_user(&mut rec.value, &mut rec.value_copied, &mut rec.flags, FLAG_VALUE_FAULT, src, len);
 }
 
 /// Copies what the kernel wrote back to the caller, bounded by the size the caller offered.

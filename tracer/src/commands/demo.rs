@@ -359,9 +359,14 @@ fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
         })
         .collect();
     ready()?;
+    let started = std::time::Instant::now();
     start.wait();
     for worker in workers {
         worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
     }
+    // On stderr, for benchmarks: the loop's own time, without any tracer start-up.
+    let secs = started.elapsed().as_secs_f64();
+    let calls = count + 2 * threads as u64;
+    eprintln!("burst: {calls} calls in {secs:.6} s ({:.0} calls/s)", calls as f64 / secs);
     Ok(())
 }
