@@ -36,6 +36,51 @@ pub struct Event {
     /// The call was already in progress when tracing started: arguments are unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_flight_at_attach: bool,
+    /// The caller's namespaces at the time of the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<Namespaces>,
+    /// The caller's cgroup (v2) path, e.g. `/system.slice/nginx.service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// What the call's fd is (or, for socket/accept, the fd it returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketInfo>,
+}
+
+/// Namespace inode numbers, as in `/proc/PID/ns/*`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Namespaces {
+    pub net: u32,
+    pub mnt: u32,
+    pub pid: u32,
+    pub user: u32,
+    pub uts: u32,
+}
+
+/// A socket as lsof or `ss` would describe it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    /// The fd in the process that holds it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    /// `AF_INET`, `AF_UNIX`...
+    pub family: String,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`...
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub sock_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// `LISTEN`, `ESTABLISHED`, `UNCONNECTED`, `SYN_SENT`, `CLOSE_WAIT`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    pub local: Option<SockAddr>,
+    pub peer: Option<SockAddr>,
+    /// The socket's inode (`socket:[N]` in /proc/PID/fd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// For AF_UNIX: the inode of the connected peer socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_inode: Option<u64>,
 }
 
 impl Event {

@@ -64,6 +64,9 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         errno: Errno::from_ret(rec.ret),
         duration_ns: (!no_entry).then_some(rec.duration_ns),
         in_flight_at_attach: no_entry,
+        ns: None,
+        cgroup: None,
+        sock: None,
     })
 }
 

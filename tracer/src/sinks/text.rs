@@ -242,6 +242,9 @@ mod tests {
             errno: Errno::from_ret(ret),
             duration_ns: Some(31_000),
             in_flight_at_attach: false,
+            ns: None,
+            cgroup: None,
+            sock: None,
         }
     }
 
