@@ -45,6 +45,23 @@ pub struct Event {
     /// What the call's fd is (or, for socket/accept, the fd it returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<SocketInfo>,
+    /// Knowledge-base rules this call matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Finding>,
+}
+
+/// A knowledge-base rule that matched an event: what it means and what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// Stable rule id, e.g. `WSL-PEERCRED-ENOPROTOOPT`.
+    pub id: String,
+    /// `info`, `warning` or `error`.
+    pub severity: String,
+    pub title: String,
+    pub fix: String,
+    /// What this occurrence adds to the rule's text (who holds the port, which listener...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Namespace inode numbers, as in `/proc/PID/ns/*`.

@@ -67,6 +67,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         ns: None,
         cgroup: None,
         sock: None,
+        anomalies: Vec::new(),
     })
 }
 

@@ -245,6 +245,7 @@ mod tests {
             ns: None,
             cgroup: None,
             sock: None,
+            anomalies: Vec::new(),
         }
     }
 
