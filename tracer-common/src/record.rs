@@ -7,7 +7,7 @@ pub const VALUE_CAP: usize = 128;
 pub const COMM_LEN: usize = 16;
 
 /// Version of the record layouts below; bump it on any layout change.
-pub const RECORD_VERSION: u16 = 1;
+pub const RECORD_VERSION: u16 = 2;
 
 /// What a record is. Numbers are never reused.
 #[repr(u16)]
@@ -81,11 +81,25 @@ pub struct SyscallRecord {
     pub addr_copied: u32,
     pub value_copied: u32,
     pub comm: [u8; COMM_LEN],
+    /// The caller's namespaces at entry; all zero when the kernel layout is unknown.
+    pub ns: NsInums,
     pub addr: [u8; ADDR_CAP],
     pub value: [u8; VALUE_CAP],
 }
 
-const _: () = assert!(size_of::<SyscallRecord>() == 400);
+const _: () = assert!(size_of::<SyscallRecord>() == 424);
+
+/// Namespace inode numbers, as in /proc/PID/ns/*.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsInums {
+    pub net: u32,
+    pub mnt: u32,
+    pub pid: u32,
+    pub user: u32,
+    pub uts: u32,
+    pub _pad: u32,
+}
 
 /// A traced process forked a child (with `--follow-forks`) or a traced process exited.
 #[repr(C)]

@@ -43,16 +43,7 @@ pub static WAKEUP_BYTES: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static FORK_CHILD_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
-pub static LAYOUT: Global<KernelLayout> = Global::new(KernelLayout {
-    resolved: 0,
-    task_files: 0,
-    files_fdt: 0,
-    fdt_max_fds: 0,
-    fdt_fd: 0,
-    file_inode: 0,
-    inode_mode: 0,
-    _pad: 0,
-});
+pub static LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::UNRESOLVED);
 #[unsafe(no_mangle)]
 pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
 

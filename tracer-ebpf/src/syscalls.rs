@@ -19,7 +19,7 @@ use crate::{
     capture::{read_user, read_user_len},
     maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, count, is_traced},
     output::emit,
-    task::fd_is_socket,
+    task::{fd_is_socket, namespaces},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
@@ -77,6 +77,8 @@ fn start_record(rec: &mut SyscallRecord, syscall: Syscall, pid_tgid: u64) {
     rec.addr_copied = 0;
     rec.value_copied = 0;
     rec.comm = bpf_get_current_comm().unwrap_or_default();
+    // Read now: the process may be gone by the time userspace looks.
+    rec.ns = namespaces();
 }
 
 #[inline(always)]

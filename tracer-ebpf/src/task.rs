@@ -2,7 +2,7 @@
 //! BTF by userspace (see tracer_common::layout).
 
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
-use tracer_common::layout::KernelLayout;
+use tracer_common::{layout::KernelLayout, record::NsInums};
 
 use crate::maps::LAYOUT;
 
@@ -38,4 +38,42 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     let inode: u64 = read(file + u64::from(l.file_inode))?;
     let mode: u16 = read(inode + u64::from(l.inode_mode))?;
     Some(mode & S_IFMT == S_IFSOCK)
+}
+
+/// The `inum` of the `ns_common` embedded at `common` in the namespace struct at `ns`.
+#[inline(always)]
+fn inum(l: &KernelLayout, ns: Option<u64>, common: u32) -> u32 {
+    ns.filter(|&p| p != 0)
+        .and_then(|p| read::<u32>(p + u64::from(common) + u64::from(l.common_inum)))
+        .unwrap_or(0)
+}
+
+/// The current task's namespaces, as /proc/self/ns/* would show them; zeros where unknown.
+#[inline(always)]
+pub fn namespaces() -> NsInums {
+    let l: KernelLayout = LAYOUT.load();
+    let mut ns = NsInums::default();
+    if l.resolved == 0 {
+        return ns;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    if let Some(nsproxy) = read::<u64>(task + u64::from(l.task_nsproxy)).filter(|&p| p != 0) {
+        ns.net = inum(&l, read(nsproxy + u64::from(l.nsproxy_net)), l.net_common);
+        ns.mnt = inum(&l, read(nsproxy + u64::from(l.nsproxy_mnt)), l.mnt_common);
+        ns.uts = inum(&l, read(nsproxy + u64::from(l.nsproxy_uts)), l.uts_common);
+    }
+    if let Some(cred) = read::<u64>(task + u64::from(l.task_cred)).filter(|&p| p != 0) {
+        ns.user = inum(&l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
+    }
+    // The active pid namespace (what /proc/PID/ns/pid shows), not pid_ns_for_children.
+    if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0) {
+        if let Some(level) = read::<u32>(pid + u64::from(l.pid_level)) {
+            // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
+            let upid =
+                pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
+            ns.pid = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
+        }
+    }
+    ns
 }

@@ -1,11 +1,12 @@
 //! `wsltrace`: trace the socket syscalls of a process with eBPF and explain them.
 //!
 //! The pipeline: `source` (kernel programs, ring buffer) -> `decode` (typed events) ->
-//! `pipeline` -> `sinks` (text, JSON Lines).
+//! `enrich` (cgroup paths, namespaces, what each fd is) -> `pipeline` -> `sinks` (text, JSON).
 
 mod cli;
 mod commands;
 mod decode;
+mod enrich;
 mod event;
 mod pipeline;
 mod sinks;

@@ -231,6 +231,29 @@ fn demo_workload_is_decoded_exactly() {
     for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
         assert_eq!((a.0, a.1, &a.2), (e.0, &e.1, &e.2), "event {i}");
     }
+    // What each fd is, from the fd table: the accepted connection, and the unix server's
+    // accepted socket when its peer credentials are read.
+    let accepted = events.iter().find(|e| e["syscall"] == "accept4").unwrap();
+    assert_eq!(
+        accepted["sock"],
+        json!({"fd":5,"family":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP",
+               "state":"ESTABLISHED","local":lo(port),"peer":lo(peer)})
+    );
+    let peercred = events.iter().find(|e| e["args"]["optname"] == "SO_PEERCRED").unwrap();
+    assert_eq!(peercred["sock"]["family"], "AF_UNIX");
+    assert_eq!(peercred["sock"]["local"], path("app.sock"));
+    // A refused connect leaves the socket unconnected: the destination is only in the args.
+    let refused_ev = events.iter().find(|e| e["errno"] == "ECONNREFUSED").unwrap();
+    assert_eq!(
+        (refused_ev["sock"]["fd"].as_i64(), &refused_ev["sock"]["peer"]),
+        (Some(3), &Value::Null)
+    );
+    let closes = events.iter().filter(|e| e["syscall"] == "close");
+    assert!(
+        closes.clone().all(|e| e["sock"]["fd"] == e["args"]["fd"]),
+        "every close says what it closed"
+    );
+
     let (count, lost) = out.summary();
     assert_eq!((count, lost), (events.len() as u64, 0));
     // The last record says the process exited.
@@ -257,7 +280,8 @@ fn refused_connect_reads_like_strace() {
     let (who, call) = rest.split_once(' ').unwrap();
     let pid = who.trim_start_matches("wsltrace[").split('/').next().unwrap();
     assert_eq!(who, format!("wsltrace[{pid}/{pid}]"));
-    assert!(call.starts_with("connect(3, {AF_INET, 127.0.0.1:"), "{call}");
+    // The fd says what it is: a TCP socket that was never bound.
+    assert!(call.starts_with("connect(3<TCP>, {AF_INET, 127.0.0.1:"), "{call}");
     assert!(call.contains("}, 16) = -1 ECONNREFUSED (Connection refused) <"), "{call}");
     assert!(call.ends_with("us>") || call.ends_with("ns>") || call.ends_with("ms>"), "{call}");
     // Piped output never carries colour codes.
@@ -321,9 +345,71 @@ fn follow_forks_catches_a_grandchild() {
     let top = records[0]["pid"].clone();
     let exits: Vec<&Value> = records.iter().filter(|r| r["type"] == "exit").collect();
     assert_eq!(exits.len(), 3, "the workload, its child and grandchild exit");
-    let grandchild: Vec<String> =
-        records.iter().filter(|r| r["type"] == "event" && r["pid"] != top).map(outcome).collect();
-    assert_eq!(grandchild, ["socket=4", "connect=0", "close=0"].map(str::to_owned));
+    // The child's only call is on the listener it inherited; the grandchild connects.
+    let (grandchild, child) = (&exits[0]["pid"], &exits[1]["pid"]);
+    let calls_of = |pid: &Value| -> Vec<String> {
+        records.iter().filter(|r| r["type"] == "event" && &r["pid"] == pid).map(outcome).collect()
+    };
+    assert_eq!(calls_of(child), ["getsockname=0"]);
+    assert_eq!(calls_of(grandchild), ["socket=4", "connect=0", "close=0"].map(str::to_owned));
+    assert!(calls_of(&top).contains(&"accept4=4".to_owned()));
+}
+
+/// The fd table follows fork: the child's call on an inherited fd says what the fd is.
+#[test]
+fn fd_identity_survives_fork() {
+    let out = trace(&["demo", "fork", "--format", "json"]);
+    let records = out.records();
+    let top = records[0]["pid"].clone();
+    let listen = records.iter().find(|r| r["syscall"] == "listen").expect("listen");
+    let inherited = records
+        .iter()
+        .find(|r| r["type"] == "event" && r["pid"] != top && r["syscall"] == "getsockname")
+        .unwrap_or_else(|| panic!("no getsockname in a child:\n{}", out.stdout));
+    let sock = &inherited["sock"];
+    assert_eq!(sock["fd"], listen["args"]["fd"]);
+    assert_eq!(sock["family"], "AF_INET");
+    assert_eq!(sock["type"], "SOCK_STREAM");
+    assert_eq!(sock["state"], "LISTEN");
+    assert_eq!(sock["local"]["ip"], "127.0.0.1");
+    assert_eq!(sock["local"]["port"], inherited["args"]["addr"]["port"]);
+}
+
+/// A server in its own network namespace: its events carry that namespace, read in the kernel
+/// at event time, and it differs from the initial one.
+#[test]
+fn events_carry_the_callers_namespaces() {
+    let mut workload = Workload::start_in(&["unshare", "-n", "-u"], &["refused", "--wait"]);
+    let link = |kind: &str| {
+        let link = std::fs::read_link(format!("/proc/{}/ns/{kind}", workload.pid)).unwrap();
+        let link = link.to_str().unwrap().to_owned();
+        link.split_once(":[").unwrap().1.trim_end_matches(']').parse::<u64>().unwrap()
+    };
+    let (net, uts, mnt) = (link("net"), link("uts"), link("mnt"));
+    let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert!(!ours.to_str().unwrap().contains(&net.to_string()), "unshare -n made a new netns");
+    let tracer = Tracer::attach(&["--pid", &workload.pid.to_string(), "--format", "json"]);
+    workload.go();
+    assert!(workload.wait().success());
+    let out = tracer.finish();
+    let events = out.events();
+    assert_eq!(events.len(), 7, "{}", out.stdout);
+    for ev in &events {
+        assert_eq!((ev["ns"]["net"].as_u64(), ev["ns"]["uts"].as_u64()), (Some(net), Some(uts)));
+        assert_eq!(ev["ns"]["mnt"].as_u64(), Some(mnt));
+        assert!(ev["ns"]["pid"].as_u64().unwrap() > 0 && ev["ns"]["user"].as_u64().unwrap() > 0);
+        assert!(ev["cgroup"].as_str().unwrap().starts_with('/'), "{ev}");
+    }
+
+    // Text output marks the other network namespace on every line.
+    let mut workload = Workload::start_in(&["unshare", "-n"], &["refused", "--wait"]);
+    let tracer = Tracer::attach(&["--pid", &workload.pid.to_string()]);
+    workload.go();
+    assert!(workload.wait().success());
+    let text = tracer.finish().stdout;
+    let calls: Vec<&str> = text.lines().filter(|l| l.contains(") = ")).collect();
+    assert_eq!(calls.len(), 7, "{text}");
+    assert!(calls.iter().all(|l| l.contains(" [netns ")), "{text}");
 }
 
 #[test]
@@ -433,16 +519,19 @@ fn sigterm_is_passed_on_to_the_command() {
     assert!(out.records().iter().any(|r| r["type"] == "exit"), "the command's exit was traced");
 }
 
+/// --duration ends a trace whose process never exits (the server waits for a client forever).
 #[test]
 fn duration_stops_tracing() {
     let workload = Workload::start(&["server"]);
     let started = std::time::Instant::now();
     let out = trace(&["--pid", &workload.pid.to_string(), "--duration", "0.5"]);
     assert!(out.status.success(), "{}", out.stderr);
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
-    let _ =
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(workload.pid as i32), Signal::SIGKILL);
-    workload.wait();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    assert_eq!(out.summary(), (0, 0));
+    assert!(
+        std::path::Path::new(&format!("/proc/{}", workload.pid)).exists(),
+        "the trace ended by itself, the server still runs"
+    );
 }
 
 /// --failed, --errno and --syscall are applied in the kernel.

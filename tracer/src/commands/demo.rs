@@ -287,7 +287,8 @@ fn threads(n: usize, ready: fn() -> Result<()>) -> Result<()> {
     Ok(())
 }
 
-/// The process forks a child, which forks a grandchild that connects at once.
+/// The process forks a child, which uses the inherited listener and forks a grandchild that
+/// connects at once.
 fn fork_grandchild() -> Result<()> {
     use nix::{
         sys::wait::waitpid,
@@ -297,6 +298,8 @@ fn fork_grandchild() -> Result<()> {
     // SAFETY: single-threaded here; the children only make syscalls and exit.
     match unsafe { fork() }? {
         ForkResult::Child => {
+            // A call on the inherited listener: its fd is known to the child too.
+            let _ = getsockname::<SockaddrIn>(listener.as_raw_fd());
             // SAFETY: as above.
             let code = match unsafe { fork() } {
                 Ok(ForkResult::Child) => {

@@ -25,6 +25,7 @@ use tracer_common::{Syscall, config::ErrnoSet};
 use crate::{
     cli::{ColorWhen, Format, OutputArgs, TraceArgs},
     decode::{self, Clock},
+    enrich::{Enricher, fds::NoLookup},
     event::{Loss, ProcessExit},
     pipeline::Pipeline,
     sinks::{Sinks, json::JsonSink, text::TextSink},
@@ -89,7 +90,8 @@ pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
                     anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
                 }
             };
-            sinks.push(Box::new(TextSink::new(stdout, color)));
+            let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+            sinks.push(Box::new(TextSink::new(stdout, color, initial_net)));
         }
     }
     if let Some(path) = &output.output {
@@ -132,7 +134,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     };
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
-    let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
+    let enricher = Enricher::new(Box::new(NoLookup));
+    let mut session =
+        Session { kernel, enricher, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
     eprintln!("{}", session.pipeline.summary());
     session.kernel.detach();
@@ -176,6 +180,7 @@ fn exit_code(stop: Stop, status: Option<ExitStatus>, command_mode: bool) -> Exit
 
 struct Session {
     kernel: Kernel,
+    enricher: Enricher,
     pipeline: Pipeline,
     clock: Clock,
     reported_lost: u64,
@@ -246,20 +251,26 @@ impl Session {
             drop(item);
             let written = match parsed {
                 Ok(Record::Syscall(rec)) => match decode::decode(&rec, &self.clock) {
-                    Some(ev) => self.pipeline.event(&ev),
+                    Some(mut ev) => {
+                        self.enricher.event(&mut ev);
+                        self.pipeline.event(&ev)
+                    }
                     None => {
                         tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
                         Ok(())
                     }
                 },
-                Ok(Record::Exit(rec)) => self.pipeline.exit(&ProcessExit {
-                    ts: self.clock.wall(rec.ts_ns),
-                    ts_ns: rec.ts_ns,
-                    pid: rec.tgid,
-                    comm: decode::comm(&rec.comm),
-                }),
+                Ok(Record::Exit(rec)) => {
+                    self.enricher.exit(rec.tgid);
+                    self.pipeline.exit(&ProcessExit {
+                        ts: self.clock.wall(rec.ts_ns),
+                        ts_ns: rec.ts_ns,
+                        pid: rec.tgid,
+                        comm: decode::comm(&rec.comm),
+                    })
+                }
                 Ok(Record::Fork(rec)) => {
-                    tracing::debug!("process {} forked {}", rec.parent_tgid, rec.tgid);
+                    self.enricher.fork(rec.parent_tgid, rec.tgid);
                     Ok(())
                 }
                 Err(err) => {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{Syscall, SyscallRecord, record::FLAG_NO_ENTRY};
 
-use crate::event::{Args, Event};
+use crate::event::{Args, Event, Namespaces};
 use errno::Errno;
 use names::{
     FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
@@ -64,7 +64,14 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         errno: Errno::from_ret(rec.ret),
         duration_ns: (!no_entry).then_some(rec.duration_ns),
         in_flight_at_attach: no_entry,
-        ns: None,
+        // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
+        ns: (rec.ns.net != 0).then_some(Namespaces {
+            net: rec.ns.net,
+            mnt: rec.ns.mnt,
+            pid: rec.ns.pid,
+            user: rec.ns.user,
+            uts: rec.ns.uts,
+        }),
         cgroup: None,
         sock: None,
         anomalies: Vec::new(),
@@ -161,6 +168,7 @@ mod tests {
             addr_copied: 0,
             value_copied: 0,
             comm: *b"server\0\0\0\0\0\0\0\0\0\0",
+            ns: Default::default(),
             addr: [0; 128],
             value: [0; 128],
         }

@@ -12,7 +12,9 @@ use chrono::{FixedOffset, Timelike};
 use tracer_common::Syscall;
 
 use super::Sink;
-use crate::event::{Event, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr};
+use crate::event::{
+    Event, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr, SocketInfo,
+};
 
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
@@ -22,15 +24,17 @@ const WARN: Style = AnsiColor::Yellow.on_default().bold();
 pub struct TextSink<W: Write> {
     out: W,
     color: bool,
+    /// The initial network namespace: events from another one are marked `[netns N]`.
+    initial_net: Option<u32>,
     /// Local time offset, fixed at start: looking up the zone per line is too slow.
     tz: FixedOffset,
     line: String,
 }
 
 impl<W: Write> TextSink<W> {
-    pub fn new(out: W, color: bool) -> Self {
+    pub fn new(out: W, color: bool, initial_net: Option<u32>) -> Self {
         let tz = *chrono::Local::now().offset();
-        TextSink { out, color, tz, line: String::with_capacity(256) }
+        TextSink { out, color, initial_net, tz, line: String::with_capacity(256) }
     }
 
     fn styled(&mut self, style: Style, text: &str) {
@@ -59,6 +63,12 @@ impl<W: Write> TextSink<W> {
         let who = format!("{}[{}/{}]", ev.comm, ev.pid, ev.tid);
         self.styled(DIM, &who);
         self.line.push(' ');
+        if let (Some(ns), Some(initial)) = (ev.ns, self.initial_net)
+            && ns.net != initial
+        {
+            self.styled(WARN, &format!("[netns {}]", ns.net));
+            self.line.push(' ');
+        }
         self.styled(BOLD, ev.syscall.name());
         self.line.push('(');
         if ev.in_flight_at_attach {
@@ -74,6 +84,10 @@ impl<W: Write> TextSink<W> {
             }
             None => {
                 let _ = write!(self.line, "{}", ev.ret);
+                // socket() and accept() return the fd the annotation describes.
+                if let (Some(sock), true) = (&ev.sock, returns_fd(ev.syscall)) {
+                    let _ = write!(self.line, "<{}>", sock_tag(sock));
+                }
             }
         }
         if let Some(ns) = ev.duration_ns {
@@ -125,11 +139,59 @@ pub fn latency(ns: u64) -> String {
     }
 }
 
+fn returns_fd(syscall: Syscall) -> bool {
+    matches!(syscall, Syscall::Socket | Syscall::Accept | Syscall::Accept4)
+}
+
+/// What an fd is, strace -yy style: `TCP:127.0.0.1:5555->127.0.0.1:8080`, `UNIX:/tmp/app.sock`.
+pub fn sock_tag(sock: &SocketInfo) -> String {
+    let v6 = sock.family == "AF_INET6";
+    let mut tag = match (sock.family.as_str(), sock.sock_type.as_deref()) {
+        ("AF_INET" | "AF_INET6", Some("SOCK_STREAM")) => {
+            if v6 { "TCPv6" } else { "TCP" }.to_owned()
+        }
+        ("AF_INET" | "AF_INET6", Some("SOCK_DGRAM")) => if v6 { "UDPv6" } else { "UDP" }.to_owned(),
+        (family, _) => family.trim_start_matches("AF_").to_owned(),
+    };
+    let endpoints: Vec<String> = [&sock.local, &sock.peer]
+        .into_iter()
+        .map(|a| a.as_ref().map_or_else(|| "?".into(), render_endpoint))
+        .collect();
+    match (&sock.local, &sock.peer) {
+        (_, Some(_)) => {
+            let _ = write!(tag, ":{}->{}", endpoints[0], endpoints[1]);
+        }
+        (Some(_), None) => {
+            let _ = write!(tag, ":{}", endpoints[0]);
+        }
+        (None, None) => {}
+    }
+    tag
+}
+
+/// An address without its family: `127.0.0.1:8080`, `[::1]:53`, `/tmp/s.sock`, `@name`.
+pub fn render_endpoint(addr: &SockAddr) -> String {
+    match addr {
+        SockAddr::Known(KnownAddr::Inet { ip, port }) => format!("{ip}:{port}"),
+        SockAddr::Known(KnownAddr::Inet6 { ip, port, .. }) => format!("[{ip}]:{port}"),
+        SockAddr::Known(KnownAddr::Unix(unix)) => match (&unix.path, &unix.abstract_name) {
+            (Some(path), _) => path.clone(),
+            (None, Some(name)) => format!("@{name}"),
+            (None, None) => String::new(),
+        },
+        other => render_addr(other),
+    }
+}
+
 /// The argument list, in the syscall's own order, as strace shows it.
 pub fn render_args(ev: &Event) -> String {
     let a = &ev.args;
     let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "?".into());
-    let fd = a.fd.map_or_else(|| "?".into(), |fd| fd.to_string());
+    let fd = match (a.fd, &ev.sock) {
+        (Some(fd), Some(sock)) if !returns_fd(ev.syscall) => format!("{fd}<{}>", sock_tag(sock)),
+        (Some(fd), _) => fd.to_string(),
+        (None, _) => "?".into(),
+    };
     let failed = ev.failed();
     // An out-address: decoded, NULL when none was asked for, unknown when the call failed.
     let addr_out = || match (&a.addr, a.addrlen) {
@@ -250,7 +312,7 @@ mod tests {
     }
 
     fn line(ev: &Event) -> String {
-        let mut sink = TextSink::new(Vec::new(), false);
+        let mut sink = TextSink::new(Vec::new(), false, Some(1));
         sink.tz = FixedOffset::east_opt(0).unwrap();
         sink.write(RecordRef::Event(ev)).unwrap();
         String::from_utf8(sink.out).unwrap()
@@ -310,6 +372,52 @@ mod tests {
     }
 
     #[test]
+    fn fds_say_what_they_are() {
+        let unix = SocketInfo {
+            fd: Some(5),
+            family: "AF_UNIX".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            local: Some(SockAddr::Known(KnownAddr::Unix(crate::event::UnixAddr {
+                path: Some("/tmp/app.sock".into()),
+                abstract_name: None,
+            }))),
+            ..SocketInfo::default()
+        };
+        let mut ev = event(Syscall::Getsockopt, Args { fd: Some(5), ..Args::default() }, 0);
+        ev.sock = Some(unix);
+        assert!(line(&ev).contains("getsockopt(5<UNIX:/tmp/app.sock>, ?, ?"), "{}", line(&ev));
+
+        let tcp = SocketInfo {
+            fd: Some(4),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            local: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 80 })),
+            peer: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 5555 })),
+            ..SocketInfo::default()
+        };
+        let mut ev = event(Syscall::Accept4, Args { fd: Some(3), ..Args::default() }, 4);
+        ev.sock = Some(tcp);
+        assert!(
+            line(&ev).contains(") = 4<TCP:127.0.0.1:80->127.0.0.1:5555> <31us>"),
+            "{}",
+            line(&ev)
+        );
+    }
+
+    #[test]
+    fn other_network_namespaces_are_marked() {
+        let mut ev = event(Syscall::Close, Args { fd: Some(3), ..Args::default() }, 0);
+        ev.ns = Some(crate::event::Namespaces { net: 4026532561, ..Default::default() });
+        assert!(
+            line(&ev).contains("server[4242/4251] [netns 4026532561] close(3)"),
+            "{}",
+            line(&ev)
+        );
+        ev.ns = Some(crate::event::Namespaces { net: 1, ..Default::default() });
+        assert!(!line(&ev).contains("netns"));
+    }
+
+    #[test]
     fn latencies() {
         assert_eq!(latency(850), "850ns");
         assert_eq!(latency(31_400), "31us");
@@ -320,7 +428,7 @@ mod tests {
     #[test]
     fn colour_only_when_asked() {
         let ev = event(Syscall::Close, Args { fd: Some(3), ..Args::default() }, -9);
-        let mut sink = TextSink::new(Vec::new(), true);
+        let mut sink = TextSink::new(Vec::new(), true, Some(1));
         sink.write(RecordRef::Event(&ev)).unwrap();
         assert!(String::from_utf8(sink.out).unwrap().contains("\u{1b}["));
         assert!(!line(&ev).contains('\u{1b}'));

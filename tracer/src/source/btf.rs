@@ -44,19 +44,46 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         fdt_fd: off("fdtable", "fd")?,
         file_inode: off("file", "f_inode")?,
         inode_mode: off("inode", "i_mode")?,
-        _pad: 0,
+        task_nsproxy: off("task_struct", "nsproxy")?,
+        task_cred: off("task_struct", "cred")?,
+        task_thread_pid: off("task_struct", "thread_pid")?,
+        nsproxy_net: off("nsproxy", "net_ns")?,
+        nsproxy_mnt: off("nsproxy", "mnt_ns")?,
+        nsproxy_uts: off("nsproxy", "uts_ns")?,
+        net_common: off("net", "ns")?,
+        mnt_common: off("mnt_namespace", "ns")?,
+        uts_common: off("uts_namespace", "ns")?,
+        pid_common: off("pid_namespace", "ns")?,
+        user_common: off("user_namespace", "ns")?,
+        common_inum: off("ns_common", "inum")?,
+        cred_user_ns: off("cred", "user_ns")?,
+        pid_level: off("pid", "level")?,
+        pid_numbers: off("pid", "numbers")?,
+        upid_size: struct_size(btf, "upid")?,
+        upid_ns: off("upid", "ns")?,
     })
+}
+
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct> {
+    let types = btf.resolve_types_by_name(name)?;
+    types
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) => Some(s),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("no struct {name} in the kernel's BTF"))
+}
+
+/// `sizeof(struct name)`.
+fn struct_size(btf: &Btf, name: &str) -> Result<u32> {
+    Ok(u32::try_from(find_struct(btf, name)?.size())?)
 }
 
 /// Byte offset of `member` in `struct strukt`, looking inside anonymous structs and unions.
 pub fn member_offset(btf: &Btf, strukt: &str, member: &str) -> Result<u32> {
-    let types = btf.resolve_types_by_name(strukt)?;
-    let found = types.iter().find_map(|t| match t {
-        Type::Struct(s) => Some(s),
-        _ => None,
-    });
-    let Some(s) = found else { bail!("no struct {strukt} in the kernel's BTF") };
-    find_member(btf, s, member)?
+    let s = find_struct(btf, strukt)?;
+    find_member(btf, &s, member)?
         .map(|bits| bits / 8)
         .ok_or_else(|| anyhow!("struct {strukt} has no member {member}"))
 }
@@ -93,6 +120,8 @@ mod tests {
         assert_eq!(layout.fdt_max_fds, 0);
         assert_eq!(layout.fdt_fd, 8);
         assert!(layout.task_files > 0 && layout.file_inode > 0);
+        // struct upid { int nr; struct pid_namespace *ns; }
+        assert_eq!((layout.upid_size, layout.upid_ns), (16, 8));
     }
 
     #[test]

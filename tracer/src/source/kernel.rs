@@ -15,7 +15,7 @@ use tracer_common::{
         GLOBAL_FORK_CHILD_OFF, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS,
         MAP_EVENTS, MAP_TRACED,
     },
-    layout::GLOBAL_LAYOUT,
+    layout::{GLOBAL_LAYOUT, KernelLayout},
 };
 
 use super::tracefs;
@@ -65,7 +65,7 @@ impl Kernel {
         let group_dead_off =
             tracefs::field_offset(&tracefs, "sched", "sched_process_exit", "group_dead")?
                 .unwrap_or(0);
-        let layout = super::btf::kernel_layout().unwrap_or_default();
+        let layout = super::btf::kernel_layout().unwrap_or(KernelLayout::UNRESOLVED);
         let tracer_tgid = std::process::id();
         let failed_only = u32::from(opts.failed_only);
         let errno_filter = u32::from(!opts.errnos.is_empty());

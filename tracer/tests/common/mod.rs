@@ -81,7 +81,20 @@ pub struct Workload {
 
 impl Workload {
     pub fn start(args: &[&str]) -> Workload {
-        let mut child = Command::new(WSLTRACE)
+        Self::start_in(&[], args)
+    }
+
+    /// Starts the workload under a wrapper that execs it (e.g. `unshare -n`).
+    pub fn start_in(wrapper: &[&str], args: &[&str]) -> Workload {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(WSLTRACE);
+                cmd
+            }
+            None => Command::new(WSLTRACE),
+        };
+        let mut child = cmd
             .arg("demo")
             .arg("--untraced")
             .args(args)

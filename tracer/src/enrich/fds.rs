@@ -1,0 +1,287 @@
+//! Per-process fd table, kept current from the traced calls, so any event with an fd also says
+//! what the fd is (lsof inside the tracer).
+//!
+//! Seeded from the snapshot at attach; socket/socketpair/accept create entries, bind/listen/
+//! connect/getsockname/getpeername refine them, close removes them, fork copies the table.
+//! dup/dup2/fcntl(F_DUPFD) are not traced: an fd the table has never seen is looked up once in
+//! /proc (through [`SocketLookup`]); an fd that dup2 replaced keeps its old entry until a call on
+//! it fails with EBADF/ENOTSOCK or the fd is closed or reused by socket/accept.
+
+use std::collections::HashMap;
+
+use tracer_common::Syscall;
+
+use crate::event::{Event, SocketInfo};
+
+/// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
+pub trait SocketLookup {
+    fn describe(&mut self, pid: u32, fd: i32) -> Option<SocketInfo>;
+}
+
+/// No look-up: only what the traced calls tell.
+pub struct NoLookup;
+
+impl SocketLookup for NoLookup {
+    fn describe(&mut self, _pid: u32, _fd: i32) -> Option<SocketInfo> {
+        None
+    }
+}
+
+pub struct FdTable {
+    procs: HashMap<u32, HashMap<i32, SocketInfo>>,
+    lookup: Box<dyn SocketLookup>,
+}
+
+const ESTABLISHED: &str = "ESTABLISHED";
+const EBADF: u16 = 9;
+const ENOTSOCK: u16 = 88;
+const EINPROGRESS: u16 = 115;
+
+impl FdTable {
+    pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
+        FdTable { procs: HashMap::new(), lookup }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, pid: u32, fd: i32) -> Option<&SocketInfo> {
+        self.procs.get(&pid)?.get(&fd)
+    }
+
+    /// A forked child inherits its parent's fds.
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        // Threads share the table already; their creation fires the fork tracepoint too.
+        if std::path::Path::new(&format!("/proc/{parent}/task/{child}")).exists() {
+            return;
+        }
+        if let Some(table) = self.procs.get(&parent).cloned() {
+            self.procs.insert(child, table);
+        }
+    }
+
+    pub fn exit(&mut self, pid: u32) {
+        self.procs.remove(&pid);
+    }
+
+    /// The entry for `fd`, looked up in /proc the first time it is seen.
+    fn entry(&mut self, pid: u32, fd: i32) -> Option<&mut SocketInfo> {
+        let known = self.procs.get(&pid).is_some_and(|t| t.contains_key(&fd));
+        if !known {
+            let found = self.lookup.describe(pid, fd)?;
+            self.procs.entry(pid).or_default().insert(fd, found);
+        }
+        self.procs.get_mut(&pid)?.get_mut(&fd)
+    }
+
+    /// Annotates `ev.sock` and updates the table from the call.
+    pub fn apply(&mut self, ev: &mut Event) {
+        if ev.in_flight_at_attach {
+            return;
+        }
+        let pid = ev.pid;
+        let ok = ev.errno.is_none();
+        let a = &ev.args;
+        let ret_fd = i32::try_from(ev.ret).ok().filter(|_| ok);
+        match ev.syscall {
+            Syscall::Socket => {
+                if let Some(fd) = ret_fd {
+                    let sock = SocketInfo {
+                        fd: Some(fd),
+                        family: a.domain.clone().unwrap_or_default(),
+                        sock_type: a.sock_type.clone(),
+                        protocol: a.protocol.clone(),
+                        ..SocketInfo::default()
+                    };
+                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    ev.sock = Some(sock);
+                }
+            }
+            Syscall::Socketpair => {
+                if let (true, Some(fds)) = (ok, a.fds) {
+                    for fd in fds {
+                        let sock = SocketInfo {
+                            fd: Some(fd),
+                            family: a.domain.clone().unwrap_or_default(),
+                            sock_type: a.sock_type.clone(),
+                            protocol: a.protocol.clone(),
+                            state: Some(ESTABLISHED.into()),
+                            ..SocketInfo::default()
+                        };
+                        self.procs.entry(pid).or_default().insert(fd, sock);
+                    }
+                }
+            }
+            Syscall::Accept | Syscall::Accept4 => {
+                let listener = a.fd.and_then(|fd| self.entry(pid, fd).cloned());
+                if let Some(fd) = ret_fd {
+                    let sock = SocketInfo {
+                        fd: Some(fd),
+                        family: listener.as_ref().map(|l| l.family.clone()).unwrap_or_default(),
+                        sock_type: listener.as_ref().and_then(|l| l.sock_type.clone()),
+                        protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
+                        state: Some(ESTABLISHED.into()),
+                        local: listener.and_then(|l| l.local),
+                        peer: a.addr.clone(),
+                        ..SocketInfo::default()
+                    };
+                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    ev.sock = Some(sock);
+                }
+            }
+            Syscall::Close => {
+                if let Some(fd) = a.fd {
+                    ev.sock = self.procs.get_mut(&pid).and_then(|t| t.remove(&fd));
+                }
+            }
+            Syscall::Bind
+            | Syscall::Listen
+            | Syscall::Connect
+            | Syscall::Getsockname
+            | Syscall::Getpeername
+            | Syscall::Getsockopt
+            | Syscall::Setsockopt
+            | Syscall::Shutdown => {
+                let Some(fd) = a.fd else { return };
+                // The fd is not (or no longer) what the table thought: forget it.
+                if ev.errno.is_some_and(|e| e.0 == EBADF || e.0 == ENOTSOCK) {
+                    if let Some(table) = self.procs.get_mut(&pid) {
+                        table.remove(&fd);
+                    }
+                    return;
+                }
+                let (syscall, addr, errno) = (ev.syscall, a.addr.clone(), ev.errno);
+                let Some(sock) = self.entry(pid, fd) else { return };
+                match syscall {
+                    Syscall::Bind | Syscall::Getsockname if ok => sock.local = addr,
+                    Syscall::Listen if ok => sock.state = Some("LISTEN".into()),
+                    Syscall::Connect if ok => {
+                        sock.peer = addr;
+                        sock.state = Some(ESTABLISHED.into());
+                    }
+                    Syscall::Connect if errno.is_some_and(|e| e.0 == EINPROGRESS) => {
+                        sock.peer = addr;
+                        sock.state = Some("SYN_SENT".into());
+                    }
+                    Syscall::Getpeername if ok => {
+                        sock.peer = addr;
+                        sock.state = Some(ESTABLISHED.into());
+                    }
+                    _ => {}
+                }
+                ev.sock = Some(sock.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        decode::errno::Errno,
+        event::{Args, KnownAddr, SockAddr},
+    };
+
+    fn ev(syscall: Syscall, args: Args, ret: i64) -> Event {
+        Event {
+            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            ts_ns: 0,
+            pid: 10,
+            tid: 10,
+            comm: "t".into(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 1,
+            syscall,
+            args,
+            ret,
+            errno: Errno::from_ret(ret),
+            duration_ns: Some(1),
+            in_flight_at_attach: false,
+            ns: None,
+            cgroup: None,
+            sock: None,
+            anomalies: Vec::new(),
+        }
+    }
+
+    fn lo(port: u16) -> Option<SockAddr> {
+        Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port }))
+    }
+
+    fn tcp_socket() -> Args {
+        Args {
+            domain: Some("AF_INET".into()),
+            sock_type: Some("SOCK_STREAM".into()),
+            protocol: Some("IPPROTO_TCP".into()),
+            ..Args::default()
+        }
+    }
+
+    /// socket, bind, listen, accept, close: each event says what its fd is.
+    #[test]
+    fn follows_a_server() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        let mut e = ev(Syscall::Socket, tcp_socket(), 3);
+        table.apply(&mut e);
+        assert_eq!(e.sock.as_ref().unwrap().fd, Some(3));
+
+        let mut e = ev(Syscall::Bind, Args { fd: Some(3), addr: lo(8080), ..Args::default() }, 0);
+        table.apply(&mut e);
+        assert_eq!(e.sock.as_ref().unwrap().local, lo(8080));
+
+        let mut e = ev(Syscall::Listen, Args { fd: Some(3), ..Args::default() }, 0);
+        table.apply(&mut e);
+        assert_eq!(e.sock.as_ref().unwrap().state.as_deref(), Some("LISTEN"));
+
+        let mut e =
+            ev(Syscall::Accept4, Args { fd: Some(3), addr: lo(5555), ..Args::default() }, 4);
+        table.apply(&mut e);
+        let accepted = e.sock.unwrap();
+        assert_eq!((accepted.fd, accepted.local, accepted.peer), (Some(4), lo(8080), lo(5555)));
+        assert_eq!(accepted.family, "AF_INET");
+
+        let mut e = ev(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0);
+        table.apply(&mut e);
+        assert_eq!(e.sock.unwrap().peer, lo(5555));
+        assert!(table.get(10, 4).is_none());
+        assert!(table.get(10, 3).is_some());
+    }
+
+    #[test]
+    fn forks_inherit_and_exits_forget() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        // A pid that is not a thread of pid 10 on this machine.
+        table.fork(10, 999_999);
+        assert_eq!(table.get(999_999, 3).map(|s| s.family.as_str()), Some("AF_INET"));
+        table.exit(999_999);
+        assert!(table.get(999_999, 3).is_none());
+    }
+
+    #[test]
+    fn unknown_fds_are_looked_up_once() {
+        struct Counting(u32);
+        impl SocketLookup for Counting {
+            fn describe(&mut self, _: u32, fd: i32) -> Option<SocketInfo> {
+                self.0 += 1;
+                assert!(self.0 == 1, "looked up again");
+                Some(SocketInfo { fd: Some(fd), family: "AF_UNIX".into(), ..SocketInfo::default() })
+            }
+        }
+        let mut table = FdTable::new(Box::new(Counting(0)));
+        for _ in 0..2 {
+            let mut e = ev(Syscall::Getsockopt, Args { fd: Some(7), ..Args::default() }, 0);
+            table.apply(&mut e);
+            assert_eq!(e.sock.unwrap().family, "AF_UNIX");
+        }
+    }
+
+    #[test]
+    fn ebadf_forgets_a_stale_entry() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        let mut e = ev(Syscall::Getsockopt, Args { fd: Some(3), ..Args::default() }, -9);
+        table.apply(&mut e);
+        assert!(e.sock.is_none() && table.get(10, 3).is_none());
+    }
+}
