@@ -41,8 +41,9 @@ pub struct KernelLayout {
     pub user_common: u32,
     /// `ns_common.inum`: the inode number shown in /proc/PID/ns/*.
     pub common_inum: u32,
-    /// `cred.user_ns`
+    /// `cred.user_ns`, `cred.cap_effective`
     pub cred_user_ns: u32,
+    pub cred_cap_effective: u32,
     /// `pid.level`, `pid.numbers`, `sizeof(struct upid)`, `upid.ns`: the active pid namespace
     /// is `thread_pid->numbers[thread_pid->level].ns`.
     pub pid_level: u32,
@@ -51,7 +52,7 @@ pub struct KernelLayout {
     pub upid_ns: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 96);
+const _: () = assert!(size_of::<KernelLayout>() == 100);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -76,6 +77,7 @@ impl KernelLayout {
         user_common: 0,
         common_inum: 0,
         cred_user_ns: 0,
+        cred_cap_effective: 0,
         pid_level: 0,
         pid_numbers: 0,
         upid_size: 0,

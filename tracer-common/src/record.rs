@@ -51,6 +51,8 @@ pub const FLAG_NO_ENTRY: u32 = 1 << 0;
 pub const FLAG_ADDR_FAULT: u32 = 1 << 1;
 /// `SyscallRecord::flags`: reading the `value` user buffer faulted (bad pointer).
 pub const FLAG_VALUE_FAULT: u32 = 1 << 2;
+/// `SyscallRecord::flags`: `cap_effective` was read (a process may have no capability at all).
+pub const FLAG_CAPS: u32 = 1 << 3;
 
 /// One syscall, entry and exit paired: emitted once, at exit.
 #[repr(C)]
@@ -83,11 +85,13 @@ pub struct SyscallRecord {
     pub comm: [u8; COMM_LEN],
     /// The caller's namespaces at entry; all zero when the kernel layout is unknown.
     pub ns: NsInums,
+    /// The caller's effective capabilities at entry (`CAP_*` bits), with [`FLAG_CAPS`].
+    pub cap_effective: u64,
     pub addr: [u8; ADDR_CAP],
     pub value: [u8; VALUE_CAP],
 }
 
-const _: () = assert!(size_of::<SyscallRecord>() == 424);
+const _: () = assert!(size_of::<SyscallRecord>() == 432);
 
 /// Namespace inode numbers, as in /proc/PID/ns/*.
 #[repr(C)]

@@ -12,14 +12,14 @@ use aya_ebpf::{
 use tracer_common::{
     Capture, Header, RecordKind, Syscall, SyscallRecord,
     config::Counter,
-    record::{FLAG_ADDR_FAULT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
+    record::{FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
 };
 
 use crate::{
     capture::{read_user, read_user_len},
     maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, count, is_traced},
     output::emit,
-    task::{fd_is_socket, namespaces},
+    task::{capabilities, fd_is_socket, namespaces},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
@@ -79,6 +79,13 @@ fn start_record(rec: &mut SyscallRecord, syscall: Syscall, pid_tgid: u64) {
     rec.comm = bpf_get_current_comm().unwrap_or_default();
     // Read now: the process may be gone by the time userspace looks.
     rec.ns = namespaces();
+    match capabilities() {
+        Some(caps) => {
+            rec.cap_effective = caps;
+            rec.flags |= FLAG_CAPS;
+        }
+        None => rec.cap_effective = 0,
+    }
 }
 
 #[inline(always)]
@@ -234,6 +241,6 @@ fn exit_without_entry(syscall: Syscall, pid_tgid: u64, ret: i64) {
     start_record(rec, syscall, pid_tgid);
     rec.args = [0; 6];
     rec.ret = ret;
-    rec.flags = FLAG_NO_ENTRY;
+    rec.flags |= FLAG_NO_ENTRY;
     emit(rec);
 }

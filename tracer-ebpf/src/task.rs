@@ -67,13 +67,27 @@ pub fn namespaces() -> NsInums {
         ns.user = inum(&l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
     }
     // The active pid namespace (what /proc/PID/ns/pid shows), not pid_ns_for_children.
-    if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0) {
-        if let Some(level) = read::<u32>(pid + u64::from(l.pid_level)) {
-            // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
-            let upid =
-                pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
-            ns.pid = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
-        }
+    if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0)
+        && let Some(level) = read::<u32>(pid + u64::from(l.pid_level))
+    {
+        // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
+        let upid =
+            pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
+        ns.pid = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
     }
     ns
+}
+
+/// The current task's effective capabilities (kernel_cap_t: one u64 since 6.3, two u32 words
+/// before, which read as the same little-endian u64).
+#[inline(always)]
+pub fn capabilities() -> Option<u64> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let cred = read::<u64>(task + u64::from(l.task_cred)).filter(|&cred| cred != 0)?;
+    read::<u64>(cred + u64::from(l.cred_cap_effective))
 }

@@ -17,6 +17,7 @@ Examples:
   sudo wsltrace --format json --pid 4242 | jq .
   sudo wsltrace -o events.jsonl --pid 4242  JSON Lines to a file, text on the terminal
   sudo wsltrace demo                        watch a built-in workload
+  sudo wsltrace -q --assume wsl2 -- ./srv   only the calls the knowledge base flags
 
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.
@@ -47,6 +48,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a built-in socket workload under the tracer (every traced syscall, with failures)
     Demo(DemoArgs),
+    /// List the knowledge base's rules, or check a rule file of yours
+    Rules(RulesArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -85,6 +88,9 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub knowledge: KnowledgeArgs,
 
     /// Stop tracing after this many seconds (e.g. 10, 0.5)
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
@@ -126,6 +132,41 @@ pub struct OutputArgs {
     pub color: ColorWhen,
 }
 
+/// The knowledge base: which rules, for which environment.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KnowledgeArgs {
+    /// Add the rules in FILE to the built-in ones (a rule with a built-in id replaces it);
+    /// see `wsltrace rules --check FILE`
+    #[arg(long = "rules", value_name = "FILE", help_heading = "Knowledge base")]
+    pub rules: Vec<PathBuf>,
+
+    /// Take the environment as given instead of detecting it: wsl2[,nat|mirrored], wsl1, linux
+    #[arg(long, value_name = "ENV", help_heading = "Knowledge base")]
+    pub assume: Option<String>,
+
+    /// On the terminal, show only the calls with findings
+    #[arg(short = 'q', long, help_heading = "Knowledge base")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Examples:
+  wsltrace rules                          the rules, one line each
+  wsltrace rules --format json | jq .     everything about them
+  wsltrace rules --check my-rules.toml    validate a file for --rules")]
+pub struct RulesArgs {
+    /// Validate this rule file and report problems with their line numbers
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+
+    /// Also list the rules in these files
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Text,
@@ -153,9 +194,14 @@ pub struct DemoArgs {
     #[arg(long)]
     pub wait: bool,
 
-    /// burst: getsockopt calls to make in all
-    #[arg(long, default_value_t = 100_000)]
-    pub count: u64,
+    /// listen, connect: the address: 127.0.0.1:8080, [::1]:8080, /path/to.sock, @abstract
+    #[arg(long, value_name = "ADDR")]
+    pub addr: Option<String>,
+
+    /// burst: getsockopt calls to make in all (default 100000); connect: connections to try
+    /// (default 1)
+    #[arg(long)]
+    pub count: Option<u64>,
 
     /// burst: threads making them
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -163,6 +209,9 @@ pub struct DemoArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub knowledge: KnowledgeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -180,6 +229,12 @@ pub enum Scenario {
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,
+    /// Listen on --addr, print "listening PID PORT" and hold it until a line arrives on stdin
+    Listen,
+    /// Connect to --addr (--count times, default once)
+    Connect,
+    /// A plain echo server on 0.0.0.0 and a client: nothing unusual at all
+    Echo,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

@@ -45,6 +45,10 @@ pub struct Event {
     /// What the call's fd is (or, for socket/accept, the fd it returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<SocketInfo>,
+    /// The caller's effective capabilities at the time of the call, when the kernel could read
+    /// them. Kept for the knowledge base, not written out.
+    #[serde(skip)]
+    pub cap_effective: Option<u64>,
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
@@ -87,6 +91,9 @@ pub struct SocketInfo {
     pub sock_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// Flags it was created with: `SOCK_NONBLOCK|SOCK_CLOEXEC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
     /// `LISTEN`, `ESTABLISHED`, `UNCONNECTED`, `SYN_SENT`, `CLOSE_WAIT`...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod decode;
+mod detect;
 mod enrich;
 mod event;
 mod pipeline;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::trace::run(cli.trace),
         Some(Command::Demo(args)) => commands::demo::run(args),
+        Some(Command::Rules(args)) => commands::rules::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

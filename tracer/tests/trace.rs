@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Tracer, Workload, outcome, settle, trace, wsltrace};
+use common::{Tracer, Workload, outcome, run_cmd_json, settle, trace, wsltrace};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -237,7 +237,7 @@ fn demo_workload_is_decoded_exactly() {
     assert_eq!(
         accepted["sock"],
         json!({"fd":5,"family":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP",
-               "state":"ESTABLISHED","local":lo(port),"peer":lo(peer)})
+               "flags":"SOCK_CLOEXEC","state":"ESTABLISHED","local":lo(port),"peer":lo(peer)})
     );
     let peercred = events.iter().find(|e| e["args"]["optname"] == "SO_PEERCRED").unwrap();
     assert_eq!(peercred["sock"]["family"], "AF_UNIX");
@@ -421,17 +421,6 @@ fn no_follow_traces_the_command_only() {
     assert!(events.iter().any(|e| e["syscall"] == "accept4"));
 }
 
-/// `wsltrace [opts] --format json -- wsltrace demo --untraced <demo args>`
-fn run_cmd_json(opts: &[&str], demo: &[&str]) -> common::Output {
-    let mut cmd = wsltrace();
-    cmd.args(opts)
-        .args(["--format", "json", "--", common::WSLTRACE, "demo", "--untraced"])
-        .args(demo);
-    let out = common::run(&mut cmd);
-    assert!(out.status.success(), "{}", out.stderr);
-    out
-}
-
 /// A server blocked in accept() when wsltrace attaches: its accept is reported when it
 /// returns, flagged, instead of being lost.
 #[test]
@@ -567,7 +556,8 @@ fn output_file_and_terminal_agree() {
     assert!(out.status.success(), "{}", out.stderr);
     let recorded = common::parse_records(&std::fs::read_to_string(&file).unwrap());
     let events: Vec<&Value> = recorded.iter().filter(|r| r["type"] == "event").collect();
-    let text: Vec<&str> = out.stdout.lines().filter(|l| !l.contains("+++")).collect();
+    // Event lines only: findings are indented lines under them.
+    let text: Vec<&str> = out.stdout.lines().filter(|l| l.contains(") = ")).collect();
     assert_eq!(events.len(), text.len());
     for (ev, line) in events.iter().zip(&text) {
         assert!(line.contains(&format!("{}(", ev["syscall"].as_str().unwrap())), "{line}");

@@ -4,7 +4,7 @@
 
 use std::{
     ffi::OsString,
-    io::{BufRead as _, Write as _},
+    io::BufRead as _,
     mem::{size_of, zeroed},
     os::fd::{AsFd, AsRawFd as _, FromRawFd as _, OwnedFd},
     process::ExitCode,
@@ -34,11 +34,16 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     // The binary's own path rather than /proc/self/exe, so that its comm reads "wsltrace".
     let exe = std::env::current_exe().context("locating the wsltrace binary")?;
     let mut command = vec![exe.into_os_string()];
-    let (count, threads) = (args.count.to_string(), args.threads.to_string());
     command.extend(
-        ["demo", "--untraced", &scenario, "--count", &count, "--threads", &threads]
+        ["demo", "--untraced", &scenario, "--threads", &args.threads.to_string()]
             .map(OsString::from),
     );
+    if let Some(count) = args.count {
+        command.extend(["--count".into(), count.to_string().into()]);
+    }
+    if let Some(addr) = &args.addr {
+        command.extend(["--addr".into(), OsString::from(addr)]);
+    }
     super::trace::run(TraceArgs {
         pids: Vec::new(),
         follow_forks: true,
@@ -46,15 +51,16 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         command,
         filter: Default::default(),
         output: args.output,
+        knowledge: args.knowledge,
         duration: None,
         ring_size: tracer_common::config::DEFAULT_RING_BYTES,
     })
 }
 
 /// `--wait`: tell the tester our pid, then block until it says go (it attaches meanwhile).
+/// Announcements go to stderr: stdout may be a tracer's JSON stream.
 fn wait_for_go() -> Result<()> {
-    println!("ready {}", std::process::id());
-    std::io::stdout().flush()?;
+    eprintln!("ready {}", std::process::id());
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(())
@@ -65,7 +71,10 @@ fn wait_for_go() -> Result<()> {
 pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
     match args.scenario {
         Scenario::Threads => return threads(4, ready),
-        Scenario::Burst => return burst(args.count, args.threads as usize, ready),
+        Scenario::Burst => {
+            return burst(args.count.unwrap_or(100_000), args.threads as usize, ready);
+        }
+        Scenario::Listen => return listen_on(&target(args)?),
         _ => ready()?,
     }
     match args.scenario {
@@ -81,7 +90,9 @@ pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
         Scenario::Refused => refused(),
         Scenario::Fork => fork_grandchild(),
         Scenario::Server => server(),
-        Scenario::Threads | Scenario::Burst => Ok(()),
+        Scenario::Connect => connect_to(&target(args)?, args.count.unwrap_or(1)),
+        Scenario::Echo => echo(),
+        Scenario::Threads | Scenario::Burst | Scenario::Listen => Ok(()),
     }
 }
 
@@ -323,8 +334,7 @@ fn fork_grandchild() -> Result<()> {
 /// Listens on 127.0.0.1, says where, and blocks in accept() for one client.
 fn server() -> Result<()> {
     let (listener, addr) = tcp_listener()?;
-    println!("listening {} {}", std::process::id(), addr.port());
-    std::io::stdout().flush()?;
+    eprintln!("listening {} {}", std::process::id(), addr.port());
     drop(accept4_with_peer(&listener)?);
     Ok(())
 }
@@ -372,4 +382,99 @@ fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
     let calls = count + 2 * threads as u64;
     eprintln!("burst: {calls} calls in {secs:.6} s ({:.0} calls/s)", calls as f64 / secs);
     Ok(())
+}
+
+/// Where `listen` and `connect` go: `127.0.0.1:8080`, `[::1]:8080`, `/path.sock`, `@name`.
+enum Target {
+    Inet(std::net::SocketAddr),
+    Unix(UnixAddr),
+}
+
+fn target(args: &DemoArgs) -> Result<Target> {
+    let addr = args
+        .addr
+        .as_deref()
+        .context("this workload needs --addr (e.g. 127.0.0.1:8080, /tmp/s.sock, @name)")?;
+    Ok(match addr.strip_prefix('@') {
+        Some(name) => Target::Unix(UnixAddr::new_abstract(name.as_bytes())?),
+        None if addr.starts_with('/') => Target::Unix(UnixAddr::new(addr)?),
+        None => Target::Inet(
+            addr.parse().with_context(|| format!("--addr {addr}: not ip:port, /path or @name"))?,
+        ),
+    })
+}
+
+fn target_socket(target: &Target) -> Result<OwnedFd> {
+    let family = match target {
+        Target::Inet(a) if a.is_ipv6() => AddressFamily::Inet6,
+        Target::Inet(_) => AddressFamily::Inet,
+        Target::Unix(_) => AddressFamily::Unix,
+    };
+    Ok(socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?)
+}
+
+fn bind_to(fd: &OwnedFd, target: &Target) -> nix::Result<()> {
+    match target {
+        Target::Inet(std::net::SocketAddr::V4(a)) => bind(fd.as_raw_fd(), &SockaddrIn::from(*a)),
+        Target::Inet(std::net::SocketAddr::V6(a)) => bind(fd.as_raw_fd(), &SockaddrIn6::from(*a)),
+        Target::Unix(a) => bind(fd.as_raw_fd(), a),
+    }
+}
+
+fn connect_fd(fd: &OwnedFd, target: &Target) -> nix::Result<()> {
+    match target {
+        Target::Inet(std::net::SocketAddr::V4(a)) => connect(fd.as_raw_fd(), &SockaddrIn::from(*a)),
+        Target::Inet(std::net::SocketAddr::V6(a)) => {
+            connect(fd.as_raw_fd(), &SockaddrIn6::from(*a))
+        }
+        Target::Unix(a) => connect(fd.as_raw_fd(), a),
+    }
+}
+
+/// Binds and listens on `target`, says so, and holds it until a line (or EOF) on stdin. A bind
+/// that fails is reported and the workload exits with 1: tests use it to provoke errors.
+fn listen_on(target: &Target) -> Result<()> {
+    let sock = target_socket(target)?;
+    if let Err(err) = bind_to(&sock, target).and_then(|()| listen(&sock, Backlog::new(16)?)) {
+        eprintln!("listen: {err}");
+        std::process::exit(1);
+    }
+    let port = match target {
+        Target::Inet(a) if a.is_ipv6() => getsockname::<SockaddrIn6>(sock.as_raw_fd())?.port(),
+        Target::Inet(_) => getsockname::<SockaddrIn>(sock.as_raw_fd())?.port(),
+        Target::Unix(_) => 0,
+    };
+    eprintln!("listening {} {port}", std::process::id());
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(())
+}
+
+/// `count` connections to `target`, each closed at once; failures are the point.
+fn connect_to(target: &Target, count: u64) -> Result<()> {
+    for _ in 0..count {
+        let sock = target_socket(target)?;
+        let _ = connect_fd(&sock, target);
+    }
+    Ok(())
+}
+
+/// An echo server on 0.0.0.0 and a client on 127.0.0.1 that sends one line: nothing to flag.
+fn echo() -> Result<()> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("0.0.0.0:0")?;
+    let port = listener.local_addr()?.port();
+    let client = std::thread::spawn(move || -> Result<()> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.write_all(b"hello\n")?;
+        let mut back = [0_u8; 6];
+        stream.read_exact(&mut back)?;
+        anyhow::ensure!(&back == b"hello\n", "echo came back as {back:?}");
+        Ok(())
+    });
+    let (mut conn, _) = listener.accept()?;
+    let mut buf = [0_u8; 6];
+    conn.read_exact(&mut buf)?;
+    conn.write_all(&buf)?;
+    client.join().map_err(|_| anyhow::anyhow!("client panicked"))?
 }

@@ -23,12 +23,13 @@ use tokio::{
 use tracer_common::{Syscall, config::ErrnoSet};
 
 use crate::{
-    cli::{ColorWhen, Format, OutputArgs, TraceArgs},
+    cli::{ColorWhen, Format, KnowledgeArgs, OutputArgs, TraceArgs},
     decode::{self, Clock},
+    detect::{Detector, env::Environment, rules, system::Live},
     enrich::{Enricher, fds::NoLookup},
     event::{Loss, ProcessExit},
     pipeline::Pipeline,
-    sinks::{Sinks, json::JsonSink, text::TextSink},
+    sinks::{Quiet, Sink, Sinks, json::JsonSink, text::TextSink},
     source::{
         kernel::{Kernel, KernelOptions},
         launch::{self, Launched},
@@ -77,11 +78,23 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
     }
 }
 
-pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
+/// The knowledge base for a live trace: built-in rules plus --rules files, this machine's
+/// environment unless --assume says otherwise.
+pub fn detector(knowledge: &KnowledgeArgs) -> Result<Detector> {
+    let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
+    let mut env = Environment::detect();
+    if let Some(assumed) = &knowledge.assume {
+        env.assume(assumed)?;
+    }
+    let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+    Ok(Detector::new(specs, env, Box::new(Live::default()), initial_net))
+}
+
+pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
     let mut sinks = Sinks::default();
     let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
     match output.format {
-        Format::Json => sinks.push(Box::new(JsonSink::new(stdout))),
+        Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
             let color = match output.color {
                 ColorWhen::Always => true,
@@ -91,7 +104,7 @@ pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
                 }
             };
             let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
-            sinks.push(Box::new(TextSink::new(stdout, color, initial_net)));
+            sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
         }
     }
     if let Some(path) = &output.output {
@@ -100,6 +113,10 @@ pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
         sinks.push(Box::new(JsonSink::new(BufWriter::with_capacity(256 << 10, file))));
     }
     Ok(sinks)
+}
+
+fn quieted(sink: Box<dyn Sink>, quiet: bool) -> Box<dyn Sink> {
+    if quiet { Box::new(Quiet(sink)) } else { sink }
 }
 
 /// Why tracing stopped before every traced process exited.
@@ -116,7 +133,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
-    let sinks = sinks(&args.output)?;
+    // Before the kernel work: a bad rule file fails fast.
+    let detector = detector(&args.knowledge)?;
+    let sinks = sinks(&args.output, args.knowledge.quiet)?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
     let (mut kernel, ring) = Kernel::load(&opts)?;
@@ -135,9 +154,12 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
     let enricher = Enricher::new(Box::new(NoLookup));
-    let mut session =
-        Session { kernel, enricher, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
+    let pipeline = Pipeline::new(enricher, Some(detector), sinks);
+    let mut session = Session { kernel, pipeline, clock, reported_lost: 0 };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
+    if let Some(findings) = session.pipeline.findings_summary() {
+        eprintln!("{findings}");
+    }
     eprintln!("{}", session.pipeline.summary());
     session.kernel.detach();
     Ok(exit_code(stop, status, launched.is_some()))
@@ -180,7 +202,6 @@ fn exit_code(stop: Stop, status: Option<ExitStatus>, command_mode: bool) -> Exit
 
 struct Session {
     kernel: Kernel,
-    enricher: Enricher,
     pipeline: Pipeline,
     clock: Clock,
     reported_lost: u64,
@@ -251,26 +272,20 @@ impl Session {
             drop(item);
             let written = match parsed {
                 Ok(Record::Syscall(rec)) => match decode::decode(&rec, &self.clock) {
-                    Some(mut ev) => {
-                        self.enricher.event(&mut ev);
-                        self.pipeline.event(&ev)
-                    }
+                    Some(mut ev) => self.pipeline.event(&mut ev),
                     None => {
                         tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
                         Ok(())
                     }
                 },
-                Ok(Record::Exit(rec)) => {
-                    self.enricher.exit(rec.tgid);
-                    self.pipeline.exit(&ProcessExit {
-                        ts: self.clock.wall(rec.ts_ns),
-                        ts_ns: rec.ts_ns,
-                        pid: rec.tgid,
-                        comm: decode::comm(&rec.comm),
-                    })
-                }
+                Ok(Record::Exit(rec)) => self.pipeline.exit(&ProcessExit {
+                    ts: self.clock.wall(rec.ts_ns),
+                    ts_ns: rec.ts_ns,
+                    pid: rec.tgid,
+                    comm: decode::comm(&rec.comm),
+                }),
                 Ok(Record::Fork(rec)) => {
-                    self.enricher.fork(rec.parent_tgid, rec.tgid);
+                    self.pipeline.fork(rec.parent_tgid, rec.tgid);
                     Ok(())
                 }
                 Err(err) => {

@@ -7,7 +7,10 @@ pub mod sockopt;
 
 use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
-use tracer_common::{Syscall, SyscallRecord, record::FLAG_NO_ENTRY};
+use tracer_common::{
+    Syscall, SyscallRecord,
+    record::{FLAG_CAPS, FLAG_NO_ENTRY},
+};
 
 use crate::event::{Args, Event, Namespaces};
 use errno::Errno;
@@ -74,6 +77,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         }),
         cgroup: None,
         sock: None,
+        cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
         anomalies: Vec::new(),
     })
 }
@@ -169,6 +173,7 @@ mod tests {
             value_copied: 0,
             comm: *b"server\0\0\0\0\0\0\0\0\0\0",
             ns: Default::default(),
+            cap_effective: 0,
             addr: [0; 128],
             value: [0; 128],
         }

@@ -29,7 +29,18 @@ impl SocketLookup for NoLookup {
 
 pub struct FdTable {
     procs: HashMap<u32, HashMap<i32, SocketInfo>>,
+    /// comm and network namespace of each process, as of its last event.
+    who: HashMap<u32, (String, Option<u32>)>,
     lookup: Box<dyn SocketLookup>,
+}
+
+/// A socket a traced process holds, as the trace knows it at this point of the stream.
+pub struct Tracked<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub netns: Option<u32>,
+    pub fd: i32,
+    pub sock: &'a SocketInfo,
 }
 
 const ESTABLISHED: &str = "ESTABLISHED";
@@ -39,7 +50,7 @@ const EINPROGRESS: u16 = 115;
 
 impl FdTable {
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
-        FdTable { procs: HashMap::new(), lookup }
+        FdTable { procs: HashMap::new(), who: HashMap::new(), lookup }
     }
 
     #[cfg(test)]
@@ -60,6 +71,15 @@ impl FdTable {
 
     pub fn exit(&mut self, pid: u32) {
         self.procs.remove(&pid);
+        self.who.remove(&pid);
+    }
+
+    /// Every socket the traced processes hold, in no particular order.
+    pub fn sockets(&self) -> impl Iterator<Item = Tracked<'_>> {
+        self.procs.iter().flat_map(move |(pid, table)| {
+            let (comm, netns) = self.who.get(pid).map_or(("?", None), |(c, n)| (c.as_str(), *n));
+            table.iter().map(move |(fd, sock)| Tracked { pid: *pid, comm, netns, fd: *fd, sock })
+        })
     }
 
     /// The entry for `fd`, looked up in /proc the first time it is seen.
@@ -78,6 +98,7 @@ impl FdTable {
             return;
         }
         let pid = ev.pid;
+        self.who.insert(pid, (ev.comm.clone(), ev.ns.map(|ns| ns.net)));
         let ok = ev.errno.is_none();
         let a = &ev.args;
         let ret_fd = i32::try_from(ev.ret).ok().filter(|_| ok);
@@ -89,6 +110,7 @@ impl FdTable {
                         family: a.domain.clone().unwrap_or_default(),
                         sock_type: a.sock_type.clone(),
                         protocol: a.protocol.clone(),
+                        flags: a.flags.clone(),
                         ..SocketInfo::default()
                     };
                     self.procs.entry(pid).or_default().insert(fd, sock.clone());
@@ -118,6 +140,7 @@ impl FdTable {
                         family: listener.as_ref().map(|l| l.family.clone()).unwrap_or_default(),
                         sock_type: listener.as_ref().and_then(|l| l.sock_type.clone()),
                         protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
+                        flags: a.flags.clone().filter(|f| f != "0"),
                         state: Some(ESTABLISHED.into()),
                         local: listener.and_then(|l| l.local),
                         peer: a.addr.clone(),
@@ -200,6 +223,7 @@ mod tests {
             ns: None,
             cgroup: None,
             sock: None,
+            cap_effective: None,
             anomalies: Vec::new(),
         }
     }

@@ -13,6 +13,22 @@ pub trait Sink {
     fn flush(&mut self) -> io::Result<()>;
 }
 
+/// `--quiet`: passes on only the events with findings (and every non-event record).
+pub struct Quiet(pub Box<dyn Sink>);
+
+impl Sink for Quiet {
+    fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
+        match record {
+            RecordRef::Event(ev) if ev.anomalies.is_empty() => Ok(()),
+            _ => self.0.write(record),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Fans records out to every sink.
 #[derive(Default)]
 pub struct Sinks {

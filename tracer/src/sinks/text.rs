@@ -13,13 +13,14 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Event, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr, SocketInfo,
+    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
 const ERROR: Style = AnsiColor::Red.on_default().bold();
 const WARN: Style = AnsiColor::Yellow.on_default().bold();
+const INFO: Style = AnsiColor::Cyan.on_default().bold();
 
 pub struct TextSink<W: Write> {
     out: W,
@@ -29,12 +30,22 @@ pub struct TextSink<W: Write> {
     /// Local time offset, fixed at start: looking up the zone per line is too slow.
     tz: FixedOffset,
     line: String,
+    /// How often each finding was seen on each site: the same finding on the same site is
+    /// printed once, then counted (a reminder at 10, 100, 1000... occurrences).
+    seen: std::collections::HashMap<(String, u32, String), u64>,
 }
 
 impl<W: Write> TextSink<W> {
     pub fn new(out: W, color: bool, initial_net: Option<u32>) -> Self {
         let tz = *chrono::Local::now().offset();
-        TextSink { out, color, initial_net, tz, line: String::with_capacity(256) }
+        TextSink {
+            out,
+            color,
+            initial_net,
+            tz,
+            line: String::with_capacity(256),
+            seen: std::collections::HashMap::new(),
+        }
     }
 
     fn styled(&mut self, style: Style, text: &str) {
@@ -94,6 +105,41 @@ impl<W: Write> TextSink<W> {
             self.line.push(' ');
             self.styled(DIM, &format!("<{}>", latency(ns)));
         }
+        for finding in &ev.anomalies {
+            self.finding(ev, finding);
+        }
+    }
+
+    /// An indented block under the event: rule, meaning, this occurrence, fix.
+    fn finding(&mut self, ev: &Event, finding: &Finding) {
+        let site = format!(
+            "{}({})",
+            ev.syscall.name(),
+            ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
+        );
+        let count = self.seen.entry((finding.id.clone(), ev.pid, site)).or_insert(0);
+        *count += 1;
+        let count = *count;
+        let style = match finding.severity.as_str() {
+            "error" => ERROR,
+            "warning" => WARN,
+            _ => INFO,
+        };
+        if count > 1 {
+            // A reminder on the first repeat, then at every power of ten.
+            if count == 2 || is_power_of_ten(count) {
+                self.line.push_str("\n    ");
+                self.styled(DIM, &format!("{} again: {count} times on this call site", finding.id));
+            }
+            return;
+        }
+        self.line.push_str("\n    ");
+        self.styled(style, &format!("{} ({})", finding.id, finding.severity));
+        let _ = write!(self.line, " {}", finding.title);
+        if let Some(detail) = &finding.detail {
+            let _ = write!(self.line, "\n      {detail}");
+        }
+        let _ = write!(self.line, "\n      fix: {}", finding.fix);
     }
 
     fn loss(&mut self, loss: &Loss) {
@@ -137,6 +183,13 @@ pub fn latency(ns: u64) -> String {
         1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
         _ => format!("{:.2}s", ns as f64 / 1e9),
     }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n.is_multiple_of(10) {
+        n /= 10;
+    }
+    n == 1
 }
 
 fn returns_fd(syscall: Syscall) -> bool {
@@ -307,6 +360,7 @@ mod tests {
             ns: None,
             cgroup: None,
             sock: None,
+            cap_effective: None,
             anomalies: Vec::new(),
         }
     }

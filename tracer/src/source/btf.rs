@@ -57,6 +57,7 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         user_common: off("user_namespace", "ns")?,
         common_inum: off("ns_common", "inum")?,
         cred_user_ns: off("cred", "user_ns")?,
+        cred_cap_effective: off("cred", "cap_effective")?,
         pid_level: off("pid", "level")?,
         pid_numbers: off("pid", "numbers")?,
         upid_size: struct_size(btf, "upid")?,

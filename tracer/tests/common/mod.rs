@@ -70,8 +70,31 @@ pub fn trace(args: &[&str]) -> Output {
     run(wsltrace().args(args))
 }
 
-/// A workload started untraced that waits on stdin after printing "ready PID" (or prints
-/// "listening PID PORT" and blocks in accept for the server scenario).
+/// `wsltrace [opts] --format json -- wsltrace demo --untraced <demo args>`, which must succeed.
+pub fn run_cmd_json(opts: &[&str], demo: &[&str]) -> Output {
+    let out = traced(opts, &["--format", "json"], demo);
+    assert!(out.status.success(), "{}", out.stderr);
+    out
+}
+
+/// `wsltrace [opts] [format] -- [wrapper...] wsltrace demo --untraced <demo args>`.
+pub fn traced(opts: &[&str], format: &[&str], demo: &[&str]) -> Output {
+    traced_in(opts, format, &[], demo)
+}
+
+pub fn traced_in(opts: &[&str], format: &[&str], wrapper: &[&str], demo: &[&str]) -> Output {
+    let mut cmd = wsltrace();
+    cmd.args(opts)
+        .args(format)
+        .arg("--")
+        .args(wrapper)
+        .args([WSLTRACE, "demo", "--untraced"])
+        .args(demo);
+    run(&mut cmd)
+}
+
+/// A workload started untraced that waits on stdin after printing "ready PID" on stderr (or
+/// "listening PID PORT" for the server and listen scenarios).
 pub struct Workload {
     pub child: Child,
     pub pid: u32,
@@ -99,11 +122,11 @@ impl Workload {
             .arg("--untraced")
             .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start workload");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
+        BufReader::new(child.stderr.as_mut().expect("stderr")).read_line(&mut line).expect("read");
         let words: Vec<&str> = line.split_whitespace().collect();
         assert!(matches!(words.first(), Some(&"ready" | &"listening")), "workload said {line:?}");
         let pid = words[1].parse().expect("pid");

@@ -1,0 +1,353 @@
+//! Facts about the running system that rules need at the time of a call: capabilities, mounts,
+//! directory permissions, who listens on or holds a port in which network namespace, unix
+//! socket paths. Offline analysis has none of them: the trait's defaults answer "unknown".
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    os::unix::fs::{FileTypeExt as _, MetadataExt as _},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use procfs::process::{FDTarget, Process};
+
+/// A socket found in a socket table, with its owner when wsltrace could find it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSocket {
+    pub netns: u32,
+    pub addr: SocketAddr,
+    /// `LISTEN`, `TIME_WAIT`, `UNCONNECTED` (UDP)...
+    pub state: String,
+    pub inode: u64,
+    pub owner: Option<Owner>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: i32,
+}
+
+/// What a unix socket path leads to, from the caller's point of view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixTarget {
+    pub exists: bool,
+    pub is_socket: bool,
+    /// A socket in the caller's network namespace listens with this path.
+    pub listener: Option<Owner>,
+    /// Whether that listener's path is the same file the caller sees (same mount namespace).
+    pub listener_same_file: bool,
+    /// Owner, group and mode of the directory that holds the path.
+    pub dir: Option<(u32, u32, u32)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Where to look for `path` as `pid` sees it: through its root while it lives; through ours
+/// when it has exited but shared our mount namespace (`mnt` is its namespace at the call).
+pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path::PathBuf> {
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    if root.exists() {
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        return Some(root.join(relative));
+    }
+    let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.mnt);
+    (mnt.is_some() && mnt == ours).then(|| path.to_path_buf())
+}
+
+pub trait System {
+    /// Effective capabilities of `pid` (CapEff).
+    fn capabilities(&mut self, _pid: u32) -> Option<u64> {
+        None
+    }
+    /// The file system type under `path` in the mount namespace of `pid`.
+    fn mount_fstype(&mut self, _pid: u32, _path: &str) -> Option<String> {
+        None
+    }
+    /// Whether `uid`/`gid` may create files in the directory holding `path`; `mnt` is the
+    /// caller's mount namespace at the time of the call.
+    fn dir_writable(
+        &mut self,
+        _pid: u32,
+        _mnt: Option<u32>,
+        _uid: u32,
+        _gid: u32,
+        _path: &str,
+    ) -> Option<bool> {
+        None
+    }
+    /// The network namespace of `pid` now.
+    fn netns_of(&mut self, _pid: u32) -> Option<u32> {
+        None
+    }
+    /// Sockets on `port` in every network namespace wsltrace can see.
+    fn sockets_on_port(&mut self, _port: u16, _proto: Proto) -> Option<Vec<TableSocket>> {
+        None
+    }
+    fn unix_target(&mut self, _pid: u32, _mnt: Option<u32>, _path: &str) -> Option<UnixTarget> {
+        None
+    }
+    /// The local addresses of the network namespace of `pid` (`netns` at the time of the call).
+    fn addresses(&mut self, _pid: u32, _netns: Option<u32>) -> Option<Vec<IpAddr>> {
+        None
+    }
+}
+
+/// Socket tables are re-read at most this often: failures come in bursts.
+const FRESH: Duration = Duration::from_millis(500);
+
+/// The running system, read through /proc with short-lived caches.
+#[derive(Default)]
+pub struct Live {
+    /// netns inode -> a pid in it, whose /proc/PID/net shows that namespace's tables.
+    namespaces: Option<(Instant, HashMap<u32, u32>)>,
+    /// socket inode -> owner.
+    owners: Option<(Instant, HashMap<u64, Owner>)>,
+    capabilities: HashMap<u32, u64>,
+}
+
+fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    crate::enrich::namespaces::parse_link(link.to_str()?)
+}
+
+impl Live {
+    fn namespaces(&mut self) -> HashMap<u32, u32> {
+        if let Some((at, map)) = &self.namespaces
+            && at.elapsed() < FRESH
+        {
+            return map.clone();
+        }
+        let mut map = HashMap::new();
+        for process in procfs::process::all_processes().into_iter().flatten().flatten() {
+            let pid = process.pid() as u32;
+            if let Some(netns) = ns_inode(pid, "net") {
+                map.entry(netns).or_insert(pid);
+            }
+        }
+        self.namespaces = Some((Instant::now(), map.clone()));
+        map
+    }
+
+    fn owners(&mut self) -> HashMap<u64, Owner> {
+        if let Some((at, map)) = &self.owners
+            && at.elapsed() < FRESH
+        {
+            return map.clone();
+        }
+        let mut map = HashMap::new();
+        for process in procfs::process::all_processes().into_iter().flatten().flatten() {
+            let comm = process.stat().map(|s| s.comm).unwrap_or_default();
+            for fd in process.fd().into_iter().flatten().flatten() {
+                if let FDTarget::Socket(inode) = fd.target {
+                    map.entry(inode).or_insert_with(|| Owner {
+                        pid: process.pid() as u32,
+                        comm: comm.clone(),
+                        fd: fd.fd,
+                    });
+                }
+            }
+        }
+        self.owners = Some((Instant::now(), map.clone()));
+        map
+    }
+}
+
+impl System for Live {
+    fn capabilities(&mut self, pid: u32) -> Option<u64> {
+        if let Some(caps) = self.capabilities.get(&pid) {
+            return Some(*caps);
+        }
+        let caps = Process::new(pid as i32).ok()?.status().ok()?.capeff;
+        self.capabilities.insert(pid, caps);
+        Some(caps)
+    }
+
+    fn mount_fstype(&mut self, pid: u32, path: &str) -> Option<String> {
+        let mounts = Process::new(pid as i32).ok()?.mountinfo().ok()?;
+        mounts
+            .into_iter()
+            .filter(|m| Path::new(path).starts_with(&m.mount_point))
+            .max_by_key(|m| m.mount_point.as_os_str().len())
+            .map(|m| m.fs_type)
+    }
+
+    fn dir_writable(
+        &mut self,
+        pid: u32,
+        mnt: Option<u32>,
+        uid: u32,
+        gid: u32,
+        path: &str,
+    ) -> Option<bool> {
+        let dir = Path::new(path).parent()?;
+        let meta = std::fs::metadata(caller_path(pid, mnt, dir)?).ok()?;
+        let mode = meta.mode();
+        Some(if uid == 0 {
+            true
+        } else if meta.uid() == uid {
+            mode & 0o300 == 0o300
+        } else if meta.gid() == gid {
+            mode & 0o030 == 0o030
+        } else {
+            mode & 0o003 == 0o003
+        })
+    }
+
+    fn netns_of(&mut self, pid: u32) -> Option<u32> {
+        ns_inode(pid, "net")
+    }
+
+    fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
+        let owners = self.owners();
+        let mut found = Vec::new();
+        for (netns, pid) in self.namespaces() {
+            let Ok(process) = Process::new(pid as i32) else { continue };
+            let rows: Vec<(SocketAddr, String, u64)> = match proto {
+                Proto::Tcp => [process.tcp(), process.tcp6()]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+                    .collect(),
+                Proto::Udp => [process.udp(), process.udp6()]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+                    .collect(),
+            };
+            for (addr, state, inode) in rows {
+                if addr.port() == port {
+                    let owner = owners.get(&inode).cloned();
+                    found.push(TableSocket { netns, addr, state, inode, owner });
+                }
+            }
+        }
+        found.sort_by_key(|s| (s.netns, s.addr, s.inode));
+        Some(found)
+    }
+
+    fn unix_target(&mut self, pid: u32, mnt: Option<u32>, path: &str) -> Option<UnixTarget> {
+        let seen = std::fs::metadata(caller_path(pid, mnt, Path::new(path))?).ok();
+        let dir = Path::new(path).parent().and_then(|d| {
+            let meta = std::fs::metadata(caller_path(pid, mnt, d)?).ok()?;
+            Some((meta.uid(), meta.gid(), meta.mode() & 0o7777))
+        });
+        // The unix table of the caller's network namespace (ours when it has exited).
+        let table =
+            Process::new(pid as i32).and_then(|p| p.unix()).or_else(|_| procfs::net::unix());
+        let listening = table.ok()?.into_iter().find(|e| {
+            e.path.as_deref() == Some(Path::new(path))
+                && format!("{:?}", e.state).eq_ignore_ascii_case("listening")
+        });
+        let owners = self.owners();
+        let listener = listening.as_ref().and_then(|e| owners.get(&e.inode).cloned());
+        // Same file if the listener's own view of the path is the inode the caller sees.
+        let listener_same_file = match (&listener, &seen) {
+            (Some(owner), Some(meta)) => {
+                std::fs::metadata(format!("/proc/{}/root{path}", owner.pid))
+                    .is_ok_and(|theirs| theirs.ino() == meta.ino() && theirs.dev() == meta.dev())
+            }
+            _ => false,
+        };
+        Some(UnixTarget {
+            exists: seen.is_some(),
+            is_socket: seen.as_ref().is_some_and(|m| m.file_type().is_socket()),
+            listener: listener
+                .or_else(|| listening.map(|_| Owner { pid: 0, comm: "?".into(), fd: -1 })),
+            listener_same_file,
+            dir,
+        })
+    }
+
+    fn addresses(&mut self, pid: u32, netns: Option<u32>) -> Option<Vec<IpAddr>> {
+        // The caller's tables while it lives; ours if it has exited from our namespace.
+        let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.net);
+        let dir = if Path::new(&format!("/proc/{pid}/net")).exists() {
+            format!("/proc/{pid}/net")
+        } else if netns.is_some() && netns == ours {
+            "/proc/self/net".to_owned()
+        } else {
+            return None;
+        };
+        let fib = std::fs::read_to_string(format!("{dir}/fib_trie")).ok()?;
+        let mut addrs = local_ipv4(&fib);
+        let if_inet6 = std::fs::read_to_string(format!("{dir}/if_inet6")).unwrap_or_default();
+        addrs.extend(local_ipv6(&if_inet6));
+        addrs.sort();
+        addrs.dedup();
+        Some(addrs)
+    }
+}
+
+/// The addresses marked `/32 host LOCAL` in /proc/net/fib_trie.
+pub fn local_ipv4(fib_trie: &str) -> Vec<IpAddr> {
+    let mut last: Option<IpAddr> = None;
+    let mut local = Vec::new();
+    for line in fib_trie.lines() {
+        let line = line.trim();
+        if let Some(ip) = line.strip_prefix("|-- ").or_else(|| line.strip_prefix("+-- ")) {
+            last = ip.split('/').next().and_then(|ip| ip.trim().parse().ok());
+        } else if line.contains("/32 host LOCAL")
+            && let Some(ip) = last
+        {
+            local.push(ip);
+        }
+    }
+    local
+}
+
+/// The addresses in /proc/net/if_inet6 (32 hex digits, then index, prefix, scope, flags, name).
+pub fn local_ipv6(if_inet6: &str) -> Vec<IpAddr> {
+    if_inet6
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|hex| u128::from_str_radix(hex, 16).ok())
+        .map(|bits| IpAddr::V6(bits.into()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_from_proc_files() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n  +-- 127.0.0.0/8 2 0 2\n     +-- 127.0.0.0/31 1 0 0\n        |-- 127.0.0.0\n           /8 host LOCAL\n        |-- 127.0.0.1\n           /32 host LOCAL\n     |-- 172.17.0.2\n        /32 host LOCAL\n";
+        assert_eq!(
+            local_ipv4(fib),
+            ["127.0.0.1", "172.17.0.2"].map(|a| a.parse::<IpAddr>().unwrap())
+        );
+        let v6 = "00000000000000000000000000000001 01 80 10 80       lo\n";
+        assert_eq!(local_ipv6(v6), vec!["::1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn live_reads_our_own_process() {
+        let mut live = Live::default();
+        let me = std::process::id();
+        assert!(live.capabilities(me).is_some());
+        assert_eq!(live.mount_fstype(me, "/proc/self").as_deref(), Some("proc"));
+        assert!(live.netns_of(me).is_some());
+        let addrs = live.addresses(me, None).unwrap();
+        assert!(addrs.contains(&"127.0.0.1".parse().unwrap()), "{addrs:?}");
+    }
+
+    #[test]
+    fn finds_a_listener_and_its_owner() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut live = Live::default();
+        let found = live.sockets_on_port(port, Proto::Tcp).unwrap();
+        let ours = found.iter().find(|s| s.state == "LISTEN").expect("our listener");
+        assert_eq!(ours.addr, listener.local_addr().unwrap());
+        assert_eq!(ours.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
+    }
+}
