@@ -29,6 +29,14 @@ fn main() -> ExitCode {
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {
+        // The reader of our output went away (`wsltrace rules | head`): not an error.
+        let broken_pipe = err
+            .chain()
+            .filter_map(|e| e.downcast_ref::<std::io::Error>())
+            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        if broken_pipe {
+            return ExitCode::SUCCESS;
+        }
         // One line: what went wrong and, where we know it, the fix.
         eprintln!("wsltrace: error: {err:#}");
         ExitCode::FAILURE
