@@ -87,3 +87,250 @@ impl Detector {
 pub fn one_paragraph(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every shipped rule on synthetic events: what native Linux cannot produce (DrvFs, WSL1)
+    //! is covered here; the integration tests reproduce the rest for real.
+
+    use super::*;
+    use crate::{
+        decode::errno::Errno,
+        enrich::fds::NoLookup,
+        event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
+    };
+    use rules::WslKind;
+    use system::{Owner, Proto, TableSocket};
+
+    /// A system whose facts the test sets.
+    #[derive(Default)]
+    struct Fake {
+        fstype: Option<String>,
+        caps: Option<u64>,
+        listeners: Vec<TableSocket>,
+    }
+
+    impl System for Fake {
+        fn capabilities(&mut self, _pid: u32) -> Option<u64> {
+            self.caps
+        }
+        fn mount_fstype(&mut self, _pid: u32, _path: &str) -> Option<String> {
+            self.fstype.clone()
+        }
+        fn sockets_on_port(&mut self, port: u16, _proto: Proto) -> Option<Vec<TableSocket>> {
+            Some(self.listeners.iter().filter(|s| s.addr.port() == port).cloned().collect())
+        }
+    }
+
+    const NET: u32 = 4026531833;
+
+    fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
+        Event {
+            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            ts_ns: 0,
+            pid: 42,
+            tid: 42,
+            comm: "server".into(),
+            uid: 1000,
+            gid: 1000,
+            cgroup_id: 1,
+            syscall,
+            args,
+            ret,
+            errno: Errno::from_ret(ret),
+            duration_ns: Some(1),
+            in_flight_at_attach: false,
+            ns: Some(Namespaces { net: NET, ..Namespaces::default() }),
+            cgroup: None,
+            sock: None,
+            cap_effective: None,
+            anomalies: Vec::new(),
+        }
+    }
+
+    fn inet(ip: [u8; 4], port: u16) -> Option<SockAddr> {
+        Some(SockAddr::Known(KnownAddr::Inet { ip: ip.into(), port }))
+    }
+
+    fn unix(path: &str) -> Option<SockAddr> {
+        Some(SockAddr::Known(KnownAddr::Unix(UnixAddr {
+            path: Some(path.into()),
+            abstract_name: None,
+        })))
+    }
+
+    /// The rule ids that fire on `ev` in `env` with `system`.
+    fn fired(mut ev: Event, wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+        let env = Environment {
+            wsl,
+            networking_mode: mode.map(str::to_owned),
+            nameservers: Vec::new(),
+            unprivileged_port_start: 1024,
+        };
+        let specs = rules::parse(rules::BUILTIN_NAME, rules::BUILTIN).unwrap();
+        let mut detector = Detector::new(specs, env, Box::new(system), Some(NET));
+        detector.detect(&mut ev, &FdTable::new(Box::new(NoLookup)));
+        ev.anomalies.into_iter().map(|f| f.id).collect()
+    }
+
+    fn linux(ev: Event, system: Fake) -> Vec<String> {
+        fired(ev, WslKind::None, None, system)
+    }
+
+    #[test]
+    fn peercred_refused() {
+        let args = Args {
+            fd: Some(5),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_PEERCRED".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            linux(event(Syscall::Getsockopt, args.clone(), -92), Fake::default()),
+            ["PEERCRED-UNAVAILABLE"]
+        );
+        assert_eq!(
+            linux(event(Syscall::Getsockopt, args.clone(), -22), Fake::default()),
+            ["PEERCRED-UNAVAILABLE"]
+        );
+        assert!(linux(event(Syscall::Getsockopt, args, 0), Fake::default()).is_empty());
+    }
+
+    #[test]
+    fn enotconn_instead_of_econnrefused() {
+        let args = Args { fd: Some(3), addr: inet([127, 0, 0, 1], 8080), ..Args::default() };
+        assert_eq!(
+            linux(event(Syscall::Connect, args, -107), Fake::default()),
+            ["CONNECT-ENOTCONN-NOT-ECONNREFUSED"]
+        );
+    }
+
+    #[test]
+    fn unix_bind_on_a_windows_drive() {
+        let args = Args { fd: Some(3), addr: unix("/mnt/c/app/app.sock"), ..Args::default() };
+        let drvfs = Fake { fstype: Some("9p".into()), ..Fake::default() };
+        assert_eq!(
+            linux(event(Syscall::Bind, args.clone(), -13), drvfs),
+            ["BIND-EACCES-UNIX-DRVFS"]
+        );
+        let ext4 = Fake { fstype: Some("ext4".into()), ..Fake::default() };
+        assert!(linux(event(Syscall::Bind, args, -13), ext4).is_empty());
+    }
+
+    #[test]
+    fn eacces_on_wsl_without_a_linux_cause() {
+        // Port 8080 is not privileged and the caller has every capability.
+        let args = Args { fd: Some(3), addr: inet([0, 0, 0, 0], 8080), ..Args::default() };
+        let mut ev = event(Syscall::Bind, args, -13);
+        ev.cap_effective = Some(u64::MAX);
+        assert_eq!(
+            fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()),
+            ["BIND-EACCES-WSL-UNEXPLAINED"]
+        );
+        assert!(linux(ev, Fake::default()).is_empty(), "no finding on native Linux");
+    }
+
+    #[test]
+    fn privileged_port_wins_over_unexplained() {
+        let args = Args { fd: Some(3), addr: inet([0, 0, 0, 0], 80), ..Args::default() };
+        let mut ev = event(Syscall::Bind, args, -13);
+        ev.cap_effective = Some(0);
+        assert_eq!(
+            fired(ev, WslKind::Wsl2, Some("nat"), Fake::default()),
+            ["BIND-EACCES-PRIVILEGED-PORT"]
+        );
+    }
+
+    #[test]
+    fn wsl1_only_rules() {
+        let mut ev = event(
+            Syscall::Connect,
+            Args { fd: Some(3), addr: inet([127, 0, 0, 1], 9), ..Args::default() },
+            -111,
+        );
+        ev.sock = Some(SocketInfo {
+            family: "AF_INET".into(),
+            flags: Some("SOCK_NONBLOCK|SOCK_CLOEXEC".into()),
+            ..SocketInfo::default()
+        });
+        let wsl1 = fired(ev.clone(), WslKind::Wsl1, None, Fake::default());
+        assert!(wsl1.contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned()), "{wsl1:?}");
+        assert!(
+            !linux(ev, Fake::default()).contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned())
+        );
+
+        let args = Args {
+            fd: Some(3),
+            level: Some("SOL_TCP".into()),
+            optname: Some("TCP_INFO".into()),
+            ..Args::default()
+        };
+        assert_eq!(
+            fired(
+                event(Syscall::Getsockopt, args.clone(), -92),
+                WslKind::Wsl1,
+                None,
+                Fake::default()
+            ),
+            ["WSL1-TCP-INFO-ENOPROTOOPT"]
+        );
+        assert!(linux(event(Syscall::Getsockopt, args, -92), Fake::default()).is_empty());
+    }
+
+    #[test]
+    fn loopback_listener_needs_wsl2_nat() {
+        let mut ev =
+            event(Syscall::Listen, Args { fd: Some(3), backlog: Some(16), ..Args::default() }, 0);
+        ev.sock = Some(SocketInfo {
+            family: "AF_INET".into(),
+            local: inet([127, 0, 0, 1], 8080),
+            ..SocketInfo::default()
+        });
+        assert_eq!(
+            fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()),
+            ["WSL2-NAT-LOOPBACK-LISTENER"]
+        );
+        assert!(fired(ev.clone(), WslKind::Wsl2, Some("mirrored"), Fake::default()).is_empty());
+        assert!(linux(ev, Fake::default()).is_empty());
+    }
+
+    #[test]
+    fn refused_connects_by_where_the_port_listens() {
+        let connect = || {
+            event(
+                Syscall::Connect,
+                Args { fd: Some(3), addr: inet([127, 0, 0, 1], 8080), ..Args::default() },
+                -111,
+            )
+        };
+        let listener = |addr: &str, netns: u32| TableSocket {
+            netns,
+            addr: addr.parse().unwrap(),
+            state: "LISTEN".into(),
+            inode: 1,
+            owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+        };
+        let elsewhere = Fake { listeners: vec![listener("[::1]:8080", NET)], ..Fake::default() };
+        assert_eq!(linux(connect(), elsewhere), ["CONNECT-REFUSED-OTHER-ADDRESS"]);
+        let other_ns = Fake { listeners: vec![listener("0.0.0.0:8080", 99)], ..Fake::default() };
+        assert_eq!(linux(connect(), other_ns), ["CONNECT-REFUSED-OTHER-NETNS"]);
+        assert_eq!(
+            linux(connect(), Fake { listeners: Vec::new(), ..Fake::default() }),
+            ["CONNECT-REFUSED"]
+        );
+    }
+
+    /// Offline (no system to ask), rules that need live facts stay silent rather than guess.
+    #[test]
+    fn unknown_facts_never_match() {
+        struct Nothing;
+        impl System for Nothing {}
+        let env = Environment::default();
+        let specs = rules::parse(rules::BUILTIN_NAME, rules::BUILTIN).unwrap();
+        let mut detector = Detector::new(specs, env, Box::new(Nothing), Some(NET));
+        let args = Args { fd: Some(3), addr: unix("/mnt/c/app.sock"), ..Args::default() };
+        let mut ev = event(Syscall::Bind, args, -13);
+        detector.detect(&mut ev, &FdTable::new(Box::new(NoLookup)));
+        assert!(ev.anomalies.is_empty(), "{:?}", ev.anomalies);
+    }
+}
