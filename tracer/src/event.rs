@@ -125,6 +125,16 @@ pub struct ProcessExit {
     pub comm: String,
 }
 
+/// The sockets a process held at one moment (taken when tracing starts), as lsof shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub pid: u32,
+    pub comm: String,
+    pub sockets: Vec<SocketInfo>,
+}
+
 /// One line of the JSON stream.
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -132,6 +142,7 @@ pub enum RecordRef<'a> {
     Event(&'a Event),
     Loss(&'a Loss),
     Exit(&'a ProcessExit),
+    Snapshot(&'a Snapshot),
 }
 
 /// Decoded arguments; absent keys do not apply to the syscall.

@@ -1,13 +1,16 @@
 //! `wsltrace`: trace the socket syscalls of a process with eBPF and explain them.
 //!
-//! The pipeline: `source` (kernel programs, ring buffer) -> `decode` (typed events) ->
-//! `pipeline` -> `sinks` (text, JSON Lines).
+//! The pipeline: `source` (kernel programs and ring buffer, or a recording) -> `decode`
+//! (typed events) -> `pipeline` (`filter`...) -> `sinks` (text, JSON Lines, recording,
+//! summary). `recording` is the file format shared by the recording sink and source.
 
 mod cli;
 mod commands;
 mod decode;
 mod event;
+mod filter;
 mod pipeline;
+mod recording;
 mod sinks;
 mod source;
 
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::trace::run(cli.trace),
         Some(Command::Demo(args)) => commands::demo::run(args),
+        Some(Command::Analyze(args)) => commands::analyze::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

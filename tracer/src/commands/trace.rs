@@ -1,7 +1,6 @@
 //! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`.
 
 use std::{
-    fs::File,
     io::{self, BufWriter},
     os::unix::process::ExitStatusExt as _,
     process::{ExitCode, ExitStatus},
@@ -26,8 +25,12 @@ use crate::{
     cli::{ColorWhen, Format, OutputArgs, TraceArgs},
     decode::{self, Clock},
     event::{Loss, ProcessExit},
+    filter::Filter,
     pipeline::Pipeline,
-    sinks::{Sinks, json::JsonSink, text::TextSink},
+    recording::Header,
+    sinks::{
+        Sinks, json::JsonSink, recording as recording_sink, summary::SummarySink, text::TextSink,
+    },
     source::{
         kernel::{Kernel, KernelOptions},
         launch::{self, Launched},
@@ -76,10 +79,13 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
     }
 }
 
+/// The terminal's sink; the recording (`-o`) is added once tracing can start.
 pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
     let mut sinks = Sinks::default();
     let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
     match output.format {
+        // -c: the summary replaces the line per call, like strace -c.
+        _ if output.summary => sinks.push(Box::new(SummarySink::new(stdout, output.format))),
         Format::Json => sinks.push(Box::new(JsonSink::new(stdout))),
         Format::Text => {
             let color = match output.color {
@@ -91,11 +97,6 @@ pub fn sinks(output: &OutputArgs) -> Result<Sinks> {
             };
             sinks.push(Box::new(TextSink::new(stdout, color)));
         }
-    }
-    if let Some(path) = &output.output {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create the output file {}", path.display()))?;
-        sinks.push(Box::new(JsonSink::new(BufWriter::with_capacity(256 << 10, file))));
     }
     Ok(sinks)
 }
@@ -114,12 +115,23 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
-    let sinks = sinks(&args.output)?;
+    let mut sinks = sinks(&args.output)?;
+    recording_sink::preflight(&args.output)?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
     let (mut kernel, ring) = Kernel::load(&opts)?;
     for &pid in &pids {
         kernel.trace(pid)?;
+    }
+    // Userspace filters; relative --since/--until and the recording count from here. The
+    // file is created only now, so a trace that cannot start leaves none behind.
+    let start = chrono::Utc::now();
+    let mut filter = Filter::new(&args.filter, &[]);
+    filter.set_start(start);
+    if let Some(sink) = recording_sink::from_args(&args.output, Header::new(start, filter.spec()))?
+    {
+        eprintln!("wsltrace: recording to {}", sink.path().display());
+        sinks.push(Box::new(sink));
     }
     let mut launched = match args.command.is_empty() {
         true => None,
@@ -132,8 +144,11 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     };
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
-    let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
+    let pipeline = Pipeline::new(sinks).with_filter(filter);
+    let mut session = Session { kernel, pipeline, clock, reported_lost: 0 };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
+    // Footer, summary table: also after SIGINT/SIGTERM, which end `run` normally.
+    output_ok(session.pipeline.finish())?;
     eprintln!("{}", session.pipeline.summary());
     session.kernel.detach();
     Ok(exit_code(stop, status, launched.is_some()))
@@ -302,7 +317,7 @@ impl Session {
 }
 
 /// Ok(false) when the reader of our stdout went away: stop quietly, like other CLI tools.
-fn output_ok(result: io::Result<()>) -> Result<bool> {
+pub(crate) fn output_ok(result: io::Result<()>) -> Result<bool> {
     match result {
         Ok(()) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),

@@ -12,7 +12,9 @@ use chrono::{FixedOffset, Timelike};
 use tracer_common::Syscall;
 
 use super::Sink;
-use crate::event::{Event, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr};
+use crate::event::{
+    Event, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, Snapshot, SockAddr, SocketInfo,
+};
 
 const DIM: Style = Style::new().dimmed();
 const BOLD: Style = Style::new().bold();
@@ -96,6 +98,23 @@ impl<W: Write> TextSink<W> {
         let text = format!("{}[{}] +++ exited +++", exit.comm, exit.pid);
         self.styled(DIM, &text);
     }
+
+    /// A header line, then one indented line per socket, as lsof lists them.
+    fn snapshot(&mut self, snap: &Snapshot) {
+        self.time(snap.ts);
+        let n = snap.sockets.len();
+        let text = format!(
+            "{}[{}] +++ holds {n} socket{} +++",
+            snap.comm,
+            snap.pid,
+            if n == 1 { "" } else { "s" }
+        );
+        self.styled(DIM, &text);
+        for sock in &snap.sockets {
+            self.line.push_str("\n    ");
+            self.line.push_str(&render_socket(sock));
+        }
+    }
 }
 
 impl<W: Write> Sink for TextSink<W> {
@@ -105,6 +124,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Event(ev) => self.event(ev),
             RecordRef::Loss(loss) => self.loss(loss),
             RecordRef::Exit(exit) => self.exit(exit),
+            RecordRef::Snapshot(snap) => self.snapshot(snap),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -208,6 +228,33 @@ pub fn render_addr(addr: &SockAddr) -> String {
     }
 }
 
+/// `fd 3 AF_INET SOCK_STREAM LISTEN {AF_INET, 127.0.0.1:8080}`, with the peer after `->`.
+pub fn render_socket(sock: &SocketInfo) -> String {
+    let mut s = match sock.fd {
+        Some(fd) => format!("fd {fd} {}", sock.family),
+        None => sock.family.clone(),
+    };
+    for part in [&sock.sock_type, &sock.protocol, &sock.state].into_iter().flatten() {
+        s.push(' ');
+        s.push_str(part);
+    }
+    if let Some(local) = &sock.local {
+        s.push(' ');
+        s.push_str(&render_addr(local));
+    }
+    if let Some(peer) = &sock.peer {
+        s.push_str(" -> ");
+        s.push_str(&render_addr(peer));
+    }
+    if let Some(inode) = sock.inode {
+        let _ = write!(s, " inode={inode}");
+    }
+    if let Some(peer) = sock.peer_inode {
+        let _ = write!(s, " peer_inode={peer}");
+    }
+    s
+}
+
 pub fn render_value(value: &OptValue) -> String {
     match value {
         OptValue::Int(v) => format!("[{v}]"),
@@ -306,6 +353,32 @@ mod tests {
         assert!(
             line(&event(Syscall::Socketpair, args, 0))
                 .contains("socketpair(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC, 0, [3, 4]) = 0")
+        );
+    }
+
+    #[test]
+    fn snapshots_list_their_sockets() {
+        let listener = SocketInfo {
+            fd: Some(3),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            state: Some("LISTEN".into()),
+            local: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 80 })),
+            inode: Some(99),
+            ..SocketInfo::default()
+        };
+        let snap = Snapshot {
+            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            pid: 7,
+            comm: "nginx".into(),
+            sockets: vec![listener],
+        };
+        let mut sink = TextSink::new(Vec::new(), false);
+        sink.tz = FixedOffset::east_opt(0).unwrap();
+        sink.write(RecordRef::Snapshot(&snap)).unwrap();
+        assert_eq!(
+            String::from_utf8(sink.out).unwrap(),
+            "00:00:00.000000 nginx[7] +++ holds 1 socket +++\n    fd 3 AF_INET SOCK_STREAM LISTEN {AF_INET, 127.0.0.1:80} inode=99\n"
         );
     }
 
