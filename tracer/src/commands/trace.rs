@@ -45,6 +45,9 @@ use crate::{
 const POLL: Duration = Duration::from_millis(10);
 /// How often losses are checked and exited processes noticed.
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
+/// Records read per drain at most: under a flood the ring refills as fast as it is read, and
+/// an unbounded drain would never return to notice a signal, the deadline or flush the output.
+const MAX_DRAIN: usize = 4096;
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
     if args.pids.is_empty() && args.command.is_empty() {
@@ -145,7 +148,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
     let pipeline = Pipeline::new(sinks).with_filter(filter);
-    let mut session = Session { kernel, pipeline, clock, reported_lost: 0 };
+    let mut session = Session { kernel, pipeline, clock, reported_lost: 0, backlog: false };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
     // Footer, summary table: also after SIGINT/SIGTERM, which end `run` normally.
     output_ok(session.pipeline.finish())?;
@@ -194,6 +197,8 @@ struct Session {
     pipeline: Pipeline,
     clock: Clock,
     reported_lost: u64,
+    /// The last drain stopped at MAX_DRAIN with records left in the ring.
+    backlog: bool,
 }
 
 impl Session {
@@ -216,8 +221,11 @@ impl Session {
         let mut signalled = false;
 
         let stop = loop {
+            let backlog = self.backlog;
             tokio::select! {
                 guard = ring.readable_mut() => guard?.clear_ready(),
+                // Records left over: drain again at once (after any signal that is ready).
+                () = std::future::ready(()), if backlog => {}
                 _ = poll.tick() => {}
                 _ = housekeeping.tick() => {
                     self.report_losses()?;
@@ -245,8 +253,12 @@ impl Session {
                 break Stop::OutputClosed;
             }
         };
-        // Whatever the kernel submitted before we stopped is still delivered.
-        self.drain(ring.get_mut())?;
+        // Whatever the kernel submitted before we stopped is still delivered: stop recording
+        // first (processes still running would otherwise refill the ring forever), then drain.
+        for pid in self.kernel.traced() {
+            self.kernel.untrace(pid);
+        }
+        while self.drain(ring.get_mut())? && self.backlog {}
         self.report_losses()?;
         if let (Stop::Finished, Some(l), None) = (stop, launched, status) {
             status = Some(l.child.wait().await?);
@@ -256,6 +268,8 @@ impl Session {
 
     /// Reads every record waiting in the ring; false when the output went away (EPIPE).
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool> {
+        self.backlog = false;
+        let mut read = 0;
         while let Some(item) = ring.next() {
             let parsed = records::parse(&item);
             drop(item);
@@ -284,6 +298,11 @@ impl Session {
             };
             if !output_ok(written)? {
                 return Ok(false);
+            }
+            read += 1;
+            if read == MAX_DRAIN {
+                self.backlog = true;
+                break;
             }
         }
         output_ok(self.pipeline.flush())
