@@ -83,15 +83,15 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         errors += report(&mut problems);
     }
     super::trace::output_ok(pipeline.finish())?;
-    eprintln!("{}", pipeline.summary());
     if errors > 0 {
         eprintln!(
             "wsltrace: {errors} problem{} in the input (see above): what could be read was analysed",
             if errors == 1 { "" } else { "s" }
         );
-        return Ok(ExitCode::FAILURE);
     }
-    Ok(ExitCode::SUCCESS)
+    // The last line, as after a live trace.
+    eprintln!("{}", pipeline.summary());
+    Ok(if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// SEAM(detect): here the knowledge base (issue 4) re-evaluates each event with today's rules,

@@ -246,9 +246,17 @@ impl RecordingReader {
                 "no header: not a recording written with -o (JSON Lines from --format json?); read without the recorded environment".into(),
             ));
         }
-        self.ended = false;
+        let previous_ended = std::mem::replace(&mut self.ended, false);
         match &record {
             Record::Header(header) => {
+                // --append after a crash: the session before this one was cut short.
+                if self.saw_header && !previous_ended && self.schema.is_some() {
+                    problems.push(self.problem(
+                        Some(self.line_no - 1),
+                        true,
+                        "no footer before the next header: the recording before it was cut short (wsltrace killed?); everything in it was read".into(),
+                    ));
+                }
                 self.saw_header = true;
                 self.counts = Counts::default();
                 match header.schema() {
@@ -317,7 +325,7 @@ impl RecordingReader {
             return (self.newer_schema(at, &v.to_string()), true);
         }
         if KNOWN_TYPES.contains(&kind.as_str()) {
-            let message = format!("a {kind} record that cannot be read ({err}): line skipped");
+            let message = format!("this {kind} record cannot be read ({err}): line skipped");
             return (self.problem(at, true, message), false);
         }
         // Newer minor versions may add record types, which older readers skip.
