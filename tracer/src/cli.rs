@@ -29,6 +29,11 @@ Examples:
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.
 
+Filters apply to the terminal and to the recording alike. -s, --failed and -e are applied in
+the kernel, so the calls they drop never cross the ring buffer; the others (--comm, --addr,
+--since, --until, --anomalies-only) are applied by wsltrace. The same filters work on a
+recording with `wsltrace analyze`, where --pid also filters.
+
 Tracing ends when every traced process has exited (with -- CMD, wsltrace exits with the
 command's status), after --duration, or on Ctrl-C / SIGTERM; a last line on stderr gives
 the number of events seen and lost. With -- CMD, a SIGINT/SIGTERM sent to wsltrace with
@@ -110,15 +115,17 @@ pub struct TraceArgs {
 /// kernel, so the calls they drop cost almost nothing; the others are applied by wsltrace.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Only these syscalls (comma-separated names, e.g. connect,accept4)
+    /// Only these syscalls (comma-separated names, e.g. connect,accept4). Live, in the kernel:
+    /// the others are not even attached
     #[arg(short = 's', long = "syscall", value_name = "LIST", value_delimiter = ',', value_parser = parse_syscall, help_heading = "Filters")]
     pub syscalls: Vec<Syscall>,
 
-    /// Only calls that failed
+    /// Only calls that failed (live, in the kernel)
     #[arg(long, help_heading = "Filters")]
     pub failed: bool,
 
-    /// Only calls that failed with one of these errnos (names or numbers: ECONNREFUSED,13)
+    /// Only calls that failed with one of these errnos (names or numbers: ECONNREFUSED,13;
+    /// live, in the kernel)
     #[arg(short = 'e', long = "errno", value_name = "LIST", value_delimiter = ',', value_parser = Errno::parse, help_heading = "Filters")]
     pub errnos: Vec<Errno>,
 
