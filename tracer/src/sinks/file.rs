@@ -55,7 +55,11 @@ pub fn open(path: &Path, mode: Mode) -> Result<Opened> {
             }
             open_existing(path)
         }
-        Err(err) => bail!("cannot create {}: {err}", path.display()),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => bail!(
+            "cannot create {}: its directory does not exist: create it first or choose another path",
+            path.display()
+        ),
+        Err(err) => bail!("cannot create {}: {err}: choose another path", path.display()),
     }
 }
 

@@ -138,6 +138,14 @@ impl RecordingReader {
             error: true,
         };
         let mut file = File::open(path).map_err(problem)?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                message: "is a directory: give the recordings in it (e.g. DIR/*.jsonl)".into(),
+                error: true,
+            });
+        }
         let mut magic = [0_u8; 4];
         let compressed = file.read_exact(&mut magic).is_ok() && magic == ZSTD_MAGIC;
         file.rewind().map_err(problem)?;
