@@ -95,10 +95,13 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
 }
 
 /// SEAM(detect): here the knowledge base (issue 4) re-evaluates each event with today's rules,
-/// so an old recording benefits from new rules: clear `ev.anomalies`, then run the detect
-/// stage against `facts`, the environment recorded in the header (WSL version, networking
-/// mode...), never the analysing machine's. `None` for a file without header: say so rather
-/// than guess. Until the knowledge base lands, the findings recorded at trace time are kept.
+/// so an old recording benefits from new rules. Build the detector once per header from the
+/// environment recorded there (`facts`: WSL version, networking mode...), never from the
+/// analysing machine, with a `System` that answers "unknown" (the socket table, mounts and
+/// capabilities of the time are gone). Then keep the recorded findings, which saw that live
+/// state, and add the ones today's rules find that were not recorded (same rule id: keep the
+/// recorded one). `None`: a file without header, evaluate environment rules as unknown. Until the
+/// knowledge base is merged here, the findings recorded at trace time are kept as they are.
 fn detect(ev: &mut Event, facts: Option<&RecordedFacts>) {
     let _ = (ev, facts);
 }
