@@ -776,6 +776,31 @@ fn output_files_are_created_safely() {
     std::fs::hard_link(&target, dir.path("hard.jsonl")).unwrap();
     refused(&["-o", &dir.s("hard.jsonl"), "--append"], "hard links");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+
+    // zstd: a second session is a second frame; after a damaged frame nothing could be read
+    // back, so appending is refused.
+    let zst = dir.s("events.jsonl.zst");
+    for _ in 0..2 {
+        let out = run(as_root().args([
+            "-c",
+            "-o",
+            &zst,
+            "--append",
+            "--",
+            WSLTRACE,
+            "demo",
+            "--untraced",
+            "refused",
+        ]));
+        assert!(out.status.success(), "{}", out.stderr);
+    }
+    let (out, events) = analysed_events(&[&zst]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(events.len(), 14);
+    let bytes = std::fs::read(&zst).unwrap();
+    let damaged = dir.s("damaged.jsonl.zst");
+    std::fs::write(&damaged, &bytes[..bytes.len() - 10]).unwrap();
+    refused(&["-o", &damaged, "--append"], "does not end with a complete zstd frame");
 }
 
 /// The recording is on disk shortly after each call, not only when the trace ends: a server
