@@ -33,6 +33,9 @@ pub const COUNTER_COUNT: u32 = 2;
 // Globals (read-only, set by the loader with `override_global`).
 /// `u32`: tgid of wsltrace itself, never traced.
 pub const GLOBAL_TRACER_TGID: &str = "TRACER_TGID";
+/// `u64`: bit `Syscall::bit()` set for the syscalls the user asked for (`-s`); the others are
+/// attached only for context (see `Syscall::is_context`).
+pub const GLOBAL_SELECTED: &str = "SELECTED";
 /// `u32`: non-zero to record only failed calls.
 pub const GLOBAL_FAILED_ONLY: &str = "FAILED_ONLY";
 /// `u32`: non-zero to record only calls failing with an errno in [`MAP_ERRNOS`].

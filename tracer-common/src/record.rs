@@ -53,6 +53,8 @@ pub const FLAG_ADDR_FAULT: u32 = 1 << 1;
 pub const FLAG_VALUE_FAULT: u32 = 1 << 2;
 /// `SyscallRecord::flags`: `cap_effective` was read (a process may have no capability at all).
 pub const FLAG_CAPS: u32 = 1 << 3;
+/// `SyscallRecord::flags`: the filters hide this call; it only keeps the fd table current.
+pub const FLAG_CONTEXT: u32 = 1 << 4;
 
 /// One syscall, entry and exit paired: emitted once, at exit.
 #[repr(C)]

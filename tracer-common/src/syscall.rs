@@ -70,6 +70,29 @@ macro_rules! define_syscalls {
 for_each_syscall!(define_syscalls);
 
 impl Syscall {
+    /// Bit of this syscall in [`crate::config::GLOBAL_SELECTED`].
+    pub const fn bit(self) -> u64 {
+        1 << (self as u32)
+    }
+
+    /// Whether a successful call changes what an fd is (creates, names, connects or closes a
+    /// socket). Such calls reach userspace even when a filter hides them, flagged
+    /// [`crate::record::FLAG_CONTEXT`], so the calls that are shown can say what their fd is.
+    pub const fn is_context(self) -> bool {
+        matches!(
+            self,
+            Syscall::Socket
+                | Syscall::Socketpair
+                | Syscall::Bind
+                | Syscall::Listen
+                | Syscall::Connect
+                | Syscall::Accept
+                | Syscall::Accept4
+                | Syscall::Getsockname
+                | Syscall::Close
+        )
+    }
+
     /// Whether the call can block for long, so that a thread may be inside it when tracing
     /// starts: its exit without an entry is then reported, flagged. For the other syscalls a
     /// missing entry means the call was filtered at entry (e.g. close() of a file).

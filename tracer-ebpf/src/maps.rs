@@ -35,6 +35,8 @@ pub static ERRNOS: Array<u64> = Array::with_max_entries(ErrnoSet::WORDS, 0);
 #[unsafe(no_mangle)]
 pub static TRACER_TGID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
+pub static SELECTED: Global<u64> = Global::new(u64::MAX);
+#[unsafe(no_mangle)]
 pub static FAILED_ONLY: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static ERRNO_FILTER: Global<u32> = Global::new(0);

@@ -12,12 +12,12 @@ use aya_ebpf::{
 use tracer_common::{
     Capture, Header, RecordKind, Syscall, SyscallRecord,
     config::Counter,
-    record::{FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
+    record::{FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
 };
 
 use crate::{
     capture::{read_user, read_user_len},
-    maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, count, is_traced},
+    maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, SELECTED, count, is_traced},
     output::emit,
     task::{capabilities, fd_is_socket, namespaces},
 };
@@ -134,6 +134,19 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     let _ = PENDING.insert(pid_tgid, &*rec, 0);
 }
 
+/// What to do with a finished call: emit it, emit it as context only, or drop it.
+#[inline(always)]
+fn verdict(syscall: Syscall, ret: i64) -> Option<u32> {
+    if SELECTED.load() & syscall.bit() != 0 && keep(ret) {
+        Some(0)
+    } else if syscall.is_context() && ret >= 0 {
+        // Hidden, but it changes what an fd is: userspace keeps its fd table current with it.
+        Some(FLAG_CONTEXT)
+    } else {
+        None
+    }
+}
+
 /// The in-kernel result filters: `--failed` and `--errno`.
 #[inline(always)]
 fn keep(ret: i64) -> bool {
@@ -161,9 +174,10 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         }
         return;
     };
-    if keep(ret) {
+    if let Some(flags) = verdict(syscall, ret) {
         // SAFETY: this thread's entry, written only by this thread's enter/exit programs.
         let rec = unsafe { &mut *rec };
+        rec.flags |= flags;
         // SAFETY: helper without arguments.
         rec.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(rec.ts_ns);
         rec.ret = ret;
@@ -232,15 +246,13 @@ fn capture_out(rec: &mut SyscallRecord, syscall: Syscall, ret: i64) {
 #[inline(always)]
 fn exit_without_entry(syscall: Syscall, pid_tgid: u64, ret: i64) {
     count(Counter::NoEntry);
-    if !keep(ret) {
-        return;
-    }
+    let Some(flags) = verdict(syscall, ret) else { return };
     let Some(rec) = SCRATCH.get_ptr_mut(0) else { return };
     // SAFETY: this CPU's scratch slot, as in `on_enter`.
     let rec = unsafe { &mut *rec };
     start_record(rec, syscall, pid_tgid);
     rec.args = [0; 6];
     rec.ret = ret;
-    rec.flags |= FLAG_NO_ENTRY;
+    rec.flags |= FLAG_NO_ENTRY | flags;
     emit(rec);
 }

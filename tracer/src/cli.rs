@@ -5,7 +5,10 @@ use std::{ffi::OsString, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracer_common::Syscall;
 
-use crate::decode::{errno::Errno, names::syscall_by_name};
+use crate::{
+    decode::{errno::Errno, names::syscall_by_name},
+    filter::{AddrPattern, TimeBound},
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,11 +19,21 @@ Examples:
                                             only calls that failed with these errnos
   sudo wsltrace --format json --pid 4242 | jq .
   sudo wsltrace -o events.jsonl --pid 4242  JSON Lines to a file, text on the terminal
+  sudo wsltrace -o incident.jsonl.zst --rotate 100M --pid 4242
+                                            compressed recording in 100 MB parts
+  sudo wsltrace -c -- ./client              only a summary table at the end
+  wsltrace analyze incident.jsonl.zst -e ECONNREFUSED --addr :8080
+                                            read a recording back, filtered (see analyze --help)
   sudo wsltrace demo                        watch a built-in workload
   sudo wsltrace -q --assume wsl2 -- ./srv   only the calls the knowledge base flags
 
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.
+
+Filters apply to the terminal and to the recording alike. -s, --failed and -e are applied in
+the kernel, so the calls they drop never cross the ring buffer; the others (--comm, --addr,
+--since, --until, --anomalies-only) are applied by wsltrace. The same filters work on a
+recording with `wsltrace analyze`, where --pid also filters.
 
 Tracing ends when every traced process has exited (with -- CMD, wsltrace exits with the
 command's status), after --duration, or on Ctrl-C / SIGTERM; a last line on stderr gives
@@ -50,6 +63,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// List the knowledge base's rules, or check a rule file of yours
     Rules(RulesArgs),
+    /// Read recordings made with -o: the same filters, output and summary as a live trace
+    Analyze(AnalyzeArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -61,7 +76,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct TraceArgs {
-    /// Trace these running processes, all their threads (repeat or comma-separate)
+    /// Trace these running processes, all their threads (repeat or comma-separate). This
+    /// chooses what to trace; in `wsltrace analyze`, --pid filters a recording instead
     #[arg(
         short = 'p',
         long = "pid",
@@ -101,20 +117,45 @@ pub struct TraceArgs {
     pub ring_size: u32,
 }
 
-/// Filters applied in the kernel, so filtered-out calls cost almost nothing.
+/// Filters, the same live and in `analyze`. Live, -s, --failed and -e are applied in the
+/// kernel, so the calls they drop cost almost nothing; the others are applied by wsltrace.
 #[derive(Debug, Clone, Default, Args)]
 pub struct FilterArgs {
-    /// Only these syscalls (comma-separated names, e.g. connect,accept4)
+    /// Only these syscalls (comma-separated names, e.g. connect,accept4). Live, in the kernel:
+    /// the others are not even attached
     #[arg(short = 's', long = "syscall", value_name = "LIST", value_delimiter = ',', value_parser = parse_syscall, help_heading = "Filters")]
     pub syscalls: Vec<Syscall>,
 
-    /// Only calls that failed
+    /// Only calls that failed (live, in the kernel)
     #[arg(long, help_heading = "Filters")]
     pub failed: bool,
 
-    /// Only calls that failed with one of these errnos (names or numbers: ECONNREFUSED,13)
+    /// Only calls that failed with one of these errnos (names or numbers: ECONNREFUSED,13;
+    /// live, in the kernel)
     #[arg(short = 'e', long = "errno", value_name = "LIST", value_delimiter = ',', value_parser = Errno::parse, help_heading = "Filters")]
     pub errnos: Vec<Errno>,
+
+    /// Only processes with this command name (comma-separated; names longer than the kernel's
+    /// 15 characters match their truncation)
+    #[arg(long = "comm", value_name = "NAME", value_delimiter = ',', help_heading = "Filters")]
+    pub comms: Vec<String>,
+
+    /// Only from this time on: RFC 3339 (2026-11-21T11:02:03Z) or after the start (+30s, +1m30s)
+    #[arg(long, value_name = "TIME", value_parser = TimeBound::parse, help_heading = "Filters")]
+    pub since: Option<TimeBound>,
+
+    /// Only up to this time: RFC 3339 or after the start (+2m)
+    #[arg(long, value_name = "TIME", value_parser = TimeBound::parse, help_heading = "Filters")]
+    pub until: Option<TimeBound>,
+
+    /// Only calls on these addresses: 127.0.0.1:8080, [::1]:8080, :8080 (any address),
+    /// 10.0.0.1 (any port), /tmp/app.sock, @abstract (comma-separated)
+    #[arg(long = "addr", value_name = "ADDR", value_delimiter = ',', value_parser = AddrPattern::parse, help_heading = "Filters")]
+    pub addrs: Vec<AddrPattern>,
+
+    /// Only calls the knowledge base has a finding for
+    #[arg(long, help_heading = "Filters")]
+    pub anomalies_only: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -123,9 +164,27 @@ pub struct OutputArgs {
     #[arg(long, value_enum, default_value_t = Format::Text, help_heading = "Output")]
     pub format: Format,
 
-    /// Also write every event as JSON Lines to FILE (the terminal keeps --format)
+    /// Also record to FILE: JSON Lines with a header and a footer (docs/trace-format.md),
+    /// zstd-compressed when FILE ends in .zst. The terminal keeps --format. FILE must not
+    /// exist (see --append); under sudo it belongs to the invoking user
     #[arg(short = 'o', long = "output", value_name = "FILE", help_heading = "Output")]
     pub output: Option<PathBuf>,
+
+    /// Start a new numbered file (events.001.jsonl, events.002.jsonl...) whenever one reaches
+    /// SIZE (e.g. 100M, 1G); each part has its own header
+    #[arg(long, value_name = "SIZE", requires = "output", value_parser = parse_file_size, help_heading = "Output")]
+    pub rotate: Option<u64>,
+
+    /// Add to FILE if it exists (a regular file of yours, not a link) instead of refusing;
+    /// with --rotate, continue the numbering of existing parts
+    #[arg(long, requires = "output", help_heading = "Output")]
+    pub append: bool,
+
+    /// Instead of one line per call, a summary at the end: per syscall (calls, errors by
+    /// errno, latency percentiles), per process, findings by rule, lost events. One JSON
+    /// object with --format json
+    #[arg(short = 'c', long, help_heading = "Output")]
+    pub summary: bool,
 
     /// Colours: auto (on a terminal, unless NO_COLOR is set), always, never
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, help_heading = "Output")]
@@ -195,6 +254,50 @@ pub struct RulesArgs {
 
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+const ANALYZE_EXAMPLES: &str = "\
+Examples:
+  wsltrace analyze events.jsonl                    the recorded calls, as text
+  wsltrace analyze events.jsonl.zst --format json  as JSON Lines (the live format)
+  wsltrace analyze incident.jsonl                  every part of a rotated recording
+  wsltrace analyze incident.0*.jsonl               ...or the parts listed, in any order
+  wsltrace analyze -c events.jsonl                 summary: calls, errors, latencies, findings
+  wsltrace analyze -e ECONNREFUSED --addr :8080 --since +30s events.jsonl
+  wsltrace analyze --pid 4242 --failed -o failed.jsonl events.jsonl
+                                                   keep a filtered recording
+
+Problems in a file (a line that is not JSON, an unknown record type, a truncated file after
+a crash) are reported with their line number; the rest of the file is still read, and
+wsltrace analyze then exits with status 1. A recording from a newer major schema version is
+refused.";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = ANALYZE_EXAMPLES)]
+pub struct AnalyzeArgs {
+    /// Recordings made with -o, plain or .zst. For a rotated recording give its parts (any
+    /// order) or the name given to -o
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Only events of these processes (repeat or comma-separate)
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub pids: Vec<u32>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub knowledge: KnowledgeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -303,6 +406,31 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(bytes as u32)
 }
 
+/// `100M`, `1G`, `512K`, `1.5G`, `1048576` (bytes); K, M, G, T are powers of 1024.
+pub fn parse_file_size(s: &str) -> Result<u64, String> {
+    const MIN: u64 = 4 << 10;
+    let t = s.trim().to_ascii_uppercase();
+    let t = t.strip_suffix("IB").or_else(|| t.strip_suffix('B')).unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 'K')) => (&t[..i], 1_u64 << 10),
+        Some((i, 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'G')) => (&t[..i], 1 << 30),
+        Some((i, 'T')) => (&t[..i], 1 << 40),
+        _ => (t, 1),
+    };
+    let bytes = digits
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| n * unit as f64)
+        .filter(|b| *b < u64::MAX as f64)
+        .ok_or_else(|| format!("'{s}' is not a size: use e.g. 100M, 1G, 512K"))?;
+    if bytes < MIN as f64 {
+        return Err(format!("size {s} is too small: use at least 4K (e.g. 100M)"));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +471,57 @@ mod tests {
         assert!(err.to_string().contains("wsltrace traces socket"), "{err}");
         assert!(Cli::try_parse_from(["wsltrace", "--ring-size", "3M", "-p", "1"]).is_err());
         assert!(Cli::try_parse_from(["wsltrace", "--duration", "-1", "-p", "1"]).is_err());
+    }
+
+    #[test]
+    fn file_sizes() {
+        assert_eq!(parse_file_size("100M"), Ok(100 << 20));
+        assert_eq!(parse_file_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_file_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_file_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_file_size("64kb"), Ok(64 << 10));
+        assert_eq!(parse_file_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_file_size("2T"), Ok(2 << 40));
+        for bad in ["", "M", "-1M", "10X", "1e400", "nanM"] {
+            assert!(parse_file_size(bad).unwrap_err().contains("not a size"), "{bad}");
+        }
+        assert!(parse_file_size("1K").unwrap_err().contains("too small"));
+    }
+
+    #[test]
+    fn recording_options_need_a_file() {
+        assert!(Cli::try_parse_from(["wsltrace", "--rotate", "1M", "-p", "1"]).is_err());
+        assert!(Cli::try_parse_from(["wsltrace", "--append", "-p", "1"]).is_err());
+        let cli =
+            Cli::try_parse_from(["wsltrace", "-o", "x.zst", "--rotate", "1M", "-p", "1"]).unwrap();
+        assert_eq!(cli.trace.output.rotate, Some(1 << 20));
+    }
+
+    #[test]
+    fn analyze_takes_files_and_the_shared_filters() {
+        let cli = Cli::try_parse_from([
+            "wsltrace",
+            "analyze",
+            "a.jsonl",
+            "b.jsonl.zst",
+            "--pid",
+            "4,5",
+            "-e",
+            "ENOENT",
+            "--since",
+            "+1s",
+            "--addr",
+            ":80",
+            "-c",
+        ])
+        .unwrap();
+        let Some(Command::Analyze(args)) = cli.command else { panic!("not analyze") };
+        assert_eq!(args.files.len(), 2);
+        assert_eq!(args.pids, [4, 5]);
+        assert_eq!(args.filter.errnos, [Errno(2)]);
+        assert!(args.output.summary);
+        assert!(Cli::try_parse_from(["wsltrace", "analyze"]).is_err());
+        assert!(Cli::try_parse_from(["wsltrace", "analyze", "f", "--addr", "x:y"]).is_err());
     }
 
     #[test]

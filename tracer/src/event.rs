@@ -49,6 +49,9 @@ pub struct Event {
     /// them. Kept for the knowledge base, not written out.
     #[serde(skip)]
     pub cap_effective: Option<u64>,
+    /// The filters hide this call; it only keeps the fd table current (never shown or written).
+    #[serde(skip)]
+    pub context_only: bool,
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
@@ -111,6 +114,34 @@ impl Event {
     pub fn failed(&self) -> bool {
         self.errno.is_some()
     }
+
+    /// A call by `server[4242/4251]` at 00:00:00.104512 UTC that took 31us: tests change
+    /// what they need with struct update syntax.
+    #[cfg(test)]
+    pub fn for_test(syscall: Syscall, args: Args, ret: i64) -> Event {
+        Event {
+            ts: DateTime::from_timestamp(0, 104_512_000).expect("a valid time"),
+            ts_ns: 1,
+            pid: 4242,
+            tid: 4251,
+            comm: "server".into(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 1,
+            syscall,
+            args,
+            ret,
+            errno: Errno::from_ret(ret),
+            duration_ns: Some(31_000),
+            in_flight_at_attach: false,
+            ns: None,
+            cgroup: None,
+            sock: None,
+            cap_effective: None,
+            context_only: false,
+            anomalies: Vec::new(),
+        }
+    }
 }
 
 /// Events the kernel could not deliver (ring buffer full) since the previous loss record.
@@ -132,6 +163,16 @@ pub struct ProcessExit {
     pub comm: String,
 }
 
+/// The sockets a process held at one moment (taken when tracing starts), as lsof shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub pid: u32,
+    pub comm: String,
+    pub sockets: Vec<SocketInfo>,
+}
+
 /// One line of the JSON stream.
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -139,6 +180,7 @@ pub enum RecordRef<'a> {
     Event(&'a Event),
     Loss(&'a Loss),
     Exit(&'a ProcessExit),
+    Snapshot(&'a Snapshot),
 }
 
 /// Decoded arguments; absent keys do not apply to the syscall.

@@ -1,7 +1,9 @@
 //! `wsltrace`: trace the socket syscalls of a process with eBPF and explain them.
 //!
-//! The pipeline: `source` (kernel programs, ring buffer) -> `decode` (typed events) ->
-//! `enrich` (cgroup paths, namespaces, what each fd is) -> `pipeline` -> `sinks` (text, JSON).
+//! The pipeline: `source` (kernel programs and ring buffer, or a recording) -> `decode`
+//! (typed events) -> `pipeline`: `enrich` (cgroup paths, namespaces, what each fd is) ->
+//! `detect` (the knowledge base) -> `filter` -> `sinks` (text, JSON Lines, recording, summary).
+//! `recording` is the file format shared by the recording sink and source.
 
 mod cli;
 mod commands;
@@ -9,7 +11,9 @@ mod decode;
 mod detect;
 mod enrich;
 mod event;
+mod filter;
 mod pipeline;
+mod recording;
 mod sinks;
 mod source;
 
@@ -26,6 +30,7 @@ fn main() -> ExitCode {
         None => commands::trace::run(cli.trace),
         Some(Command::Demo(args)) => commands::demo::run(args),
         Some(Command::Rules(args)) => commands::rules::run(args),
+        Some(Command::Analyze(args)) => commands::analyze::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

@@ -1,11 +1,13 @@
-//! The stages after the source, shared by every source: events in, sinks out.
+//! The stages after the source, shared by live tracing and `analyze`:
+//! enrich -> detect -> filter -> sinks.
 
 use std::{collections::BTreeMap, io};
 
 use crate::{
     detect::Detector,
     enrich::Enricher,
-    event::{Event, Loss, ProcessExit, RecordRef},
+    event::{Event, Loss, ProcessExit, RecordRef, Snapshot},
+    filter::Filter,
     sinks::Sinks,
 };
 
@@ -14,27 +16,54 @@ pub struct Stats {
     pub events: u64,
     pub lost: u64,
     pub in_flight_at_attach: u64,
-    /// rule id -> (severity, title, occurrences)
+    /// Events the userspace filters dropped.
+    pub filtered: u64,
+    /// rule id -> (severity, title, occurrences), over the events shown.
     pub findings: BTreeMap<String, (String, String, u64)>,
 }
 
-/// enrich -> detect -> sinks.
 pub struct Pipeline {
     enricher: Enricher,
     detector: Option<Detector>,
+    filter: Filter,
     sinks: Sinks,
     pub stats: Stats,
 }
 
 impl Pipeline {
     pub fn new(enricher: Enricher, detector: Option<Detector>, sinks: Sinks) -> Self {
-        Pipeline { enricher, detector, sinks, stats: Stats::default() }
+        Pipeline { enricher, detector, filter: Filter::default(), sinks, stats: Stats::default() }
+    }
+
+    /// The knowledge base judging the events from now on (analyze: one per recorded
+    /// environment).
+    pub fn set_detector(&mut self, detector: Option<Detector>) {
+        self.detector = detector;
+    }
+
+    /// The filter stage: which records reach the sinks.
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    pub fn filter_mut(&mut self) -> &mut Filter {
+        &mut self.filter
     }
 
     pub fn event(&mut self, ev: &mut Event) -> io::Result<()> {
         self.enricher.event(ev);
+        // A call the kernel filters hid: it told the fd table what an fd is, nothing more.
+        if ev.context_only {
+            return Ok(());
+        }
         if let Some(detector) = &mut self.detector {
             detector.detect(ev, &self.enricher.fds);
+        }
+        // Filters run after detection: --anomalies-only needs the findings.
+        if !self.filter.event(ev) {
+            self.stats.filtered += 1;
+            return Ok(());
         }
         self.stats.events += 1;
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
@@ -50,6 +79,9 @@ impl Pipeline {
     }
 
     pub fn loss(&mut self, loss: &Loss) -> io::Result<()> {
+        if !self.filter.loss(loss) {
+            return Ok(());
+        }
         self.stats.lost += loss.lost;
         self.sinks.write(RecordRef::Loss(loss))
     }
@@ -63,11 +95,28 @@ impl Pipeline {
         if let Some(detector) = &mut self.detector {
             detector.exit(exit.pid);
         }
+        if !self.filter.exit(exit) {
+            return Ok(());
+        }
         self.sinks.write(RecordRef::Exit(exit))
+    }
+
+    /// What a process held at attach: the fd table starts from it.
+    pub fn snapshot(&mut self, snap: &Snapshot) -> io::Result<()> {
+        self.enricher.fds.seed(snap.pid, &snap.sockets);
+        if !self.filter.snapshot(snap) {
+            return Ok(());
+        }
+        self.sinks.write(RecordRef::Snapshot(snap))
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.sinks.flush()
+    }
+
+    /// The end of the trace: footers, summary tables.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.sinks.finish()
     }
 
     /// Findings by rule, most severe first: printed before the last line.
@@ -93,10 +142,13 @@ impl Pipeline {
 
     /// The last line of every trace.
     pub fn summary(&self) -> String {
-        let Stats { events, lost, in_flight_at_attach, .. } = &self.stats;
+        let Stats { events, lost, in_flight_at_attach, filtered, .. } = &self.stats;
         let mut line = format!("wsltrace: {events} events, {lost} lost");
         if *in_flight_at_attach > 0 {
             line.push_str(&format!(" ({in_flight_at_attach} already in progress at attach)"));
+        }
+        if *filtered > 0 {
+            line.push_str(&format!(" ({filtered} filtered out)"));
         }
         line
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod analyze;
 pub mod demo;
 pub mod rules;
 pub mod trace;

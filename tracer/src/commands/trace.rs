@@ -1,7 +1,6 @@
 //! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`.
 
 use std::{
-    fs::File,
     io::{self, BufWriter},
     os::unix::process::ExitStatusExt as _,
     process::{ExitCode, ExitStatus},
@@ -28,8 +27,13 @@ use crate::{
     detect::{Detector, env::Environment, rules, system::Live},
     enrich::{Enricher, fds::NoLookup},
     event::{Loss, ProcessExit},
+    filter::Filter,
     pipeline::Pipeline,
-    sinks::{Quiet, Sink, Sinks, json::JsonSink, text::TextSink},
+    recording::Header,
+    sinks::{
+        Quiet, Sink, Sinks, json::JsonSink, recording as recording_sink, summary::SummarySink,
+        text::TextSink,
+    },
     source::{
         kernel::{Kernel, KernelOptions},
         launch::{self, Launched},
@@ -44,6 +48,9 @@ use crate::{
 const POLL: Duration = Duration::from_millis(10);
 /// How often losses are checked and exited processes noticed.
 const HOUSEKEEPING: Duration = Duration::from_millis(200);
+/// Records read per drain at most: under a flood the ring refills as fast as it is read, and
+/// an unbounded drain would never return to notice a signal, the deadline or flush the output.
+const MAX_DRAIN: usize = 4096;
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
     if args.pids.is_empty() && args.command.is_empty() {
@@ -90,10 +97,13 @@ pub fn detector(knowledge: &KnowledgeArgs) -> Result<Detector> {
     Ok(Detector::new(specs, env, Box::new(Live::default()), initial_net))
 }
 
+/// The terminal's sink; the recording (`-o`) is added once tracing can start.
 pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
     let mut sinks = Sinks::default();
     let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
     match output.format {
+        // -c: the summary replaces the line per call, like strace -c.
+        _ if output.summary => sinks.push(Box::new(SummarySink::new(stdout, output.format))),
         Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
             let color = match output.color {
@@ -106,11 +116,6 @@ pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
             let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
             sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
         }
-    }
-    if let Some(path) = &output.output {
-        let file = File::create(path)
-            .with_context(|| format!("cannot create the output file {}", path.display()))?;
-        sinks.push(Box::new(JsonSink::new(BufWriter::with_capacity(256 << 10, file))));
     }
     Ok(sinks)
 }
@@ -133,14 +138,25 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
-    // Before the kernel work: a bad rule file fails fast.
+    // Before the kernel work: a bad rule file or output path fails fast.
     let detector = detector(&args.knowledge)?;
-    let sinks = sinks(&args.output, args.knowledge.quiet)?;
+    let mut sinks = sinks(&args.output, args.knowledge.quiet)?;
+    recording_sink::preflight(&args.output)?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
     let (mut kernel, ring) = Kernel::load(&opts)?;
     for &pid in &pids {
         kernel.trace(pid)?;
+    }
+    // Userspace filters; relative --since/--until and the recording count from here. The
+    // file is created only now, so a trace that cannot start leaves none behind.
+    let start = chrono::Utc::now();
+    let mut filter = Filter::new(&args.filter, &[]);
+    filter.set_start(start);
+    if let Some(sink) = recording_sink::from_args(&args.output, Header::new(start, filter.spec()))?
+    {
+        eprintln!("wsltrace: recording to {}", sink.path().display());
+        sinks.push(Box::new(sink));
     }
     let mut launched = match args.command.is_empty() {
         true => None,
@@ -154,10 +170,15 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
     let enricher = Enricher::new(Box::new(NoLookup));
-    let pipeline = Pipeline::new(enricher, Some(detector), sinks);
-    let mut session = Session { kernel, pipeline, clock, reported_lost: 0 };
+    let pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
+    let mut session = Session { kernel, pipeline, clock, reported_lost: 0, backlog: false };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
-    if let Some(findings) = session.pipeline.findings_summary() {
+    // Footer, summary table: also after SIGINT/SIGTERM, which end `run` normally.
+    output_ok(session.pipeline.finish())?;
+    // -c prints the findings in its table; otherwise they are listed here.
+    if !args.output.summary
+        && let Some(findings) = session.pipeline.findings_summary()
+    {
         eprintln!("{findings}");
     }
     eprintln!("{}", session.pipeline.summary());
@@ -205,6 +226,8 @@ struct Session {
     pipeline: Pipeline,
     clock: Clock,
     reported_lost: u64,
+    /// The last drain stopped at MAX_DRAIN with records left in the ring.
+    backlog: bool,
 }
 
 impl Session {
@@ -227,8 +250,11 @@ impl Session {
         let mut signalled = false;
 
         let stop = loop {
+            let backlog = self.backlog;
             tokio::select! {
                 guard = ring.readable_mut() => guard?.clear_ready(),
+                // Records left over: drain again at once (after any signal that is ready).
+                () = std::future::ready(()), if backlog => {}
                 _ = poll.tick() => {}
                 _ = housekeeping.tick() => {
                     self.report_losses()?;
@@ -256,8 +282,12 @@ impl Session {
                 break Stop::OutputClosed;
             }
         };
-        // Whatever the kernel submitted before we stopped is still delivered.
-        self.drain(ring.get_mut())?;
+        // Whatever the kernel submitted before we stopped is still delivered: stop recording
+        // first (processes still running would otherwise refill the ring forever), then drain.
+        for pid in self.kernel.traced() {
+            self.kernel.untrace(pid);
+        }
+        while self.drain(ring.get_mut())? && self.backlog {}
         self.report_losses()?;
         if let (Stop::Finished, Some(l), None) = (stop, launched, status) {
             status = Some(l.child.wait().await?);
@@ -267,6 +297,8 @@ impl Session {
 
     /// Reads every record waiting in the ring; false when the output went away (EPIPE).
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> Result<bool> {
+        self.backlog = false;
+        let mut read = 0;
         while let Some(item) = ring.next() {
             let parsed = records::parse(&item);
             drop(item);
@@ -295,6 +327,11 @@ impl Session {
             };
             if !output_ok(written)? {
                 return Ok(false);
+            }
+            read += 1;
+            if read == MAX_DRAIN {
+                self.backlog = true;
+                break;
             }
         }
         output_ok(self.pipeline.flush())
@@ -328,7 +365,7 @@ impl Session {
 }
 
 /// Ok(false) when the reader of our stdout went away: stop quietly, like other CLI tools.
-fn output_ok(result: io::Result<()>) -> Result<bool> {
+pub(crate) fn output_ok(result: io::Result<()>) -> Result<bool> {
     match result {
         Ok(()) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),

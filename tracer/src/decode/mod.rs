@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     Syscall, SyscallRecord,
-    record::{FLAG_CAPS, FLAG_NO_ENTRY},
+    record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY},
 };
 
 use crate::event::{Args, Event, Namespaces};
@@ -78,6 +78,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         cgroup: None,
         sock: None,
         cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
+        context_only: rec.flags & FLAG_CONTEXT != 0,
         anomalies: Vec::new(),
     })
 }

@@ -47,7 +47,14 @@ impl Detector {
         let fd = ev.args.fd;
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
-        let mut fired_groups: HashSet<&str> = HashSet::new();
+        // Findings already on the event (a recording) count for their groups: an offline
+        // re-evaluation must not add a generic rule next to a specific one seen live.
+        let mut fired_groups: HashSet<&str> = self
+            .rules
+            .iter()
+            .filter(|r| ev.anomalies.iter().any(|f| f.id == r.spec.id))
+            .filter_map(|r| r.spec.group.as_deref())
+            .collect();
         for rule in &self.rules {
             if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
                 continue;
@@ -95,7 +102,6 @@ mod tests {
 
     use super::*;
     use crate::{
-        decode::errno::Errno,
         enrich::fds::NoLookup,
         event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
     };
@@ -126,25 +132,12 @@ mod tests {
 
     fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
         Event {
-            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
-            ts_ns: 0,
             pid: 42,
             tid: 42,
-            comm: "server".into(),
             uid: 1000,
             gid: 1000,
-            cgroup_id: 1,
-            syscall,
-            args,
-            ret,
-            errno: Errno::from_ret(ret),
-            duration_ns: Some(1),
-            in_flight_at_attach: false,
             ns: Some(Namespaces { net: NET, ..Namespaces::default() }),
-            cgroup: None,
-            sock: None,
-            cap_effective: None,
-            anomalies: Vec::new(),
+            ..Event::for_test(syscall, args, ret)
         }
     }
 

@@ -1,6 +1,6 @@
 //! Facts about the running system that rules need at the time of a call: capabilities, mounts,
 //! directory permissions, who listens on or holds a port in which network namespace, unix
-//! socket paths. Offline analysis has none of them: the trait's defaults answer "unknown".
+//! socket paths. Offline analysis has none of them: [`Offline`] answers "unknown".
 
 use std::{
     collections::HashMap,
@@ -98,6 +98,12 @@ pub trait System {
         None
     }
 }
+
+/// No system to ask: a recording analysed later or elsewhere. Every live fact is unknown, so
+/// the rules that need one stay silent.
+pub struct Offline;
+
+impl System for Offline {}
 
 /// Socket tables are re-read at most this often: failures come in bursts.
 const FRESH: Duration = Duration::from_millis(500);

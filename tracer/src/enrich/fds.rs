@@ -53,6 +53,16 @@ impl FdTable {
         FdTable { procs: HashMap::new(), who: HashMap::new(), lookup }
     }
 
+    /// What the process held when tracing started.
+    pub fn seed(&mut self, pid: u32, sockets: &[SocketInfo]) {
+        let table = self.procs.entry(pid).or_default();
+        for sock in sockets {
+            if let Some(fd) = sock.fd {
+                table.insert(fd, sock.clone());
+            }
+        }
+    }
+
     #[cfg(test)]
     pub fn get(&self, pid: u32, fd: i32) -> Option<&SocketInfo> {
         self.procs.get(&pid)?.get(&fd)
@@ -92,11 +102,20 @@ impl FdTable {
         self.procs.get_mut(&pid)?.get_mut(&fd)
     }
 
-    /// Annotates `ev.sock` and updates the table from the call.
+    /// Annotates `ev.sock` and updates the table from the call. An annotation the event
+    /// already carries (a recording) is kept.
     pub fn apply(&mut self, ev: &mut Event) {
         if ev.in_flight_at_attach {
             return;
         }
+        let recorded = ev.sock.take();
+        self.update(ev);
+        if recorded.is_some() {
+            ev.sock = recorded;
+        }
+    }
+
+    fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
         self.who.insert(pid, (ev.comm.clone(), ev.ns.map(|ns| ns.net)));
         let ok = ev.errno.is_none();
@@ -199,33 +218,10 @@ impl FdTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        decode::errno::Errno,
-        event::{Args, KnownAddr, SockAddr},
-    };
+    use crate::event::{Args, KnownAddr, SockAddr};
 
     fn ev(syscall: Syscall, args: Args, ret: i64) -> Event {
-        Event {
-            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
-            ts_ns: 0,
-            pid: 10,
-            tid: 10,
-            comm: "t".into(),
-            uid: 0,
-            gid: 0,
-            cgroup_id: 1,
-            syscall,
-            args,
-            ret,
-            errno: Errno::from_ret(ret),
-            duration_ns: Some(1),
-            in_flight_at_attach: false,
-            ns: None,
-            cgroup: None,
-            sock: None,
-            cap_effective: None,
-            anomalies: Vec::new(),
-        }
+        Event { pid: 10, tid: 10, ..Event::for_test(syscall, args, ret) }
     }
 
     fn lo(port: u16) -> Option<SockAddr> {

@@ -10,24 +10,32 @@ use crate::event::Event;
 pub use fds::{FdTable, SocketLookup};
 
 pub struct Enricher {
-    cgroups: cgroups::CgroupPaths,
-    namespaces: namespaces::ProcNamespaces,
+    /// Live only: a recording holds what the machine that made it knew.
+    live: Option<(cgroups::CgroupPaths, namespaces::ProcNamespaces)>,
     pub fds: FdTable,
 }
 
 impl Enricher {
+    /// For a live trace: this machine's cgroups and /proc.
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
         Enricher {
-            cgroups: cgroups::CgroupPaths::discover(),
-            namespaces: namespaces::ProcNamespaces::default(),
+            live: Some((cgroups::CgroupPaths::discover(), namespaces::ProcNamespaces::default())),
             fds: FdTable::new(lookup),
         }
     }
 
+    /// For a recording: nothing is looked up on this machine; the fd table replays the calls
+    /// so that the knowledge base sees what the traced processes held, call by call.
+    pub fn offline() -> Self {
+        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)) }
+    }
+
     pub fn event(&mut self, ev: &mut Event) {
-        ev.cgroup = self.cgroups.path(ev.cgroup_id);
-        if ev.ns.is_none() {
-            ev.ns = self.namespaces.of(ev.pid);
+        if let Some((cgroups, namespaces)) = &mut self.live {
+            ev.cgroup = cgroups.path(ev.cgroup_id);
+            if ev.ns.is_none() {
+                ev.ns = namespaces.of(ev.pid);
+            }
         }
         self.fds.apply(ev);
     }
@@ -38,6 +46,8 @@ impl Enricher {
 
     pub fn exit(&mut self, pid: u32) {
         self.fds.exit(pid);
-        self.namespaces.forget(pid);
+        if let Some((_, namespaces)) = &mut self.live {
+            namespaces.forget(pid);
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! Where events go: the terminal (text or JSON) and files (JSON Lines).
 
+pub mod file;
 pub mod json;
+pub mod recording;
+pub mod summary;
 pub mod text;
 
 use std::io;
@@ -11,6 +14,11 @@ pub trait Sink {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()>;
     /// Called after each batch: output is never held back longer than one poll interval.
     fn flush(&mut self) -> io::Result<()>;
+    /// Called once when the trace ends (normal end, SIGINT or SIGTERM): write what closes the
+    /// output (a recording's footer, a summary table) and flush.
+    fn finish(&mut self) -> io::Result<()> {
+        self.flush()
+    }
 }
 
 /// `--quiet`: passes on only the events with findings (and every non-event record).
@@ -46,5 +54,19 @@ impl Sinks {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.sinks.iter_mut().try_for_each(|s| s.flush())
+    }
+
+    /// Finishes every sink, even when one fails: a broken terminal must not cost the
+    /// recording its footer. Returns the first error.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let mut first = Ok(());
+        for sink in &mut self.sinks {
+            if let Err(err) = sink.finish()
+                && first.is_ok()
+            {
+                first = Err(err);
+            }
+        }
+        first
     }
 }

@@ -13,7 +13,8 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, SockAddr, SocketInfo,
+    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, Snapshot, SockAddr,
+    SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -156,6 +157,23 @@ impl<W: Write> TextSink<W> {
         let text = format!("{}[{}] +++ exited +++", exit.comm, exit.pid);
         self.styled(DIM, &text);
     }
+
+    /// A header line, then one indented line per socket, as lsof lists them.
+    fn snapshot(&mut self, snap: &Snapshot) {
+        self.time(snap.ts);
+        let n = snap.sockets.len();
+        let text = format!(
+            "{}[{}] +++ holds {n} socket{} +++",
+            snap.comm,
+            snap.pid,
+            if n == 1 { "" } else { "s" }
+        );
+        self.styled(DIM, &text);
+        for sock in &snap.sockets {
+            self.line.push_str("\n    ");
+            self.line.push_str(&render_socket(sock));
+        }
+    }
 }
 
 impl<W: Write> Sink for TextSink<W> {
@@ -165,6 +183,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Event(ev) => self.event(ev),
             RecordRef::Loss(loss) => self.loss(loss),
             RecordRef::Exit(exit) => self.exit(exit),
+            RecordRef::Snapshot(snap) => self.snapshot(snap),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -323,6 +342,33 @@ pub fn render_addr(addr: &SockAddr) -> String {
     }
 }
 
+/// `fd 3 AF_INET SOCK_STREAM LISTEN {AF_INET, 127.0.0.1:8080}`, with the peer after `->`.
+pub fn render_socket(sock: &SocketInfo) -> String {
+    let mut s = match sock.fd {
+        Some(fd) => format!("fd {fd} {}", sock.family),
+        None => sock.family.clone(),
+    };
+    for part in [&sock.sock_type, &sock.protocol, &sock.state].into_iter().flatten() {
+        s.push(' ');
+        s.push_str(part);
+    }
+    if let Some(local) = &sock.local {
+        s.push(' ');
+        s.push_str(&render_addr(local));
+    }
+    if let Some(peer) = &sock.peer {
+        s.push_str(" -> ");
+        s.push_str(&render_addr(peer));
+    }
+    if let Some(inode) = sock.inode {
+        let _ = write!(s, " inode={inode}");
+    }
+    if let Some(peer) = sock.peer_inode {
+        let _ = write!(s, " peer_inode={peer}");
+    }
+    s
+}
+
 pub fn render_value(value: &OptValue) -> String {
     match value {
         OptValue::Int(v) => format!("[{v}]"),
@@ -339,30 +385,10 @@ pub fn render_value(value: &OptValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decode::errno::Errno, event::Args};
+    use crate::event::Args;
 
     fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
-        Event {
-            ts: chrono::DateTime::from_timestamp(0, 104_512_000).unwrap(),
-            ts_ns: 1,
-            pid: 4242,
-            tid: 4251,
-            comm: "server".into(),
-            uid: 0,
-            gid: 0,
-            cgroup_id: 1,
-            syscall,
-            args,
-            ret,
-            errno: Errno::from_ret(ret),
-            duration_ns: Some(31_000),
-            in_flight_at_attach: false,
-            ns: None,
-            cgroup: None,
-            sock: None,
-            cap_effective: None,
-            anomalies: Vec::new(),
-        }
+        Event::for_test(syscall, args, ret)
     }
 
     fn line(ev: &Event) -> String {
@@ -455,6 +481,32 @@ mod tests {
             line(&ev).contains(") = 4<TCP:127.0.0.1:80->127.0.0.1:5555> <31us>"),
             "{}",
             line(&ev)
+        );
+    }
+
+    #[test]
+    fn snapshots_list_their_sockets() {
+        let listener = SocketInfo {
+            fd: Some(3),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            state: Some("LISTEN".into()),
+            local: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 80 })),
+            inode: Some(99),
+            ..SocketInfo::default()
+        };
+        let snap = Snapshot {
+            ts: chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            pid: 7,
+            comm: "nginx".into(),
+            sockets: vec![listener],
+        };
+        let mut sink = TextSink::new(Vec::new(), false, Some(1));
+        sink.tz = FixedOffset::east_opt(0).unwrap();
+        sink.write(RecordRef::Snapshot(&snap)).unwrap();
+        assert_eq!(
+            String::from_utf8(sink.out).unwrap(),
+            "00:00:00.000000 nginx[7] +++ holds 1 socket +++\n    fd 3 AF_INET SOCK_STREAM LISTEN {AF_INET, 127.0.0.1:80} inode=99\n"
         );
     }
 

@@ -12,8 +12,8 @@ use tracer_common::{
     Syscall,
     config::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY,
-        GLOBAL_FORK_CHILD_OFF, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS,
-        MAP_EVENTS, MAP_TRACED,
+        GLOBAL_FORK_CHILD_OFF, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_TRACED,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -48,7 +48,7 @@ pub struct Kernel {
     _ebpf: Ebpf,
     traced: HashMap<MapData, u32, u32>,
     counters: PerCpuArray<MapData, u64>,
-    /// Syscalls whose tracepoints are attached.
+    /// The selected syscalls whose tracepoints are attached.
     pub syscalls: Vec<Syscall>,
 }
 
@@ -68,11 +68,19 @@ impl Kernel {
         let layout = super::btf::kernel_layout().unwrap_or(KernelLayout::UNRESOLVED);
         let tracer_tgid = std::process::id();
         let failed_only = u32::from(opts.failed_only);
+        let selected: u64 = opts.syscalls.iter().map(|s| s.bit()).fold(0, |a, b| a | b);
+        // Unselected calls that change what an fd is are attached too, for context only.
+        let attached: Vec<Syscall> = Syscall::ALL
+            .iter()
+            .copied()
+            .filter(|s| opts.syscalls.contains(s) || s.is_context())
+            .collect();
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
 
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
+            .override_global(GLOBAL_SELECTED, &selected, true)
             .override_global(GLOBAL_FAILED_ONLY, &failed_only, true)
             .override_global(GLOBAL_ERRNO_FILTER, &errno_filter, true)
             .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
@@ -88,7 +96,8 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
-        let syscalls = attach_syscalls(&mut ebpf, &tracefs, &opts.syscalls)?;
+        let attached = attach_syscalls(&mut ebpf, &tracefs, &attached)?;
+        let syscalls = opts.syscalls.iter().copied().filter(|s| attached.contains(s)).collect();
         attach(&mut ebpf, "sched", "sched_process_exit")?;
         if opts.follow_forks {
             attach(&mut ebpf, "sched", "sched_process_fork")?;

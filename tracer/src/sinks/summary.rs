@@ -1,0 +1,404 @@
+//! `-c/--summary`: instead of a line per call, totals at the end, like `strace -c`: per
+//! syscall (calls, errors by errno, latency percentiles), per process, findings by rule and
+//! lost events. A table on the terminal, or one JSON object with `--format json`.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Write},
+};
+
+use chrono::{DateTime, Utc};
+use comfy_table::{CellAlignment, Table};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::{Sink, text::latency};
+use crate::{cli::Format, event::RecordRef};
+
+/// Three significant digits: percentiles within 0.1% of the true latency.
+const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// The totals, as printed with `--format json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Events counted (after the filters).
+    pub events: u64,
+    /// Events the kernel could not deliver.
+    pub lost: u64,
+    /// Time of the first and last record.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub duration_ns: u64,
+    /// Most called first.
+    pub syscalls: Vec<SyscallReport>,
+    pub processes: Vec<ProcessReport>,
+    /// Most frequent first.
+    pub findings: Vec<FindingReport>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyscallReport {
+    pub syscall: String,
+    pub calls: u64,
+    pub errors: u64,
+    /// Failures per errno name.
+    pub errnos: BTreeMap<String, u64>,
+    /// Null when no call had a known duration (all were in flight at attach).
+    pub latency_ns: Option<Latency>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub max: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub comm: String,
+    pub calls: u64,
+    pub errors: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FindingReport {
+    pub id: String,
+    pub severity: String,
+    pub title: String,
+    pub count: u64,
+}
+
+/// Accumulates the totals record by record.
+#[derive(Default)]
+pub struct Summary {
+    events: u64,
+    lost: u64,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    syscalls: BTreeMap<&'static str, SyscallTotals>,
+    processes: BTreeMap<u32, ProcessReport>,
+    findings: BTreeMap<String, FindingReport>,
+}
+
+struct SyscallTotals {
+    calls: u64,
+    errors: u64,
+    errnos: BTreeMap<String, u64>,
+    latency: Option<Histogram<u64>>,
+    /// Exact: the histogram only knows the top of the maximum's bucket.
+    max_ns: u64,
+}
+
+impl Summary {
+    pub fn add(&mut self, record: RecordRef<'_>) {
+        let ts = match record {
+            RecordRef::Event(ev) => {
+                self.events += 1;
+                let s = self.syscalls.entry(ev.syscall.name()).or_insert_with(|| SyscallTotals {
+                    calls: 0,
+                    errors: 0,
+                    errnos: BTreeMap::new(),
+                    // Auto-resizing: any latency fits.
+                    latency: Histogram::new(SIGNIFICANT_DIGITS).ok(),
+                    max_ns: 0,
+                });
+                s.calls += 1;
+                if let Some(errno) = ev.errno {
+                    s.errors += 1;
+                    *s.errnos.entry(errno.name().into_owned()).or_default() += 1;
+                }
+                if let Some(ns) = ev.duration_ns {
+                    s.max_ns = s.max_ns.max(ns);
+                }
+                if let (Some(ns), Some(h)) = (ev.duration_ns, &mut s.latency) {
+                    // `record` grows the histogram as needed; `saturating_record` would not.
+                    if h.record(ns.max(1)).is_err() {
+                        h.saturating_record(ns);
+                    }
+                }
+                let p = self
+                    .processes
+                    .entry(ev.pid)
+                    .or_insert_with(|| ProcessReport { pid: ev.pid, ..ProcessReport::default() });
+                p.comm.clone_from(&ev.comm);
+                p.calls += 1;
+                p.errors += u64::from(ev.errno.is_some());
+                for finding in &ev.anomalies {
+                    let f =
+                        self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
+                            id: finding.id.clone(),
+                            severity: finding.severity.clone(),
+                            title: finding.title.clone(),
+                            count: 0,
+                        });
+                    f.count += 1;
+                }
+                ev.ts
+            }
+            RecordRef::Loss(loss) => {
+                self.lost += loss.lost;
+                loss.ts
+            }
+            RecordRef::Exit(exit) => exit.ts,
+            RecordRef::Snapshot(snap) => snap.ts,
+        };
+        self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
+        self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+    }
+
+    pub fn report(&self) -> Report {
+        let mut syscalls: Vec<SyscallReport> = self
+            .syscalls
+            .iter()
+            .map(|(name, s)| SyscallReport {
+                syscall: (*name).to_owned(),
+                calls: s.calls,
+                errors: s.errors,
+                errnos: s.errnos.clone(),
+                latency_ns: s.latency.as_ref().filter(|h| !h.is_empty()).map(|h| {
+                    // Percentiles are bucket tops: never above the exact maximum.
+                    let max = s.max_ns;
+                    let at = |q| h.value_at_quantile(q).min(max);
+                    Latency { p50: at(0.50), p90: at(0.90), p99: at(0.99), max }
+                }),
+            })
+            .collect();
+        syscalls.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.syscall.cmp(&b.syscall)));
+        let mut processes: Vec<ProcessReport> = self.processes.values().cloned().collect();
+        processes.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.pid.cmp(&b.pid)));
+        let mut findings: Vec<FindingReport> = self.findings.values().cloned().collect();
+        findings.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.id.cmp(&b.id)));
+        let stamp = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        let duration_ns = match (self.first, self.last) {
+            (Some(f), Some(l)) => (l - f).num_nanoseconds().unwrap_or(0).max(0) as u64,
+            _ => 0,
+        };
+        Report {
+            events: self.events,
+            lost: self.lost,
+            first: self.first.as_ref().map(stamp),
+            last: self.last.as_ref().map(stamp),
+            duration_ns,
+            syscalls,
+            processes,
+            findings,
+        }
+    }
+}
+
+impl Report {
+    /// The tables, as printed on the terminal.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut calls =
+            table(&["syscall", "calls", "errors", "errnos", "p50", "p90", "p99", "max"]);
+        for s in &self.syscalls {
+            let errnos: Vec<String> = s.errnos.iter().map(|(e, n)| format!("{e} {n}")).collect();
+            let lat = |pick: fn(&Latency) -> u64| {
+                s.latency_ns.as_ref().map_or("?".into(), |l| latency(pick(l)))
+            };
+            calls.add_row(vec![
+                s.syscall.clone(),
+                s.calls.to_string(),
+                s.errors.to_string(),
+                errnos.join(", "),
+                lat(|l| l.p50),
+                lat(|l| l.p90),
+                lat(|l| l.p99),
+                lat(|l| l.max),
+            ]);
+        }
+        let total_errors: u64 = self.syscalls.iter().map(|s| s.errors).sum();
+        calls.add_row(vec!["total".into(), self.events.to_string(), total_errors.to_string()]);
+        align_right(&mut calls, &[1, 2, 4, 5, 6, 7]);
+        out.push_str(&calls.to_string());
+        out.push_str("\n\n");
+
+        let mut procs = table(&["pid", "process", "calls", "errors"]);
+        for p in &self.processes {
+            procs.add_row(vec![
+                p.pid.to_string(),
+                p.comm.clone(),
+                p.calls.to_string(),
+                p.errors.to_string(),
+            ]);
+        }
+        align_right(&mut procs, &[0, 2, 3]);
+        out.push_str(&procs.to_string());
+        out.push_str("\n\n");
+
+        if self.findings.is_empty() {
+            out.push_str("findings: none\n");
+        } else {
+            let mut findings = table(&["finding", "severity", "count", "title"]);
+            for f in &self.findings {
+                findings.add_row(vec![
+                    f.id.clone(),
+                    f.severity.clone(),
+                    f.count.to_string(),
+                    f.title.clone(),
+                ]);
+            }
+            align_right(&mut findings, &[2]);
+            out.push_str(&findings.to_string());
+            out.push('\n');
+        }
+        let lost = match self.lost {
+            0 => "lost events: 0\n".to_owned(),
+            n => format!(
+                "lost events: {n} (the counts above miss them: enlarge --ring-size or narrow the trace)\n"
+            ),
+        };
+        out.push_str(&lost);
+        out.push_str(&format!("duration: {}\n", latency(self.duration_ns)));
+        out
+    }
+}
+
+/// Plain ASCII, a rule under the header only: readable in any terminal and in a log file.
+const STYLE: &str = "     --            ";
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(STYLE).set_header(header.to_vec());
+    t
+}
+
+fn align_right(t: &mut Table, columns: &[usize]) {
+    for &i in columns {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+}
+
+/// The summary as a sink: counts every record, prints at the end.
+pub struct SummarySink<W: Write> {
+    out: W,
+    format: Format,
+    summary: Summary,
+    printed: bool,
+}
+
+impl<W: Write> SummarySink<W> {
+    pub fn new(out: W, format: Format) -> Self {
+        SummarySink { out, format, summary: Summary::default(), printed: false }
+    }
+}
+
+impl<W: Write> Sink for SummarySink<W> {
+    fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
+        self.summary.add(record);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        if std::mem::replace(&mut self.printed, true) {
+            return Ok(());
+        }
+        let report = self.summary.report();
+        match self.format {
+            Format::Json => {
+                // A `"type"` like every other JSON line wsltrace prints.
+                #[derive(Serialize)]
+                #[serde(tag = "type", rename_all = "snake_case")]
+                enum Line<'a> {
+                    Summary(&'a Report),
+                }
+                serde_json::to_writer(&mut self.out, &Line::Summary(&report))?;
+                self.out.write_all(b"\n")?;
+            }
+            Format::Text => self.out.write_all(report.render().as_bytes())?,
+        }
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::Syscall;
+
+    use super::*;
+    use crate::event::{Args, Event, Finding, Loss};
+
+    fn event(pid: u32, syscall: Syscall, ret: i64, duration_ns: Option<u64>) -> Event {
+        Event {
+            ts: DateTime::from_timestamp(100, 0).unwrap(),
+            pid,
+            tid: pid,
+            comm: format!("p{pid}"),
+            duration_ns,
+            in_flight_at_attach: duration_ns.is_none(),
+            ..Event::for_test(syscall, Args::default(), ret)
+        }
+    }
+
+    #[test]
+    fn counts_latencies_processes_findings_and_losses() {
+        let mut summary = Summary::default();
+        // 100 connects of 1..=100 us, every tenth refused.
+        for i in 1..=100_u64 {
+            let ret = if i % 10 == 0 { -111 } else { 0 };
+            summary.add(RecordRef::Event(&event(1, Syscall::Connect, ret, Some(i * 1000))));
+        }
+        let mut flagged = event(2, Syscall::Getsockopt, -92, None);
+        flagged.ts = DateTime::from_timestamp(103, 0).unwrap();
+        flagged.anomalies.push(Finding {
+            id: "WSL-PEERCRED-ENOPROTOOPT".into(),
+            severity: "error".into(),
+            title: "no SO_PEERCRED".into(),
+            fix: "f".into(),
+            detail: None,
+        });
+        summary.add(RecordRef::Event(&flagged));
+        let ts = DateTime::from_timestamp(101, 0).unwrap();
+        summary.add(RecordRef::Loss(&Loss { ts, lost: 7, total_lost: 7 }));
+
+        let report = summary.report();
+        assert_eq!((report.events, report.lost, report.duration_ns), (101, 7, 3_000_000_000));
+        let connect = &report.syscalls[0];
+        assert_eq!((connect.syscall.as_str(), connect.calls, connect.errors), ("connect", 100, 10));
+        assert_eq!(connect.errnos, BTreeMap::from([("ECONNREFUSED".to_owned(), 10)]));
+        let lat = connect.latency_ns.unwrap();
+        // Within hdrhistogram's 0.1% of the exact percentiles.
+        let near = |got: u64, want: u64| got.abs_diff(want) <= want / 1000;
+        assert!(near(lat.p50, 50_000) && near(lat.p90, 90_000) && near(lat.p99, 99_000), "{lat:?}");
+        assert_eq!(lat.max, 100_000);
+        let getsockopt = &report.syscalls[1];
+        assert_eq!(getsockopt.latency_ns, None);
+        assert_eq!(getsockopt.errnos["ENOPROTOOPT"], 1);
+        let pids: Vec<(u32, u64, u64)> =
+            report.processes.iter().map(|p| (p.pid, p.calls, p.errors)).collect();
+        assert_eq!(pids, [(1, 100, 10), (2, 1, 1)]);
+        assert_eq!(report.findings[0].id, "WSL-PEERCRED-ENOPROTOOPT");
+        assert_eq!(report.findings[0].count, 1);
+
+        let text = report.render();
+        let connect_row = text.lines().find(|l| l.trim_start().starts_with("connect")).unwrap();
+        for cell in ["100", "10", "ECONNREFUSED 10", "50us", "100us"] {
+            assert!(connect_row.contains(cell), "{cell} in {connect_row}");
+        }
+        assert!(text.contains("WSL-PEERCRED-ENOPROTOOPT"));
+        assert!(text.contains("lost events: 7"));
+    }
+
+    #[test]
+    fn json_is_one_object() {
+        let mut sink = SummarySink::new(Vec::new(), Format::Json);
+        sink.write(RecordRef::Event(&event(1, Syscall::Close, 0, Some(5)))).unwrap();
+        sink.finish().unwrap();
+        sink.finish().unwrap();
+        let text = String::from_utf8(sink.out).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.starts_with(r#"{"type":"summary","events":1,"#), "{text}");
+        let report: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(report.syscalls[0].latency_ns, Some(Latency { p50: 5, p90: 5, p99: 5, max: 5 }));
+    }
+}

@@ -1,0 +1,475 @@
+//! Where `wsltrace analyze` gets its records: recording files written with `-o`, plain or
+//! zstd (recognised by content, whatever the name), one or several, rotated parts in order.
+//!
+//! A damaged file is read as far as it safely can be: a line that cannot be used is reported
+//! with its number and skipped; a file cut short (wsltrace killed) ends at its last whole
+//! line; a file from a newer major schema is not read at all.
+
+use std::{
+    collections::HashSet,
+    fmt,
+    fs::File,
+    io::{self, BufRead, BufReader, Read as _, Seek as _},
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::recording::{Header, Record, SCHEMA, SchemaVersion, naming};
+
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+const KNOWN_TYPES: &[&str] = &["header", "snapshot", "event", "loss", "exit", "footer"];
+
+/// Something wrong with an input, reported as `FILE:LINE: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub message: String,
+    /// Errors make `analyze` exit non-zero; notes are expected situations worth knowing.
+    pub error: bool,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.error { "error" } else { "note" };
+        match self.line {
+            Some(line) => write!(f, "{kind}: {}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{kind}: {}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// Where a file belongs in its recording: session start, session id, part number.
+type SetKey = (DateTime<Utc>, String, u32);
+
+/// The files to read, in order: a name given to `-o --rotate` stands for its parts; files of
+/// one recording are ordered by session start and part number, whatever order they were
+/// given in; files without a header keep their place after those.
+pub fn plan(given: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for path in given {
+        let expanded = match path.symlink_metadata() {
+            Ok(_) => vec![path.clone()],
+            Err(err) => match naming::find_parts(path) {
+                Ok(parts) if !parts.is_empty() => parts.into_iter().map(|(_, p)| p).collect(),
+                _ => {
+                    problems.push(Problem {
+                        file: path.clone(),
+                        line: None,
+                        message: format!("cannot read it: {err}"),
+                        error: true,
+                    });
+                    continue;
+                }
+            },
+        };
+        for file in expanded {
+            // The same file named twice (a glob and a name) is read once.
+            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            if seen.insert(key) {
+                files.push(file);
+            }
+        }
+    }
+    let mut keyed: Vec<(Option<SetKey>, PathBuf)> = files
+        .into_iter()
+        .map(|file| {
+            let key = first_header(&file).map(|h| (h.start, h.session, h.part));
+            (key, file)
+        })
+        .collect();
+    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
+        (Some(a), Some(b)) => a.cmp(b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    keyed.into_iter().map(|(_, file)| file).collect()
+}
+
+/// The header a file starts with, if it does.
+pub fn first_header(path: &Path) -> Option<Header> {
+    let mut reader = RecordingReader::open(path).ok()?;
+    match reader.next(&mut Vec::new()) {
+        Some(Record::Header(h)) => Some(*h),
+        _ => None,
+    }
+}
+
+/// The records of one file, in order.
+pub struct RecordingReader {
+    path: PathBuf,
+    input: Box<dyn BufRead>,
+    compressed: bool,
+    line_no: u64,
+    buf: Vec<u8>,
+    /// The schema of the last header read.
+    schema: Option<SchemaVersion>,
+    saw_header: bool,
+    /// Since the last header: records counted, to check the footer against.
+    counts: Counts,
+    /// The last record read was a footer (a file must end with one).
+    ended: bool,
+    done: bool,
+}
+
+#[derive(Default)]
+struct Counts {
+    events: u64,
+    lost: u64,
+}
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    schema_version: Option<String>,
+}
+
+impl RecordingReader {
+    pub fn open(path: &Path) -> Result<RecordingReader, Problem> {
+        let problem = |err: io::Error| Problem {
+            file: path.to_path_buf(),
+            line: None,
+            message: format!("cannot read it: {err}"),
+            error: true,
+        };
+        let mut file = File::open(path).map_err(problem)?;
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                message: "is a directory: give the recordings in it (e.g. DIR/*.jsonl)".into(),
+                error: true,
+            });
+        }
+        let mut magic = [0_u8; 4];
+        let compressed = file.read_exact(&mut magic).is_ok() && magic == ZSTD_MAGIC;
+        file.rewind().map_err(problem)?;
+        let input: Box<dyn BufRead> = if compressed {
+            let decoder = zstd::Decoder::new(file).map_err(problem)?;
+            Box::new(BufReader::with_capacity(256 << 10, decoder))
+        } else {
+            Box::new(BufReader::with_capacity(256 << 10, file))
+        };
+        Ok(RecordingReader {
+            path: path.to_path_buf(),
+            input,
+            compressed,
+            line_no: 0,
+            buf: Vec::with_capacity(1024),
+            schema: None,
+            saw_header: false,
+            counts: Counts::default(),
+            ended: false,
+            done: false,
+        })
+    }
+
+    fn problem(&self, line: Option<u64>, error: bool, message: String) -> Problem {
+        Problem { file: self.path.clone(), line, message, error }
+    }
+
+    /// The next record; what cannot be used is added to `problems` and skipped.
+    pub fn next(&mut self, problems: &mut Vec<Problem>) -> Option<Record> {
+        while !self.done {
+            self.buf.clear();
+            let read = self.input.read_until(b'\n', &mut self.buf);
+            let cut_short = match read {
+                Ok(0) => {
+                    self.done = true;
+                    self.at_end(problems);
+                    return None;
+                }
+                Ok(_) => !self.buf.ends_with(b"\n"),
+                Err(err) => {
+                    // Complete lines before the damage were returned already; the partial
+                    // one in `buf` is not trusted.
+                    self.done = true;
+                    let message = match (self.compressed, err.kind()) {
+                        (true, io::ErrorKind::UnexpectedEof) => format!(
+                            "the zstd data end in the middle of a frame: the recording was cut short (wsltrace killed?); the {} lines before were read",
+                            self.line_no
+                        ),
+                        (true, _) => format!(
+                            "the zstd data are damaged ({err}); the {} lines before were read, the rest of the file cannot be",
+                            self.line_no
+                        ),
+                        (false, _) => format!("cannot read further: {err}"),
+                    };
+                    problems.push(self.problem(Some(self.line_no + 1), true, message));
+                    return None;
+                }
+            };
+            self.line_no += 1;
+            let line = self.line_no;
+            if cut_short {
+                // A whole record that only lacks its newline is kept; the next read meets the
+                // end of the file and checks for the footer.
+                if let Ok(record) = serde_json::from_slice::<Record>(&self.buf) {
+                    return self.accept(record, problems);
+                }
+                self.done = true;
+                problems.push(self.problem(
+                    Some(line),
+                    true,
+                    format!(
+                        "the last line is cut short: the recording ended abruptly (wsltrace killed, or the disk full?); the {} lines before were read",
+                        line - 1
+                    ),
+                ));
+                return None;
+            }
+            let text = trim_newline(&self.buf);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Record>(text) {
+                Ok(record) => {
+                    if let Some(record) = self.accept(record, problems) {
+                        return Some(record);
+                    }
+                }
+                Err(err) => {
+                    let (problem, stop) = self.explain(text, line, &err);
+                    problems.push(problem);
+                    self.done |= stop;
+                }
+            }
+        }
+        None
+    }
+
+    /// Checks a well-formed record in its context (schema, footer counts).
+    fn accept(&mut self, record: Record, problems: &mut Vec<Problem>) -> Option<Record> {
+        let line = Some(self.line_no);
+        if !self.saw_header && !matches!(record, Record::Header(_)) {
+            self.saw_header = true;
+            problems.push(self.problem(
+                line,
+                false,
+                "no header: not a recording written with -o (JSON Lines from --format json?); read without the recorded environment".into(),
+            ));
+        }
+        let previous_ended = std::mem::replace(&mut self.ended, false);
+        match &record {
+            Record::Header(header) => {
+                // --append after a crash: the session before this one was cut short.
+                if self.saw_header && !previous_ended && self.schema.is_some() {
+                    problems.push(self.problem(
+                        Some(self.line_no - 1),
+                        true,
+                        "no footer before the next header: the recording before it was cut short (wsltrace killed?); everything in it was read".into(),
+                    ));
+                }
+                self.saw_header = true;
+                self.counts = Counts::default();
+                match header.schema() {
+                    Some(v) if v.major > SCHEMA.major => {
+                        self.done = true;
+                        problems.push(self.newer_schema(line, &header.schema_version));
+                        return None;
+                    }
+                    Some(v) => self.schema = Some(v),
+                    None => problems.push(self.problem(
+                        line,
+                        true,
+                        format!(
+                            "the header's schema_version {:?} is not MAJOR.MINOR: read as {SCHEMA}",
+                            header.schema_version
+                        ),
+                    )),
+                }
+            }
+            Record::Event(_) => self.counts.events += 1,
+            Record::Loss(loss) => self.counts.lost += loss.lost,
+            Record::Footer(footer) => {
+                self.ended = true;
+                let Counts { events, lost } = self.counts;
+                if (footer.events, footer.lost) != (events, lost) {
+                    problems.push(self.problem(
+                        line,
+                        true,
+                        format!(
+                            "the footer counts {} events and {} lost, the file holds {events} events and {lost} lost: records are missing or were added",
+                            footer.events, footer.lost
+                        ),
+                    ));
+                }
+            }
+            Record::Snapshot(_) | Record::Exit(_) => {}
+        }
+        Some(record)
+    }
+
+    fn newer_schema(&self, line: Option<u64>, version: &str) -> Problem {
+        self.problem(
+            line,
+            true,
+            format!(
+                "recorded with schema {version}, newer than this wsltrace reads ({}.x): upgrade wsltrace to analyse it; file skipped",
+                SCHEMA.major
+            ),
+        )
+    }
+
+    /// Why a line is not a usable record, and whether the rest of the file must be left.
+    fn explain(&self, text: &[u8], line: u64, err: &serde_json::Error) -> (Problem, bool) {
+        let at = Some(line);
+        let Ok(probe) = serde_json::from_slice::<Probe>(text) else {
+            let message = format!("not a JSON object ({err}): line skipped");
+            return (self.problem(at, true, message), false);
+        };
+        let Some(kind) = probe.kind else {
+            return (self.problem(at, true, "no \"type\": line skipped".into()), false);
+        };
+        if kind == "header"
+            && let Some(v) = probe.schema_version.as_deref().and_then(SchemaVersion::parse)
+            && v.major > SCHEMA.major
+        {
+            return (self.newer_schema(at, &v.to_string()), true);
+        }
+        if KNOWN_TYPES.contains(&kind.as_str()) {
+            let message = format!("this {kind} record cannot be read ({err}): line skipped");
+            return (self.problem(at, true, message), false);
+        }
+        // Newer minor versions may add record types, which older readers skip.
+        let newer_minor = self.schema.is_some_and(|v| v > SCHEMA);
+        let message =
+            format!("unknown record type {kind:?} (from a newer wsltrace?): line skipped");
+        (self.problem(at, !newer_minor, message), false)
+    }
+
+    fn at_end(&mut self, problems: &mut Vec<Problem>) {
+        if self.line_no == 0 {
+            problems.push(self.problem(None, true, "empty: not a recording".into()));
+        } else if self.saw_header && !self.ended && self.schema.is_some() {
+            problems.push(self.problem(
+                Some(self.line_no),
+                true,
+                "no footer after the last line: the recording was cut short (wsltrace killed?); everything before was read".into(),
+            ));
+        }
+    }
+}
+
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+    use crate::filter::FilterSpec;
+
+    fn header(schema: &str) -> String {
+        let start = DateTime::from_timestamp(1000, 0).unwrap();
+        let mut h = Header::new(start, FilterSpec::default());
+        h.schema_version = schema.into();
+        serde_json::to_string(&crate::recording::Frame::Header(&h)).unwrap()
+    }
+
+    const SNAPSHOT: &str = r#"{"type":"snapshot","ts":"1970-01-01T00:16:40Z","pid":7,"comm":"nginx","sockets":[{"fd":3,"family":"AF_INET","type":"SOCK_STREAM","state":"LISTEN","local":{"family":"AF_INET","ip":"127.0.0.1","port":80},"peer":null,"inode":9}]}"#;
+    const EVENT: &str = r#"{"type":"event","ts":"1970-01-01T00:16:40.5Z","ts_ns":5,"pid":7,"tid":7,"comm":"nginx","uid":0,"gid":0,"cgroup_id":1,"syscall":"close","args":{"fd":3},"ret":0,"errno":null,"duration_ns":100}"#;
+    const LOSS: &str = r#"{"type":"loss","ts":"1970-01-01T00:16:41Z","lost":4,"total_lost":4}"#;
+    const FOOTER: &str = r#"{"type":"footer","end":"1970-01-01T00:16:42Z","duration_ns":2000000000,"part":1,"last_part":true,"events":1,"lost":4,"exits":0,"snapshots":1,"syscalls":{"close":1}}"#;
+
+    /// Reads `content` (zstd-compressed first if asked) back: record types and problems.
+    fn read(name: &str, content: &[u8], zstd: bool) -> (Vec<&'static str>, Vec<String>) {
+        let dir =
+            std::env::temp_dir().join(format!("wsltrace-reader-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let bytes = if zstd { zstd::encode_all(content, 3).unwrap() } else { content.to_vec() };
+        std::fs::File::create(&path).unwrap().write_all(&bytes).unwrap();
+        let mut problems = Vec::new();
+        let mut kinds = Vec::new();
+        let mut reader = RecordingReader::open(&path).unwrap();
+        while let Some(record) = reader.next(&mut problems) {
+            kinds.push(match record {
+                Record::Header(_) => "header",
+                Record::Snapshot(s) => {
+                    assert_eq!(s.sockets[0].state.as_deref(), Some("LISTEN"));
+                    "snapshot"
+                }
+                Record::Event(_) => "event",
+                Record::Loss(_) => "loss",
+                Record::Exit(_) => "exit",
+                Record::Footer(_) => "footer",
+            });
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let problems = problems
+            .iter()
+            .map(|p| p.to_string().replace(&format!("{}/", dir.display()), ""))
+            .collect();
+        (kinds, problems)
+    }
+
+    fn lines(lines: &[&str]) -> Vec<u8> {
+        lines.iter().flat_map(|l| format!("{l}\n").into_bytes()).collect()
+    }
+
+    #[test]
+    fn a_complete_recording_plain_or_zstd() {
+        let h = header("1.0");
+        let content = lines(&[&h, SNAPSHOT, EVENT, LOSS, FOOTER]);
+        let all = vec!["header", "snapshot", "event", "loss", "footer"];
+        assert_eq!(read("a.jsonl", &content, false), (all.clone(), vec![]));
+        // Compression is recognised by content, not by name.
+        assert_eq!(read("a.jsonl", &content, true), (all, vec![]));
+    }
+
+    #[test]
+    fn damage_is_reported_by_line() {
+        let h = header("1.0");
+        let (kinds, problems) = read("b.jsonl", &lines(&[&h, "[1,2]", "{}", EVENT, LOSS]), false);
+        assert_eq!(kinds, ["header", "event", "loss"]);
+        assert!(problems[0].starts_with("error: b.jsonl:2: not a JSON object"), "{problems:?}");
+        assert_eq!(problems[1], "error: b.jsonl:3: no \"type\": line skipped");
+        assert!(problems[2].starts_with("error: b.jsonl:5: no footer"), "{problems:?}");
+
+        let mut cut = lines(&[&h, EVENT]);
+        cut.extend_from_slice(&EVENT.as_bytes()[..30]);
+        let (kinds, problems) = read("c.jsonl", &cut, false);
+        assert_eq!(kinds, ["header", "event"]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("error: c.jsonl:3: the last line is cut short"));
+
+        // A whole record that only lacks its newline is kept.
+        let mut no_newline = lines(&[&h, EVENT, LOSS]);
+        no_newline.extend_from_slice(FOOTER.as_bytes());
+        assert_eq!(read("d.jsonl", &no_newline, false).1, Vec::<String>::new());
+    }
+
+    #[test]
+    fn newer_major_schema_is_refused() {
+        let h = header("2.3");
+        let (kinds, problems) = read("e.jsonl", &lines(&[&h, EVENT, FOOTER]), false);
+        assert!(kinds.is_empty());
+        assert_eq!(
+            problems,
+            [
+                "error: e.jsonl:1: recorded with schema 2.3, newer than this wsltrace reads (1.x): upgrade wsltrace to analyse it; file skipped"
+            ]
+        );
+        // A newer major header whose fields changed shape is refused the same way.
+        let changed = r#"{"type":"header","schema_version":"3.0","start":42}"#;
+        let (_, problems) = read("f.jsonl", &lines(&[changed, EVENT]), false);
+        assert!(problems[0].contains("f.jsonl:1: recorded with schema 3.0"), "{problems:?}");
+    }
+
+    #[test]
+    fn headerless_json_lines_are_read_with_a_note() {
+        let (kinds, problems) = read("g.jsonl", &lines(&[EVENT, LOSS]), false);
+        assert_eq!(kinds, ["event", "loss"]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("note: g.jsonl:1: no header"), "{problems:?}");
+    }
+}
