@@ -180,6 +180,9 @@ pub enum Scenario {
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,
+    /// Holds sockets of every kind (TCP listener and connection on 127.0.0.1, UDP on ::1, unix
+    /// path, abstract and connected, netlink), prints "ready PID" and waits for a line on stdin
+    Holder,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod decode;
+mod enrich;
 mod event;
 mod pipeline;
 mod sinks;
