@@ -8,6 +8,7 @@ mod commands;
 mod decode;
 mod enrich;
 mod event;
+mod facts;
 mod pipeline;
 mod sinks;
 mod source;

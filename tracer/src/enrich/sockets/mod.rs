@@ -39,6 +39,40 @@ pub fn describe_fd(pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
     Ok(Some(Tables::read(pid)?.describe(pid, fd, inode)))
 }
 
+/// Every TCP and UDP socket of the caller's own network namespace (held by any process), e.g.
+/// to see whether something listens on a nameserver's port.
+pub fn inet_sockets_here() -> Result<Vec<SocketInfo>> {
+    Ok(diag_tables()?
+        .into_iter()
+        .map(|(_, info)| info)
+        .filter(|info| info.family != "AF_UNIX")
+        .collect())
+}
+
+/// The sock_diag tables (TCP and UDP over IPv4 and IPv6, unix) of the calling thread's
+/// network namespace, by inode.
+fn diag_tables() -> Result<Vec<(u64, SocketInfo)>> {
+    let mut diag = diag::Diag::open()?;
+    let mut found = Vec::new();
+    for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
+        for (protocol, ..) in diag::IP_PROTOCOLS {
+            match diag.inet(family, protocol) {
+                Ok(replies) => {
+                    found.extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol)));
+                }
+                Err(err) => {
+                    tracing::debug!("sock_diag family {family} protocol {protocol}: {err:#}")
+                }
+            }
+        }
+    }
+    match diag.unix() {
+        Ok(replies) => found.extend(diag::unix_infos(&replies)),
+        Err(err) => tracing::debug!("sock_diag unix: {err:#}"),
+    }
+    Ok(found)
+}
+
 /// The socket tables of one network namespace, by inode.
 struct Tables {
     by_inode: HashMap<u64, SocketInfo>,
@@ -49,28 +83,7 @@ impl Tables {
     /// module missing from the kernel) is skipped: its sockets fall back to `dup`.
     fn read(pid: u32) -> Result<Tables> {
         let netns = Netns::of_pid(pid)?;
-        let mut by_inode = HashMap::new();
-        let diag_tables = netns.run(|| {
-            let mut diag = diag::Diag::open()?;
-            let mut found = Vec::new();
-            for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
-                for (protocol, ..) in diag::IP_PROTOCOLS {
-                    match diag.inet(family, protocol) {
-                        Ok(replies) => found
-                            .extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol))),
-                        Err(err) => tracing::debug!(
-                            "sock_diag family {family} protocol {protocol}: {err:#}"
-                        ),
-                    }
-                }
-            }
-            match diag.unix() {
-                Ok(replies) => found.extend(diag::unix_infos(&replies)),
-                Err(err) => tracing::debug!("sock_diag unix: {err:#}"),
-            }
-            Ok(found)
-        })?;
-        by_inode.extend(diag_tables);
+        let mut by_inode: HashMap<u64, SocketInfo> = netns.run(diag_tables)?.into_iter().collect();
         for (table, parse) in [
             ("netlink", proc_tables::parse_netlink as fn(&str) -> Vec<(u64, SocketInfo)>),
             ("packet", proc_tables::parse_packet),
