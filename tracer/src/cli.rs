@@ -47,6 +47,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a built-in socket workload under the tracer (every traced syscall, with failures)
     Demo(DemoArgs),
+    /// Check the machine, WSL and DNS, and with --pid a process's namespaces and sockets
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -137,6 +140,30 @@ pub enum ColorWhen {
     Auto,
     Always,
     Never,
+}
+
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  wsltrace doctor                       can this machine trace, is it WSL, does DNS work
+  sudo wsltrace doctor --pid 4242       ...and why nobody can reach process 4242's server
+  sudo wsltrace doctor --pid 4242 --format json | jq .checks
+
+Every line has a verdict (ok, warn, fail) and every warn/fail a fix. The exit status is 1
+when a check failed.";
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Also examine this process: its namespaces, its sockets, listeners others cannot reach
+    #[arg(short = 'p', long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Human-readable text, or the same report as one JSON object
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Colours: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -261,6 +288,15 @@ mod tests {
         assert!(err.to_string().contains("wsltrace traces socket"), "{err}");
         assert!(Cli::try_parse_from(["wsltrace", "--ring-size", "3M", "-p", "1"]).is_err());
         assert!(Cli::try_parse_from(["wsltrace", "--duration", "-1", "-p", "1"]).is_err());
+    }
+
+    #[test]
+    fn doctor_takes_a_pid_and_a_format() {
+        let cli =
+            Cli::try_parse_from(["wsltrace", "doctor", "--pid", "42", "--format", "json"]).unwrap();
+        let Some(Command::Doctor(args)) = cli.command else { panic!("not doctor") };
+        assert_eq!((args.pid, args.format), (Some(42), Format::Json));
+        assert!(Cli::try_parse_from(["wsltrace", "doctor", "--pid", "x"]).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::trace::run(cli.trace),
         Some(Command::Demo(args)) => commands::demo::run(args),
+        Some(Command::Doctor(args)) => commands::doctor::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {
