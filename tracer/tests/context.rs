@@ -190,6 +190,13 @@ fn snapshot_matches_ss() {
     let sockets = sockets_of(&report);
     assert_matches_ss(pid, &sockets, &ss(&[]));
     assert_netlink_route(pid, &sockets);
+    // VSOCK has no table here (no vsock_diag): the socket describes itself.
+    if let Some(vsock) = sockets.iter().find(|s| s["family"] == "AF_VSOCK") {
+        assert_eq!(vsock["state"], "LISTEN");
+        assert_eq!(vsock["type"], "SOCK_STREAM");
+        assert_eq!(vsock["local"]["port"], 40_000 + pid % 20_000);
+        assert_eq!(vsock["local"]["cid"], u32::MAX, "VMADDR_CID_ANY");
+    }
 
     // Each end of the unix connection names the other; the client's peer address is the
     // listener's path (what getpeername() returns).

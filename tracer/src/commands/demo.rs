@@ -414,9 +414,17 @@ fn holder() -> Result<()> {
         SockProtocol::NetlinkRoute,
     )?;
     bind(netlink.as_raw_fd(), &nix::sys::socket::NetlinkAddr::new(0, 0))?;
+    // VSOCK, where the kernel has it: a listener on port 40000 + pid % 20000.
+    let vsock = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .ok()
+        .filter(|v| {
+            let port = 40_000 + pid % 20_000;
+            let addr = nix::sys::socket::VsockAddr::new(libc::VMADDR_CID_ANY, port);
+            bind(v.as_raw_fd(), &addr).is_ok() && listen(v, Backlog::MAXCONN).is_ok()
+        });
 
     let waited = wait_for_go();
-    drop((listener, client, accepted, udp6));
+    drop((listener, client, accepted, udp6, vsock));
     drop((unix_listener, unix_client, unix_accepted, abstract_dgram, netlink));
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_dir(&dir);

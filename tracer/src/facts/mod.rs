@@ -21,3 +21,19 @@ pub fn gather() -> Facts {
     let wsl = wsl::observe(&machine.kernel_release);
     Facts { machine, wsl, dns: dns::observe() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Facts go into recording headers and come back from them (or from --assume): they
+    /// survive a JSON round trip unchanged.
+    #[test]
+    fn json_round_trip() {
+        let facts = gather();
+        let json = serde_json::to_string(&facts).unwrap();
+        let back: Facts = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, facts);
+        assert!(json.contains(r#""kind":"none""#), "{json}");
+    }
+}

@@ -143,6 +143,8 @@ pub fn addr(a: &SockAddr) -> String {
             (None, Some(name)) => format!("@{name}"),
             (None, None) => "*".to_owned(),
         },
+        // VMADDR_CID_ANY
+        SockAddr::Known(KnownAddr::Vsock { cid: u32::MAX, port }) => format!("vsock *:{port}"),
         SockAddr::Known(KnownAddr::Vsock { cid, port }) => format!("vsock {cid}:{port}"),
         SockAddr::Known(KnownAddr::Netlink { portid, groups }) => {
             format!("portid {portid} groups {groups:#x}")
