@@ -99,6 +99,12 @@ fn machine(m: &Machine) -> Vec<Check> {
     } else {
         Check::ok("machine.program_types", "tracepoint, cgroup sock_addr and cgroup sockopt programs load")
     });
+    if let Some(start) = m.ip_unprivileged_port_start {
+        out.push(Check::ok(
+            "machine.unprivileged_ports",
+            format!("ports below {start} need CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start, this network namespace)"),
+        ));
+    }
     out.push(match &m.cgroup2 {
         Some(at) => Check::ok("machine.cgroup2", format!("cgroup v2 at {at}")),
         None => Check::warn(
