@@ -3,7 +3,11 @@
 
 mod common;
 
-use std::{collections::BTreeMap, process::Command};
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Child, Command, ExitStatus, Stdio},
+};
 
 use common::{Workload, run, wsltrace};
 use serde_json::Value;
@@ -114,6 +118,38 @@ fn snapshot_sockets(sockets: &[Value]) -> Vec<Sock> {
         .collect();
     out.sort();
     out
+}
+
+/// A workload started through a wrapper (`unshare -n sh -c '... exec wsltrace demo ...'`):
+/// it prints "ready PID" and holds its sockets until a line arrives on stdin.
+struct Wrapped {
+    child: Child,
+    pid: u32,
+}
+
+impl Wrapped {
+    fn spawn(cmd: &mut Command) -> Wrapped {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("read");
+        let pid = line.strip_prefix("ready ").and_then(|p| p.trim().parse().ok());
+        let pid = pid.unwrap_or_else(|| panic!("workload said {line:?}"));
+        Wrapped { child, pid }
+    }
+
+    fn finish(mut self) -> ExitStatus {
+        self.child.stdin.take().expect("stdin").write_all(b"go\n").expect("write go");
+        self.child.wait().expect("wait")
+    }
+}
+
+/// A failed test must not leave its workload running.
+impl Drop for Wrapped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `wsltrace doctor --pid PID --format json`, parsed.
@@ -229,9 +265,7 @@ fn server_in_private_network_namespace() {
         "ip link set lo up && echo 2000 > /proc/sys/net/ipv4/ip_unprivileged_port_start && exec {} demo --untraced holder",
         common::WSLTRACE
     );
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--net", "--", "sh", "-c", &script]);
-    let mut holder = Workload::spawn(cmd);
+    let holder = Wrapped::spawn(Command::new("unshare").args(["--net", "--", "sh", "-c", &script]));
     let pid = holder.pid;
     let report = doctor(pid);
     let process = &report["process"];
@@ -266,8 +300,7 @@ fn server_in_private_network_namespace() {
         "{summary}"
     );
     assert!(finding["fix"].as_str().unwrap().contains(&format!("nsenter -t {pid} -n")));
-    holder.go();
-    assert!(holder.wait().success());
+    assert!(holder.finish().success());
 }
 
 /// The text report: a verdict per line, a fix under every warning, no colour with NO_COLOR.

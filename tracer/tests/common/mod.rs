@@ -81,16 +81,14 @@ pub struct Workload {
 
 impl Workload {
     pub fn start(args: &[&str]) -> Workload {
-        let mut cmd = Command::new(WSLTRACE);
-        cmd.arg("demo").arg("--untraced").args(args);
-        Workload::spawn(cmd)
-    }
-
-    /// Runs `cmd`, which must end up printing "ready PID" or "listening PID PORT" (e.g. a
-    /// workload started through `unshare`).
-    pub fn spawn(mut cmd: Command) -> Workload {
-        let mut child =
-            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start workload");
+        let mut child = Command::new(WSLTRACE)
+            .arg("demo")
+            .arg("--untraced")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start workload");
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("read");
         let words: Vec<&str> = line.split_whitespace().collect();
