@@ -65,6 +65,9 @@ pub enum Command {
     Rules(RulesArgs),
     /// Read recordings made with -o: the same filters, output and summary as a live trace
     Analyze(AnalyzeArgs),
+    /// Check the machine, WSL and DNS, and with --pid a process's namespaces and sockets
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(DoctorArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -313,6 +316,30 @@ pub enum ColorWhen {
     Never,
 }
 
+const DOCTOR_EXAMPLES: &str = "\
+Examples:
+  wsltrace doctor                       can this machine trace, is it WSL, does DNS work
+  sudo wsltrace doctor --pid 4242       ...and why nobody can reach process 4242's server
+  sudo wsltrace doctor --pid 4242 --format json | jq .checks
+
+Every line has a verdict (ok, warn, fail) and every warn/fail a fix. The exit status is 1
+when a check failed.";
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Also examine this process: its namespaces, its sockets, listeners others cannot reach
+    #[arg(short = 'p', long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Human-readable text, or the same report as one JSON object
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Colours: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(long, value_enum, default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Which workload to run
@@ -368,6 +395,9 @@ pub enum Scenario {
     Connect,
     /// A plain echo server on 0.0.0.0 and a client: nothing unusual at all
     Echo,
+    /// Holds sockets of every kind (TCP listener and connection on 127.0.0.1, UDP on ::1, unix
+    /// path, abstract and connected, netlink), prints "ready PID" and waits for a line on stdin
+    Holder,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {
@@ -522,6 +552,15 @@ mod tests {
         assert!(args.output.summary);
         assert!(Cli::try_parse_from(["wsltrace", "analyze"]).is_err());
         assert!(Cli::try_parse_from(["wsltrace", "analyze", "f", "--addr", "x:y"]).is_err());
+    }
+
+    #[test]
+    fn doctor_takes_a_pid_and_a_format() {
+        let cli =
+            Cli::try_parse_from(["wsltrace", "doctor", "--pid", "42", "--format", "json"]).unwrap();
+        let Some(Command::Doctor(args)) = cli.command else { panic!("not doctor") };
+        assert_eq!((args.pid, args.format), (Some(42), Format::Json));
+        assert!(Cli::try_parse_from(["wsltrace", "doctor", "--pid", "x"]).is_err());
     }
 
     #[test]

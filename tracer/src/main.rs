@@ -11,6 +11,7 @@ mod decode;
 mod detect;
 mod enrich;
 mod event;
+mod facts;
 mod filter;
 mod pipeline;
 mod recording;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Some(Command::Demo(args)) => commands::demo::run(args),
         Some(Command::Rules(args)) => commands::rules::run(args),
         Some(Command::Analyze(args)) => commands::analyze::run(args),
+        Some(Command::Doctor(args)) => commands::doctor::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

@@ -12,7 +12,9 @@ const BPF_LINKER_VERSION: &str = "0.10.3";
 pub fn install() -> Result<()> {
     nightly_with_rust_src()?;
     bpf_linker()?;
-    debian_package("strace", "strace")
+    debian_package("strace", "strace")?;
+    // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
+    debian_package("ss", "iproute2")
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -71,7 +73,7 @@ fn bpf_linker() -> Result<()> {
     ]))
 }
 
-/// Installs a Debian package when `binary` is not on PATH (the tests compare with strace).
+/// Installs a Debian package when `binary` is not on PATH (tools the tests compare with).
 fn debian_package(binary: &str, package: &str) -> Result<()> {
     if succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
         return Ok(());

@@ -2,5 +2,6 @@
 
 pub mod analyze;
 pub mod demo;
+pub mod doctor;
 pub mod rules;
 pub mod trace;

@@ -4,6 +4,7 @@
 pub mod cgroups;
 pub mod fds;
 pub mod namespaces;
+pub mod sockets;
 
 use crate::event::Event;
 

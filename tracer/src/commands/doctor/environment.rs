@@ -1,0 +1,379 @@
+//! Verdicts on the machine, WSL and DNS, from the facts alone (no I/O here).
+
+use super::report::Check;
+use crate::facts::{
+    Facts,
+    dns::{Dns, NameserverKind},
+    machine::Machine,
+    wsl::{NetworkingMode, Wsl, WslKind},
+};
+
+pub fn checks(facts: &Facts) -> Vec<Check> {
+    let mut out = machine(&facts.machine);
+    out.extend(wsl(&facts.wsl, &facts.dns));
+    out.extend(dns(&facts.dns, &facts.wsl));
+    out
+}
+
+fn machine(m: &Machine) -> Vec<Check> {
+    let mut out = vec![Check::ok("machine.kernel", format!("kernel {}", m.kernel_release))];
+    out.push(if m.btf {
+        Check::ok("machine.btf", "BTF: /sys/kernel/btf/vmlinux")
+    } else {
+        Check::warn(
+            "machine.btf",
+            "no /sys/kernel/btf/vmlinux: close() is traced for every fd and namespaces are read from /proc after the fact",
+            "run a kernel built with CONFIG_DEBUG_INFO_BTF=y",
+        )
+    });
+    let root = m.privileges.has("CAP_SYS_ADMIN");
+    out.push(match (&m.tracefs.mounted_at, m.tracefs.supported) {
+        (Some(at), _) => Check::ok("machine.tracefs", format!("tracefs mounted at {at}")),
+        (None, true) if root => Check::ok(
+            "machine.tracefs",
+            "tracefs not mounted: wsltrace mounts it at /sys/kernel/tracing when it starts",
+        ),
+        (None, true) => Check::warn(
+            "machine.tracefs",
+            "tracefs not mounted, and mounting it needs root",
+            "run wsltrace with sudo (it mounts tracefs itself), or `sudo mount -t tracefs tracefs /sys/kernel/tracing`",
+        ),
+        (None, false) => Check::fail(
+            "machine.tracefs",
+            "this kernel has no tracefs: syscall tracepoints cannot be attached",
+            "run a kernel built with CONFIG_FTRACE=y and CONFIG_FTRACE_SYSCALLS=y",
+        ),
+    });
+    if m.syscall_tracepoints == Some(false) {
+        out.push(Check::fail(
+            "machine.syscall_tracepoints",
+            "no syscalls:sys_enter_* tracepoints (CONFIG_FTRACE_SYSCALLS is off)",
+            "run a kernel built with CONFIG_FTRACE_SYSCALLS=y",
+        ));
+    }
+    let caps = if m.privileges.capabilities.is_empty() {
+        "no relevant capabilities".to_owned()
+    } else {
+        m.privileges.capabilities.join(", ")
+    };
+    let who = if m.privileges.euid == 0 {
+        "root".to_owned()
+    } else {
+        format!("uid {}", m.privileges.euid)
+    };
+    out.push(if m.privileges.can_trace() {
+        Check::ok("machine.privileges", format!("{who} ({caps})"))
+    } else {
+        Check::fail(
+            "machine.privileges",
+            format!("{who} ({caps}): cannot load eBPF programs (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN)"),
+            "run wsltrace with sudo",
+        )
+    });
+    let types = &m.program_types;
+    let named = [
+        ("tracepoint", types.tracepoint),
+        ("cgroup sock_addr", types.cgroup_sock_addr),
+        ("cgroup sockopt", types.cgroup_sockopt),
+    ];
+    let missing: Vec<&str> =
+        named.iter().filter(|(_, ok)| *ok == Some(false)).map(|(n, _)| *n).collect();
+    out.push(if named.iter().all(|(_, ok)| ok.is_none()) {
+        Check::warn(
+            "machine.program_types",
+            "eBPF program types not probed (probing needs the same privileges as tracing)",
+            "run `sudo wsltrace doctor`",
+        )
+    } else if types.tracepoint == Some(false) {
+        Check::fail(
+            "machine.program_types",
+            "the kernel refuses tracepoint programs: wsltrace cannot trace here",
+            "run a kernel built with CONFIG_BPF_SYSCALL=y and CONFIG_BPF_EVENTS=y",
+        )
+    } else if !missing.is_empty() {
+        Check::warn(
+            "machine.program_types",
+            format!("tracepoint programs load, {} programs do not: WSL2 quirks cannot be reproduced here", missing.join(" and ")),
+            "run a kernel built with CONFIG_CGROUP_BPF=y",
+        )
+    } else {
+        Check::ok("machine.program_types", "tracepoint, cgroup sock_addr and cgroup sockopt programs load")
+    });
+    if let Some(start) = m.ip_unprivileged_port_start {
+        out.push(Check::ok(
+            "machine.unprivileged_ports",
+            format!("ports below {start} need CAP_NET_BIND_SERVICE (net.ipv4.ip_unprivileged_port_start, this network namespace)"),
+        ));
+    }
+    out.push(match &m.cgroup2 {
+        Some(at) => Check::ok("machine.cgroup2", format!("cgroup v2 at {at}")),
+        None => Check::warn(
+            "machine.cgroup2",
+            "no cgroup v2 mount: cgroup socket programs have nothing to attach to",
+            "mount it: `sudo mount -t cgroup2 none /sys/fs/cgroup` (or /sys/fs/cgroup/unified on hybrid systems)",
+        ),
+    });
+    out
+}
+
+fn wsl(w: &Wsl, dns: &Dns) -> Vec<Check> {
+    let evidence = w.evidence.join(", ");
+    let mut out = vec![match w.kind {
+        WslKind::None => {
+            return vec![Check::ok(
+                "wsl.kind",
+                "not WSL (no Microsoft kernel, WSLInterop, WSL_DISTRO_NAME or /run/WSL): WSL checks skipped",
+            )];
+        }
+        WslKind::Wsl1 => Check::fail(
+            "wsl.kind",
+            format!(
+                "WSL1 ({evidence}): there is no Linux kernel, so no eBPF and none of WSL2's networking"
+            ),
+            "convert the distribution from Windows: `wsl --set-version <distro> 2`",
+        ),
+        WslKind::Wsl2 => Check::ok("wsl.kind", format!("WSL2 ({evidence})")),
+    }];
+    if w.kind == WslKind::Wsl2 {
+        let source = w.networking_mode_source.as_deref().unwrap_or("?");
+        out.push(match w.networking_mode {
+            Some(NetworkingMode::Nat) => Check::ok(
+                "wsl.networking",
+                format!("NAT networking ({source}): Windows reaches Linux servers through localhost forwarding, other machines only through a Windows port proxy"),
+            ),
+            Some(NetworkingMode::Mirrored) => Check::ok(
+                "wsl.networking",
+                format!("mirrored networking ({source}): Linux shares Windows's addresses"),
+            ),
+            Some(NetworkingMode::None) => Check::fail(
+                "wsl.networking",
+                format!("networking is off ({source})"),
+                "set networkingMode=nat (or mirrored) under [wsl2] in %UserProfile%\\.wslconfig, then run `wsl --shutdown`",
+            ),
+            Some(mode) => Check::ok("wsl.networking", format!("{mode:?} networking ({source})")),
+            None => Check::warn(
+                "wsl.networking",
+                "networking mode unknown: no wslinfo, and neither loopback0 (mirrored) nor a 172.16/12 eth0 (NAT)",
+                "update WSL (`wsl --update` in Windows) to get `wslinfo --networking-mode`, or look at networkingMode in %UserProfile%\\.wslconfig",
+            ),
+        });
+    }
+    let conf = &w.conf;
+    let mut settings = Vec::new();
+    if let Some(v) = conf.generate_resolv_conf {
+        settings.push(format!("generateResolvConf={v}"));
+    }
+    if let Some(v) = conf.generate_hosts {
+        settings.push(format!("generateHosts={v}"));
+    }
+    if let Some(v) = conf.systemd {
+        settings.push(format!("systemd={v}"));
+    }
+    let described = if !conf.present {
+        "no /etc/wsl.conf (WSL's defaults)".to_owned()
+    } else if settings.is_empty() {
+        "/etc/wsl.conf sets nothing that changes networking".to_owned()
+    } else {
+        format!("/etc/wsl.conf: {}", settings.join(", "))
+    };
+    out.push(if conf.generate_resolv_conf == Some(false) && dns.generated_by_wsl {
+        Check::warn(
+            "wsl.conf",
+            format!("{described}, yet /etc/resolv.conf is one WSL generated earlier: its nameserver is frozen (in NAT mode the gateway address changes when WSL restarts)"),
+            "write your own nameservers into /etc/resolv.conf, or set generateResolvConf=true and run `wsl --shutdown`",
+        )
+    } else {
+        Check::ok("wsl.conf", described)
+    });
+    out
+}
+
+fn dns(d: &Dns, w: &Wsl) -> Vec<Check> {
+    let on_wsl = w.kind != WslKind::None;
+    let regenerate = "set generateResolvConf=true under [network] in /etc/wsl.conf and run `wsl --shutdown` in Windows";
+    if !d.resolv_conf || d.nameservers.is_empty() {
+        let what = if d.resolv_conf {
+            "/etc/resolv.conf has no nameserver line".to_owned()
+        } else {
+            match &d.symlink_target {
+                Some(target) => {
+                    format!("/etc/resolv.conf is a link to {target}, which cannot be read")
+                }
+                None => "/etc/resolv.conf cannot be read".to_owned(),
+            }
+        };
+        let fix =
+            if on_wsl { regenerate } else { "add a `nameserver ADDRESS` line to /etc/resolv.conf" };
+        return vec![Check::fail("dns.resolv_conf", format!("{what}: name lookups fail"), fix)];
+    }
+    let origin = match (&d.symlink_target, d.generated_by_wsl) {
+        (_, true) => "generated by WSL".to_owned(),
+        (Some(target), false) => format!("a link to {target}"),
+        (None, false) => "written by hand or by a network manager".to_owned(),
+    };
+    let mut out = vec![Check::ok("dns.resolv_conf", format!("/etc/resolv.conf: {origin}"))];
+    for ns in &d.nameservers {
+        let ip = ns.ip;
+        out.push(match (ns.kind, ns.listening) {
+            (NameserverKind::Remote, _) | (_, None) => {
+                Check::ok("dns.nameserver", format!("nameserver {ip} (remote: not probed)"))
+            }
+            (kind, Some(true)) => {
+                Check::ok("dns.nameserver", format!("nameserver {ip} ({}): something listens on port 53", describe(kind)))
+            }
+            (NameserverKind::ResolvedStub, Some(false)) => Check::fail(
+                "dns.nameserver",
+                format!("nameserver {ip} is systemd-resolved's stub, but nothing listens on {ip}:53: systemd-resolved is not running"),
+                if on_wsl {
+                    "start it (`sudo systemctl start systemd-resolved`; WSL needs systemd=true under [boot] in /etc/wsl.conf), or let WSL write /etc/resolv.conf again"
+                } else {
+                    "start it (`sudo systemctl start systemd-resolved`) or point /etc/resolv.conf at another nameserver"
+                },
+            ),
+            (NameserverKind::WslTunnel, Some(false)) if w.kind == WslKind::Wsl2 => Check::warn(
+                "dns.nameserver",
+                format!("nameserver {ip} is WSL's DNS tunnel, but no socket is bound to {ip}:53 in this network namespace"),
+                "restart WSL (`wsl --shutdown` in Windows); if lookups still fail, set dnsTunneling=false under [wsl2] in %UserProfile%\\.wslconfig",
+            ),
+            (NameserverKind::WslTunnel, Some(false)) => Check::fail(
+                "dns.nameserver",
+                format!("nameserver {ip} is WSL's DNS tunnel address, and this is not WSL2: nothing answers there"),
+                "replace it with a real nameserver in /etc/resolv.conf",
+            ),
+            (_, Some(false)) => Check::fail(
+                "dns.nameserver",
+                format!("nameserver {ip} is on this machine, but nothing listens on {ip}:53"),
+                "start the local resolver (dnsmasq, unbound...) or point /etc/resolv.conf at another nameserver",
+            ),
+        });
+    }
+    out
+}
+
+fn describe(kind: NameserverKind) -> &'static str {
+    match kind {
+        NameserverKind::ResolvedStub => "systemd-resolved stub",
+        NameserverKind::WslTunnel => "WSL DNS tunnel",
+        NameserverKind::Local => "local resolver",
+        NameserverKind::Remote => "remote",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        commands::doctor::report::Verdict,
+        facts::{
+            dns::{self, from_parts},
+            machine::{Privileges, ProgramTypes, Tracefs},
+            wsl::{Signs, WslConf, detect},
+        },
+    };
+
+    fn verdict(checks: &[Check], id: &str) -> Vec<Verdict> {
+        checks.iter().filter(|c| c.id == id).map(|c| c.verdict).collect()
+    }
+
+    fn native_root() -> Machine {
+        Machine {
+            kernel_release: "6.18.0".into(),
+            btf: true,
+            tracefs: Tracefs { mounted_at: None, supported: true },
+            cgroup2: Some("/sys/fs/cgroup/unified".into()),
+            privileges: Privileges {
+                uid: 0,
+                euid: 0,
+                capabilities: crate::facts::machine::capability_names(u64::MAX),
+            },
+            program_types: ProgramTypes {
+                tracepoint: Some(true),
+                cgroup_sock_addr: Some(true),
+                cgroup_sockopt: Some(true),
+            },
+            syscall_tracepoints: None,
+            ip_unprivileged_port_start: Some(1024),
+        }
+    }
+
+    fn wsl2(release: &str, mode: Option<NetworkingMode>, conf: WslConf) -> Wsl {
+        let (kind, evidence) = detect(&Signs { kernel_release: release, ..Signs::default() });
+        Wsl {
+            kind,
+            evidence,
+            networking_mode: mode,
+            networking_mode_source: mode.map(|_| "wslinfo --networking-mode".into()),
+            conf,
+            ..Wsl::default()
+        }
+    }
+
+    #[test]
+    fn every_warning_and_failure_has_a_fix() {
+        let mut user = native_root();
+        user.privileges = Privileges { uid: 1000, euid: 1000, capabilities: vec![] };
+        user.program_types = ProgramTypes::default();
+        user.btf = false;
+        user.cgroup2 = None;
+        let facts = Facts { machine: user, ..Facts::default() };
+        let found = checks(&facts);
+        assert_eq!(verdict(&found, "machine.privileges"), [Verdict::Fail]);
+        assert_eq!(verdict(&found, "machine.tracefs"), [Verdict::Warn]);
+        assert_eq!(verdict(&found, "machine.program_types"), [Verdict::Warn]);
+        assert_eq!(verdict(&found, "dns.resolv_conf"), [Verdict::Fail]);
+        for c in &found {
+            assert_eq!(c.fix.is_some(), c.verdict != Verdict::Ok, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn root_on_native_linux() {
+        let dns = from_parts(Some("nameserver 10.0.2.3\n"), None, &[]);
+        let facts = Facts { machine: native_root(), dns, ..Facts::default() };
+        let found = checks(&facts);
+        assert!(found.iter().all(|c| c.verdict == Verdict::Ok), "{found:#?}");
+        assert_eq!(found.iter().filter(|c| c.id.starts_with("wsl.")).count(), 1);
+    }
+
+    #[test]
+    fn wsl1_fails() {
+        let wsl = wsl2("4.4.0-19041-Microsoft", None, WslConf::default());
+        let found = checks(&Facts { machine: native_root(), wsl, ..Facts::default() });
+        assert_eq!(verdict(&found, "wsl.kind"), [Verdict::Fail]);
+        assert_eq!(verdict(&found, "wsl.networking"), []);
+    }
+
+    /// WSL2 with DNS tunnelling whose listener is missing, and a resolv.conf frozen by
+    /// generateResolvConf=false.
+    #[test]
+    fn wsl2_dns_pitfalls() {
+        let conf =
+            WslConf { present: true, generate_resolv_conf: Some(false), ..WslConf::default() };
+        let wsl = wsl2("5.15.167.4-microsoft-standard-WSL2", Some(NetworkingMode::Nat), conf);
+        let resolv = "# This file was automatically generated by WSL. To stop automatic generation of this file, add the following entry to /etc/wsl.conf:\n# [network]\n# generateResolvConf = false\nnameserver 10.255.255.254\n";
+        let dns = dns::from_parts(Some(resolv), None, &[]);
+        let found = checks(&Facts { machine: native_root(), wsl, dns });
+        assert_eq!(verdict(&found, "wsl.kind"), [Verdict::Ok]);
+        assert_eq!(verdict(&found, "wsl.networking"), [Verdict::Ok]);
+        assert_eq!(verdict(&found, "wsl.conf"), [Verdict::Warn]);
+        assert_eq!(verdict(&found, "dns.nameserver"), [Verdict::Warn]);
+    }
+
+    #[test]
+    fn resolved_stub_without_resolved() {
+        let dns = dns::from_parts(
+            Some("nameserver 127.0.0.53\n"),
+            Some("../run/systemd/resolve/stub-resolv.conf".into()),
+            &[],
+        );
+        let found = checks(&Facts { machine: native_root(), dns, ..Facts::default() });
+        assert_eq!(verdict(&found, "dns.nameserver"), [Verdict::Fail]);
+        let none = wsl2(
+            "6.6.87.2-microsoft-standard-WSL2",
+            Some(NetworkingMode::None),
+            WslConf::default(),
+        );
+        let found = checks(&Facts { machine: native_root(), wsl: none, ..Facts::default() });
+        assert_eq!(verdict(&found, "wsl.networking"), [Verdict::Fail]);
+    }
+}
