@@ -98,6 +98,10 @@ pub struct TraceArgs {
     #[arg(long, conflicts_with = "follow_forks", help_heading = "What to trace")]
     pub no_follow: bool,
 
+    /// Do not list the sockets each --pid process holds when tracing starts
+    #[arg(long, help_heading = "What to trace")]
+    pub no_snapshot: bool,
+
     /// Run this command and trace it from its very first syscall
     #[arg(last = true, value_name = "CMD", help_heading = "What to trace")]
     pub command: Vec<OsString>,
@@ -314,6 +318,19 @@ pub enum ColorWhen {
     Auto,
     Always,
     Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour stdout: auto means a terminal, and never with NO_COLOR set.
+    pub fn on_stdout(self) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+            }
+        }
+    }
 }
 
 const DOCTOR_EXAMPLES: &str = "\

@@ -305,3 +305,42 @@ fn doctor_names_a_missing_process() {
         lines[0]
     );
 }
+
+/// At attach, the stream starts with what the process holds; calls on those fds later say
+/// what they are (the fd table starts from the snapshot), and --no-snapshot skips it.
+#[test]
+fn snapshot_at_attach_seeds_the_fd_table() {
+    let mut holder = Workload::start(&["holder"]);
+    let pid = holder.pid.to_string();
+    let tracer = common::Tracer::attach(&["--pid", &pid, "--format", "json"]);
+    holder.go();
+    assert!(holder.wait().success());
+    let out = tracer.finish();
+    let records = out.records();
+    let snapshot = &records[0];
+    assert_eq!(snapshot["type"], "snapshot", "{}", out.stdout);
+    assert_eq!(snapshot["pid"].to_string(), pid);
+    let sockets = snapshot["sockets"].as_array().unwrap();
+    assert!(sockets.len() >= 9, "{sockets:?}");
+    // The holder closes every socket it opened before tracing started: each close says what
+    // it closed, exactly as the snapshot described it.
+    let closes: Vec<&Value> = records.iter().filter(|r| r["syscall"] == "close").collect();
+    assert_eq!(closes.len(), sockets.len(), "{}", out.stdout);
+    for close in closes {
+        let fd = &close["args"]["fd"];
+        let held = sockets.iter().find(|s| &s["fd"] == fd).expect("a socket from the snapshot");
+        assert_eq!(&close["sock"], held, "fd {fd}");
+    }
+
+    let mut holder = Workload::start(&["holder"]);
+    let tracer = common::Tracer::attach(&[
+        "--pid",
+        &holder.pid.to_string(),
+        "--format",
+        "json",
+        "--no-snapshot",
+    ]);
+    holder.go();
+    assert!(holder.wait().success());
+    assert!(tracer.finish().records().iter().all(|r| r["type"] != "snapshot"));
+}

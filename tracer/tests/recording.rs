@@ -144,7 +144,11 @@ fn live_and_analyze_agree() {
         let recorded = records(&dir.path(name));
         assert_complete(&recorded);
         assert!(recorded[0]["command_line"].to_string().contains(name));
-        assert!(recorded[0]["facts"]["kernel_release"].as_str().is_some_and(|k| !k.is_empty()));
+        assert!(
+            recorded[0]["facts"]["machine"]["kernel_release"]
+                .as_str()
+                .is_some_and(|k| !k.is_empty())
+        );
 
         let out = analyze(&["--format", "json", &dir.s(name)]);
         assert!(out.status.success(), "{}", out.stderr);
@@ -743,20 +747,7 @@ fn output_files_are_created_safely() {
     std::fs::remove_file(&file).unwrap();
 
     // --append: a second session after the first, each framed; analyze reads both.
-    for _ in 0..2 {
-        let out = run(as_root().args([
-            "-c",
-            "-o",
-            &file,
-            "--append",
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "refused",
-        ]));
-        assert!(out.status.success(), "{}", out.stderr);
-    }
+    append_two_sessions(&file);
     let recorded = records(Path::new(&file));
     let headers = of_type(&recorded, "header");
     assert_eq!((headers.len(), of_type(&recorded, "footer").len()), (2, 2));
@@ -824,20 +815,7 @@ fn output_files_are_created_safely() {
     // zstd: a second session is a second frame; after a damaged frame nothing could be read
     // back, so appending is refused.
     let zst = dir.s("events.jsonl.zst");
-    for _ in 0..2 {
-        let out = run(as_root().args([
-            "-c",
-            "-o",
-            &zst,
-            "--append",
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "refused",
-        ]));
-        assert!(out.status.success(), "{}", out.stderr);
-    }
+    append_two_sessions(&zst);
     let (out, events) = analysed_events(&[&zst]);
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(events.len(), 14);
@@ -875,4 +853,22 @@ fn recordings_are_flushed_while_tracing() {
     assert!(child.wait().unwrap().success());
     assert_complete(&records(Path::new(&file)));
     eprintln!("recorded calls were in the file {delay:?} after the server said it listened");
+}
+
+/// Two traced sessions appended to `file`, one after the other.
+fn append_two_sessions(file: &str) {
+    for _ in 0..2 {
+        let out = run(as_root().args([
+            "-c",
+            "-o",
+            file,
+            "--append",
+            "--",
+            WSLTRACE,
+            "demo",
+            "--untraced",
+            "refused",
+        ]));
+        assert!(out.status.success(), "{}", out.stderr);
+    }
 }

@@ -11,14 +11,15 @@ use crate::{
     detect::{
         Detector,
         env::Environment,
-        rules::{self, RuleSpec, WslKind},
+        rules::{self, RuleSpec},
         system::Offline,
     },
     enrich::Enricher,
     event::Event,
+    facts::Facts,
     filter::Filter,
     pipeline::Pipeline,
-    recording::{Header, Record, RecordedFacts, facts::Wsl},
+    recording::{Header, Record},
     sinks::recording as recording_sink,
     source::recording::{self, Problem, RecordingReader},
 };
@@ -113,17 +114,10 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
 /// and the findings recorded live are kept (the detector adds only rules not already there).
 fn detector(
     specs: &[RuleSpec],
-    facts: Option<&RecordedFacts>,
+    facts: Option<&Facts>,
     knowledge: &KnowledgeArgs,
 ) -> Result<Detector> {
-    let mut env = Environment::default();
-    if let Some(facts) = facts {
-        env.wsl = match facts.wsl {
-            Some(Wsl::Wsl1) => WslKind::Wsl1,
-            Some(Wsl::Wsl2) => WslKind::Wsl2,
-            Some(Wsl::Unknown) | None => WslKind::None,
-        };
-    }
+    let mut env = facts.map(Environment::from_facts).unwrap_or_default();
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
@@ -143,7 +137,7 @@ fn start_if_unknown(pipeline: &mut Pipeline, ev: &Event) {
 /// `analyze -o`: a new recording that keeps the environment of the one it was made from.
 fn derived_header(args: &AnalyzeArgs, files: &[std::path::PathBuf]) -> Header {
     let spec = Filter::new(&args.filter, &args.pids).spec();
-    let mut header = Header::new(Utc::now(), spec);
+    let mut header = Header::new(Utc::now(), spec, Facts::default());
     let source = files.iter().find_map(|f| recording::first_header(f));
     if let Some(source) = source {
         header.start = source.start;

@@ -48,6 +48,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         pids: Vec::new(),
         follow_forks: true,
         no_follow: false,
+        no_snapshot: true,
         command,
         filter: Default::default(),
         output: args.output,

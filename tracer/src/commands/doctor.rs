@@ -22,8 +22,8 @@ use self::{
     report::{Check, Process, Report, Verdict},
 };
 use crate::{
-    cli::{ColorWhen, DoctorArgs, Format},
-    enrich::sockets,
+    cli::{DoctorArgs, Format},
+    enrich::{namespaces as ns, sockets},
     event::{KnownAddr, SockAddr},
     facts::{self, machine},
 };
@@ -47,13 +47,7 @@ pub fn run(args: DoctorArgs) -> Result<ExitCode> {
             writeln!(stdout)?;
         }
         Format::Text => {
-            let color = match args.color {
-                ColorWhen::Always => true,
-                ColorWhen::Never => false,
-                ColorWhen::Auto => {
-                    anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
-                }
-            };
+            let color = args.color.on_stdout();
             stdout.write_all(render::text(&report, color).as_bytes())?;
         }
     }
@@ -124,7 +118,11 @@ fn examine(pid: u32) -> Result<(Process, BTreeMap<String, Mount>)> {
             None
         });
     let mounts = unix_path_mounts(pid, &sockets);
-    let initial = initial_namespaces();
+    let initial = ns::initial_links().map(|(links, from)| {
+        let links: BTreeMap<String, u64> =
+            links.into_iter().map(|(kind, inode)| (kind, u64::from(inode))).collect();
+        (links, from.to_owned())
+    });
     let process = Process {
         pid,
         comm: status.name,
@@ -139,37 +137,9 @@ fn examine(pid: u32) -> Result<(Process, BTreeMap<String, Mount>)> {
     Ok((process, mounts))
 }
 
-/// The namespaces the system started in: init's (pid 1), or, where init's cannot be read (a
-/// non-dumpable init, some sandboxes), kthreadd's: kernel threads always live in the initial
-/// namespaces.
-fn initial_namespaces() -> Option<(BTreeMap<String, u64>, String)> {
-    if let Ok(ns) = namespace_ids(1) {
-        return Some((ns, "/proc/1/ns".to_owned()));
-    }
-    let kthreadd = procfs::process::Process::new(2).and_then(|p| p.status()).ok()?;
-    if kthreadd.name != "kthreadd" || kthreadd.ppid != 0 {
-        return None;
-    }
-    namespace_ids(2).ok().map(|ns| (ns, "/proc/2/ns (kthreadd)".to_owned()))
-}
-
-/// `/proc/PID/ns/*` links (`net:[4026531840]`) as type -> inode.
+/// `/proc/PID/ns/*` as type -> inode.
 fn namespace_ids(pid: u32) -> Result<BTreeMap<String, u64>> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/ns"))? {
-        let entry = entry?;
-        let target = std::fs::read_link(entry.path())?;
-        if let Some((kind, inode)) = parse_ns_link(&target.to_string_lossy()) {
-            out.insert(kind.to_owned(), inode);
-        }
-    }
-    Ok(out)
-}
-
-/// `net:[4026531840]` -> `("net", 4026531840)`.
-fn parse_ns_link(link: &str) -> Option<(&str, u64)> {
-    let (kind, rest) = link.split_once(":[")?;
-    Some((kind, rest.strip_suffix(']')?.parse().ok()?))
+    Ok(ns::links(pid)?.into_iter().map(|(kind, inode)| (kind, u64::from(inode))).collect())
 }
 
 /// The mount each unix socket path of the process is on, as the process sees it: the path is
@@ -228,13 +198,6 @@ mod tests {
 
     #[test]
     fn namespace_links() {
-        assert_eq!(parse_ns_link("net:[4026531840]"), Some(("net", 4026531840)));
-        assert_eq!(
-            parse_ns_link("pid_for_children:[4026531836]"),
-            Some(("pid_for_children", 4026531836))
-        );
-        assert_eq!(parse_ns_link("net:[x]"), None);
-        assert_eq!(parse_ns_link("/dev/null"), None);
         let own = namespace_ids(std::process::id()).unwrap();
         assert!(own.contains_key("net") && own.contains_key("mnt"));
     }

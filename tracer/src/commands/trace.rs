@@ -22,11 +22,14 @@ use tokio::{
 use tracer_common::{Syscall, config::ErrnoSet};
 
 use crate::{
-    cli::{ColorWhen, Format, KnowledgeArgs, OutputArgs, TraceArgs},
+    cli::{Format, KnowledgeArgs, OutputArgs, TraceArgs},
     decode::{self, Clock},
     detect::{Detector, env::Environment, rules, system::Live},
-    enrich::{Enricher, fds::NoLookup},
-    event::{Loss, ProcessExit},
+    enrich::{
+        Enricher,
+        sockets::{self, SystemLookup},
+    },
+    event::{Loss, ProcessExit, Snapshot},
     filter::Filter,
     pipeline::Pipeline,
     recording::Header,
@@ -85,11 +88,22 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
     }
 }
 
+/// What a traced process holds as tracing starts (an empty list, said so, when /proc cannot
+/// tell: the process may have just exited).
+fn snapshot(pid: u32) -> Snapshot {
+    let sockets = sockets::snapshot(pid).unwrap_or_else(|err| {
+        tracing::warn!("cannot list the sockets of pid {pid}: {err:#}");
+        Vec::new()
+    });
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Snapshot { ts: chrono::Utc::now(), pid, comm: comm.trim().to_owned(), sockets }
+}
+
 /// The knowledge base for a live trace: built-in rules plus --rules files, this machine's
 /// environment unless --assume says otherwise.
-pub fn detector(knowledge: &KnowledgeArgs) -> Result<Detector> {
+pub fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Result<Detector> {
     let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
-    let mut env = Environment::detect();
+    let mut env = Environment::from_facts(facts);
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
@@ -106,13 +120,7 @@ pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
         _ if output.summary => sinks.push(Box::new(SummarySink::new(stdout, output.format))),
         Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
-            let color = match output.color {
-                ColorWhen::Always => true,
-                ColorWhen::Never => false,
-                ColorWhen::Auto => {
-                    anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
-                }
-            };
+            let color = output.color.on_stdout();
             let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
             sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
         }
@@ -138,22 +146,31 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
+    // What this machine is: the knowledge base judges against it, recordings carry it.
+    let facts = crate::facts::gather();
     // Before the kernel work: a bad rule file or output path fails fast.
-    let detector = detector(&args.knowledge)?;
+    let detector = detector(&args.knowledge, &facts)?;
     let mut sinks = sinks(&args.output, args.knowledge.quiet)?;
     recording_sink::preflight(&args.output)?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
     let (mut kernel, ring) = Kernel::load(&opts)?;
+    // Traced first, then photographed: a socket made in between is in both, and the events
+    // that follow the snapshot keep the fd table right.
+    let mut snapshots = Vec::new();
     for &pid in &pids {
         kernel.trace(pid)?;
+        if !args.no_snapshot {
+            snapshots.push(snapshot(pid));
+        }
     }
     // Userspace filters; relative --since/--until and the recording count from here. The
     // file is created only now, so a trace that cannot start leaves none behind.
     let start = chrono::Utc::now();
     let mut filter = Filter::new(&args.filter, &[]);
     filter.set_start(start);
-    if let Some(sink) = recording_sink::from_args(&args.output, Header::new(start, filter.spec()))?
+    if let Some(sink) =
+        recording_sink::from_args(&args.output, Header::new(start, filter.spec(), facts))?
     {
         eprintln!("wsltrace: recording to {}", sink.path().display());
         sinks.push(Box::new(sink));
@@ -169,8 +186,11 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     };
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
 
-    let enricher = Enricher::new(Box::new(NoLookup));
-    let pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
+    let enricher = Enricher::new(Box::new(SystemLookup));
+    let mut pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
+    for snap in &snapshots {
+        output_ok(pipeline.snapshot(snap))?;
+    }
     let mut session = Session { kernel, pipeline, clock, reported_lost: 0, backlog: false };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
     // Footer, summary table: also after SIGINT/SIGTERM, which end `run` normally.

@@ -504,6 +504,20 @@ pub fn protocols_of(family: i64) -> Table {
     }
 }
 
+/// Capabilities wsltrace reports or matches on, by bit (include/uapi/linux/capability.h).
+pub const CAPABILITIES: Table = &[
+    (0, "CAP_CHOWN"),
+    (1, "CAP_DAC_OVERRIDE"),
+    (5, "CAP_KILL"),
+    (10, "CAP_NET_BIND_SERVICE"),
+    (12, "CAP_NET_ADMIN"),
+    (13, "CAP_NET_RAW"),
+    (19, "CAP_SYS_PTRACE"),
+    (21, "CAP_SYS_ADMIN"),
+    (38, "CAP_PERFMON"),
+    (39, "CAP_BPF"),
+];
+
 pub const SHUTDOWN_HOW: Table = &[(0, "SHUT_RD"), (1, "SHUT_WR"), (2, "SHUT_RDWR")];
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use tracer_common::Syscall;
 use super::{
     env::Environment,
     rules::{
-        AddrClass, CAPABILITIES, ListenerKind, NetnsKind, Platform, RuleSpec, When, WslKind,
-        parse_port_range,
+        AddrClass, ListenerKind, NetnsKind, Platform, RuleSpec, When, WslKind, parse_port_range,
     },
     system::{Owner, Proto, System, TableSocket},
 };
@@ -211,7 +210,8 @@ fn compile_when(w: &When) -> Vec<Matcher> {
         m.push(Matcher::PreviousSyscall(syscalls(v)));
     }
     if let Some(v) = &w.lacks_capability {
-        let bits = v.iter().filter_map(|c| names::lookup_value(CAPABILITIES, c)).map(|b| b as u32);
+        let bits =
+            v.iter().filter_map(|c| names::lookup_value(names::CAPABILITIES, c)).map(|b| b as u32);
         m.push(Matcher::LacksCapability(bits.collect()));
     }
     if let Some(v) = w.netns {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::decode::{errno::Errno, names};
+pub use crate::facts::wsl::WslKind;
 
 /// The knowledge base shipped in the binary.
 pub const BUILTIN: &str = include_str!("../../rules/knowledge.toml");
@@ -131,14 +132,6 @@ pub enum ListenerKind {
     None,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WslKind {
-    None,
-    Wsl1,
-    Wsl2,
-}
-
 /// The conditions of a rule; absent ones do not constrain.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,20 +181,6 @@ pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nameserver: Option<Vec<String>>,
 }
-
-/// Capabilities by name, as in capabilities(7).
-pub const CAPABILITIES: names::Table = &[
-    (0, "CAP_CHOWN"),
-    (1, "CAP_DAC_OVERRIDE"),
-    (5, "CAP_KILL"),
-    (10, "CAP_NET_BIND_SERVICE"),
-    (12, "CAP_NET_ADMIN"),
-    (13, "CAP_NET_RAW"),
-    (19, "CAP_SYS_PTRACE"),
-    (21, "CAP_SYS_ADMIN"),
-    (38, "CAP_PERFMON"),
-    (39, "CAP_BPF"),
-];
 
 /// A problem in a rule file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +303,7 @@ fn validate_when(table: &str, w: &When) -> Vec<String> {
     check("family", &w.family, &in_table(&[names::FAMILIES], "address family"));
     check("sock_type", &w.sock_type, &in_table(&[names::SOCK_TYPES], "socket type"));
     check("sock_flags", &w.sock_flags, &in_table(&[names::SOCK_FLAGS], "socket flag"));
-    check("lacks_capability", &w.lacks_capability, &in_table(&[CAPABILITIES], "capability"));
+    check("lacks_capability", &w.lacks_capability, &in_table(&[names::CAPABILITIES], "capability"));
     check("addr", &w.addr, &|v| {
         v.parse::<std::net::SocketAddr>()
             .map(drop)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use tracer_common::Syscall;
 
+use super::sockets::states::connected;
 use crate::event::{Event, SocketInfo};
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
@@ -43,7 +44,6 @@ pub struct Tracked<'a> {
     pub sock: &'a SocketInfo,
 }
 
-const ESTABLISHED: &str = "ESTABLISHED";
 const EBADF: u16 = 9;
 const ENOTSOCK: u16 = 88;
 const EINPROGRESS: u16 = 115;
@@ -144,7 +144,10 @@ impl FdTable {
                             family: a.domain.clone().unwrap_or_default(),
                             sock_type: a.sock_type.clone(),
                             protocol: a.protocol.clone(),
-                            state: Some(ESTABLISHED.into()),
+                            state: Some(connected(
+                                a.domain.as_deref().unwrap_or_default(),
+                                a.sock_type.as_deref(),
+                            )),
                             ..SocketInfo::default()
                         };
                         self.procs.entry(pid).or_default().insert(fd, sock);
@@ -154,13 +157,15 @@ impl FdTable {
             Syscall::Accept | Syscall::Accept4 => {
                 let listener = a.fd.and_then(|fd| self.entry(pid, fd).cloned());
                 if let Some(fd) = ret_fd {
+                    let family = listener.as_ref().map(|l| l.family.clone()).unwrap_or_default();
+                    let sock_type = listener.as_ref().and_then(|l| l.sock_type.clone());
                     let sock = SocketInfo {
                         fd: Some(fd),
-                        family: listener.as_ref().map(|l| l.family.clone()).unwrap_or_default(),
-                        sock_type: listener.as_ref().and_then(|l| l.sock_type.clone()),
+                        state: Some(connected(&family, sock_type.as_deref())),
+                        family,
+                        sock_type,
                         protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
                         flags: a.flags.clone().filter(|f| f != "0"),
-                        state: Some(ESTABLISHED.into()),
                         local: listener.and_then(|l| l.local),
                         peer: a.addr.clone(),
                         ..SocketInfo::default()
@@ -197,7 +202,7 @@ impl FdTable {
                     Syscall::Listen if ok => sock.state = Some("LISTEN".into()),
                     Syscall::Connect if ok => {
                         sock.peer = addr;
-                        sock.state = Some(ESTABLISHED.into());
+                        sock.state = Some(connected(&sock.family, sock.sock_type.as_deref()));
                     }
                     Syscall::Connect if errno.is_some_and(|e| e.0 == EINPROGRESS) => {
                         sock.peer = addr;
@@ -205,7 +210,7 @@ impl FdTable {
                     }
                     Syscall::Getpeername if ok => {
                         sock.peer = addr;
-                        sock.state = Some(ESTABLISHED.into());
+                        sock.state = Some(connected(&sock.family, sock.sock_type.as_deref()));
                     }
                     _ => {}
                 }

@@ -1,27 +1,45 @@
 //! Namespaces from /proc, for kernels whose layout wsltrace could not resolve (no BTF), and
 //! the initial namespaces events are compared with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::event::Namespaces;
 
+/// `net:[4026531833]` -> `("net", 4026531833)`.
+pub fn parse_kind_link(link: &str) -> Option<(&str, u32)> {
+    let (kind, rest) = link.split_once(":[")?;
+    Some((kind, rest.strip_suffix(']')?.parse().ok()?))
+}
+
 /// Parses the inode out of a /proc/PID/ns/* link: `net:[4026531833]`.
 pub fn parse_link(link: &str) -> Option<u32> {
-    link.split_once(":[")?.1.strip_suffix(']')?.parse().ok()
+    parse_kind_link(link).map(|(_, inode)| inode)
+}
+
+/// Every namespace of `pid` (net, mnt, pid, user, uts, ipc, cgroup, time...) as kind -> inode.
+pub fn links(pid: u32) -> std::io::Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/ns"))? {
+        let target = std::fs::read_link(entry?.path())?;
+        if let Some((kind, inode)) = parse_kind_link(&target.to_string_lossy()) {
+            out.insert(kind.to_owned(), inode);
+        }
+    }
+    Ok(out)
 }
 
 /// The namespaces of `pid` as /proc shows them now.
 pub fn read(pid: u32) -> Option<Namespaces> {
-    let inode = |kind: &str| {
-        let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
-        parse_link(link.to_str()?)
-    };
+    from_links(&links(pid).ok()?)
+}
+
+fn from_links(links: &BTreeMap<String, u32>) -> Option<Namespaces> {
     Some(Namespaces {
-        net: inode("net")?,
-        mnt: inode("mnt")?,
-        pid: inode("pid")?,
-        user: inode("user")?,
-        uts: inode("uts")?,
+        net: *links.get("net")?,
+        mnt: *links.get("mnt")?,
+        pid: *links.get("pid")?,
+        user: *links.get("user")?,
+        uts: *links.get("uts")?,
     })
 }
 
@@ -35,10 +53,23 @@ pub const KERNEL_INITIAL: Namespaces = Namespaces {
     uts: 0xEFFF_FFFE,
 };
 
-/// The initial namespaces: pid 1's when readable (they are not when pid 1 holds capabilities
-/// this process lacks, as in some VMs and containers), else the kernel's fixed numbers.
+/// The namespaces the system started in, and where they were read: init's (pid 1); where
+/// init's cannot be read (an init holding capabilities this process lacks, some sandboxes),
+/// kthreadd's, since kernel threads always live in the initial namespaces.
+pub fn initial_links() -> Option<(BTreeMap<String, u32>, &'static str)> {
+    if let Ok(ns) = links(1) {
+        return Some((ns, "/proc/1/ns"));
+    }
+    let kthreadd = procfs::process::Process::new(2).and_then(|p| p.status()).ok()?;
+    if kthreadd.name != "kthreadd" || kthreadd.ppid != 0 {
+        return None;
+    }
+    links(2).ok().map(|ns| (ns, "/proc/2/ns (kthreadd)"))
+}
+
+/// The initial namespaces ([`initial_links`]), else the kernel's fixed numbers.
 pub fn initial() -> Option<Namespaces> {
-    read(1).or(Some(KERNEL_INITIAL))
+    initial_links().and_then(|(links, _)| from_links(&links)).or(Some(KERNEL_INITIAL))
 }
 
 /// /proc look-ups cached per process (they cost five readlinks).
@@ -63,6 +94,12 @@ mod tests {
 
     #[test]
     fn parses_links() {
+        assert_eq!(
+            parse_kind_link("pid_for_children:[4026531836]"),
+            Some(("pid_for_children", 4026531836))
+        );
+        assert_eq!(parse_kind_link("net:[x]"), None);
+        assert_eq!(parse_kind_link("/dev/null"), None);
         assert_eq!(parse_link("net:[4026531833]"), Some(4026531833));
         assert_eq!(parse_link("pid_for_children:[4026531836]"), Some(4026531836));
         assert_eq!(parse_link("garbage"), None);

@@ -61,20 +61,9 @@ pub struct ProgramTypes {
     pub cgroup_sockopt: Option<bool>,
 }
 
-/// The capabilities reported, by bit number (include/uapi/linux/capability.h).
-const CAPABILITIES: &[(u32, &str)] = &[
-    (10, "CAP_NET_BIND_SERVICE"),
-    (12, "CAP_NET_ADMIN"),
-    (13, "CAP_NET_RAW"),
-    (19, "CAP_SYS_PTRACE"),
-    (21, "CAP_SYS_ADMIN"),
-    (38, "CAP_PERFMON"),
-    (39, "CAP_BPF"),
-];
-
 /// The names of the relevant capabilities set in a `CapEff` mask.
 pub fn capability_names(mask: u64) -> Vec<String> {
-    CAPABILITIES
+    crate::decode::names::CAPABILITIES
         .iter()
         .filter(|(bit, _)| mask & (1 << bit) != 0)
         .map(|(_, name)| (*name).to_owned())
@@ -199,7 +188,10 @@ mod tests {
     fn capabilities() {
         // CapEff of root on kernel 6.18 (41 capabilities).
         let root = capability_names(0x000001ffffffffff);
-        assert!(root.iter().any(|c| c == "CAP_BPF") && root.len() == CAPABILITIES.len());
+        assert!(
+            root.iter().any(|c| c == "CAP_BPF")
+                && root.len() == crate::decode::names::CAPABILITIES.len()
+        );
         // A server given only CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep).
         assert_eq!(capability_names(0x400), ["CAP_NET_BIND_SERVICE"]);
         assert!(has_net_bind_service(0x400) && !has_net_bind_service(0));

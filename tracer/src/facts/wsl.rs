@@ -8,7 +8,7 @@ use std::{net::IpAddr, path::Path, process::Command, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WslKind {
     /// A Linux kernel not made by Microsoft for WSL.

@@ -2,7 +2,6 @@
 //! reader (`source::recording`). docs/trace-format.md is the user-facing description; keep the
 //! two in step and bump [`SCHEMA`] when a change is not purely additive.
 
-pub mod facts;
 pub mod naming;
 
 use std::{collections::BTreeMap, fmt};
@@ -12,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     event::{Event, Loss, ProcessExit, Snapshot, rfc3339_ns},
+    facts::Facts,
     filter::FilterSpec,
 };
-pub use facts::RecordedFacts;
 
 /// `format` of every header: tells a recording from other JSON Lines.
 pub const FORMAT: &str = "wsltrace-recording";
@@ -63,8 +62,11 @@ pub struct Header {
     /// `uname -r` of the traced machine.
     pub kernel_release: String,
     pub hostname: String,
-    /// The traced machine's environment: what `analyze` evaluates rules against.
-    pub facts: RecordedFacts,
+    /// The traced machine's environment: what `analyze` evaluates rules against. Read
+    /// leniently: facts a newer wsltrace wrote in a shape this one does not know count as
+    /// unknown, they do not make the recording unreadable.
+    #[serde(default, deserialize_with = "lenient_facts")]
+    pub facts: Facts,
     /// wsltrace's own arguments.
     pub command_line: Vec<String>,
     /// The filters the recorded events already passed.
@@ -75,9 +77,8 @@ pub struct Header {
 }
 
 impl Header {
-    /// The header of a recording of this machine, started at `start`.
-    pub fn new(start: DateTime<Utc>, filters: FilterSpec) -> Header {
-        let facts = RecordedFacts::of_this_machine();
+    /// The header of a recording of the machine `facts` describe, started at `start`.
+    pub fn new(start: DateTime<Utc>, filters: FilterSpec, facts: Facts) -> Header {
         Header {
             format: FORMAT.into(),
             schema_version: SCHEMA.to_string(),
@@ -90,8 +91,8 @@ impl Header {
             part: 1,
             start,
             part_start: start,
-            kernel_release: facts.kernel_release.clone(),
-            hostname: facts::hostname(),
+            kernel_release: facts.machine.kernel_release.clone(),
+            hostname: hostname(),
             facts,
             command_line: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
             filters,
@@ -143,6 +144,18 @@ pub enum Record {
 pub enum Frame<'a> {
     Header(&'a Header),
     Footer(&'a Footer),
+}
+
+/// The host name in wsltrace's UTS namespace (on WSL, the Windows computer name by default).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn lenient_facts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Facts, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -370,7 +370,7 @@ mod tests {
 
     fn header(schema: &str) -> String {
         let start = DateTime::from_timestamp(1000, 0).unwrap();
-        let mut h = Header::new(start, FilterSpec::default());
+        let mut h = Header::new(start, FilterSpec::default(), crate::facts::Facts::default());
         h.schema_version = schema.into();
         serde_json::to_string(&crate::recording::Frame::Header(&h)).unwrap()
     }

@@ -13,7 +13,7 @@ mod dup;
 mod fds;
 pub mod netns;
 mod proc_tables;
-mod states;
+pub mod states;
 
 use std::collections::HashMap;
 
@@ -34,16 +34,22 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
 
 /// What `fd` of `pid` is; `None` when it is not open or not a socket. For fds the tracer has
 /// not seen created (inherited, dup'ed, passed over a unix socket).
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the event annotation stage (fd table) calls it; remove once it does"
-    )
-)]
 pub fn describe_fd(pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
     let Some(inode) = fds::socket_inode(pid, fd)? else { return Ok(None) };
     Ok(Some(Tables::read(pid)?.describe(pid, fd, inode)))
+}
+
+/// The fd table's look-up for fds it has not seen created: this module, in the process's own
+/// network namespace.
+pub struct SystemLookup;
+
+impl crate::enrich::SocketLookup for SystemLookup {
+    fn describe(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
+        describe_fd(pid, fd).unwrap_or_else(|err| {
+            tracing::debug!("cannot describe fd {fd} of pid {pid}: {err:#}");
+            None
+        })
+    }
 }
 
 /// Every TCP and UDP socket of the caller's own network namespace (held by any process), e.g.

@@ -43,6 +43,14 @@ pub fn connectionless(state: u8) -> String {
     .to_owned()
 }
 
+/// The state of a socket that has a peer: `ESTABLISHED` for TCP, `CONNECTED` for the rest.
+pub fn connected(family: &str, sock_type: Option<&str>) -> String {
+    match (family, sock_type) {
+        ("AF_INET" | "AF_INET6", Some("SOCK_STREAM")) => tcp(ESTABLISHED),
+        _ => connectionless(ESTABLISHED),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +64,8 @@ mod tests {
         assert_eq!(connectionless(7), "UNCONNECTED");
         assert_eq!(connectionless(1), "CONNECTED");
         assert_eq!(connectionless(10), "LISTEN");
+        assert_eq!(connected("AF_INET6", Some("SOCK_STREAM")), "ESTABLISHED");
+        assert_eq!(connected("AF_UNIX", Some("SOCK_STREAM")), "CONNECTED");
+        assert_eq!(connected("AF_INET", Some("SOCK_DGRAM")), "CONNECTED");
     }
 }
