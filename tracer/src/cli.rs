@@ -17,6 +17,7 @@ Examples:
   sudo wsltrace --format json --pid 4242 | jq .
   sudo wsltrace -o events.jsonl --pid 4242  JSON Lines to a file, text on the terminal
   sudo wsltrace demo                        watch a built-in workload
+  sudo wsltrace --emulate wsl2 -- ./server  trace it with WSL2's socket quirks (wsltrace emulate)
 
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.
@@ -47,6 +48,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a built-in socket workload under the tracer (every traced syscall, with failures)
     Demo(DemoArgs),
+    /// Run a command with WSL1/WSL2 socket quirks reproduced in the kernel (or --list them)
+    #[command(after_help = crate::emulate::args::EXAMPLES)]
+    Emulate(crate::emulate::args::EmulateArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -85,6 +89,9 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub emulation: crate::emulate::args::TraceEmulation,
 
     /// Stop tracing after this many seconds (e.g. 10, 0.5)
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]

@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod decode;
+mod emulate;
 mod event;
 mod pipeline;
 mod sinks;
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => commands::trace::run(cli.trace),
         Some(Command::Demo(args)) => commands::demo::run(args),
+        Some(Command::Emulate(args)) => emulate::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

@@ -46,6 +46,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         command,
         filter: Default::default(),
         output: args.output,
+        emulation: Default::default(),
         duration: None,
         ring_size: tracer_common::config::DEFAULT_RING_BYTES,
     })

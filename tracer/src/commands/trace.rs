@@ -325,7 +325,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// SIGINT/SIGTERM with their origin (kill vs terminal), read on a thread of their own.
-fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
+pub(crate) fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
     let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM])?;
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -341,7 +341,7 @@ fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
 /// Passes a signal sent with kill on to the command. A Ctrl-C from the terminal reached the
 /// whole foreground group already, command included: sending it again could turn a graceful
 /// shutdown into a forced one.
-fn forward(origin: Origin, launched: &Launched) {
+pub(crate) fn forward(origin: Origin, launched: &Launched) {
     if matches!(origin.cause, Cause::Kernel) {
         return;
     }

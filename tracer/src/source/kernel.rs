@@ -21,7 +21,8 @@ use tracer_common::{
 use super::tracefs;
 
 /// The object built from `tracer-ebpf` by build.rs.
-static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+pub(crate) static PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
 /// What the kernel side should record.
 #[derive(Clone, Debug)]
