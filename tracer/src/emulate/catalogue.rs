@@ -299,7 +299,7 @@ mod tests {
             "quirk 'x': 'SO_PEERCRD' is not a known option at SOL_SOCKET"
         );
         let err = Catalogue::parse(&quirk("hook = \"sendmsg\"\nerrno = \"EINVAL\"")).unwrap_err();
-        assert!(format!("{err:#}").starts_with("line 9: unknown variant `sendmsg`"), "{err:#}");
+        assert!(format!("{err:#}").starts_with("line 10: unknown variant `sendmsg`"), "{err:#}");
         let err =
             Catalogue::parse(&quirk("hook = \"bind\"\nerrno = \"EACCESS\"\nports = [\"80\"]"))
                 .unwrap_err();
