@@ -25,6 +25,7 @@ use tracer_common::{Syscall, config::ErrnoSet};
 use crate::{
     cli::{ColorWhen, Format, OutputArgs, TraceArgs},
     decode::{self, Clock},
+    emulate::{self, session::Emulation},
     event::{Loss, ProcessExit},
     pipeline::Pipeline,
     sinks::{Sinks, json::JsonSink, text::TextSink},
@@ -114,6 +115,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let signals = signal_stream()?;
     privileges::check()?;
     let pids = args.pids.iter().map(|&p| target::resolve_pid(p)).collect::<Result<Vec<_>>>()?;
+    let plan = emulate::plan_for_trace(&args.emulation)?;
     let sinks = sinks(&args.output)?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
@@ -121,19 +123,28 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     for &pid in &pids {
         kernel.trace(pid)?;
     }
+    let mut emulation = plan.map(|p| Emulation::start(p, kernel.ebpf_mut())).transpose()?;
     let mut launched = match args.command.is_empty() {
         true => None,
         false => {
-            let mut launched = launch::spawn(&args.command)?;
+            let mut launched = match &emulation {
+                Some(e) => launch::spawn_with(&args.command, |command| e.prepare(command))?,
+                None => launch::spawn(&args.command)?,
+            };
+            emulation.iter_mut().try_for_each(Emulation::spawned)?;
             kernel.trace(launched.pid)?;
             launched.release()?;
             Some(launched)
         }
     };
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
+    if let Some(e) = &emulation {
+        eprintln!("wsltrace: emulating {}", e.describe());
+    }
 
     let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
+    emulation.map(Emulation::finish);
     eprintln!("{}", session.pipeline.summary());
     session.kernel.detach();
     Ok(exit_code(stop, status, launched.is_some()))

@@ -101,6 +101,11 @@ impl Kernel {
         Ok((Kernel { _ebpf: ebpf, traced, counters, syscalls }, ring))
     }
 
+    /// The loaded object, for features that attach programs of their own (emulation).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self._ebpf
+    }
+
     /// Starts recording process `tgid` (all its threads).
     pub fn trace(&mut self, tgid: u32) -> Result<()> {
         self.traced
