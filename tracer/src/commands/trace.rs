@@ -144,7 +144,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
 
     let mut session = Session { kernel, pipeline: Pipeline::new(sinks), clock, reported_lost: 0 };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
-    emulation.map(Emulation::finish);
+    if let Some(e) = emulation {
+        e.finish();
+    }
     eprintln!("{}", session.pipeline.summary());
     session.kernel.detach();
     Ok(exit_code(stop, status, launched.is_some()))
