@@ -187,6 +187,9 @@ pub enum Scenario {
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,
+    /// Each call `wsltrace emulate` can change, with its result on stderr (see WSLTRACE_DEMO_PORTS
+    /// and WSLTRACE_DEMO_DIR in the README)
+    Quirks,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

@@ -82,6 +82,7 @@ pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
         Scenario::Refused => refused(),
         Scenario::Fork => fork_grandchild(),
         Scenario::Server => server(),
+        Scenario::Quirks => crate::emulate::probe::run(),
         Scenario::Threads | Scenario::Burst => Ok(()),
     }
 }

@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod cgroup;
 pub mod command;
 pub mod plan;
+pub mod probe;
 pub mod session;
 pub mod unix_bind;
 
