@@ -184,7 +184,9 @@ impl Plan {
                 Action::Bind { ports, unix_prefixes, .. } => {
                     let mut targets: Vec<String> =
                         ports.iter().map(|r| format!("port {}", show_range(r))).collect();
-                    targets.extend(unix_prefixes.iter().map(|p| format!("unix paths under {}", p.display())));
+                    targets.extend(
+                        unix_prefixes.iter().map(|p| format!("unix paths under {}", p.display())),
+                    );
                     format!("{} ({})", q.entry.quirk.id, targets.join(", "))
                 }
                 _ => q.entry.quirk.id.clone(),
