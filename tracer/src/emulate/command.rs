@@ -26,8 +26,11 @@ use crate::{
 pub fn run(args: EmulateArgs) -> Result<ExitCode> {
     let catalogue = Catalogue::embedded()?;
     if args.list {
-        list(catalogue, args.format)?;
-        return Ok(ExitCode::SUCCESS);
+        return match list(catalogue, args.format) {
+            // `wsltrace emulate --list | head`: stop quietly, like other CLI tools.
+            Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+            other => other.map(|()| ExitCode::SUCCESS).map_err(Into::into),
+        };
     }
     // Names are checked before anything needs root.
     let plan = Plan::new(catalogue, &args.profiles, &args.quirks, &args.targets)?;
@@ -112,7 +115,7 @@ fn exit_code(status: ExitStatus) -> ExitCode {
     }
 }
 
-fn list(catalogue: &Catalogue, format: Format) -> Result<()> {
+fn list(catalogue: &Catalogue, format: Format) -> io::Result<()> {
     let mut out = io::stdout().lock();
     match format {
         Format::Json => {
