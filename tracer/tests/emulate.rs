@@ -382,6 +382,8 @@ fn trace_records_the_injected_errnos_with_arguments() {
         "peercred-enoprotoopt,connect-enotconn",
         "--bind-ports",
         &port,
+        "--bind-path-prefix",
+        &t.prefix(),
         "--format",
         "json",
         "--",
@@ -397,6 +399,7 @@ fn trace_records_the_injected_errnos_with_arguments() {
     assert_eq!(probe["peercred"], "ENOPROTOOPT");
     assert_eq!(probe["connect4-dead"], "ENOTCONN");
     assert_eq!(probe[&format!("bind-port-{}", t.inside)], "EACCES");
+    assert_eq!(probe["bind-unix-in"], "EACCES");
     let events = out.events();
     let failed = |syscall: &str, errno: &str| -> Vec<&Value> {
         events.iter().filter(|e| e["syscall"] == syscall && e["errno"] == errno).collect()
@@ -412,9 +415,17 @@ fn trace_records_the_injected_errnos_with_arguments() {
     assert_eq!(refused[0]["args"]["addr"]["ip"], "127.0.0.1");
     assert!(refused[0]["args"]["addr"]["port"].as_u64().is_some_and(|p| p > 0));
     let bind = failed("bind", "EACCES");
-    assert_eq!(bind.len(), 1);
+    assert_eq!(bind.len(), 2, "{}", out.stdout);
     assert_eq!(bind[0]["args"]["addr"]["port"], t.inside);
     assert_eq!(bind[0]["ret"], -13);
+    // The unix path bind was failed by seccomp, before sys_enter: the supervisor recorded its
+    // entry, so it reads like any other call, in the emulation cgroup.
+    let unix_path = t.dir.join("in/a.sock").display().to_string();
+    assert_eq!(bind[1]["args"]["addr"], serde_json::json!({"family":"AF_UNIX","path":unix_path}));
+    assert_eq!(bind[1]["args"]["addrlen"], unix_path.len() + 2);
+    assert_eq!(bind[1]["cgroup_id"], bind[0]["cgroup_id"]);
+    assert_eq!(bind[1]["pid"], bind[0]["pid"]);
+    assert!(bind[1]["duration_ns"].as_u64().is_some());
     // The emulation report comes before the summary, which stays the last line.
     let (count, lost) = out.summary();
     assert_eq!((count, lost), (events.len() as u64, 0));

@@ -123,7 +123,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     for &pid in &pids {
         kernel.trace(pid)?;
     }
-    let mut emulation = plan.map(|p| Emulation::start(p, kernel.ebpf_mut())).transpose()?;
+    let mut emulation = plan.map(|p| Emulation::start_traced(p, kernel.ebpf_mut())).transpose()?;
     let mut launched = match args.command.is_empty() {
         true => None,
         false => {

@@ -1,21 +1,26 @@
 //! One emulated run: the cgroup, the programs attached to it, the unix-bind supervisor, and
 //! the clean-up. Shared by `wsltrace emulate` and `wsltrace --emulate`.
 
+use std::os::unix::fs::MetadataExt as _;
+
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Array, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt},
 };
-use tracer_common::emulate::{
-    EmulateConfig, MAP_EMULATE_CONFIG, MAP_EMULATE_HITS, PROG_BIND4, PROG_BIND6, PROG_CONNECT4,
-    PROG_CONNECT6, PROG_GETSOCKOPT, SockLayout,
+use tracer_common::{
+    config::MAP_PENDING,
+    emulate::{
+        EmulateConfig, MAP_EMULATE_CONFIG, MAP_EMULATE_HITS, PROG_BIND4, PROG_BIND6, PROG_CONNECT4,
+        PROG_CONNECT6, PROG_GETSOCKOPT, SockLayout,
+    },
 };
 
 use super::{
     cgroup::{self, Cgroup, Hierarchy},
     plan::Plan,
-    unix_bind::{self, Channel, Supervisor},
+    unix_bind::{self, Channel, Supervisor, TracerEntries},
 };
 
 pub struct Emulation {
@@ -25,6 +30,8 @@ pub struct Emulation {
     /// Set up before the spawn, turned into `supervisor` after it.
     channel: Option<Channel>,
     supervisor: Option<Supervisor>,
+    /// With tracing: where failed unix binds get their entry recorded.
+    tracer: Option<TracerEntries>,
 }
 
 impl Emulation {
@@ -45,7 +52,18 @@ impl Emulation {
         attach(ebpf, &cgroup, &config)?;
         let hits = PerCpuArray::try_from(take_map(ebpf, MAP_EMULATE_HITS)?)?;
         let channel = plan.unix_bind().map(|_| Channel::new()).transpose()?;
-        Ok(Emulation { plan, cgroup, hits, channel, supervisor: None })
+        Ok(Emulation { plan, cgroup, hits, channel, supervisor: None, tracer: None })
+    }
+
+    /// [`Emulation::start`] for `wsltrace --emulate`: the tracer's programs are in `ebpf` too.
+    pub fn start_traced(plan: Plan, ebpf: &mut Ebpf) -> Result<Emulation> {
+        let mut emulation = Emulation::start(plan, ebpf)?;
+        if emulation.channel.is_some() {
+            let pending = HashMap::try_from(take_map(ebpf, MAP_PENDING)?)?;
+            let cgroup_id = emulation.cgroup.dir.metadata()?.ino();
+            emulation.tracer = Some(TracerEntries { pending, cgroup_id });
+        }
+        Ok(emulation)
     }
 
     pub fn describe(&self) -> String {
@@ -75,7 +93,7 @@ impl Emulation {
         if let (Some(channel), Some((prefixes, errno, _))) =
             (self.channel.take(), self.plan.unix_bind())
         {
-            self.supervisor = Some(channel.serve(prefixes, errno)?);
+            self.supervisor = Some(channel.serve(prefixes, errno, self.tracer.take())?);
         }
         Ok(())
     }

@@ -5,9 +5,10 @@
 //! memory and either fails the call with the quirk's errno or lets the kernel carry it out
 //! unchanged (SECCOMP_USER_NOTIF_FLAG_CONTINUE).
 //!
-//! Limits: seccomp runs before the syscall tracepoints, so a bind failed here has no
-//! `sys_enter` event; and the filter stays with the command for its life: if wsltrace is
-//! killed, the command's later bind() calls fail with ENOSYS.
+//! Seccomp runs before the syscall tracepoints, so a bind failed here has no `sys_enter` event:
+//! when tracing, the supervisor records the entry itself (see [`TracerEntries`]). The filter
+//! stays with the command for its life: if wsltrace is killed, the command's later bind()
+//! calls fail with ENOSYS.
 
 use std::{
     fs::File,
@@ -24,6 +25,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use aya::maps::{HashMap, MapData};
+use tracer_common::{Header, RecordKind, Syscall, SyscallRecord, record::ADDR_CAP};
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
@@ -57,13 +60,18 @@ impl Channel {
     }
 
     /// After the spawn: receives the listener and starts serving it on a thread.
-    pub fn serve(self, prefixes: Vec<PathBuf>, errno: u16) -> Result<Supervisor> {
+    pub fn serve(
+        self,
+        prefixes: Vec<PathBuf>,
+        errno: u16,
+        mut tracer: Option<TracerEntries>,
+    ) -> Result<Supervisor> {
         drop(self.child);
         let listener = recv_fd(&self.parent).context("receiving the seccomp listener")?;
         let hits = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&hits);
         std::thread::Builder::new().name("unix-bind".into()).spawn(move || {
-            serve(&listener, &prefixes, errno, &counted);
+            serve(&listener, &prefixes, errno, &counted, tracer.as_mut());
         })?;
         Ok(Supervisor { hits })
     }
@@ -185,8 +193,23 @@ fn recv_fd(socket: &UnixStream) -> Result<OwnedFd> {
     anyhow::bail!("the command's process sent no seccomp listener")
 }
 
+/// With `--emulate`, the tracer's table of calls between entry and exit: seccomp fails a call
+/// before its `sys_enter` tracepoint, so the supervisor writes the entry the tracer would have
+/// recorded, and the `sys_exit` program reports the call, arguments and errno, as usual.
+pub struct TracerEntries {
+    pub pending: HashMap<MapData, u64, SyscallRecord>,
+    /// The emulation cgroup's id (its inode number), as bpf_get_current_cgroup_id gives it.
+    pub cgroup_id: u64,
+}
+
 /// Answers notifications until the listener is closed (wsltrace exits).
-fn serve(listener: &OwnedFd, prefixes: &[PathBuf], errno: u16, hits: &AtomicU64) {
+fn serve(
+    listener: &OwnedFd,
+    prefixes: &[PathBuf],
+    errno: u16,
+    hits: &AtomicU64,
+    mut tracer: Option<&mut TracerEntries>,
+) {
     let fd = listener.as_raw_fd();
     loop {
         // SAFETY: plain data; the kernel wants it zeroed.
@@ -199,7 +222,13 @@ fn serve(listener: &OwnedFd, prefixes: &[PathBuf], errno: u16, hits: &AtomicU64)
                 _ => return,
             }
         }
-        let fail = matches!(decide(fd, &req, prefixes), Some(true));
+        let (fail, addr) = match decide(fd, &req, prefixes) {
+            Some((fail, addr)) => (fail, addr),
+            None => (false, Vec::new()),
+        };
+        if fail && let Some(tracer) = tracer.as_deref_mut() {
+            record_entry(tracer, &req, &addr);
+        }
         // SAFETY: plain data, zero is valid.
         let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
         resp.id = req.id;
@@ -216,13 +245,18 @@ fn serve(listener: &OwnedFd, prefixes: &[PathBuf], errno: u16, hits: &AtomicU64)
     }
 }
 
-/// Some(true) when the bind is of an AF_UNIX path under one of the prefixes.
-fn decide(listener: RawFd, req: &libc::seccomp_notif, prefixes: &[PathBuf]) -> Option<bool> {
+/// Whether the bind is of an AF_UNIX path under one of the prefixes, with the address bytes
+/// read; None when the caller could not be read (it died, or the pid was reused).
+fn decide(
+    listener: RawFd,
+    req: &libc::seccomp_notif,
+    prefixes: &[PathBuf],
+) -> Option<(bool, Vec<u8>)> {
     let (addr, len) = (req.data.args[1], req.data.args[2] as usize);
     let mut buf = [0_u8; 2 + SUN_PATH_MAX];
     let len = len.min(buf.len());
     if len <= 2 {
-        return Some(false);
+        return Some((false, Vec::new()));
     }
     let mem = File::open(format!("/proc/{}/mem", req.pid)).ok()?;
     let n = mem.read_at(&mut buf[..len], addr).ok()?;
@@ -236,7 +270,7 @@ fn decide(listener: RawFd, req: &libc::seccomp_notif, prefixes: &[PathBuf]) -> O
     let family = u16::from_ne_bytes([buf[0], buf[1]]);
     if family != libc::AF_UNIX as u16 || n <= 2 || buf[2] == 0 {
         // Not unix, autobind, or an abstract name: no file system path.
-        return Some(false);
+        return Some((false, Vec::new()));
     }
     let raw = &buf[2..n];
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
@@ -247,7 +281,51 @@ fn decide(listener: RawFd, req: &libc::seccomp_notif, prefixes: &[PathBuf]) -> O
         std::fs::read_link(format!("/proc/{}/cwd", req.pid)).ok()?.join(path)
     };
     let normal = normalize(&absolute);
-    Some(prefixes.iter().any(|p| normal.starts_with(p)))
+    Some((prefixes.iter().any(|p| normal.starts_with(p)), buf[..n].to_vec()))
+}
+
+/// The record `sys_enter_bind` would have made, keyed like it (pid_tgid).
+fn record_entry(tracer: &mut TracerEntries, req: &libc::seccomp_notif, addr: &[u8]) {
+    let tid = req.pid;
+    let Ok(status) = procfs::process::Process::new(tid as i32).and_then(|p| p.status()) else {
+        return;
+    };
+    let mut comm = [0_u8; 16];
+    let name = std::fs::read_to_string(format!("/proc/{tid}/comm")).unwrap_or_default();
+    for (dst, src) in comm.iter_mut().zip(name.trim_end().bytes().take(15)) {
+        *dst = src;
+    }
+    let mut addr_copy = [0_u8; ADDR_CAP];
+    let copied = addr.len().min(ADDR_CAP);
+    addr_copy[..copied].copy_from_slice(&addr[..copied]);
+    let ts_ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+    let tgid = status.tgid as u32;
+    let record = SyscallRecord {
+        header: Header::new(RecordKind::Syscall),
+        ts_ns,
+        duration_ns: 0,
+        cgroup_id: tracer.cgroup_id,
+        ret: 0,
+        args: req.data.args,
+        tgid,
+        tid,
+        uid: status.ruid,
+        gid: status.rgid,
+        syscall: Syscall::Bind as u32,
+        flags: 0,
+        addr_len: req.data.args[2] as u32,
+        value_len: 0,
+        addr_copied: copied as u32,
+        value_copied: 0,
+        comm,
+        addr: addr_copy,
+        value: [0; tracer_common::record::VALUE_CAP],
+    };
+    let key = (u64::from(tgid) << 32) | u64::from(tid);
+    if let Err(err) = tracer.pending.insert(key, record, 0) {
+        tracing::debug!("could not record the entry of a failed unix bind for the trace: {err}");
+    }
 }
 
 /// `/a/./b/../c` -> `/a/c`, without touching the file system (the path need not exist yet).
