@@ -87,9 +87,11 @@ pub fn run() -> Result<()> {
             bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)),
         );
     }
-    let dir = match std::env::var_os("WSLTRACE_DEMO_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join(format!("wsltrace-quirks-{}", std::process::id())),
+    let (dir, own_dir) = match std::env::var_os("WSLTRACE_DEMO_DIR") {
+        Some(dir) => (PathBuf::from(dir), false),
+        None => {
+            (std::env::temp_dir().join(format!("wsltrace-quirks-{}", std::process::id())), true)
+        }
     };
     std::fs::create_dir_all(dir.join("in"))?;
     for (label, path) in
@@ -99,6 +101,10 @@ pub fn run() -> Result<()> {
         let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
         record(label, bind(sock.as_raw_fd(), &UnixAddr::new(&path)?));
         let _ = std::fs::remove_file(&path);
+    }
+    let _ = std::fs::remove_dir(dir.join("in"));
+    if own_dir {
+        let _ = std::fs::remove_dir(&dir);
     }
     let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     let name = format!("wsltrace-quirks-{}", std::process::id());
