@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod config;
+pub mod emulate;
 pub mod layout;
 pub mod record;
 pub mod syscall;

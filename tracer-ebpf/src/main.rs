@@ -1,9 +1,11 @@
 //! wsltrace's kernel programs: syscall tracepoints that pair entry and exit per thread and emit
-//! one record per call, plus sched tracepoints that follow forks and notice exits.
+//! one record per call, plus sched tracepoints that follow forks and notice exits; and the
+//! cgroup programs of `wsltrace emulate`, which make chosen socket calls fail.
 #![no_std]
 #![no_main]
 
 mod capture;
+mod emulate;
 mod maps;
 mod output;
 mod process;

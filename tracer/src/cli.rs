@@ -26,6 +26,7 @@ Examples:
                                             read a recording back, filtered (see analyze --help)
   sudo wsltrace demo                        watch a built-in workload
   sudo wsltrace -q --assume wsl2 -- ./srv   only the calls the knowledge base flags
+  sudo wsltrace --emulate wsl2 -- ./server  trace it with WSL2's socket quirks (wsltrace emulate)
 
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.
@@ -68,6 +69,9 @@ pub enum Command {
     /// Check the machine, WSL and DNS, and with --pid a process's namespaces and sockets
     #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor(DoctorArgs),
+    /// Run a command with WSL1/WSL2 socket quirks reproduced in the kernel (or --list them)
+    #[command(after_help = crate::emulate::args::EXAMPLES)]
+    Emulate(crate::emulate::args::EmulateArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {
@@ -114,6 +118,9 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub knowledge: KnowledgeArgs,
+
+    #[command(flatten)]
+    pub emulation: crate::emulate::args::TraceEmulation,
 
     /// Stop tracing after this many seconds (e.g. 10, 0.5)
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
@@ -415,6 +422,9 @@ pub enum Scenario {
     /// Holds sockets of every kind (TCP listener and connection on 127.0.0.1, UDP on ::1, unix
     /// path, abstract and connected, netlink), prints "ready PID" and waits for a line on stdin
     Holder,
+    /// Each call `wsltrace emulate` can change, with its result on stderr (see WSLTRACE_DEMO_PORTS
+    /// and WSLTRACE_DEMO_DIR in the README)
+    Quirks,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod decode;
 mod detect;
+mod emulate;
 mod enrich;
 mod event;
 mod facts;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Some(Command::Rules(args)) => commands::rules::run(args),
         Some(Command::Analyze(args)) => commands::analyze::run(args),
         Some(Command::Doctor(args)) => commands::doctor::run(args),
+        Some(Command::Emulate(args)) => emulate::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

@@ -53,6 +53,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         filter: Default::default(),
         output: args.output,
         knowledge: args.knowledge,
+        emulation: Default::default(),
         duration: None,
         ring_size: tracer_common::config::DEFAULT_RING_BYTES,
     })
@@ -95,6 +96,7 @@ pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
         Scenario::Server => server(),
         Scenario::Connect => connect_to(&target(args)?, args.count.unwrap_or(1)),
         Scenario::Echo => echo(),
+        Scenario::Quirks => crate::emulate::probe::run(),
         Scenario::Threads | Scenario::Burst | Scenario::Listen | Scenario::Holder => Ok(()),
     }
 }

@@ -25,6 +25,7 @@ use crate::{
     cli::{Format, KnowledgeArgs, OutputArgs, TraceArgs},
     decode::{self, Clock},
     detect::{Detector, env::Environment, rules, system::Live},
+    emulate::{self, session::Emulation},
     enrich::{
         Enricher,
         sockets::{self, SystemLookup},
@@ -150,6 +151,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let facts = crate::facts::gather();
     // Before the kernel work: a bad rule file or output path fails fast.
     let detector = detector(&args.knowledge, &facts)?;
+    let plan = emulate::plan_for_trace(&args.emulation)?;
     let mut sinks = sinks(&args.output, args.knowledge.quiet)?;
     recording_sink::preflight(&args.output)?;
     let clock = Clock::now()?;
@@ -175,16 +177,24 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
         eprintln!("wsltrace: recording to {}", sink.path().display());
         sinks.push(Box::new(sink));
     }
+    let mut emulation = plan.map(|p| Emulation::start_traced(p, kernel.ebpf_mut())).transpose()?;
     let mut launched = match args.command.is_empty() {
         true => None,
         false => {
-            let mut launched = launch::spawn(&args.command)?;
+            let mut launched = match &emulation {
+                Some(e) => launch::spawn_with(&args.command, |command| e.prepare(command))?,
+                None => launch::spawn(&args.command)?,
+            };
+            emulation.iter_mut().try_for_each(Emulation::spawned)?;
             kernel.trace(launched.pid)?;
             launched.release()?;
             Some(launched)
         }
     };
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
+    if let Some(e) = &emulation {
+        eprintln!("wsltrace: emulating {}", e.describe());
+    }
 
     let enricher = Enricher::new(Box::new(SystemLookup));
     let mut pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
@@ -193,6 +203,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     }
     let mut session = Session { kernel, pipeline, clock, reported_lost: 0, backlog: false };
     let (stop, status) = session.run(ring, signals, launched.as_mut(), args.duration).await?;
+    if let Some(e) = emulation {
+        e.finish();
+    }
     // Footer, summary table: also after SIGINT/SIGTERM, which end `run` normally.
     output_ok(session.pipeline.finish())?;
     // -c prints the findings in its table; otherwise they are listed here.
@@ -408,7 +421,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// SIGINT/SIGTERM with their origin (kill vs terminal), read on a thread of their own.
-fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
+pub(crate) fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
     let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM])?;
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
@@ -424,7 +437,7 @@ fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
 /// Passes a signal sent with kill on to the command. A Ctrl-C from the terminal reached the
 /// whole foreground group already, command included: sending it again could turn a graceful
 /// shutdown into a forced one.
-fn forward(origin: Origin, launched: &Launched) {
+pub(crate) fn forward(origin: Origin, launched: &Launched) {
     if matches!(origin.cause, Cause::Kernel) {
         return;
     }

@@ -21,7 +21,8 @@ use tracer_common::{
 use super::tracefs;
 
 /// The object built from `tracer-ebpf` by build.rs.
-static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
+pub(crate) static PROGRAMS: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ebpf"));
 
 /// What the kernel side should record.
 #[derive(Clone, Debug)]
@@ -107,6 +108,11 @@ impl Kernel {
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
         Ok((Kernel { _ebpf: ebpf, traced, counters, syscalls }, ring))
+    }
+
+    /// The loaded object, for features that attach programs of their own (emulation).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self._ebpf
     }
 
     /// Starts recording process `tgid` (all its threads).

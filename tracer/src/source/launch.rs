@@ -27,6 +27,15 @@ pub struct Launched {
 
 /// Starts `cmd` stopped at the gate.
 pub fn spawn(cmd: &[OsString]) -> Result<Launched> {
+    spawn_with(cmd, |_| {})
+}
+
+/// [`spawn`], letting the caller adjust the child's set-up first (emulation adds `pre_exec`
+/// hooks that move it into a cgroup).
+pub fn spawn_with(
+    cmd: &[OsString],
+    prepare: impl FnOnce(&mut tokio::process::Command),
+) -> Result<Launched> {
     let (gate_read, gate_write) = pipe2(OFlag::O_CLOEXEC).context("creating the exec gate pipe")?;
     let read_fd = gate_read.as_raw_fd();
     let mut command = tokio::process::Command::new("/proc/self/exe");
@@ -41,6 +50,7 @@ pub fn spawn(cmd: &[OsString]) -> Result<Launched> {
             Ok(())
         });
     }
+    prepare(&mut command);
     let child = command.spawn().context("starting the command")?;
     drop(gate_read);
     let pid = child.id().context("the command exited before it could be traced")?;

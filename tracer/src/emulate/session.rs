@@ -1,0 +1,207 @@
+//! One emulated run: the cgroup, the programs attached to it, the unix-bind supervisor, and
+//! the clean-up. Shared by `wsltrace emulate` and `wsltrace --emulate`.
+
+use std::os::unix::fs::MetadataExt as _;
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, PerCpuArray},
+    programs::{CgroupAttachMode, CgroupSockAddr, CgroupSockopt},
+};
+use tracer_common::{
+    config::MAP_PENDING,
+    emulate::{
+        EmulateConfig, MAP_EMULATE_CONFIG, MAP_EMULATE_HITS, PROG_BIND4, PROG_BIND6, PROG_CONNECT4,
+        PROG_CONNECT6, PROG_GETSOCKOPT, SockLayout,
+    },
+};
+
+use super::{
+    cgroup::{self, Cgroup, Hierarchy},
+    plan::Plan,
+    unix_bind::{self, Channel, Supervisor, TracerEntries},
+};
+
+pub struct Emulation {
+    plan: Plan,
+    cgroup: Cgroup,
+    hits: PerCpuArray<MapData, u64>,
+    /// Set up before the spawn, turned into `supervisor` after it.
+    channel: Option<Channel>,
+    supervisor: Option<Supervisor>,
+    /// With tracing: where failed unix binds get their entry recorded.
+    tracer: Option<TracerEntries>,
+}
+
+impl Emulation {
+    /// Removes stale emulation cgroups (reporting them), makes this run's cgroup and attaches
+    /// the programs the plan needs to it. `ebpf` is wsltrace's object, loaded; only the
+    /// programs used are loaded into the kernel.
+    pub fn start(plan: Plan, ebpf: &mut Ebpf) -> Result<Emulation> {
+        let hierarchy = Hierarchy::find()?;
+        clean_stale(&hierarchy);
+        let mut config = plan.kernel_config();
+        if plan.needs_nonblocking_layout() {
+            config.layout = sock_layout()?;
+        }
+        let cgroup = Cgroup::create(&hierarchy)?;
+        let mut table: Array<_, EmulateConfig> =
+            Array::try_from(take_map(ebpf, MAP_EMULATE_CONFIG)?)?;
+        table.set(0, config, 0).context("writing the emulation rules")?;
+        attach(ebpf, &cgroup, &config)?;
+        let hits = PerCpuArray::try_from(take_map(ebpf, MAP_EMULATE_HITS)?)?;
+        let channel = plan.unix_bind().map(|_| Channel::new()).transpose()?;
+        Ok(Emulation { plan, cgroup, hits, channel, supervisor: None, tracer: None })
+    }
+
+    /// [`Emulation::start`] for `wsltrace --emulate`: the tracer's programs are in `ebpf` too.
+    pub fn start_traced(plan: Plan, ebpf: &mut Ebpf) -> Result<Emulation> {
+        let mut emulation = Emulation::start(plan, ebpf)?;
+        if emulation.channel.is_some() {
+            let pending = HashMap::try_from(take_map(ebpf, MAP_PENDING)?)?;
+            let cgroup_id = emulation.cgroup.dir.metadata()?.ino();
+            emulation.tracer = Some(TracerEntries { pending, cgroup_id });
+        }
+        Ok(emulation)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{} in cgroup {}", self.plan.describe(), self.cgroup.path.display())
+    }
+
+    /// Makes the command's process join the cgroup (and, for unix bind targets, install the
+    /// seccomp filter) in the child, before it execs: its first syscall is emulated.
+    pub fn prepare(&self, command: &mut tokio::process::Command) {
+        let procs = self.cgroup.procs_fd();
+        let channel = self.channel.as_ref().map(Channel::child_fd);
+        // SAFETY: the closure only makes async-signal-safe syscalls on fds that stay open
+        // until the spawn returns, and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                cgroup::join_self(procs)?;
+                if let Some(fd) = channel {
+                    unix_bind::install_in_child(fd)?;
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// After the spawn: starts answering the command's bind() calls when needed.
+    pub fn spawned(&mut self) -> Result<()> {
+        if let (Some(channel), Some((prefixes, errno, _))) =
+            (self.channel.take(), self.plan.unix_bind())
+        {
+            self.supervisor = Some(channel.serve(prefixes, errno, self.tracer.take())?);
+        }
+        Ok(())
+    }
+
+    /// How many calls each quirk failed, in plan order.
+    pub fn hits(&self) -> Vec<(String, u64)> {
+        let unix_slot = self.plan.unix_bind().map(|(_, _, slot)| slot);
+        (0_u32..)
+            .zip(&self.plan.quirks)
+            .map(|(slot, q)| {
+                let kernel: u64 = self.hits.get(&slot, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                let unix = match (&self.supervisor, unix_slot) {
+                    (Some(s), Some(u)) if u == slot => s.hits(),
+                    _ => 0,
+                };
+                (q.entry.quirk.id.clone(), kernel + unix)
+            })
+            .collect()
+    }
+
+    /// Reports what was injected, removes the cgroup (moving out what the command left
+    /// running). The programs detach when `ebpf` is dropped; the cgroup going away would
+    /// detach them anyway.
+    pub fn finish(mut self) {
+        let hits: Vec<String> =
+            self.hits().into_iter().map(|(id, n)| format!("{id} {n}")).collect();
+        eprintln!("wsltrace: emulated (calls failed): {}", hits.join(", "));
+        match self.cgroup.remove() {
+            Ok(moved) if !moved.is_empty() => cgroup::report_moved(&moved),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(
+                "could not remove the emulation cgroup {} ({err:#}): the next `wsltrace emulate` removes it",
+                self.cgroup.path.display()
+            ),
+        }
+    }
+}
+
+fn clean_stale(hierarchy: &Hierarchy) {
+    for stale in cgroup::clean_stale(hierarchy) {
+        match stale {
+            Ok(s) => {
+                let moved = match s.moved.len() {
+                    0 => String::new(),
+                    n => format!(", moved {n} process(es) still in it to its parent"),
+                };
+                tracing::info!(
+                    "removed stale emulation cgroup {} (its wsltrace, pid {}, was killed){moved}",
+                    s.path.display(),
+                    s.pid
+                );
+            }
+            Err(err) => tracing::warn!("could not remove a stale emulation cgroup: {err:#}"),
+        }
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+    ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
+}
+
+/// Loads and attaches the programs whose rules are set: nothing else is in the kernel.
+fn attach(ebpf: &mut Ebpf, cgroup: &Cgroup, config: &EmulateConfig) -> Result<()> {
+    if config.sockopt[0].errno != 0 {
+        let program: &mut CgroupSockopt = program(ebpf, PROG_GETSOCKOPT)?.try_into()?;
+        program.load().with_context(|| format!("the kernel rejected program {PROG_GETSOCKOPT}"))?;
+        program
+            .attach(&cgroup.dir, CgroupAttachMode::Single)
+            .with_context(|| format!("attaching {PROG_GETSOCKOPT} to {}", cgroup.path.display()))?;
+    }
+    let mut sock_addr = Vec::new();
+    if config.connect.errno != 0 {
+        sock_addr.extend([PROG_CONNECT4, PROG_CONNECT6]);
+    }
+    if config.bind.errno != 0 {
+        sock_addr.extend([PROG_BIND4, PROG_BIND6]);
+    }
+    for name in sock_addr {
+        let program: &mut CgroupSockAddr = program(ebpf, name)?.try_into()?;
+        program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+        program
+            .attach(&cgroup.dir, CgroupAttachMode::Single)
+            .with_context(|| format!("attaching {name} to {}", cgroup.path.display()))?;
+    }
+    Ok(())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::Program> {
+    ebpf.program_mut(name).with_context(|| format!("program {name} missing from the eBPF object"))
+}
+
+/// `sk->sk_socket->file->f_flags` offsets, to tell non-blocking sockets apart.
+fn sock_layout() -> Result<SockLayout> {
+    const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+    let btf = btf_rs::Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot read {VMLINUX} ({err}): the non-blocking connect quirk needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)"
+        )
+    })?;
+    let off = |s: &str, m: &str| crate::source::btf::member_offset(&btf, s, m);
+    let layout = SockLayout {
+        resolved: 1,
+        sock_sk_socket: off("sock", "sk_socket")?,
+        socket_file: off("socket", "file")?,
+        file_f_flags: off("file", "f_flags")?,
+    };
+    if layout.sock_sk_socket == 0 {
+        bail!("struct sock.sk_socket resolved to offset 0, which cannot be right");
+    }
+    Ok(layout)
+}
