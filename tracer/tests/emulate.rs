@@ -432,6 +432,76 @@ fn trace_records_the_injected_errnos_with_arguments() {
     assert!(!cgroup_of(&out.stderr).exists());
 }
 
+/// `wsltrace --emulate PLATFORM -- CMD`: the knowledge base judges the trace as on that
+/// platform, so every injected failure is flagged with the rule that explains it.
+fn flagged_under(platform: &str) -> (Output, Vec<(String, String, Vec<String>)>) {
+    let t = Targets::new(platform);
+    let mut cmd = wsltrace();
+    cmd.args(["--emulate", platform, "--format", "json", "--", WSLTRACE, "demo", "--untraced"])
+        .arg("quirks");
+    t.env(&mut cmd);
+    let out = run(&mut cmd);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("judging the calls as on {platform}")), "{}", out.stderr);
+    let flagged = out
+        .events()
+        .iter()
+        .filter_map(|e| {
+            let ids: Vec<String> = e["anomalies"]
+                .as_array()?
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_owned())
+                .collect();
+            let detail = e["args"]["optname"].as_str().map_or_else(
+                || e["errno"].as_str().unwrap_or("ok").to_owned(),
+                |opt| format!("{opt} {}", e["errno"].as_str().unwrap_or("ok")),
+            );
+            Some((e["syscall"].as_str().unwrap().to_owned(), detail, ids))
+        })
+        .collect();
+    (out, flagged)
+}
+
+#[test]
+fn wsl2_emulation_is_flagged_by_the_knowledge_base() {
+    let _serial = serial();
+    let (out, flagged) = flagged_under("wsl2");
+    let peercred: Vec<_> = flagged
+        .iter()
+        .filter(|(s, d, _)| s == "getsockopt" && d == "SO_PEERCRED ENOPROTOOPT")
+        .collect();
+    assert_eq!(peercred.len(), 1, "{flagged:?}");
+    assert_eq!(peercred[0].2, ["PEERCRED-UNAVAILABLE"]);
+    // The workload's four connects to a dead port (blocking v4 and v6, v4-mapped, and the
+    // non-blocking one) fail with ENOTCONN, each flagged; the live ones are not.
+    let enotconn: Vec<_> =
+        flagged.iter().filter(|(s, d, _)| s == "connect" && d == "ENOTCONN").collect();
+    assert_eq!(enotconn.len(), 4, "{flagged:?}");
+    assert!(enotconn.iter().all(|(_, _, ids)| ids == &["CONNECT-ENOTCONN-NOT-ECONNREFUSED"]));
+    assert!(!flagged.iter().any(|(s, d, _)| s == "connect" && d == "ok"), "{flagged:?}");
+    assert!(out.stderr.contains("PEERCRED-UNAVAILABLE"), "the closing summary names the rules");
+}
+
+#[test]
+fn wsl1_emulation_is_flagged_by_the_wsl1_rules() {
+    let _serial = serial();
+    let (_, flagged) = flagged_under("wsl1");
+    let find = |syscall: &str, detail: &str| -> Vec<String> {
+        flagged
+            .iter()
+            .find(|(s, d, _)| s == syscall && d == detail)
+            .map(|(_, _, ids)| ids.clone())
+            .unwrap_or_else(|| panic!("no flagged {syscall} {detail} in {flagged:?}"))
+    };
+    assert_eq!(find("getsockopt", "SO_PEERCRED EINVAL"), ["PEERCRED-UNAVAILABLE"]);
+    assert_eq!(find("getsockopt", "TCP_INFO ENOPROTOOPT"), ["WSL1-TCP-INFO-ENOPROTOOPT"]);
+    let nonblocking: Vec<_> = flagged
+        .iter()
+        .filter(|(_, _, ids)| ids.iter().any(|id| id == "WSL1-NONBLOCKING-CONNECT-REFUSED"))
+        .collect();
+    assert_eq!(nonblocking.len(), 1, "only the non-blocking connect: {flagged:?}");
+}
+
 #[test]
 fn list_shows_every_quirk_with_provenance() {
     let out = run(wsltrace().args(["emulate", "--list", "--format", "json"]));

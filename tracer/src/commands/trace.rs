@@ -150,8 +150,15 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     // What this machine is: the knowledge base judges against it, recordings carry it.
     let facts = crate::facts::gather();
     // Before the kernel work: a bad rule file or output path fails fast.
-    let detector = detector(&args.knowledge, &facts)?;
     let plan = emulate::plan_for_trace(&args.emulation)?;
+    // Emulating a platform means judging as on it: `--emulate wsl1` flags the WSL1-only
+    // failures it injects. --assume still has the last word.
+    let mut knowledge = args.knowledge.clone();
+    let emulated_platform = emulate::platform(&args.emulation);
+    if knowledge.assume.is_none() {
+        knowledge.assume = emulated_platform.map(str::to_owned);
+    }
+    let detector = detector(&knowledge, &facts)?;
     let mut sinks = sinks(&args.output, args.knowledge.quiet)?;
     recording_sink::preflight(&args.output)?;
     let clock = Clock::now()?;
@@ -194,6 +201,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
     if let Some(e) = &emulation {
         eprintln!("wsltrace: emulating {}", e.describe());
+    }
+    if let (Some(platform), None) = (emulated_platform, &args.knowledge.assume) {
+        eprintln!("wsltrace: judging the calls as on {platform} (--assume overrides)");
     }
 
     let enricher = Enricher::new(Box::new(SystemLookup));

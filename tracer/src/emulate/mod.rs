@@ -18,6 +18,16 @@ pub use command::run;
 
 use anyhow::{Result, bail};
 
+/// The platform `--emulate` stands for, when it names exactly one profile (`wsl1`, `wsl2`).
+pub fn platform(opts: &args::TraceEmulation) -> Option<&'static str> {
+    let mut named = catalogue::Platform::ALL
+        .iter()
+        .map(|p| p.name())
+        .filter(|&name| opts.emulate.iter().any(|n| n.trim() == name));
+    let platform = named.next()?;
+    named.next().is_none().then_some(platform)
+}
+
 /// `wsltrace --emulate LIST`: profiles and quirk ids mixed; `None` when not asked for.
 pub fn plan_for_trace(opts: &args::TraceEmulation) -> Result<Option<plan::Plan>> {
     if opts.emulate.is_empty() && opts.targets.is_empty() {
