@@ -9,13 +9,12 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Mutex, MutexGuard},
 };
 
-use common::{Output, WSLTRACE, run, wsltrace};
+use common::{Output, Tracer, WSLTRACE, run, wsltrace};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -249,54 +248,29 @@ fn wsl2_profile_reaches_children_and_passes_the_exit_status() {
 }
 
 /// A wsltrace emulate running in the background, returned once its command started.
-struct Background {
-    child: Child,
-    stderr: String,
-}
+struct Background(Tracer);
 
 impl Background {
     fn start(args: &[&str]) -> Background {
-        let mut child = wsltrace()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wsltrace");
-        let mut reader = BufReader::new(child.stderr.take().unwrap());
-        let mut stderr = String::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap() == 0 {
-                panic!("wsltrace exited before emulating:\n{stderr}");
-            }
-            stderr.push_str(&line);
-            if line.starts_with("wsltrace: emulating") {
-                break;
-            }
-        }
-        child.stderr = Some(reader.into_inner());
-        Background { child, stderr }
+        Background(Tracer::start_until(args, "wsltrace: emulating"))
     }
 
     fn cgroup(&self) -> PathBuf {
-        cgroup_of(&self.stderr)
+        cgroup_of(self.0.head())
     }
 
     /// The command's pid, from "... (pid N)".
     fn command_pid(&self) -> u32 {
-        let line = self.stderr.lines().find(|l| l.starts_with("wsltrace: emulating")).unwrap();
+        let line = self.0.head().lines().find(|l| l.starts_with("wsltrace: emulating")).unwrap();
         line.rsplit("(pid ").next().unwrap().trim_end_matches(')').parse().unwrap()
     }
 
     fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        self.0.signal(signal);
     }
 
-    fn finish(mut self) -> Output {
-        let mut rest = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut rest).unwrap();
-        let status = self.child.wait().unwrap();
-        Output { status, stdout: String::new(), stderr: self.stderr + &rest }
+    fn finish(self) -> Output {
+        self.0.finish()
     }
 }
 
@@ -347,10 +321,10 @@ fn sigkill_leaves_a_stale_cgroup_that_the_next_run_removes() {
     let _serial = serial();
     let bg =
         Background::start(&["emulate", "--quirk", "peercred-enoprotoopt", "--", "sleep", "30"]);
-    let (cgroup, sleeper, killed) = (bg.cgroup(), bg.command_pid(), bg.child.id());
+    let (cgroup, sleeper, killed) = (bg.cgroup(), bg.command_pid(), bg.0.child.id());
     bg.signal(Signal::SIGKILL);
     // Not `finish`: the command still holds the stderr pipe open.
-    let mut child = bg.child;
+    let mut child = bg.0.child;
     assert_eq!(child.wait().unwrap().code(), None, "killed");
     assert!(cgroup.exists());
     assert_eq!(procs(&cgroup), [sleeper]);

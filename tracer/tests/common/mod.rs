@@ -162,6 +162,11 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `wsltrace <args>` and waits for its "tracing ..." line.
     pub fn attach(args: &[&str]) -> Tracer {
+        Tracer::start_until(args, "wsltrace: tracing")
+    }
+
+    /// Starts `wsltrace <args>` and waits for the stderr line that starts with `ready`.
+    pub fn start_until(args: &[&str], ready: &str) -> Tracer {
         let mut child = wsltrace()
             .args(args)
             .stdout(Stdio::piped())
@@ -173,15 +178,20 @@ impl Tracer {
         loop {
             let mut line = String::new();
             if stderr.read_line(&mut line).expect("read stderr") == 0 {
-                panic!("wsltrace exited before attaching:\n{head}");
+                panic!("wsltrace exited before printing {ready:?}:\n{head}");
             }
             head.push_str(&line);
-            if line.starts_with("wsltrace: tracing") {
+            if line.starts_with(ready) {
                 break;
             }
         }
         child.stderr = Some(stderr.into_inner());
         Tracer { child, stderr_head: head }
+    }
+
+    /// What wsltrace printed on stderr up to the ready line.
+    pub fn head(&self) -> &str {
+        &self.stderr_head
     }
 
     pub fn finish(mut self) -> Output {
