@@ -95,6 +95,24 @@ pub struct SyscallRecord {
 
 const _: () = assert!(size_of::<SyscallRecord>() == 432);
 
+/// What `sys_enter_*` keeps for its exit, per thread. The record itself is built at exit, in
+/// the ring, and only for the calls that are emitted: the calls the filters drop cost an
+/// insert of these 64 bytes, not of a whole record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PendingCall {
+    /// Kernel time (CLOCK_MONOTONIC) at entry.
+    pub ts_ns: u64,
+    /// Raw syscall arguments, as the `sys_enter_*` tracepoint saw them.
+    pub args: [u64; 6],
+    /// For calls that write an address or option back: the buffer size the caller offered
+    /// (read at entry, since the kernel overwrites it with the result's size).
+    pub offered: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<PendingCall>() == 64);
+
 /// Namespace inode numbers, as in /proc/PID/ns/*.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,6 +145,8 @@ mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding (checked by the size assertions) and
     // valid for any bit pattern.
     unsafe impl aya::Pod for super::SyscallRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::PendingCall {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProcessRecord {}
 }

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    SyscallRecord,
+    PendingCall,
     config::{COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_TRACED},
     layout::KernelLayout,
 };
@@ -18,11 +18,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRACED, 0);
 
 #[map]
-pub static PENDING: LruHashMap<u64, SyscallRecord> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
-
-/// Room to build a record off the 512-byte stack.
-#[map]
-pub static SCRATCH: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
+pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);

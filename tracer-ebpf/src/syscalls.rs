@@ -1,4 +1,5 @@
-//! Socket syscall tracepoints: entry stores the call per thread, exit emits it once.
+//! Socket syscall tracepoints: entry keeps the call's arguments per thread; exit decides
+//! whether the call is emitted and, if so, builds its record in the ring.
 
 use aya_ebpf::{
     EbpfContext,
@@ -10,15 +11,15 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    Capture, Header, RecordKind, Syscall, SyscallRecord,
+    Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
     config::Counter,
     record::{FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
 };
 
 use crate::{
     capture::{read_user, read_user_len},
-    maps::{ERRNO_FILTER, ERRNOS, FAILED_ONLY, PENDING, SCRATCH, SELECTED, count, is_traced},
-    output::emit,
+    maps::{ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced},
+    output::wakeup_flags,
     task::{capabilities, fd_is_socket, namespaces},
 };
 
@@ -56,38 +57,6 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
     unsafe { ctx.as_ptr().cast::<u8>().add(offset).cast::<T>().read() }
 }
 
-/// Fills what is known about the calling thread.
-#[inline(always)]
-fn start_record(rec: &mut SyscallRecord, syscall: Syscall, pid_tgid: u64) {
-    rec.header = Header::new(RecordKind::Syscall);
-    // SAFETY: helpers without arguments, callable from tracepoints.
-    rec.ts_ns = unsafe { bpf_ktime_get_ns() };
-    rec.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    rec.duration_ns = 0;
-    rec.ret = 0;
-    rec.tgid = (pid_tgid >> 32) as u32;
-    rec.tid = pid_tgid as u32;
-    let uid_gid = bpf_get_current_uid_gid();
-    rec.uid = uid_gid as u32;
-    rec.gid = (uid_gid >> 32) as u32;
-    rec.syscall = syscall as u32;
-    rec.flags = 0;
-    rec.addr_len = 0;
-    rec.value_len = 0;
-    rec.addr_copied = 0;
-    rec.value_copied = 0;
-    rec.comm = bpf_get_current_comm().unwrap_or_default();
-    // Read now: the process may be gone by the time userspace looks.
-    rec.ns = namespaces();
-    match capabilities() {
-        Some(caps) => {
-            rec.cap_effective = caps;
-            rec.flags |= FLAG_CAPS;
-        }
-        None => rec.cap_effective = 0,
-    }
-}
-
 #[inline(always)]
 fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
@@ -95,43 +64,31 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
         return;
     }
     // close() is traced for sockets only: files, pipes and the loader's closes are not events.
+    // Checked now: after the call the fd is gone.
     if syscall == Syscall::Close && fd_is_socket(read_ctx(ctx, ARGS_OFFSET)) == Some(false) {
         return;
     }
-    let Some(rec) = SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's scratch slot; no other program runs on this CPU until we return.
-    let rec = unsafe { &mut *rec };
-    start_record(rec, syscall, pid_tgid);
+    let mut call = PendingCall {
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        ..PendingCall::default()
+    };
     let mut i = 0;
     while i < 6 {
-        rec.args[i] = if i < syscall.nargs() { read_ctx(ctx, ARGS_OFFSET + 8 * i) } else { 0 };
+        if i < syscall.nargs() {
+            call.args[i] = read_ctx(ctx, ARGS_OFFSET + 8 * i);
+        }
         i += 1;
     }
-    match syscall.capture() {
-        Capture::AddrIn { ptr, len } => {
-            rec.addr_len = rec.args[len] as u32;
-            copy_addr(rec, rec.args[ptr], rec.addr_len);
-        }
-        Capture::ValueIn { ptr, len } => {
-            rec.value_len = rec.args[len] as u32;
-            copy_value(rec, rec.args[ptr], rec.value_len);
-        }
-        // Out buffers: remember the size the caller offered, the copy is bounded by it at exit.
-        Capture::AddrOut { len_ptr, .. } => {
-            rec.addr_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
-        }
-        Capture::ValueOut { len_ptr, .. } => {
-            rec.value_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
-        }
-        Capture::Fds { .. } | Capture::None => {}
+    // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
+    // overwrites it with the result's size.
+    if let Capture::AddrOut { len_ptr, .. } | Capture::ValueOut { len_ptr, .. } = syscall.capture()
+    {
+        call.offered = read_user_len(call.args[len_ptr]).unwrap_or(0);
     }
     // An LRU map never refuses an insert: under pressure it evicts an old entry, whose exit is
     // then reported as a call without entry.
-    #[expect(
-        clippy::needless_borrows_for_generic_args,
-        reason = "by value would copy 400 bytes onto the 512-byte BPF stack"
-    )]
-    let _ = PENDING.insert(pid_tgid, &*rec, 0);
+    let _ = PENDING.insert(pid_tgid, call, 0);
 }
 
 /// What to do with a finished call: emit it, emit it as context only, or drop it.
@@ -168,23 +125,78 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         return;
     }
     let ret: i64 = read_ctx(ctx, RET_OFFSET);
-    let Some(rec) = PENDING.get_ptr_mut(pid_tgid) else {
+    let Some(call) = PENDING.get_ptr(pid_tgid) else {
+        // The call was in flight when tracing started (a server blocked in accept): report
+        // the result, flagged, rather than lose it.
         if syscall.may_block() {
-            exit_without_entry(syscall, pid_tgid, ret);
+            count(Counter::NoEntry);
+            if let Some(flags) = verdict(syscall, ret) {
+                emit_call(syscall, pid_tgid, ret, flags | FLAG_NO_ENTRY, None);
+            }
         }
         return;
     };
     if let Some(flags) = verdict(syscall, ret) {
-        // SAFETY: this thread's entry, written only by this thread's enter/exit programs.
-        let rec = unsafe { &mut *rec };
-        rec.flags |= flags;
-        // SAFETY: helper without arguments.
-        rec.duration_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(rec.ts_ns);
-        rec.ret = ret;
-        capture_out(rec, syscall, ret);
-        emit(rec);
+        // SAFETY: this thread's entry, written only by this thread's enter program.
+        emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &*call }));
     }
     let _ = PENDING.remove(pid_tgid);
+}
+
+/// Builds the record in place in the ring and submits it; a full ring is counted.
+#[inline(always)]
+fn emit_call(syscall: Syscall, pid_tgid: u64, ret: i64, flags: u32, call: Option<&PendingCall>) {
+    let wakeup = wakeup_flags(size_of::<SyscallRecord>() as u64);
+    let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
+        count(Counter::RingFull);
+        return;
+    };
+    // SAFETY: every bit pattern is a valid SyscallRecord; each field is written below (the
+    // tails of `addr` and `value` past the copied bytes are not part of the record).
+    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    rec.header = Header::new(RecordKind::Syscall);
+    // SAFETY: helpers without arguments, callable from tracepoints.
+    let now = unsafe { bpf_ktime_get_ns() };
+    rec.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    match call {
+        Some(call) => {
+            rec.ts_ns = call.ts_ns;
+            rec.duration_ns = now.saturating_sub(call.ts_ns);
+            rec.args = call.args;
+        }
+        None => {
+            rec.ts_ns = now;
+            rec.duration_ns = 0;
+            rec.args = [0; 6];
+        }
+    }
+    rec.ret = ret;
+    rec.tgid = (pid_tgid >> 32) as u32;
+    rec.tid = pid_tgid as u32;
+    let uid_gid = bpf_get_current_uid_gid();
+    rec.uid = uid_gid as u32;
+    rec.gid = (uid_gid >> 32) as u32;
+    rec.syscall = syscall as u32;
+    rec.flags = flags;
+    rec.comm = bpf_get_current_comm().unwrap_or_default();
+    // Read now: the process may be gone by the time userspace looks. Socket calls do not
+    // change a thread's namespaces or credentials, so exit sees what entry saw.
+    rec.ns = namespaces();
+    match capabilities() {
+        Some(caps) => {
+            rec.cap_effective = caps;
+            rec.flags |= FLAG_CAPS;
+        }
+        None => rec.cap_effective = 0,
+    }
+    rec.addr_len = 0;
+    rec.value_len = 0;
+    rec.addr_copied = 0;
+    rec.value_copied = 0;
+    if let Some(call) = call {
+        capture(rec, syscall, ret, call.offered);
+    }
+    entry.submit(wakeup);
 }
 
 /// Copies a user buffer into `buf`, recording how much was copied or that the pointer was bad.
@@ -214,18 +226,26 @@ fn copy_value(rec: &mut SyscallRecord, src: u64, len: u32) {
     copy_user(&mut rec.value, &mut rec.value_copied, &mut rec.flags, FLAG_VALUE_FAULT, src, len);
 }
 
-/// Copies what the kernel wrote back to the caller, bounded by the size the caller offered.
+/// Copies the call's address or option value. Input buffers are read at exit too: the
+/// caller's memory, which these calls only read, and only for calls that are emitted.
+/// Output buffers hold what the kernel wrote back, bounded by the size the caller offered.
 #[inline(always)]
-fn capture_out(rec: &mut SyscallRecord, syscall: Syscall, ret: i64) {
+fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32) {
     match syscall.capture() {
+        Capture::AddrIn { ptr, len } => {
+            rec.addr_len = rec.args[len] as u32;
+            copy_addr(rec, rec.args[ptr], rec.addr_len);
+        }
+        Capture::ValueIn { ptr, len } => {
+            rec.value_len = rec.args[len] as u32;
+            copy_value(rec, rec.args[ptr], rec.value_len);
+        }
         Capture::AddrOut { ptr, len_ptr } if ret >= 0 => {
-            let offered = rec.addr_len;
             rec.addr_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
             let n = if rec.addr_len < offered { rec.addr_len } else { offered };
             copy_addr(rec, rec.args[ptr], n);
         }
         Capture::ValueOut { ptr, len_ptr } if ret == 0 => {
-            let offered = rec.value_len;
             rec.value_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
             let n = if rec.value_len < offered { rec.value_len } else { offered };
             copy_value(rec, rec.args[ptr], n);
@@ -235,24 +255,7 @@ fn capture_out(rec: &mut SyscallRecord, syscall: Syscall, ret: i64) {
             copy_value(rec, rec.args[ptr], 8);
         }
         // The call failed: nothing was written back.
-        Capture::AddrOut { .. } => rec.addr_len = 0,
-        Capture::ValueOut { .. } | Capture::Fds { .. } => rec.value_len = 0,
-        Capture::AddrIn { .. } | Capture::ValueIn { .. } | Capture::None => {}
+        Capture::AddrOut { .. } | Capture::ValueOut { .. } | Capture::Fds { .. } => {}
+        Capture::None => {}
     }
-}
-
-/// The call was in flight when tracing started (a server blocked in accept): report the
-/// result, flagged, rather than lose it.
-#[inline(always)]
-fn exit_without_entry(syscall: Syscall, pid_tgid: u64, ret: i64) {
-    count(Counter::NoEntry);
-    let Some(flags) = verdict(syscall, ret) else { return };
-    let Some(rec) = SCRATCH.get_ptr_mut(0) else { return };
-    // SAFETY: this CPU's scratch slot, as in `on_enter`.
-    let rec = unsafe { &mut *rec };
-    start_record(rec, syscall, pid_tgid);
-    rec.args = [0; 6];
-    rec.ret = ret;
-    rec.flags |= FLAG_NO_ENTRY | flags;
-    emit(rec);
 }

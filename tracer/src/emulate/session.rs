@@ -1,8 +1,6 @@
 //! One emulated run: the cgroup, the programs attached to it, the unix-bind supervisor, and
 //! the clean-up. Shared by `wsltrace emulate` and `wsltrace --emulate`.
 
-use std::os::unix::fs::MetadataExt as _;
-
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
@@ -60,8 +58,7 @@ impl Emulation {
         let mut emulation = Emulation::start(plan, ebpf)?;
         if emulation.channel.is_some() {
             let pending = HashMap::try_from(take_map(ebpf, MAP_PENDING)?)?;
-            let cgroup_id = emulation.cgroup.dir.metadata()?.ino();
-            emulation.tracer = Some(TracerEntries { pending, cgroup_id });
+            emulation.tracer = Some(TracerEntries { pending });
         }
         Ok(emulation)
     }

@@ -26,10 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData};
-use tracer_common::{
-    Header, RecordKind, Syscall, SyscallRecord,
-    record::{ADDR_CAP, FLAG_CAPS, NsInums},
-};
+use tracer_common::PendingCall;
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
@@ -200,9 +197,7 @@ fn recv_fd(socket: &UnixStream) -> Result<OwnedFd> {
 /// before its `sys_enter` tracepoint, so the supervisor writes the entry the tracer would have
 /// recorded, and the `sys_exit` program reports the call, arguments and errno, as usual.
 pub struct TracerEntries {
-    pub pending: HashMap<MapData, u64, SyscallRecord>,
-    /// The emulation cgroup's id (its inode number), as bpf_get_current_cgroup_id gives it.
-    pub cgroup_id: u64,
+    pub pending: HashMap<MapData, u64, PendingCall>,
 }
 
 /// Answers notifications until the listener is closed (wsltrace exits).
@@ -225,12 +220,9 @@ fn serve(
                 _ => return,
             }
         }
-        let (fail, addr) = match decide(fd, &req, prefixes) {
-            Some((fail, addr)) => (fail, addr),
-            None => (false, Vec::new()),
-        };
+        let fail = decide(fd, &req, prefixes).unwrap_or(false);
         if fail && let Some(tracer) = tracer.as_deref_mut() {
-            record_entry(tracer, &req, &addr);
+            record_entry(tracer, &req);
         }
         // SAFETY: plain data, zero is valid.
         let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
@@ -248,18 +240,14 @@ fn serve(
     }
 }
 
-/// Whether the bind is of an AF_UNIX path under one of the prefixes, with the address bytes
-/// read; None when the caller could not be read (it died, or the pid was reused).
-fn decide(
-    listener: RawFd,
-    req: &libc::seccomp_notif,
-    prefixes: &[PathBuf],
-) -> Option<(bool, Vec<u8>)> {
+/// Whether the bind is of an AF_UNIX path under one of the prefixes; None when the caller
+/// could not be read (it died, or the pid was reused).
+fn decide(listener: RawFd, req: &libc::seccomp_notif, prefixes: &[PathBuf]) -> Option<bool> {
     let (addr, len) = (req.data.args[1], req.data.args[2] as usize);
     let mut buf = [0_u8; 2 + SUN_PATH_MAX];
     let len = len.min(buf.len());
     if len <= 2 {
-        return Some((false, Vec::new()));
+        return Some(false);
     }
     let mem = File::open(format!("/proc/{}/mem", req.pid)).ok()?;
     let n = mem.read_at(&mut buf[..len], addr).ok()?;
@@ -273,7 +261,7 @@ fn decide(
     let family = u16::from_ne_bytes([buf[0], buf[1]]);
     if family != libc::AF_UNIX as u16 || n <= 2 || buf[2] == 0 {
         // Not unix, autobind, or an abstract name: no file system path.
-        return Some((false, Vec::new()));
+        return Some(false);
     }
     let raw = &buf[2..n];
     let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
@@ -284,58 +272,21 @@ fn decide(
         std::fs::read_link(format!("/proc/{}/cwd", req.pid)).ok()?.join(path)
     };
     let normal = normalize(&absolute);
-    Some((prefixes.iter().any(|p| normal.starts_with(p)), buf[..n].to_vec()))
+    Some(prefixes.iter().any(|p| normal.starts_with(p)))
 }
 
-/// The record `sys_enter_bind` would have made, keyed like it (pid_tgid).
-fn record_entry(tracer: &mut TracerEntries, req: &libc::seccomp_notif, addr: &[u8]) {
+/// The entry `sys_enter_bind` would have kept, keyed like it (pid_tgid); the exit program
+/// reads the rest (address, process, namespaces) as for any call.
+fn record_entry(tracer: &mut TracerEntries, req: &libc::seccomp_notif) {
     let tid = req.pid;
     let Ok(status) = procfs::process::Process::new(tid as i32).and_then(|p| p.status()) else {
         return;
     };
-    let mut comm = [0_u8; 16];
-    let name = std::fs::read_to_string(format!("/proc/{tid}/comm")).unwrap_or_default();
-    for (dst, src) in comm.iter_mut().zip(name.trim_end().bytes().take(15)) {
-        *dst = src;
-    }
-    let mut addr_copy = [0_u8; ADDR_CAP];
-    let copied = addr.len().min(ADDR_CAP);
-    addr_copy[..copied].copy_from_slice(&addr[..copied]);
     let ts_ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-    let tgid = status.tgid as u32;
-    let record = SyscallRecord {
-        header: Header::new(RecordKind::Syscall),
-        ts_ns,
-        duration_ns: 0,
-        cgroup_id: tracer.cgroup_id,
-        ret: 0,
-        args: req.data.args,
-        tgid,
-        tid,
-        uid: status.ruid,
-        gid: status.rgid,
-        syscall: Syscall::Bind as u32,
-        flags: FLAG_CAPS,
-        addr_len: req.data.args[2] as u32,
-        value_len: 0,
-        addr_copied: copied as u32,
-        value_copied: 0,
-        comm,
-        ns: crate::enrich::namespaces::read(tid).map_or_else(NsInums::default, |ns| NsInums {
-            net: ns.net,
-            mnt: ns.mnt,
-            pid: ns.pid,
-            user: ns.user,
-            uts: ns.uts,
-            _pad: 0,
-        }),
-        cap_effective: status.capeff,
-        addr: addr_copy,
-        value: [0; tracer_common::record::VALUE_CAP],
-    };
-    let key = (u64::from(tgid) << 32) | u64::from(tid);
-    if let Err(err) = tracer.pending.insert(key, record, 0) {
+    let call = PendingCall { ts_ns, args: req.data.args, ..PendingCall::default() };
+    let key = (u64::from(status.tgid as u32) << 32) | u64::from(tid);
+    if let Err(err) = tracer.pending.insert(key, call, 0) {
         tracing::debug!("could not record the entry of a failed unix bind for the trace: {err}");
     }
 }
