@@ -145,6 +145,15 @@ impl Rule {
         })
     }
 
+    /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
+    /// leaves it out. Lets the detector skip most rules without evaluating them.
+    pub fn may_fire_on(&self, syscall: Syscall) -> bool {
+        self.matchers.iter().all(|m| match m {
+            Matcher::Syscall(set) => set.contains(&syscall),
+            _ => true,
+        })
+    }
+
     /// Every matcher holds (and not every exception). A fact that cannot be known (offline,
     /// process gone) does not hold.
     pub fn matches(&self, ev: &Event, ctx: &mut Ctx<'_>) -> bool {
