@@ -6,13 +6,17 @@ mod process;
 mod report;
 mod runs;
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
-use crate::{cargo, prerequisites, require_root};
+use crate::{cargo, prerequisites, require_root, run_cmd};
 use report::{Lossless, ModeSummary, Overhead, Results, Saturation, Startup, Step};
 use runs::{Mode, Run, Tools};
 
@@ -33,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     iterations: Option<u64>,
 
-    /// Leave these comparisons out (comma-separated)
+    /// Leave these parts out (comma-separated), e.g. while working on one of the others
     #[arg(long, value_enum, value_delimiter = ',')]
     skip: Vec<Skip>,
 
@@ -44,8 +48,16 @@ pub struct BenchArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Skip {
+    /// The strace comparison (the slowest part)
     Strace,
+    /// The bpftrace comparison
     Bpftrace,
+    /// The small-ring saturation run
+    Saturation,
+    /// The lossless-rate search (and the memory figure taken in it)
+    Lossless,
+    /// The start-up samples
+    Startup,
 }
 
 /// How much of everything: `--quick` or not, with the user's overrides.
@@ -91,11 +103,12 @@ const RATE_REACHED: f64 = 0.97;
 pub fn run(args: BenchArgs) -> Result<()> {
     let settings = Settings::new(&args);
     prerequisites::install()?;
+    require_root("the bench loads eBPF programs and runs tracers")?;
+    ensure_tracefs()?;
     let bpftrace = match args.skip.contains(&Skip::Bpftrace) {
         true => Err("left out with --skip bpftrace".to_owned()),
         false => prerequisites::bpftrace(),
     };
-    require_root("the bench loads eBPF programs and runs tracers")?;
     cargo(&["build", "--release", "--package", "tracer", "--package", "xtask"])?;
     let root = std::env::current_dir()?;
     let scratch = root.join("target/bench");
@@ -129,10 +142,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
         modes.push(Mode::Bpftrace);
     }
 
+    let wanted = |phase: Skip| !args.skip.contains(&phase);
     results.overhead = Some(overhead(&tools, &settings, &modes)?);
-    results.saturation = Some(saturation(&tools, &settings)?);
-    results.lossless = Some(lossless(&tools, &settings)?);
-    results.startup = Some(startup(&tools, &settings)?);
+    if wanted(Skip::Saturation) {
+        results.saturation = Some(saturation(&tools, &settings)?);
+    }
+    if wanted(Skip::Lossless) {
+        results.lossless = Some(lossless(&tools, &settings)?);
+    }
+    if wanted(Skip::Startup) {
+        results.startup = Some(startup(&tools, &settings)?);
+    }
+    for phase in [Skip::Saturation, Skip::Lossless, Skip::Startup] {
+        if !wanted(phase) {
+            let name = phase.to_possible_value().map(|v| v.get_name().to_owned());
+            results.notes.push(format!(
+                "The {} measurement was left out with --skip.",
+                name.unwrap_or_default()
+            ));
+        }
+    }
     results.finish();
 
     let out = root.join(&args.out);
@@ -144,6 +173,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!("{markdown}");
     eprintln!("bench: wrote {0}/RESULTS.md and {0}/results.json", args.out.display());
     Ok(())
+}
+
+/// bpftrace finds tracepoints through tracefs, which wsltrace mounts for itself when it is
+/// missing (as on a fresh machine) but bpftrace does not.
+fn ensure_tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").exists() {
+        return Ok(());
+    }
+    run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
+        .context("mounting tracefs for bpftrace")
 }
 
 /// Every mode once per round, the order reversed every other round so that a slow drift of

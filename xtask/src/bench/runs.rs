@@ -195,6 +195,8 @@ struct Gated {
     child: Child,
     stdin: ChildStdin,
     pid: u32,
+    /// Its stderr: its summary line, or why it failed.
+    stderr: Lines,
 }
 
 impl Gated {
@@ -206,25 +208,29 @@ impl Gated {
             .args(workload)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting sockmix")?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             bail!("sockmix's pipes were not set up");
         };
+        let stderr = Lines::watch(stderr);
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).context("reading sockmix's ready line")?;
         let pid = line
             .strip_prefix("ready ")
             .and_then(|p| p.trim().parse().ok())
             .with_context(|| format!("sockmix said {line:?} instead of `ready PID`"))?;
-        Ok(Gated { child, stdin, pid })
+        Ok(Gated { child, stdin, pid, stderr })
     }
 
     fn go_and_wait(mut self, tools: &Tools) -> Result<Workload> {
         self.stdin.write_all(b"go\n").context("starting sockmix")?;
         let done = process::wait(&mut self.child, RUN_TIMEOUT, "sockmix")?;
         if done.code != 0 {
-            bail!("sockmix failed (exit {})", done.code);
+            bail!("sockmix failed (exit {}):\n{}", done.code, self.stderr.finish().join("\n"));
         }
         read_report(tools)
     }
