@@ -89,6 +89,11 @@ pub fn bpftrace() -> Result<(), String> {
     Ok(())
 }
 
+/// bpftool, with which the bench reads the kernel's per-program statistics: Ok, or why not.
+pub fn bpftool() -> Result<(), String> {
+    debian_package("bpftool", "bpftool").map_err(|err| format!("installing it failed ({err:#})"))
+}
+
 /// Installs a Debian package when `binary` is not on PATH (the tests compare with strace).
 fn debian_package(binary: &str, package: &str) -> Result<()> {
     if succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {

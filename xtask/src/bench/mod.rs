@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: what wsltrace costs, next to strace and bpftrace, on one workload, in
 //! one invocation. It measures and reports; no figure fails the command.
 
+mod kernel;
 mod machine;
 mod process;
 mod report;
@@ -58,6 +59,8 @@ enum Skip {
     Lossless,
     /// The start-up samples
     Startup,
+    /// The kernel programs' own run time (BPF statistics, read with bpftool)
+    Kernel,
 }
 
 /// How much of everything: `--quick` or not, with the user's overrides.
@@ -144,6 +147,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let wanted = |phase: Skip| !args.skip.contains(&phase);
     results.overhead = Some(overhead(&tools, &settings, &modes)?);
+    if wanted(Skip::Kernel) {
+        match prerequisites::bpftool() {
+            Ok(()) => results.kernel = Some(kernel_costs(&tools, &settings)?),
+            Err(why) => results
+                .notes
+                .push(format!("The kernel programs' cost was not read: bpftool {why}.")),
+        }
+    }
     if wanted(Skip::Saturation) {
         results.saturation = Some(saturation(&tools, &settings)?);
     }
@@ -153,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if wanted(Skip::Startup) {
         results.startup = Some(startup(&tools, &settings)?);
     }
-    for phase in [Skip::Saturation, Skip::Lossless, Skip::Startup] {
+    for phase in [Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Startup] {
         if !wanted(phase) {
             let name = phase.to_possible_value().map(|v| v.get_name().to_owned());
             results.notes.push(format!(
@@ -221,6 +232,25 @@ fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhe
         rounds: settings.rounds,
         modes: summaries,
     })
+}
+
+/// BPF time per call of the workload: filtered out, traced without output, traced.
+fn kernel_costs(tools: &Tools, settings: &Settings) -> Result<Vec<kernel::KernelCost>> {
+    let workload = runs::mix_args(settings.iterations);
+    [Mode::AttachedFloor, Mode::KernelNoOutput, Mode::JsonDevNull]
+        .into_iter()
+        .map(|mode| {
+            let cost = kernel::measure(tools, mode, &workload)?;
+            eprintln!(
+                "bench: kernel programs, {}: {:.0} ns per call (entry {:.0}, exit {:.0})",
+                mode.label(),
+                cost.ns_per_call(),
+                cost.entry_ns_per_call,
+                cost.exit_ns_per_call
+            );
+            Ok(cost)
+        })
+        .collect()
 }
 
 /// Several threads flat out against a small ring: losses are expected, and must add up.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{
     RATE_REACHED, Settings,
+    kernel::KernelCost,
     machine::{self, Machine, Versions},
     median, min, ms,
     runs::{Mode, Run},
@@ -19,6 +20,8 @@ pub struct Results {
     pub versions: Versions,
     pub settings: Settings,
     pub overhead: Option<Overhead>,
+    /// Time in the kernel programs per call of the workload, by mode.
+    pub kernel: Option<Vec<KernelCost>>,
     pub saturation: Option<Saturation>,
     pub lossless: Option<Lossless>,
     pub startup: Option<Startup>,
@@ -207,6 +210,7 @@ impl Results {
             versions: Versions::detect(),
             settings: settings.clone(),
             overhead: None,
+            kernel: None,
             saturation: None,
             lossless: None,
             startup: None,
@@ -356,6 +360,9 @@ pub fn markdown(r: &Results) -> String {
     if let Some(o) = &r.overhead {
         overhead_section(&mut md, o, &r.settings);
     }
+    if let Some(k) = &r.kernel {
+        kernel_section(&mut md, k);
+    }
     if let Some(s) = &r.saturation {
         let a = s.run.account.unwrap_or_default();
         let _ = writeln!(md, "## Saturation: a deliberately small ring\n");
@@ -454,6 +461,33 @@ fn overhead_section(md: &mut String, o: &Overhead, s: &Settings) {
             m.loop_ms_median,
             m.added_ns_per_call,
             m.tracer_cpu_ms.map_or_else(|| "-".to_owned(), |c| format!("{c:.0} ms")),
+        );
+    }
+    md.push('\n');
+}
+
+fn kernel_section(md: &mut String, costs: &[KernelCost]) {
+    let _ = writeln!(md, "## Time in the kernel programs\n");
+    let _ = writeln!(
+        md,
+        "The same mix, once per mode, with the kernel's BPF run-time statistics on \
+         (`BPF_ENABLE_STATS`, read with bpftool): time inside wsltrace's programs over the \
+         calls the workload made. Unlike the ratios above this hardly depends on the load of \
+         the machine. The statistics add a few tens of ns to each program run.\n"
+    );
+    let _ = writeln!(md, "| mode | per call | entry | exit | costliest programs (ns per run) |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for c in costs {
+        let top: Vec<String> =
+            c.programs.iter().take(4).map(|p| format!("{} {:.0}", p.name, p.ns_per_run)).collect();
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} ns | {:.0} ns | {:.0} ns | {} |",
+            c.label,
+            c.ns_per_call(),
+            c.entry_ns_per_call,
+            c.exit_ns_per_call,
+            top.join(", ")
         );
     }
     md.push('\n');

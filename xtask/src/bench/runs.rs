@@ -191,7 +191,7 @@ pub fn wsltrace_with_ring(tools: &Tools, ring_size: &str, workload: &[String]) -
 }
 
 /// sockmix waiting at its gate.
-struct Gated {
+pub struct Gated {
     child: Child,
     stdin: ChildStdin,
     pid: u32,
@@ -200,7 +200,7 @@ struct Gated {
 }
 
 impl Gated {
-    fn spawn(tools: &Tools, workload: &[String]) -> Result<Gated> {
+    pub fn spawn(tools: &Tools, workload: &[String]) -> Result<Gated> {
         let mut child = Command::new(&tools.sockmix)
             .arg("--gate")
             .arg("--report")
@@ -226,7 +226,11 @@ impl Gated {
         Ok(Gated { child, stdin, pid, stderr })
     }
 
-    fn go_and_wait(mut self, tools: &Tools) -> Result<Workload> {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn go_and_wait(mut self, tools: &Tools) -> Result<Workload> {
         self.stdin.write_all(b"go\n").context("starting sockmix")?;
         let done = process::wait(&mut self.child, RUN_TIMEOUT, "sockmix")?;
         if done.code != 0 {
