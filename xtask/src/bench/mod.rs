@@ -227,11 +227,13 @@ fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhe
         .zip(samples)
         .map(|(&mode, runs)| ModeSummary::new(mode, runs, &untraced))
         .collect();
-    Ok(Overhead {
+    let mut overhead = Overhead {
         workload: format!("sockmix mix --iterations {}", settings.iterations),
         rounds: settings.rounds,
         modes: summaries,
-    })
+    };
+    overhead.reader_costs();
+    Ok(overhead)
 }
 
 /// BPF time per call of the workload: filtered out, traced without output, traced.
@@ -256,7 +258,7 @@ fn kernel_costs(tools: &Tools, settings: &Settings) -> Result<Vec<kernel::Kernel
 /// Several threads flat out against a small ring: losses are expected, and must add up.
 fn saturation(tools: &Tools, settings: &Settings) -> Result<Saturation> {
     let workload = runs::burst_args(settings.saturation_threads, 0, settings.saturation_secs);
-    let run = runs::wsltrace_with_ring(tools, settings.small_ring, &workload)?;
+    let run = runs::quiet_to_file(tools, settings.small_ring, &workload)?;
     let account = run.account.context("wsltrace gave no account")?;
     eprintln!(
         "bench: saturation, {} ring: {} calls made, {} delivered, {} lost",
@@ -277,7 +279,7 @@ fn lossless(tools: &Tools, settings: &Settings) -> Result<Lossless> {
     let mut steps = Vec::new();
     let mut step = |rate: u64| -> Result<Step> {
         let workload = runs::burst_args(settings.search_threads, rate, settings.search_secs);
-        let run = runs::wsltrace_with_ring(tools, DEFAULT_RING, &workload)?;
+        let run = runs::quiet_to_file(tools, DEFAULT_RING, &workload)?;
         let step = Step::new(rate, run)?;
         eprintln!(
             "bench: lossless search: asked {:>9} calls/s, made {:>9.0}/s, {} lost",

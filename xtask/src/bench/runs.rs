@@ -180,12 +180,15 @@ pub fn run(tools: &Tools, mode: Mode, workload: &[String]) -> Result<Run> {
     run.with_context(|| format!("running the workload {}", mode.label()))
 }
 
-/// wsltrace with `args` and a ring of `ring_size` (None: the default), `-o FILE` style.
-pub fn wsltrace_with_ring(tools: &Tools, ring_size: &str, workload: &[String]) -> Result<Run> {
+/// `wsltrace -q -o FILE --ring-size SIZE`: every event to the file, only findings on the
+/// terminal, the way a tracer is left attached to a busy server. (Without -q, the text of
+/// every event is formatted too, even for /dev/null: the overhead table shows what that costs.)
+pub fn quiet_to_file(tools: &Tools, ring_size: &str, workload: &[String]) -> Result<Run> {
     let _ = fs::remove_file(tools.report_path());
     let file = tools.events_path();
     let file = file.to_str().context("the scratch path is not UTF-8")?;
-    let run = wsltrace(tools, &["-o", file, "--ring-size", ring_size], Target::Workload, workload);
+    let args = ["-q", "-o", file, "--ring-size", ring_size];
+    let run = wsltrace(tools, &args, Target::Workload, workload);
     let _ = fs::remove_file(tools.events_path());
     run
 }
