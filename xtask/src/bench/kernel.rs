@@ -156,7 +156,8 @@ fn program_ids(pid: u32) -> Result<HashSet<u32>> {
     Ok(ids)
 }
 
-fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
+/// Every BPF program loaded on the machine.
+fn all_programs() -> Result<Vec<BpftoolProg>> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .stderr(Stdio::null())
@@ -165,8 +166,23 @@ fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
     if !out.status.success() {
         bail!("bpftool prog show failed");
     }
-    let all: Vec<BpftoolProg> =
-        serde_json::from_slice(&out.stdout).context("reading bpftool's JSON")?;
+    serde_json::from_slice(&out.stdout).context("reading bpftool's JSON")
+}
+
+/// Syscall tracepoint programs loaded while none of ours is: another tracer (another
+/// wsltrace, a test run) whose programs run on every socket call the bench makes.
+pub fn foreign_syscall_programs() -> Option<usize> {
+    let programs = all_programs().ok()?;
+    Some(
+        programs
+            .iter()
+            .filter(|p| p.name.starts_with("sys_enter_") || p.name.starts_with("sys_exit_"))
+            .count(),
+    )
+}
+
+fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
+    let all = all_programs()?;
     let mut programs: Vec<Program> = all
         .into_iter()
         .filter(|p| ids.contains(&p.id) && p.run_cnt > 0)

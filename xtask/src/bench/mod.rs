@@ -146,9 +146,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 
     let wanted = |phase: Skip| !args.skip.contains(&phase);
+    let bpftool = prerequisites::bpftool();
+    let foreign_before = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
     results.overhead = Some(overhead(&tools, &settings, &modes)?);
+    let foreign_after = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
+    if let (Some(before), Some(after)) = (foreign_before, foreign_after)
+        && before + after > 0
+    {
+        results.notes.push(format!(
+            "Other syscall tracepoint programs were loaded by someone else ({before} before the \
+             overhead runs, {after} after): they run on every socket call of the workload \
+             too, so every ratio here includes their cost. Measure on a machine where no \
+             other tracer is attached."
+        ));
+    }
     if wanted(Skip::Kernel) {
-        match prerequisites::bpftool() {
+        match &bpftool {
             Ok(()) => results.kernel = Some(kernel_costs(&tools, &settings)?),
             Err(why) => results
                 .notes
