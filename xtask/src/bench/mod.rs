@@ -102,6 +102,8 @@ impl Settings {
 const DEFAULT_RING: &str = "8M";
 /// A paced step counts as sustained when the workload reached this share of the asked rate.
 const RATE_REACHED: f64 = 0.97;
+/// The rate search's upper bound, over the flat-out rate.
+const SEARCH_HEADROOM: f64 = 1.3;
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let settings = Settings::new(&args);
@@ -309,7 +311,9 @@ fn lossless(tools: &Tools, settings: &Settings) -> Result<Lossless> {
         // The workload cannot go faster on this machine: the tracer's limit is higher still.
         workload_bound = true;
     } else {
-        let (mut lo, mut hi) = (0.0, flat_out.achieved_rate);
+        // Flat out against a full ring runs slower than paced below it (every record past a
+        // quarter of the ring forces a wakeup): the search may go a little above it.
+        let (mut lo, mut hi) = (0.0, flat_out.achieved_rate * SEARCH_HEADROOM);
         for _ in 0..settings.search_steps {
             let rate = (lo + hi) / 2.0;
             let s = step(rate as u64)?;

@@ -457,7 +457,8 @@ fn overhead_section(md: &mut String, o: &Overhead, s: &Settings) {
     );
     let _ = writeln!(
         md,
-        "| mode | ratio median | ratio min | loop (median) | added per call | tracer CPU | reader CPU per event | events | lost | account right |"
+        "| mode | ratio median | ratio min | loop (median) | added per call | tracer CPU \
+         | reader CPU per event | events | lost | account right |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for m in &o.modes {
@@ -520,11 +521,12 @@ fn lossless_section(md: &mut String, l: &Lossless) {
         "`sockmix burst --threads {} --rate R --duration {}` under `wsltrace -q -o FILE` \
          (every event to a file on disk, only findings on the terminal: how a tracer is left \
          attached to a busy server; without `-q` every event's text is formatted as well, see \
-         the reader's CPU per event in the overhead table): flat out first; when that loses events, a bisection over \
-         paced rates below it. A run is lossless when nothing was lost; a step counts as \
-         sustained when the workload made at least {:.0}% of the rate asked. A {} s run detects \
-         a reader that falls short by more than the ring's capacity (about 20,000 records) \
-         over {} s.\n",
+         the reader's CPU per event in the overhead table): flat out first; when that loses \
+         events, a bisection over paced rates up to 1.3 times the flat-out rate (flat out \
+         against a full ring, every record forces a wakeup and slows the workload). A run is \
+         lossless when nothing was lost; a step counts as sustained when the workload made \
+         at least {:.0}% of the rate asked. A {} s run detects a reader that falls short by \
+         more than the ring's capacity (about 20,000 records) over {} s.\n",
         l.threads,
         l.secs,
         RATE_REACHED * 100.0,

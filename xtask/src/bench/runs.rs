@@ -413,9 +413,11 @@ pub fn bpftrace_script() -> String {
     ];
     let probes =
         |dir: &str| SYSCALLS.map(|s| format!("tracepoint:syscalls:sys_{dir}_{s}")).join(",\n");
+    let line = r#"printf("%s[%d/%d] %s = %d <%dns>\n", comm, pid, tid, probe, args->ret,
+         nsecs - @start[tid]);"#;
     format!(
         "{enter}\n/pid == cpid/ {{ @start[tid] = nsecs; }}\n\
-         {exit}\n/pid == cpid/ {{\n  printf(\"%s[%d/%d] %s = %d <%dns>\\n\", comm, pid, tid, probe, args->ret, nsecs - @start[tid]);\n  delete(@start[tid]);\n}}\n\
+         {exit}\n/pid == cpid/ {{\n  {line}\n  delete(@start[tid]);\n}}\n\
          END {{ clear(@start); }}\n",
         enter = probes("enter"),
         exit = probes("exit"),
@@ -472,4 +474,30 @@ pub fn attach_time(tools: &Tools) -> Result<Duration> {
     process::wait(&mut idle, RUN_TIMEOUT, "the idle process")?;
     process::reap_orphans(Duration::from_secs(60));
     measured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpftrace_script_pairs_every_syscall() {
+        let script = bpftrace_script();
+        println!("{script}");
+        assert_eq!(script.matches("tracepoint:syscalls:sys_enter_").count(), 13);
+        assert_eq!(script.matches("tracepoint:syscalls:sys_exit_").count(), 13);
+    }
+
+    #[test]
+    fn summary_line() {
+        let lines =
+            ["wsltrace: tracing pid 1".to_owned(), "wsltrace: 12 events, 3 lost".to_owned()];
+        let account = last_line(&lines).unwrap();
+        assert_eq!((account.events, account.lost), (12, 3));
+        let account = Account { events: 10, lost: 2, file_events: Some(10), file_exits: Some(0) };
+        assert!(account.exact(11), "the exit record was among the lost");
+        assert!(!account.exact(12));
+        let account = Account { events: 12, lost: 0, ..Account::default() };
+        assert!(account.exact(12));
+    }
 }
