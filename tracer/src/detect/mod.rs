@@ -23,10 +23,6 @@ use system::System;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
-    /// By syscall id: the indexes (in file order) of the rules that can fire on it. Most rules
-    /// name one syscall; evaluating all of them on every event was a tenth of the reader's
-    /// time at high event rates.
-    by_syscall: Vec<Vec<usize>>,
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
@@ -41,15 +37,8 @@ impl Detector {
         system: Box<dyn System>,
         initial_net: Option<u32>,
     ) -> Self {
-        let rules: Vec<Rule> =
-            specs.into_iter().map(Rule::compile).filter(|r| r.applies_to(&env)).collect();
-        let mut by_syscall =
-            vec![Vec::new(); Syscall::ALL.iter().map(|&s| s as usize + 1).max().unwrap_or(0)];
-        for &syscall in Syscall::ALL {
-            by_syscall[syscall as usize] =
-                (0..rules.len()).filter(|&i| rules[i].may_fire_on(syscall)).collect();
-        }
-        Detector { rules, by_syscall, env, system, initial_net, previous: HashMap::new() }
+        let rules = specs.into_iter().map(Rule::compile).filter(|r| r.applies_to(&env)).collect();
+        Detector { rules, env, system, initial_net, previous: HashMap::new() }
     }
 
     /// Adds the findings of every matching rule to `ev.anomalies`.
@@ -59,8 +48,11 @@ impl Detector {
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         let mut fired_groups: HashSet<&str> = HashSet::new();
-        let candidates = self.by_syscall.get(ev.syscall as usize).map_or(&[][..], Vec::as_slice);
-        for rule in candidates.iter().map(|&i| &self.rules[i]) {
+        for rule in &self.rules {
+            // Most rules name one syscall: pass over the others without evaluating them.
+            if !rule.may_fire_on(ev.syscall) {
+                continue;
+            }
             if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
                 continue;
             }
