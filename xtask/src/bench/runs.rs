@@ -57,7 +57,8 @@ pub enum Mode {
     /// machine costs the programs' first check (the tgid lookup) and nothing more.
     AttachedFloor,
     /// The workload traced, an errno filter that never matches: the entry programs do all
-    /// their work (record, namespaces, user copies, pending map), nothing is emitted.
+    /// their work (record, namespaces, user copies, pending map) and nothing is shown. (Where
+    /// wsltrace sends hidden fd-changing calls as context records, those still cross the ring.)
     KernelNoOutput,
     /// `wsltrace -o FILE`: every event as JSON Lines to a file on disk (text to /dev/null).
     File,
@@ -72,7 +73,7 @@ impl Mode {
         match self {
             Mode::Untraced => "untraced",
             Mode::AttachedFloor => "wsltrace attached, workload filtered out (floor)",
-            Mode::KernelNoOutput => "wsltrace -e 133 (kernel work, nothing emitted)",
+            Mode::KernelNoOutput => "wsltrace -e 133 (kernel work, nothing shown)",
             Mode::File => "wsltrace -o FILE (every event to a file)",
             Mode::JsonDevNull => "wsltrace --format json > /dev/null",
             Mode::Strace => "strace -f -e trace=%network -o /dev/null",
