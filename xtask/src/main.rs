@@ -1,6 +1,8 @@
-//! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo) and
-//! `cargo xtask test` (lints and every test, as root).
+//! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo),
+//! `cargo xtask test` (lints and every test, as root) and `cargo xtask bench` (what tracing
+//! costs, next to strace and bpftrace).
 
+mod bench;
 mod prerequisites;
 
 use std::process::{Command, ExitCode};
@@ -29,6 +31,10 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Measure wsltrace's overhead next to strace and bpftrace, its lossless throughput,
+    /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
+    /// bench/results.json (as root; installs strace and bpftrace when missing)
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             cargo(&args)
         }
+        Task::Bench(args) => bench::run(args),
     }
 }
 
@@ -84,7 +91,7 @@ fn clippy_ebpf() -> Result<()> {
     )
 }
 
-fn require_root(why: &str) -> Result<()> {
+pub fn require_root(why: &str) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("{why}: run as root (e.g. `sudo -E cargo xtask ...`)");
@@ -92,7 +99,7 @@ fn require_root(why: &str) -> Result<()> {
     Ok(())
 }
 
-fn cargo(args: &[&str]) -> Result<()> {
+pub fn cargo(args: &[&str]) -> Result<()> {
     run_cmd(Command::new(env_or("CARGO", "cargo")).args(args))
 }
 

@@ -96,3 +96,26 @@ fn debian_package(binary: &str, package: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// bpftrace for the bench's comparison, when this machine can run it: Ok, or why not.
+pub fn bpftrace() -> Result<(), String> {
+    debian_package("bpftrace", "bpftrace")
+        .map_err(|err| format!("installing it failed ({err:#})"))?;
+    // Some kernels or containers refuse it (lockdown, no BTF, no permission): try a probe.
+    let out = Command::new("bpftrace")
+        .args(["-e", "tracepoint:syscalls:sys_enter_getsockopt /pid == 0/ {} BEGIN { exit(); }"])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|err| format!("it cannot be started ({err})"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no message");
+        return Err(format!("it cannot attach a syscall tracepoint here: {why}"));
+    }
+    Ok(())
+}
+
+/// bpftool, with which the bench reads the kernel's per-program statistics: Ok, or why not.
+pub fn bpftool() -> Result<(), String> {
+    debian_package("bpftool", "bpftool").map_err(|err| format!("installing it failed ({err:#})"))
+}

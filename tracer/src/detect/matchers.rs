@@ -55,6 +55,10 @@ pub struct Rule {
     matchers: Vec<Matcher>,
     /// The rule's exceptions: it does not fire when all of these hold.
     unless: Option<Vec<Matcher>>,
+    /// Bit n set when the rule can fire on the syscall with id n (its `syscall` matcher allows
+    /// it). Evaluating every rule's matchers on every event, each hashing the syscall into its
+    /// set, was a fifth of the reader's time at high event rates.
+    syscalls: u64,
 }
 
 /// What evaluating one event may look up, computed at most once per event.
@@ -132,7 +136,11 @@ impl Rule {
     pub fn compile(spec: RuleSpec) -> Rule {
         let matchers = compile_when(&spec.when);
         let unless = spec.unless.as_ref().map(compile_when);
-        Rule { spec, matchers, unless }
+        let syscalls = matchers.iter().fold(u64::MAX, |mask, m| match m {
+            Matcher::Syscall(set) => mask & set.iter().fold(0, |bits, &s| bits | syscall_bit(s)),
+            _ => mask,
+        });
+        Rule { spec, matchers, unless, syscalls }
     }
 
     pub fn applies_to(&self, env: &Environment) -> bool {
@@ -144,6 +152,12 @@ impl Rule {
         })
     }
 
+    /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
+    /// leaves it out.
+    pub fn may_fire_on(&self, syscall: Syscall) -> bool {
+        self.syscalls & syscall_bit(syscall) != 0
+    }
+
     /// Every matcher holds (and not every exception). A fact that cannot be known (offline,
     /// process gone) does not hold.
     pub fn matches(&self, ev: &Event, ctx: &mut Ctx<'_>) -> bool {
@@ -152,6 +166,11 @@ impl Rule {
         };
         all(&self.matchers, ctx) && !self.unless.as_deref().is_some_and(|unless| all(unless, ctx))
     }
+}
+
+/// A syscall's bit in [`Rule::syscalls`]; ids past 63 share every bit (never skipped).
+fn syscall_bit(syscall: Syscall) -> u64 {
+    1_u64.checked_shl(syscall as u32).unwrap_or(u64::MAX)
 }
 
 fn compile_when(w: &When) -> Vec<Matcher> {
@@ -420,6 +439,19 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn rules_say_which_syscalls_they_can_fire_on() {
+        use super::super::rules::{BUILTIN, BUILTIN_NAME, parse};
+        let rules: Vec<Rule> =
+            parse(BUILTIN_NAME, BUILTIN).unwrap().into_iter().map(Rule::compile).collect();
+        let refused = rules.iter().find(|r| r.spec.id == "CONNECT-REFUSED").unwrap();
+        assert!(refused.may_fire_on(Syscall::Connect));
+        assert!(!refused.may_fire_on(Syscall::Bind));
+        assert!(!refused.may_fire_on(Syscall::Close));
+        let anywhere = Rule::compile(RuleSpec { when: When::default(), ..refused.spec.clone() });
+        assert!(Syscall::ALL.iter().all(|&s| anywhere.may_fire_on(s)));
     }
 
     #[test]

@@ -56,6 +56,10 @@ impl Detector {
             .filter_map(|r| r.spec.group.as_deref())
             .collect();
         for rule in &self.rules {
+            // Most rules name one syscall: pass over the others without evaluating them.
+            if !rule.may_fire_on(ev.syscall) {
+                continue;
+            }
             if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
                 continue;
             }

@@ -43,7 +43,7 @@ pub struct UnixTarget {
     pub dir: Option<(u32, u32, u32)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -115,8 +115,15 @@ pub struct Live {
     namespaces: Option<(Instant, HashMap<u32, u32>)>,
     /// socket inode -> owner.
     owners: Option<(Instant, HashMap<u64, Owner>)>,
+    /// (netns, protocol) -> that namespace's socket table. Reading /proc/PID/net/tcp walks
+    /// every bucket of the kernel's connection hash (milliseconds on a large machine): read
+    /// per refused connect, it made the reader fall behind any workload that retries.
+    tables: HashMap<(u32, Proto), (Instant, Vec<TableRow>)>,
     capabilities: HashMap<u32, u64>,
 }
+
+/// A row of a socket table: local address, state, inode.
+type TableRow = (SocketAddr, String, u64);
 
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
@@ -162,6 +169,30 @@ impl Live {
         }
         self.owners = Some((Instant::now(), map.clone()));
         map
+    }
+
+    /// The `proto` table of network namespace `netns`, as process `pid` (in it) shows it.
+    fn table(&mut self, netns: u32, pid: u32, proto: Proto) -> Option<&[TableRow]> {
+        let fresh = self.tables.get(&(netns, proto)).is_some_and(|(at, _)| at.elapsed() < FRESH);
+        if !fresh {
+            let process = Process::new(pid as i32).ok()?;
+            let rows: Vec<TableRow> = match proto {
+                Proto::Tcp => [process.tcp(), process.tcp6()]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+                    .collect(),
+                Proto::Udp => [process.udp(), process.udp6()]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+                    .collect(),
+            };
+            self.tables.insert((netns, proto), (Instant::now(), rows));
+        }
+        self.tables.get(&(netns, proto)).map(|(_, rows)| rows.as_slice())
     }
 }
 
@@ -214,24 +245,11 @@ impl System for Live {
         let owners = self.owners();
         let mut found = Vec::new();
         for (netns, pid) in self.namespaces() {
-            let Ok(process) = Process::new(pid as i32) else { continue };
-            let rows: Vec<(SocketAddr, String, u64)> = match proto {
-                Proto::Tcp => [process.tcp(), process.tcp6()]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-                    .collect(),
-                Proto::Udp => [process.udp(), process.udp6()]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-                    .collect(),
-            };
+            let Some(rows) = self.table(netns, pid, proto) else { continue };
             for (addr, state, inode) in rows {
                 if addr.port() == port {
-                    let owner = owners.get(&inode).cloned();
+                    let owner = owners.get(inode).cloned();
+                    let (addr, state, inode) = (*addr, state.clone(), *inode);
                     found.push(TableSocket { netns, addr, state, inode, owner });
                 }
             }

@@ -3,7 +3,7 @@
 //! `11:02:03.104512 server[4242/4251] connect(7, {AF_INET, 127.0.0.1:8080}, 16) = -1 ECONNREFUSED (Connection refused) <31us>`
 
 use std::{
-    fmt::Write as _,
+    fmt::{self, Write as _},
     io::{self, Write},
 };
 
@@ -57,23 +57,34 @@ impl<W: Write> TextSink<W> {
         }
     }
 
+    /// Like `styled`, formatting straight into the line: the per-line pieces (time, process,
+    /// result, latency) went through a `String` each, a fifth of the sink's time at high rates.
+    fn styled_fmt(&mut self, style: Style, args: fmt::Arguments<'_>) {
+        if self.color {
+            let _ = write!(self.line, "{style}{args}{style:#}");
+        } else {
+            let _ = self.line.write_fmt(args);
+        }
+    }
+
     fn time(&mut self, ts: chrono::DateTime<chrono::Utc>) {
         let t = ts.with_timezone(&self.tz);
-        let stamp = format!(
-            "{:02}:{:02}:{:02}.{:06}",
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.nanosecond() % 1_000_000_000 / 1_000
+        self.styled_fmt(
+            DIM,
+            format_args!(
+                "{:02}:{:02}:{:02}.{:06}",
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.nanosecond() % 1_000_000_000 / 1_000
+            ),
         );
-        self.styled(DIM, &stamp);
         self.line.push(' ');
     }
 
     fn event(&mut self, ev: &Event) {
         self.time(ev.ts);
-        let who = format!("{}[{}/{}]", ev.comm, ev.pid, ev.tid);
-        self.styled(DIM, &who);
+        self.styled_fmt(DIM, format_args!("{}[{}/{}]", ev.comm, ev.pid, ev.tid));
         self.line.push(' ');
         if let (Some(ns), Some(initial)) = (ev.ns, self.initial_net)
             && ns.net != initial
@@ -91,8 +102,7 @@ impl<W: Write> TextSink<W> {
         self.line.push_str(") = ");
         match ev.errno {
             Some(errno) => {
-                let err = format!("-1 {} ({})", errno.name(), errno.message());
-                self.styled(ERROR, &err);
+                self.styled_fmt(ERROR, format_args!("-1 {} ({})", errno.name(), errno.message()));
             }
             None => {
                 let _ = write!(self.line, "{}", ev.ret);
@@ -104,7 +114,7 @@ impl<W: Write> TextSink<W> {
         }
         if let Some(ns) = ev.duration_ns {
             self.line.push(' ');
-            self.styled(DIM, &format!("<{}>", latency(ns)));
+            self.styled_fmt(DIM, format_args!("<{}>", Latency(ns)));
         }
         for finding in &ev.anomalies {
             self.finding(ev, finding);
@@ -194,13 +204,18 @@ impl<W: Write> Sink for TextSink<W> {
     }
 }
 
-/// `31us`, `850ns`, `1.25ms`, `3.00s`.
-pub fn latency(ns: u64) -> String {
-    match ns {
-        0..1_000 => format!("{ns}ns"),
-        1_000..1_000_000 => format!("{}us", ns / 1_000),
-        1_000_000..1_000_000_000 => format!("{:.2}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
+/// A duration in nanoseconds, displayed `31us`, `850ns`, `1.25ms`, `3.00s`.
+struct Latency(u64);
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0;
+        match ns {
+            0..1_000 => write!(f, "{ns}ns"),
+            1_000..1_000_000 => write!(f, "{}us", ns / 1_000),
+            1_000_000..1_000_000_000 => write!(f, "{:.2}ms", ns as f64 / 1e6),
+            _ => write!(f, "{:.2}s", ns as f64 / 1e9),
+        }
     }
 }
 
@@ -525,10 +540,10 @@ mod tests {
 
     #[test]
     fn latencies() {
-        assert_eq!(latency(850), "850ns");
-        assert_eq!(latency(31_400), "31us");
-        assert_eq!(latency(1_250_000), "1.25ms");
-        assert_eq!(latency(3_000_000_000), "3.00s");
+        assert_eq!(Latency(850).to_string(), "850ns");
+        assert_eq!(Latency(31_400).to_string(), "31us");
+        assert_eq!(Latency(1_250_000).to_string(), "1.25ms");
+        assert_eq!(Latency(3_000_000_000).to_string(), "3.00s");
     }
 
     #[test]

@@ -1,0 +1,198 @@
+//! Time spent in wsltrace's kernel programs, from the kernel's own BPF run-time statistics:
+//! far steadier than wall-clock ratios on a busy machine, and it says which program costs what.
+//!
+//! Statistics are on (for every BPF program of the machine, a few ns each) only while the
+//! workload runs. bpftool reads them; the program ids come from wsltrace's fds.
+
+use std::{
+    collections::HashSet,
+    os::fd::{FromRawFd as _, OwnedFd},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    process::{self, Lines},
+    runs::{ATTACHED, Gated, Mode, Tools},
+};
+
+/// `bpf(2)` command `BPF_ENABLE_STATS` and its only statistics type.
+const BPF_ENABLE_STATS: libc::c_long = 32;
+const BPF_STATS_RUN_TIME: u32 = 0;
+
+/// Keeps the kernel's BPF run-time statistics on while alive.
+struct StatsOn(#[expect(dead_code, reason = "held for its Drop: closing turns them off")] OwnedFd);
+
+impl StatsOn {
+    fn enable() -> Result<StatsOn> {
+        // union bpf_attr, enable_stats member: one u32, the rest zero.
+        let attr: [u32; 4] = [BPF_STATS_RUN_TIME, 0, 0, 0];
+        // SAFETY: BPF_ENABLE_STATS reads `size` bytes of `attr`, a live local of that size.
+        let fd = unsafe {
+            libc::syscall(libc::SYS_bpf, BPF_ENABLE_STATS, attr.as_ptr(), size_of_val(&attr))
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("bpf(BPF_ENABLE_STATS) failed: run as root on kernel 5.8 or later");
+        }
+        // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+        Ok(StatsOn(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+}
+
+/// One program's figures over the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Program {
+    pub name: String,
+    pub runs: u64,
+    pub ns_per_run: f64,
+}
+
+/// The kernel side of one mode.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelCost {
+    pub mode: Mode,
+    pub label: &'static str,
+    pub calls_made: u64,
+    /// Program time over the calls the workload made: what each traced call pays in BPF.
+    pub entry_ns_per_call: f64,
+    pub exit_ns_per_call: f64,
+    pub programs: Vec<Program>,
+}
+
+impl KernelCost {
+    pub fn ns_per_call(&self) -> f64 {
+        self.entry_ns_per_call + self.exit_ns_per_call
+    }
+}
+
+#[derive(Deserialize)]
+struct BpftoolProg {
+    id: u32,
+    name: String,
+    #[serde(default)]
+    run_time_ns: u64,
+    #[serde(default)]
+    run_cnt: u64,
+}
+
+/// Runs `workload` under wsltrace in `mode` with statistics on. The traced set also holds an
+/// idle process, so that wsltrace (and its programs) outlive the workload until read.
+pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelCost> {
+    let extra: &[&str] = match mode {
+        Mode::KernelNoOutput => &["-e", "133"],
+        Mode::JsonDevNull => &["--format", "json"],
+        Mode::AttachedFloor => &[],
+        other => bail!("no kernel measurement for {}", other.label()),
+    };
+    let gated = Gated::spawn(tools, workload)?;
+    let mut idle =
+        Command::new("sleep").arg("infinity").spawn().context("starting an idle process")?;
+    let pids = match mode {
+        Mode::AttachedFloor => idle.id().to_string(),
+        _ => format!("{},{}", gated.pid(), idle.id()),
+    };
+    let tracer = Command::new(&tools.wsltrace)
+        .args(extra)
+        .args(["--pid", &pids])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting wsltrace");
+    let result = tracer.and_then(|mut tracer| {
+        let mut lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
+        let measured =
+            lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").and_then(|_| {
+                let ids = program_ids(tracer.id())?;
+                let stats = StatsOn::enable()?;
+                let workload = gated.go_and_wait(tools)?;
+                let programs = read_programs(&ids)?;
+                drop(stats);
+                Ok((workload, programs))
+            });
+        let _ = idle.kill();
+        let _ = process::wait(&mut tracer, Duration::from_secs(60), "wsltrace");
+        lines.finish();
+        measured
+    });
+    let _ = idle.kill();
+    let _ = process::wait(&mut idle, Duration::from_secs(60), "the idle process");
+    process::reap_orphans(Duration::from_secs(60));
+    let (workload, programs) = result?;
+    let per_call = |prefix: &str| {
+        let ns: u64 = programs
+            .iter()
+            .filter(|p| p.name.starts_with(prefix))
+            .map(|p| (p.ns_per_run * p.runs as f64) as u64)
+            .sum();
+        ns as f64 / workload.syscalls.max(1) as f64
+    };
+    Ok(KernelCost {
+        mode,
+        label: mode.label(),
+        calls_made: workload.syscalls,
+        entry_ns_per_call: per_call("sys_enter_"),
+        exit_ns_per_call: per_call("sys_exit_"),
+        programs,
+    })
+}
+
+/// The BPF programs wsltrace holds, from its fds' fdinfo.
+fn program_ids(pid: u32) -> Result<HashSet<u32>> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    let mut ids = HashSet::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(text) = std::fs::read_to_string(entry?.path()) else { continue };
+        ids.extend(
+            text.lines().filter_map(|l| l.strip_prefix("prog_id:")?.trim().parse::<u32>().ok()),
+        );
+    }
+    if ids.is_empty() {
+        bail!("wsltrace holds no BPF program");
+    }
+    Ok(ids)
+}
+
+/// Every BPF program loaded on the machine.
+fn all_programs() -> Result<Vec<BpftoolProg>> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .stderr(Stdio::null())
+        .output()
+        .context("running bpftool")?;
+    if !out.status.success() {
+        bail!("bpftool prog show failed");
+    }
+    serde_json::from_slice(&out.stdout).context("reading bpftool's JSON")
+}
+
+/// Syscall tracepoint programs loaded while none of ours is: another tracer (another
+/// wsltrace, a test run) whose programs run on every socket call the bench makes.
+pub fn foreign_syscall_programs() -> Option<usize> {
+    let programs = all_programs().ok()?;
+    Some(
+        programs
+            .iter()
+            .filter(|p| p.name.starts_with("sys_enter_") || p.name.starts_with("sys_exit_"))
+            .count(),
+    )
+}
+
+fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
+    let all = all_programs()?;
+    let mut programs: Vec<Program> = all
+        .into_iter()
+        .filter(|p| ids.contains(&p.id) && p.run_cnt > 0)
+        .map(|p| Program {
+            ns_per_run: p.run_time_ns as f64 / p.run_cnt as f64,
+            runs: p.run_cnt,
+            name: p.name,
+        })
+        .collect();
+    programs
+        .sort_by(|a, b| (b.ns_per_run * b.runs as f64).total_cmp(&(a.ns_per_run * a.runs as f64)));
+    Ok(programs)
+}

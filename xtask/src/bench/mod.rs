@@ -1,0 +1,366 @@
+//! `cargo xtask bench`: what wsltrace costs, next to strace and bpftrace, on one workload, in
+//! one invocation. It measures and reports; no figure fails the command.
+
+mod kernel;
+mod machine;
+mod process;
+mod report;
+mod runs;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::{cargo, prerequisites, require_root, run_cmd};
+use report::{Lossless, ModeSummary, Overhead, Results, Saturation, Startup, Step};
+use runs::{Mode, Run, Tools};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Rounds of the interleaved comparison; each round runs every mode once
+    /// [default: 7, with --quick 5]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: Option<u64>,
+
+    /// Short runs while developing (figures are rougher): fewer iterations, start-up samples
+    /// and rate-search steps
+    #[arg(long)]
+    quick: bool,
+
+    /// Iterations of the socket mix per run, 20 traced calls each [default: 20000, with
+    /// --quick 4000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: Option<u64>,
+
+    /// Leave these parts out (comma-separated), e.g. while working on one of the others
+    #[arg(long, value_enum, value_delimiter = ',')]
+    skip: Vec<Skip>,
+
+    /// Where RESULTS.md and results.json go
+    #[arg(long, value_name = "DIR", default_value = "bench")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Skip {
+    /// The strace comparison (the slowest part)
+    Strace,
+    /// The bpftrace comparison
+    Bpftrace,
+    /// The small-ring saturation run
+    Saturation,
+    /// The lossless-rate search (and the memory figure taken in it)
+    Lossless,
+    /// The start-up samples
+    Startup,
+    /// The kernel programs' own run time (BPF statistics, read with bpftool)
+    Kernel,
+}
+
+/// How much of everything: `--quick` or not, with the user's overrides.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settings {
+    pub quick: bool,
+    pub rounds: u64,
+    pub iterations: u64,
+    pub startup_samples: usize,
+    /// Saturation: threads, seconds and ring size of the deliberately small ring.
+    pub saturation_threads: u64,
+    pub saturation_secs: f64,
+    pub small_ring: &'static str,
+    /// Lossless-rate search at the default ring: threads, seconds per step, steps.
+    pub search_threads: u64,
+    pub search_secs: f64,
+    pub search_steps: u32,
+}
+
+impl Settings {
+    fn new(args: &BenchArgs) -> Settings {
+        let quick = args.quick;
+        Settings {
+            quick,
+            rounds: args.rounds.unwrap_or(if quick { 5 } else { 7 }),
+            iterations: args.iterations.unwrap_or(if quick { 4_000 } else { 20_000 }),
+            startup_samples: if quick { 5 } else { 10 },
+            saturation_threads: 4,
+            saturation_secs: if quick { 0.5 } else { 1.0 },
+            small_ring: "64K",
+            search_threads: 2,
+            search_secs: if quick { 1.5 } else { 3.0 },
+            search_steps: if quick { 4 } else { 6 },
+        }
+    }
+}
+
+/// The default `--ring-size` of wsltrace.
+const DEFAULT_RING: &str = "8M";
+/// A paced step counts as sustained when the workload reached this share of the asked rate.
+const RATE_REACHED: f64 = 0.97;
+/// The rate search's upper bound, over the flat-out rate.
+const SEARCH_HEADROOM: f64 = 1.3;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let settings = Settings::new(&args);
+    prerequisites::install()?;
+    require_root("the bench loads eBPF programs and runs tracers")?;
+    ensure_tracefs()?;
+    let bpftrace = match args.skip.contains(&Skip::Bpftrace) {
+        true => Err("left out with --skip bpftrace".to_owned()),
+        false => prerequisites::bpftrace(),
+    };
+    cargo(&["build", "--release", "--package", "tracer", "--package", "xtask"])?;
+    let root = std::env::current_dir()?;
+    let scratch = root.join("target/bench");
+    std::fs::create_dir_all(&scratch).context("creating target/bench")?;
+    let tools = Tools {
+        wsltrace: root.join("target/release/wsltrace"),
+        sockmix: root.join("target/release/sockmix"),
+        scratch,
+        bpftrace: bpftrace.is_ok(),
+    };
+    // wsltrace detaches in a child that outlives it: we wait for those before measuring on.
+    process::become_subreaper()?;
+
+    let mut results = Results::new(&settings);
+    if let Err(why) = &bpftrace {
+        results.notes.push(format!("bpftrace was not run: {why}."));
+    }
+    let mut modes = vec![
+        Mode::Untraced,
+        Mode::AttachedFloor,
+        Mode::KernelNoOutput,
+        Mode::File,
+        Mode::JsonDevNull,
+    ];
+    if !args.skip.contains(&Skip::Strace) {
+        modes.push(Mode::Strace);
+    } else {
+        results.notes.push("strace was not run: left out with --skip strace.".into());
+    }
+    if tools.bpftrace {
+        modes.push(Mode::Bpftrace);
+    }
+
+    let wanted = |phase: Skip| !args.skip.contains(&phase);
+    let bpftool = prerequisites::bpftool();
+    let foreign_before = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
+    results.overhead = Some(overhead(&tools, &settings, &modes)?);
+    let foreign_after = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
+    if let (Some(before), Some(after)) = (foreign_before, foreign_after)
+        && before + after > 0
+    {
+        results.notes.push(format!(
+            "Other syscall tracepoint programs were loaded by someone else ({before} before the \
+             overhead runs, {after} after): they run on every socket call of the workload \
+             too, so every ratio here includes their cost. Measure on a machine where no \
+             other tracer is attached."
+        ));
+    }
+    if wanted(Skip::Kernel) {
+        match &bpftool {
+            Ok(()) => results.kernel = Some(kernel_costs(&tools, &settings)?),
+            Err(why) => results
+                .notes
+                .push(format!("The kernel programs' cost was not read: bpftool {why}.")),
+        }
+    }
+    if wanted(Skip::Saturation) {
+        results.saturation = Some(saturation(&tools, &settings)?);
+    }
+    if wanted(Skip::Lossless) {
+        results.lossless = Some(lossless(&tools, &settings)?);
+    }
+    if wanted(Skip::Startup) {
+        results.startup = Some(startup(&tools, &settings)?);
+    }
+    for phase in [Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Startup] {
+        if !wanted(phase) {
+            let name = phase.to_possible_value().map(|v| v.get_name().to_owned());
+            results.notes.push(format!(
+                "The {} measurement was left out with --skip.",
+                name.unwrap_or_default()
+            ));
+        }
+    }
+    results.finish();
+
+    let out = root.join(&args.out);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let markdown = report::markdown(&results);
+    std::fs::write(out.join("RESULTS.md"), &markdown).context("writing RESULTS.md")?;
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(out.join("results.json"), json + "\n").context("writing results.json")?;
+    println!("{markdown}");
+    eprintln!("bench: wrote {0}/RESULTS.md and {0}/results.json", args.out.display());
+    Ok(())
+}
+
+/// bpftrace finds tracepoints through tracefs, which wsltrace mounts for itself when it is
+/// missing (as on a fresh machine) but bpftrace does not.
+fn ensure_tracefs() -> Result<()> {
+    if Path::new("/sys/kernel/tracing/events").exists() {
+        return Ok(());
+    }
+    run_cmd(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
+        .context("mounting tracefs for bpftrace")
+}
+
+/// Every mode once per round, the order reversed every other round so that a slow drift of
+/// the machine does not favour the modes that run first.
+fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhead> {
+    let workload = runs::mix_args(settings.iterations);
+    let mut samples: Vec<Vec<Run>> = vec![Vec::new(); modes.len()];
+    for round in 0..settings.rounds {
+        let mut order: Vec<usize> = (0..modes.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let run = runs::run(tools, modes[i], &workload)?;
+            eprintln!(
+                "bench: overhead round {}/{}: {:<52} {:>8.1} ms{}",
+                round + 1,
+                settings.rounds,
+                modes[i].label(),
+                run.workload.loop_ns as f64 / 1e6,
+                run.account
+                    .map(|a| format!(", {} events, {} lost", a.events, a.lost))
+                    .unwrap_or_default()
+            );
+            samples[i].push(run);
+        }
+    }
+    let untraced = samples[0].clone();
+    let summaries = modes
+        .iter()
+        .zip(samples)
+        .map(|(&mode, runs)| ModeSummary::new(mode, runs, &untraced))
+        .collect();
+    let mut overhead = Overhead {
+        workload: format!("sockmix mix --iterations {}", settings.iterations),
+        rounds: settings.rounds,
+        modes: summaries,
+    };
+    overhead.reader_costs();
+    Ok(overhead)
+}
+
+/// BPF time per call of the workload: filtered out, traced without output, traced.
+fn kernel_costs(tools: &Tools, settings: &Settings) -> Result<Vec<kernel::KernelCost>> {
+    let workload = runs::mix_args(settings.iterations);
+    [Mode::AttachedFloor, Mode::KernelNoOutput, Mode::JsonDevNull]
+        .into_iter()
+        .map(|mode| {
+            let cost = kernel::measure(tools, mode, &workload)?;
+            eprintln!(
+                "bench: kernel programs, {}: {:.0} ns per call (entry {:.0}, exit {:.0})",
+                mode.label(),
+                cost.ns_per_call(),
+                cost.entry_ns_per_call,
+                cost.exit_ns_per_call
+            );
+            Ok(cost)
+        })
+        .collect()
+}
+
+/// Several threads flat out against a small ring: losses are expected, and must add up.
+fn saturation(tools: &Tools, settings: &Settings) -> Result<Saturation> {
+    let workload = runs::burst_args(settings.saturation_threads, 0, settings.saturation_secs);
+    let run = runs::quiet_to_file(tools, settings.small_ring, &workload)?;
+    let account = run.account.context("wsltrace gave no account")?;
+    eprintln!(
+        "bench: saturation, {} ring: {} calls made, {} delivered, {} lost",
+        settings.small_ring, run.workload.syscalls, account.events, account.lost
+    );
+    Ok(Saturation {
+        ring_size: settings.small_ring.into(),
+        threads: settings.saturation_threads,
+        secs: settings.saturation_secs,
+        exact: account.exact(run.workload.syscalls),
+        run,
+    })
+}
+
+/// The highest rate wsltrace keeps up with at the default ring, writing every event to a file:
+/// first flat out; if that loses events, a bisection over paced rates below it.
+fn lossless(tools: &Tools, settings: &Settings) -> Result<Lossless> {
+    let mut steps = Vec::new();
+    let mut step = |rate: u64| -> Result<Step> {
+        let workload = runs::burst_args(settings.search_threads, rate, settings.search_secs);
+        let run = runs::quiet_to_file(tools, DEFAULT_RING, &workload)?;
+        let step = Step::new(rate, run)?;
+        eprintln!(
+            "bench: lossless search: asked {:>9} calls/s, made {:>9.0}/s, {} lost",
+            if rate == 0 { "max".to_owned() } else { rate.to_string() },
+            step.achieved_rate,
+            step.lost
+        );
+        steps.push(step.clone());
+        Ok(step)
+    };
+    let flat_out = step(0)?;
+    let mut workload_bound = false;
+    if flat_out.lost == 0 {
+        // The workload cannot go faster on this machine: the tracer's limit is higher still.
+        workload_bound = true;
+    } else {
+        // Flat out against a full ring runs slower than paced below it (every record past a
+        // quarter of the ring forces a wakeup): the search may go a little above it.
+        let (mut lo, mut hi) = (0.0, flat_out.achieved_rate * SEARCH_HEADROOM);
+        for _ in 0..settings.search_steps {
+            let rate = (lo + hi) / 2.0;
+            let s = step(rate as u64)?;
+            if s.lost == 0 && s.achieved_rate >= rate * RATE_REACHED {
+                lo = rate;
+            } else {
+                hi = rate;
+            }
+        }
+    }
+    Ok(Lossless::new(DEFAULT_RING, settings, steps, workload_bound))
+}
+
+/// Launch to the "tracing" line, with an idle process as the target.
+fn startup(tools: &Tools, settings: &Settings) -> Result<Startup> {
+    let mut samples = Vec::new();
+    for i in 0..settings.startup_samples {
+        let took = runs::attach_time(tools)?;
+        eprintln!(
+            "bench: start-up {}/{}: {:.1} ms",
+            i + 1,
+            settings.startup_samples,
+            took.as_secs_f64() * 1e3
+        );
+        samples.push(took);
+    }
+    if samples.is_empty() {
+        bail!("no start-up sample");
+    }
+    Ok(Startup::new(&samples))
+}
+
+/// Median of a non-empty slice (mean of the middle two for an even length).
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+pub fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
