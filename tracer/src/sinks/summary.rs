@@ -12,7 +12,7 @@ use comfy_table::{CellAlignment, Table};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::{Sink, text::latency};
+use super::{Sink, text::Duration};
 use crate::{cli::Format, event::RecordRef};
 
 /// Three significant digits: percentiles within 0.1% of the true latency.
@@ -198,7 +198,7 @@ impl Report {
         for s in &self.syscalls {
             let errnos: Vec<String> = s.errnos.iter().map(|(e, n)| format!("{e} {n}")).collect();
             let lat = |pick: fn(&Latency) -> u64| {
-                s.latency_ns.as_ref().map_or("?".into(), |l| latency(pick(l)))
+                s.latency_ns.as_ref().map_or("?".into(), |l| Duration(pick(l)).to_string())
             };
             calls.add_row(vec![
                 s.syscall.clone(),
@@ -253,7 +253,7 @@ impl Report {
             ),
         };
         out.push_str(&lost);
-        out.push_str(&format!("duration: {}\n", latency(self.duration_ns)));
+        out.push_str(&format!("duration: {}\n", Duration(self.duration_ns)));
         out
     }
 }

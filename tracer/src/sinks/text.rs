@@ -114,7 +114,7 @@ impl<W: Write> TextSink<W> {
         }
         if let Some(ns) = ev.duration_ns {
             self.line.push(' ');
-            self.styled_fmt(DIM, format_args!("<{}>", Latency(ns)));
+            self.styled_fmt(DIM, format_args!("<{}>", Duration(ns)));
         }
         for finding in &ev.anomalies {
             self.finding(ev, finding);
@@ -205,9 +205,9 @@ impl<W: Write> Sink for TextSink<W> {
 }
 
 /// A duration in nanoseconds, displayed `31us`, `850ns`, `1.25ms`, `3.00s`.
-struct Latency(u64);
+pub struct Duration(pub u64);
 
-impl fmt::Display for Latency {
+impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = self.0;
         match ns {
@@ -540,10 +540,10 @@ mod tests {
 
     #[test]
     fn latencies() {
-        assert_eq!(Latency(850).to_string(), "850ns");
-        assert_eq!(Latency(31_400).to_string(), "31us");
-        assert_eq!(Latency(1_250_000).to_string(), "1.25ms");
-        assert_eq!(Latency(3_000_000_000).to_string(), "3.00s");
+        assert_eq!(Duration(850).to_string(), "850ns");
+        assert_eq!(Duration(31_400).to_string(), "31us");
+        assert_eq!(Duration(1_250_000).to_string(), "1.25ms");
+        assert_eq!(Duration(3_000_000_000).to_string(), "3.00s");
     }
 
     #[test]
