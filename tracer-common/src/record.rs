@@ -53,7 +53,8 @@ pub const FLAG_ADDR_FAULT: u32 = 1 << 1;
 pub const FLAG_VALUE_FAULT: u32 = 1 << 2;
 /// `SyscallRecord::flags`: `cap_effective` was read (a process may have no capability at all).
 pub const FLAG_CAPS: u32 = 1 << 3;
-/// `SyscallRecord::flags`: the filters hide this call; it only keeps the fd table current.
+/// `SyscallRecord::flags`: the filters hide this call; it only keeps the fd table current,
+/// and carries neither namespaces nor capabilities.
 pub const FLAG_CONTEXT: u32 = 1 << 4;
 
 /// One syscall, entry and exit paired: emitted once, at exit.
@@ -96,10 +97,13 @@ pub struct SyscallRecord {
 const _: () = assert!(size_of::<SyscallRecord>() == 432);
 
 /// What `sys_enter_*` keeps for its exit, per thread. The record itself is built at exit, in
-/// the ring, and only for the calls that are emitted: the calls the filters drop cost an
-/// insert of these 64 bytes, not of a whole record.
+/// the ring, and only for the calls that are emitted: the calls the filters drop cost a write
+/// of these 64 bytes, not of a whole record.
+///
+/// A thread's slot stays in the map between calls (rewritten in place, which costs much less
+/// than an insert and a delete per call); `syscall` says which call it holds, if any.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingCall {
     /// Kernel time (CLOCK_MONOTONIC) at entry.
     pub ts_ns: u64,
@@ -108,10 +112,20 @@ pub struct PendingCall {
     /// For calls that write an address or option back: the buffer size the caller offered
     /// (read at entry, since the kernel overwrites it with the result's size).
     pub offered: u32,
-    pub _pad: u32,
+    /// The [`crate::Syscall`] id of the call in flight, or [`PendingCall::NONE`].
+    pub syscall: u32,
 }
 
 const _: () = assert!(size_of::<PendingCall>() == 64);
+
+impl PendingCall {
+    /// `syscall` of a slot whose call has exited.
+    pub const NONE: u32 = u32::MAX;
+
+    pub const fn new(ts_ns: u64, syscall: u32) -> PendingCall {
+        PendingCall { ts_ns, args: [0; 6], offered: 0, syscall }
+    }
+}
 
 /// Namespace inode numbers, as in /proc/PID/ns/*.
 #[repr(C)]

@@ -9,6 +9,7 @@ mod emulate;
 mod maps;
 mod output;
 mod process;
+mod store;
 mod syscalls;
 mod task;
 

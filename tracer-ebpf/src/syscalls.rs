@@ -4,8 +4,8 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -13,13 +13,14 @@ use aya_ebpf::{
 use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
     config::Counter,
-    record::{FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
+    record::{COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
 };
 
 use crate::{
     capture::{read_user, read_user_len},
     maps::{ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced},
     output::wakeup_flags,
+    store::{put, put_all},
     task::{capabilities, fd_is_socket, namespaces},
 };
 
@@ -68,27 +69,36 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     if syscall == Syscall::Close && fd_is_socket(read_ctx(ctx, ARGS_OFFSET)) == Some(false) {
         return;
     }
-    let mut call = PendingCall {
-        // SAFETY: helper without arguments.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-        ..PendingCall::default()
-    };
-    let mut i = 0;
-    while i < 6 {
-        if i < syscall.nargs() {
-            call.args[i] = read_ctx(ctx, ARGS_OFFSET + 8 * i);
-        }
-        i += 1;
-    }
+    // SAFETY: helper without arguments.
+    let ts_ns = unsafe { bpf_ktime_get_ns() };
+    let arg = |i: usize| if i < syscall.nargs() { read_ctx(ctx, ARGS_OFFSET + 8 * i) } else { 0 };
+    let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
     // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
     // overwrites it with the result's size.
-    if let Capture::AddrOut { len_ptr, .. } | Capture::ValueOut { len_ptr, .. } = syscall.capture()
-    {
-        call.offered = read_user_len(call.args[len_ptr]).unwrap_or(0);
+    let offered = match syscall.capture() {
+        Capture::AddrOut { len_ptr, .. } | Capture::ValueOut { len_ptr, .. } => {
+            read_user_len(args[len_ptr]).unwrap_or(0)
+        }
+        _ => 0,
+    };
+    match PENDING.get_ptr_mut(pid_tgid) {
+        // SAFETY: this thread's slot, used only by this thread's enter and exit programs
+        // (and by the emulation supervisor while this thread is stopped in seccomp).
+        Some(slot) => {
+            // SAFETY: as said above.
+            let slot = unsafe { &mut *slot };
+            put(&mut slot.ts_ns, ts_ns);
+            put_all(&mut slot.args, &args);
+            put(&mut slot.offered, offered);
+            put(&mut slot.syscall, syscall as u32);
+        }
+        // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
+        // idle longest, whose next exit is then reported as a call without entry.
+        None => {
+            let call = PendingCall { args, offered, ..PendingCall::new(ts_ns, syscall as u32) };
+            let _ = PENDING.insert(pid_tgid, call, 0);
+        }
     }
-    // An LRU map never refuses an insert: under pressure it evicts an old entry, whose exit is
-    // then reported as a call without entry.
-    let _ = PENDING.insert(pid_tgid, call, 0);
 }
 
 /// What to do with a finished call: emit it, emit it as context only, or drop it.
@@ -125,9 +135,13 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         return;
     }
     let ret: i64 = read_ctx(ctx, RET_OFFSET);
-    let Some(call) = PENDING.get_ptr(pid_tgid) else {
+    let slot = PENDING.get_ptr_mut(pid_tgid);
+    // SAFETY: this thread's slot, as in `on_enter`.
+    let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
+    let Some(call) = call else {
         // The call was in flight when tracing started (a server blocked in accept): report
-        // the result, flagged, rather than lose it.
+        // the result, flagged, rather than lose it. (A close of a file has no entry either,
+        // and is not reported.)
         if syscall.may_block() {
             count(Counter::NoEntry);
             if let Some(flags) = verdict(syscall, ret) {
@@ -137,10 +151,11 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         return;
     };
     if let Some(flags) = verdict(syscall, ret) {
-        // SAFETY: this thread's entry, written only by this thread's enter program.
+        // SAFETY: this thread's slot, as in `on_enter`.
         emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &*call }));
     }
-    let _ = PENDING.remove(pid_tgid);
+    // SAFETY: as above.
+    unsafe { (*call).syscall = PendingCall::NONE };
 }
 
 /// Builds the record in place in the ring and submits it; a full ring is counted.
@@ -154,45 +169,46 @@ fn emit_call(syscall: Syscall, pid_tgid: u64, ret: i64, flags: u32, call: Option
     // SAFETY: every bit pattern is a valid SyscallRecord; each field is written below (the
     // tails of `addr` and `value` past the copied bytes are not part of the record).
     let rec = unsafe { &mut *entry.as_mut_ptr() };
-    rec.header = Header::new(RecordKind::Syscall);
+    put(&mut rec.header, Header::new(RecordKind::Syscall));
     // SAFETY: helpers without arguments, callable from tracepoints.
     let now = unsafe { bpf_ktime_get_ns() };
-    rec.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    put(&mut rec.cgroup_id, unsafe { bpf_get_current_cgroup_id() });
     match call {
         Some(call) => {
-            rec.ts_ns = call.ts_ns;
-            rec.duration_ns = now.saturating_sub(call.ts_ns);
-            rec.args = call.args;
+            put(&mut rec.ts_ns, call.ts_ns);
+            put(&mut rec.duration_ns, now.saturating_sub(call.ts_ns));
+            put_all(&mut rec.args, &call.args);
         }
         None => {
-            rec.ts_ns = now;
-            rec.duration_ns = 0;
-            rec.args = [0; 6];
+            put(&mut rec.ts_ns, now);
+            put(&mut rec.duration_ns, 0);
+            put_all(&mut rec.args, &[0; 6]);
         }
     }
-    rec.ret = ret;
-    rec.tgid = (pid_tgid >> 32) as u32;
-    rec.tid = pid_tgid as u32;
+    put(&mut rec.ret, ret);
+    put(&mut rec.tgid, (pid_tgid >> 32) as u32);
+    put(&mut rec.tid, pid_tgid as u32);
     let uid_gid = bpf_get_current_uid_gid();
-    rec.uid = uid_gid as u32;
-    rec.gid = (uid_gid >> 32) as u32;
-    rec.syscall = syscall as u32;
-    rec.flags = flags;
-    rec.comm = bpf_get_current_comm().unwrap_or_default();
-    // Read now: the process may be gone by the time userspace looks. Socket calls do not
-    // change a thread's namespaces or credentials, so exit sees what entry saw.
-    rec.ns = namespaces();
-    match capabilities() {
-        Some(caps) => {
-            rec.cap_effective = caps;
-            rec.flags |= FLAG_CAPS;
-        }
-        None => rec.cap_effective = 0,
+    put(&mut rec.uid, uid_gid as u32);
+    put(&mut rec.gid, (uid_gid >> 32) as u32);
+    put(&mut rec.syscall, syscall as u32);
+    // SAFETY: the helper writes at most COMM_LEN bytes, NUL-terminated, into the record.
+    let comm = unsafe { bpf_get_current_comm(rec.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+    if comm != 0 {
+        put(&mut rec.comm[0], 0);
     }
-    rec.addr_len = 0;
-    rec.value_len = 0;
-    rec.addr_copied = 0;
-    rec.value_copied = 0;
+    // Read now: the process may be gone by the time userspace looks. Socket calls do not
+    // change a thread's namespaces or credentials, so exit sees what entry saw. A context
+    // record only tells the fd table what an fd is: it goes without (a sixth of the cost).
+    let context = flags & FLAG_CONTEXT != 0;
+    namespaces(&mut rec.ns, !context);
+    let caps = if context { None } else { capabilities() };
+    put(&mut rec.cap_effective, caps.unwrap_or(0));
+    put(&mut rec.flags, if caps.is_some() { flags | FLAG_CAPS } else { flags });
+    put(&mut rec.addr_len, 0);
+    put(&mut rec.value_len, 0);
+    put(&mut rec.addr_copied, 0);
+    put(&mut rec.value_copied, 0);
     if let Some(call) = call {
         capture(rec, syscall, ret, call.offered);
     }

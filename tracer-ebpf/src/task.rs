@@ -4,7 +4,7 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
 use tracer_common::{layout::KernelLayout, record::NsInums};
 
-use crate::maps::LAYOUT;
+use crate::{maps::LAYOUT, store::put};
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
@@ -48,34 +48,39 @@ fn inum(l: &KernelLayout, ns: Option<u64>, common: u32) -> u32 {
         .unwrap_or(0)
 }
 
-/// The current task's namespaces, as /proc/self/ns/* would show them; zeros where unknown.
+/// Writes the current task's namespaces, as /proc/self/ns/* would show them, into `ns`;
+/// zeros where unknown or not `wanted`.
 #[inline(always)]
-pub fn namespaces() -> NsInums {
+pub fn namespaces(ns: &mut NsInums, wanted: bool) {
     let l: KernelLayout = LAYOUT.load();
-    let mut ns = NsInums::default();
-    if l.resolved == 0 {
-        return ns;
+    let (mut net, mut mnt, mut uts, mut user, mut pid_ns) = (0, 0, 0, 0, 0);
+    if wanted && l.resolved != 0 {
+        // SAFETY: helper without arguments.
+        let task = unsafe { bpf_get_current_task() };
+        if let Some(nsproxy) = read::<u64>(task + u64::from(l.task_nsproxy)).filter(|&p| p != 0) {
+            net = inum(&l, read(nsproxy + u64::from(l.nsproxy_net)), l.net_common);
+            mnt = inum(&l, read(nsproxy + u64::from(l.nsproxy_mnt)), l.mnt_common);
+            uts = inum(&l, read(nsproxy + u64::from(l.nsproxy_uts)), l.uts_common);
+        }
+        if let Some(cred) = read::<u64>(task + u64::from(l.task_cred)).filter(|&p| p != 0) {
+            user = inum(&l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
+        }
+        // The active pid namespace (what /proc/PID/ns/pid shows), not pid_ns_for_children.
+        if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0)
+            && let Some(level) = read::<u32>(pid + u64::from(l.pid_level))
+        {
+            // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
+            let upid =
+                pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
+            pid_ns = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
+        }
     }
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    if let Some(nsproxy) = read::<u64>(task + u64::from(l.task_nsproxy)).filter(|&p| p != 0) {
-        ns.net = inum(&l, read(nsproxy + u64::from(l.nsproxy_net)), l.net_common);
-        ns.mnt = inum(&l, read(nsproxy + u64::from(l.nsproxy_mnt)), l.mnt_common);
-        ns.uts = inum(&l, read(nsproxy + u64::from(l.nsproxy_uts)), l.uts_common);
-    }
-    if let Some(cred) = read::<u64>(task + u64::from(l.task_cred)).filter(|&p| p != 0) {
-        ns.user = inum(&l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
-    }
-    // The active pid namespace (what /proc/PID/ns/pid shows), not pid_ns_for_children.
-    if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0)
-        && let Some(level) = read::<u32>(pid + u64::from(l.pid_level))
-    {
-        // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
-        let upid =
-            pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
-        ns.pid = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
-    }
-    ns
+    put(&mut ns.net, net);
+    put(&mut ns.mnt, mnt);
+    put(&mut ns.pid, pid_ns);
+    put(&mut ns.user, user);
+    put(&mut ns.uts, uts);
+    put(&mut ns._pad, 0);
 }
 
 /// The current task's effective capabilities (kernel_cap_t: one u64 since 6.3, two u32 words

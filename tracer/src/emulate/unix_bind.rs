@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, MapData};
-use tracer_common::PendingCall;
+use tracer_common::{PendingCall, Syscall};
 
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
@@ -284,7 +284,7 @@ fn record_entry(tracer: &mut TracerEntries, req: &libc::seccomp_notif) {
     };
     let ts_ns = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map_or(0, |t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
-    let call = PendingCall { ts_ns, args: req.data.args, ..PendingCall::default() };
+    let call = PendingCall { args: req.data.args, ..PendingCall::new(ts_ns, Syscall::Bind as u32) };
     let key = (u64::from(status.tgid as u32) << 32) | u64::from(tid);
     if let Err(err) = tracer.pending.insert(key, call, 0) {
         tracing::debug!("could not record the entry of a failed unix bind for the trace: {err}");

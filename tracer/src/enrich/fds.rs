@@ -117,7 +117,9 @@ impl FdTable {
 
     fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
-        self.who.insert(pid, (ev.comm.clone(), ev.ns.map(|ns| ns.net)));
+        // Context-only calls carry no namespaces: keep what an earlier call said.
+        let netns = ev.ns.map(|ns| ns.net).or_else(|| self.who.get(&pid).and_then(|w| w.1));
+        self.who.insert(pid, (ev.comm.clone(), netns));
         let ok = ev.errno.is_none();
         let a = &ev.args;
         let ret_fd = i32::try_from(ev.ret).ok().filter(|_| ok);
@@ -308,5 +310,19 @@ mod tests {
         let mut e = ev(Syscall::Getsockopt, Args { fd: Some(3), ..Args::default() }, -9);
         table.apply(&mut e);
         assert!(e.sock.is_none() && table.get(10, 3).is_none());
+    }
+
+    #[test]
+    fn context_calls_keep_the_known_namespace() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        let mut shown = ev(Syscall::Socket, tcp_socket(), 3);
+        shown.ns = Some(crate::event::Namespaces { net: 42, ..Default::default() });
+        table.apply(&mut shown);
+        // The kernel reads no namespaces for a context-only call.
+        let mut hidden = ev(Syscall::Socket, tcp_socket(), 4);
+        hidden.context_only = true;
+        table.apply(&mut hidden);
+        let netns: Vec<_> = table.sockets().map(|t| (t.fd, t.netns)).collect();
+        assert!(netns.contains(&(3, Some(42))) && netns.contains(&(4, Some(42))), "{netns:?}");
     }
 }

@@ -32,7 +32,11 @@ impl Enricher {
     }
 
     pub fn event(&mut self, ev: &mut Event) {
-        if let Some((cgroups, namespaces)) = &mut self.live {
+        // A context-only call is never shown: it only keeps the fd table current, and comes
+        // without namespaces (the kernel does not read them for it).
+        if !ev.context_only
+            && let Some((cgroups, namespaces)) = &mut self.live
+        {
             ev.cgroup = cgroups.path(ev.cgroup_id);
             if ev.ns.is_none() {
                 ev.ns = namespaces.of(ev.pid);
