@@ -189,6 +189,27 @@ fn live_and_analyze_agree() {
     assert!(table.stdout.contains("lost events: 0"));
 }
 
+/// With stdout on /dev/null nothing is formatted for it, and the recording is the same.
+#[test]
+fn recording_with_stdout_discarded() {
+    let dir = Dir::new("devnull");
+    let out = wsltrace()
+        .args(["demo", "all", "-o", &dir.s("quiet.jsonl")])
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let recorded = records(&dir.path("quiet.jsonl"));
+    assert_complete(&recorded);
+    let events = of_type(&recorded, "event");
+    assert!(events.len() > 50, "{}", events.len());
+    // The closing line still counts every event, and the findings are still summarised.
+    let last = stderr.lines().last().unwrap();
+    assert_eq!(common::parse_summary(last), Some((events.len() as u64, 0)), "{stderr}");
+    assert!(stderr.contains("CONNECT-REFUSED"), "{stderr}");
+}
+
 /// `-e` live (in the kernel) and `analyze -e` of an unfiltered recording of the same calls
 /// (two tracers on one workload) select the same calls.
 #[test]

@@ -112,9 +112,14 @@ pub fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Resul
     Ok(Detector::new(specs, env, Box::new(Live::default()), initial_net))
 }
 
-/// The terminal's sink; the recording (`-o`) is added once tracing can start.
+/// The terminal's sink; the recording (`-o`) is added once tracing can start. Nothing is
+/// formatted for a stdout sent to /dev/null (`-o FILE > /dev/null`, a service's output):
+/// nobody reads it, and at high rates formatting it costs as much as the recording.
 pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
     let mut sinks = Sinks::default();
+    if stdout_is_dev_null() {
+        return Ok(sinks);
+    }
     let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
     match output.format {
         // -c: the summary replaces the line per call, like strace -c.
@@ -127,6 +132,13 @@ pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
         }
     }
     Ok(sinks)
+}
+
+fn stdout_is_dev_null() -> bool {
+    use nix::sys::stat::{SFlag, fstat, stat};
+    let (Ok(out), Ok(null)) = (fstat(io::stdout()), stat("/dev/null")) else { return false };
+    SFlag::from_bits_truncate(out.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+        && out.st_rdev == null.st_rdev
 }
 
 fn quieted(sink: Box<dyn Sink>, quiet: bool) -> Box<dyn Sink> {
@@ -206,7 +218,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
         eprintln!("wsltrace: judging the calls as on {platform} (--assume overrides)");
     }
 
-    let enricher = Enricher::new(Box::new(SystemLookup));
+    let enricher = Enricher::new(Box::new(SystemLookup::default()));
     let mut pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
     for snap in &snapshots {
         output_ok(pipeline.snapshot(snap))?;

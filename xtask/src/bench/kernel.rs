@@ -84,7 +84,7 @@ struct BpftoolProg {
 pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelCost> {
     let extra: &[&str] = match mode {
         Mode::KernelNoOutput => &["-e", "133"],
-        Mode::JsonDevNull => &["--format", "json"],
+        Mode::JsonPipe => &["--format", "json"],
         Mode::AttachedFloor => &[],
         other => bail!("no kernel measurement for {}", other.label()),
     };
@@ -98,11 +98,14 @@ pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelC
     let tracer = Command::new(&tools.wsltrace)
         .args(extra)
         .args(["--pid", &pids])
-        .stdout(Stdio::null())
+        .stdout(if mode == Mode::JsonPipe { Stdio::piped() } else { Stdio::null() })
         .stderr(Stdio::piped())
         .spawn()
         .context("starting wsltrace");
     let result = tracer.and_then(|mut tracer| {
+        let reader = tracer.stdout.take().map(|mut out| {
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()))
+        });
         let mut lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
         let measured =
             lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").and_then(|_| {
@@ -115,6 +118,9 @@ pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelC
             });
         let _ = idle.kill();
         let _ = process::wait(&mut tracer, Duration::from_secs(60), "wsltrace");
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
         lines.finish();
         measured
     });

@@ -137,6 +137,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Mode::KernelNoOutput,
         Mode::File,
         Mode::JsonDevNull,
+        Mode::JsonPipe,
     ];
     if !args.skip.contains(&Skip::Strace) {
         modes.push(Mode::Strace);
@@ -254,7 +255,7 @@ fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhe
 /// BPF time per call of the workload: filtered out, traced without output, traced.
 fn kernel_costs(tools: &Tools, settings: &Settings) -> Result<Vec<kernel::KernelCost>> {
     let workload = runs::mix_args(settings.iterations);
-    [Mode::AttachedFloor, Mode::KernelNoOutput, Mode::JsonDevNull]
+    [Mode::AttachedFloor, Mode::KernelNoOutput, Mode::JsonPipe]
         .into_iter()
         .map(|mode| {
             let cost = kernel::measure(tools, mode, &workload)?;

@@ -99,7 +99,9 @@ impl ModeSummary {
             runs.iter()
                 .filter(|r| {
                     r.account.is_some_and(|a| match mode {
-                        Mode::File | Mode::JsonDevNull => a.exact(r.workload.syscalls),
+                        Mode::File | Mode::JsonDevNull | Mode::JsonPipe => {
+                            a.exact(r.workload.syscalls)
+                        }
                         // Context records (fd-changing calls a filter hides) may be lost.
                         Mode::KernelNoOutput => a.events == 0,
                         _ => a.events == 0 && a.lost == 0,
@@ -245,7 +247,11 @@ impl Results {
         self.machine.load_end = Some(machine::load());
         let mut tally = Accounting::default();
         if let Some(o) = &self.overhead {
-            for m in o.modes.iter().filter(|m| matches!(m.mode, Mode::File | Mode::JsonDevNull)) {
+            for m in o
+                .modes
+                .iter()
+                .filter(|m| matches!(m.mode, Mode::File | Mode::JsonDevNull | Mode::JsonPipe))
+            {
                 tally.checked += m.runs.len() as u64;
                 tally.exact += m.exact_runs.unwrap_or(0);
             }
@@ -453,8 +459,11 @@ fn overhead_section(md: &mut String, o: &Overhead, s: &Settings) {
          untraced loop time of the same round. The floor: wsltrace traces an idle process \
          while the workload runs, so every program runs on every call and stops at its first \
          check (the traced-tgid lookup). `-e 133`: an errno the workload never fails with, so \
-         the entry programs do all their work and nothing is shown. wsltrace attaches with `--pid` to the \
-         workload held at a gate; strace and bpftrace start it. Tracer CPU is the tracer \
+         nothing is shown; the kernel still sends the fd-changing calls (socket, bind, \
+         connect, accept, close...) as context records for the fd table. wsltrace formats \
+         nothing for a stdout on /dev/null: `--format json > /dev/null` reads and judges every \
+         event, `--format json | reader` also formats each one as JSON. wsltrace attaches \
+         with `--pid` to the workload held at a gate; strace and bpftrace start it. Tracer CPU is the tracer \
          process's user + system time for the whole run, start-up and shutdown included \
          (the floor row is mostly start-up), the workload's own excluded; the reader's CPU \
          per event is wsltrace's CPU less the floor's, over the events delivered.\n",
@@ -525,10 +534,8 @@ fn lossless_section(md: &mut String, l: &Lossless) {
         md,
         "`sockmix burst --threads {} --rate R --duration {}` under `wsltrace -q -o FILE` \
          (every event to a file on disk, only findings on the terminal: how a tracer is left \
-         attached to a busy server; without `-q` every event's text is formatted as well, see \
-         the reader's CPU per event in the overhead table): flat out first; when that loses \
-         events, a bisection over paced rates up to 1.3 times the flat-out rate (flat out \
-         against a full ring, every record forces a wakeup and slows the workload). A run is \
+         attached to a busy server): flat out first; when that loses events, a bisection over \
+         paced rates up to 1.3 times the flat-out rate. A run is \
          lossless when nothing was lost; a step counts as sustained when the workload made \
          at least {:.0}% of the rate asked. A {} s run detects a reader that falls short by \
          more than the ring's capacity (about 20,000 records) over {} s.\n",

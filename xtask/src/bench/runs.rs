@@ -60,10 +60,13 @@ pub enum Mode {
     /// their work (record, namespaces, user copies, pending map) and nothing is shown. (Where
     /// wsltrace sends hidden fd-changing calls as context records, those still cross the ring.)
     KernelNoOutput,
-    /// `wsltrace -o FILE`: every event as JSON Lines to a file on disk (text to /dev/null).
+    /// `wsltrace -o FILE > /dev/null`: every event as JSON Lines to a file on disk (wsltrace
+    /// formats nothing for a stdout on /dev/null).
     File,
-    /// `wsltrace --format json > /dev/null`.
+    /// `wsltrace --format json > /dev/null`: every event read and judged, nothing formatted.
     JsonDevNull,
+    /// `wsltrace --format json | reader`: every event formatted as JSON and read.
+    JsonPipe,
     Strace,
     Bpftrace,
 }
@@ -74,15 +77,23 @@ impl Mode {
             Mode::Untraced => "untraced",
             Mode::AttachedFloor => "wsltrace attached, workload filtered out (floor)",
             Mode::KernelNoOutput => "wsltrace -e 133 (kernel work, nothing shown)",
-            Mode::File => "wsltrace -o FILE (every event to a file)",
+            Mode::File => "wsltrace -o FILE > /dev/null (every event to a file)",
             Mode::JsonDevNull => "wsltrace --format json > /dev/null",
+            Mode::JsonPipe => "wsltrace --format json | reader",
             Mode::Strace => "strace -f -e trace=%network -o /dev/null",
             Mode::Bpftrace => "bpftrace, per-pid script, > /dev/null",
         }
     }
 
     pub fn is_wsltrace(self) -> bool {
-        matches!(self, Mode::AttachedFloor | Mode::KernelNoOutput | Mode::File | Mode::JsonDevNull)
+        matches!(
+            self,
+            Mode::AttachedFloor
+                | Mode::KernelNoOutput
+                | Mode::File
+                | Mode::JsonDevNull
+                | Mode::JsonPipe
+        )
     }
 }
 
@@ -166,14 +177,21 @@ pub fn run(tools: &Tools, mode: Mode, workload: &[String]) -> Result<Run> {
     let _ = fs::remove_file(tools.report_path());
     let run = match mode {
         Mode::Untraced => untraced(tools, workload),
-        Mode::AttachedFloor => wsltrace(tools, &[], Target::Idle, workload),
-        Mode::KernelNoOutput => wsltrace(tools, &["-e", NEVER_ERRNO], Target::Workload, workload),
+        Mode::AttachedFloor => wsltrace(tools, &[], Target::Idle, Stdout::DevNull, workload),
+        Mode::KernelNoOutput => {
+            wsltrace(tools, &["-e", NEVER_ERRNO], Target::Workload, Stdout::DevNull, workload)
+        }
         Mode::File => {
             let file = tools.events_path();
             let file = file.to_str().context("the scratch path is not UTF-8")?;
-            wsltrace(tools, &["-o", file], Target::Workload, workload)
+            wsltrace(tools, &["-o", file], Target::Workload, Stdout::DevNull, workload)
         }
-        Mode::JsonDevNull => wsltrace(tools, &["--format", "json"], Target::Workload, workload),
+        Mode::JsonDevNull => {
+            wsltrace(tools, &["--format", "json"], Target::Workload, Stdout::DevNull, workload)
+        }
+        Mode::JsonPipe => {
+            wsltrace(tools, &["--format", "json"], Target::Workload, Stdout::Pipe, workload)
+        }
         Mode::Strace => strace(tools, workload),
         Mode::Bpftrace => bpftrace(tools, workload),
     };
@@ -182,14 +200,13 @@ pub fn run(tools: &Tools, mode: Mode, workload: &[String]) -> Result<Run> {
 }
 
 /// `wsltrace -q -o FILE --ring-size SIZE`: every event to the file, only findings on the
-/// terminal, the way a tracer is left attached to a busy server. (Without -q, the text of
-/// every event is formatted too, even for /dev/null: the overhead table shows what that costs.)
+/// terminal, the way a tracer is left attached to a busy server.
 pub fn quiet_to_file(tools: &Tools, ring_size: &str, workload: &[String]) -> Result<Run> {
     let _ = fs::remove_file(tools.report_path());
     let file = tools.events_path();
     let file = file.to_str().context("the scratch path is not UTF-8")?;
     let args = ["-q", "-o", file, "--ring-size", ring_size];
-    let run = wsltrace(tools, &args, Target::Workload, workload);
+    let run = wsltrace(tools, &args, Target::Workload, Stdout::DevNull, workload);
     let _ = fs::remove_file(tools.events_path());
     run
 }
@@ -269,7 +286,22 @@ enum Target {
     Idle,
 }
 
-fn wsltrace(tools: &Tools, args: &[&str], target: Target, workload: &[String]) -> Result<Run> {
+/// Where wsltrace's stdout goes.
+#[derive(PartialEq)]
+enum Stdout {
+    /// /dev/null, for which wsltrace formats nothing.
+    DevNull,
+    /// A pipe, read and discarded by a thread of the bench: every event is formatted.
+    Pipe,
+}
+
+fn wsltrace(
+    tools: &Tools,
+    args: &[&str],
+    target: Target,
+    stdout: Stdout,
+    workload: &[String],
+) -> Result<Run> {
     let gated = Gated::spawn(tools, workload)?;
     let mut idle = match target {
         Target::Idle => Some(
@@ -282,10 +314,17 @@ fn wsltrace(tools: &Tools, args: &[&str], target: Target, workload: &[String]) -
         .args(args)
         .arg("--pid")
         .arg(pid.to_string())
-        .stdout(Stdio::null())
+        .stdout(match stdout {
+            Stdout::DevNull => Stdio::null(),
+            Stdout::Pipe => Stdio::piped(),
+        })
         .stderr(Stdio::piped())
         .spawn()
         .context("starting wsltrace")?;
+    let reader = tracer
+        .stdout
+        .take()
+        .map(|mut out| std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink())));
     let mut lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
     let attached = lines.wait_for(ATTACHED, ATTACH_TIMEOUT, "wsltrace");
     // Whatever happened, the workload is released so that nothing is left waiting.
@@ -302,6 +341,9 @@ fn wsltrace(tools: &Tools, args: &[&str], target: Target, workload: &[String]) -
     }
     let workload = workload?;
     let done = process::wait(&mut tracer, RUN_TIMEOUT, "wsltrace")?;
+    if let Some(reader) = reader {
+        let _ = reader.join();
+    }
     let stderr = lines.finish();
     process::reap_orphans(Duration::from_secs(60));
     if done.code != 0 {

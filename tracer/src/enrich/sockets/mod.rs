@@ -15,7 +15,10 @@ pub mod netns;
 mod proc_tables;
 pub mod states;
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 
@@ -28,24 +31,41 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
     if fds.is_empty() {
         return Ok(Vec::new());
     }
-    let tables = Tables::read(pid)?;
+    let tables = Tables::read(&Netns::of_pid(pid)?, pid)?;
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
-/// What `fd` of `pid` is; `None` when it is not open or not a socket. For fds the tracer has
-/// not seen created (inherited, dup'ed, passed over a unix socket).
-pub fn describe_fd(pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
-    let Some(inode) = fds::socket_inode(pid, fd)? else { return Ok(None) };
-    Ok(Some(Tables::read(pid)?.describe(pid, fd, inode)))
+/// How long the fd table's look-ups reuse one read of a namespace's socket tables. A reader
+/// that fell behind (events lost, so many fds it never saw created) would otherwise dump every
+/// socket of the namespace once per event, and fall further behind.
+const TABLES_TTL: Duration = Duration::from_millis(500);
+
+/// The fd table's look-up for fds it has not seen created (inherited, dup'ed, passed over a
+/// unix socket): this module, in the process's own network namespace. A socket newer than the tables read last is described through a copy
+/// of its fd instead.
+#[derive(Default)]
+pub struct SystemLookup {
+    recent: Option<(u64, Instant, Tables)>,
 }
 
-/// The fd table's look-up for fds it has not seen created: this module, in the process's own
-/// network namespace.
-pub struct SystemLookup;
+impl SystemLookup {
+    fn try_describe(&mut self, pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
+        let Some(inode) = fds::socket_inode(pid, fd)? else { return Ok(None) };
+        let netns = Netns::of_pid(pid)?;
+        let fresh = |&(ns, read, _): &(u64, Instant, Tables)| {
+            ns == netns.inode && read.elapsed() < TABLES_TTL
+        };
+        if !self.recent.as_ref().is_some_and(fresh) {
+            self.recent = Some((netns.inode, Instant::now(), Tables::read(&netns, pid)?));
+        }
+        let (.., tables) = self.recent.as_ref().expect("just read");
+        Ok(Some(tables.describe(pid, fd, inode)))
+    }
+}
 
 impl crate::enrich::SocketLookup for SystemLookup {
     fn describe(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
-        describe_fd(pid, fd).unwrap_or_else(|err| {
+        self.try_describe(pid, fd).unwrap_or_else(|err| {
             tracing::debug!("cannot describe fd {fd} of pid {pid}: {err:#}");
             None
         })
@@ -94,8 +114,7 @@ struct Tables {
 impl Tables {
     /// Reads the tables of `pid`'s network namespace. A table that cannot be read (a diag
     /// module missing from the kernel) is skipped: its sockets fall back to `dup`.
-    fn read(pid: u32) -> Result<Tables> {
-        let netns = Netns::of_pid(pid)?;
+    fn read(netns: &Netns, pid: u32) -> Result<Tables> {
         let mut by_inode: HashMap<u64, SocketInfo> = netns.run(diag_tables)?.into_iter().collect();
         for (table, parse) in [
             ("netlink", proc_tables::parse_netlink as fn(&str) -> Vec<(u64, SocketInfo)>),
@@ -184,7 +203,17 @@ mod tests {
         assert_eq!((&ua.local, &ua.peer), (&named, &unnamed));
         assert_eq!((uc.peer_inode, ua.peer_inode), (ua.inode, uc.inode));
 
-        assert_eq!(describe_fd(pid, unix_client.as_raw_fd()).unwrap().as_ref(), Some(uc));
+        use crate::enrich::SocketLookup as _;
+        let mut lookup = SystemLookup::default();
+        assert_eq!(lookup.describe(pid, unix_client.as_raw_fd()).as_ref(), Some(uc));
+        // A socket made after the tables were read is described through its fd.
+        let late = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let described = lookup.describe(pid, late.as_raw_fd()).unwrap();
+        assert_eq!(
+            (described.family.as_str(), described.local),
+            ("AF_INET", lo(late.local_addr().unwrap().port()))
+        );
+        assert!(lookup.describe(pid, 10_000).is_none(), "not an open fd");
         assert!(snap.windows(2).all(|w| w[0].fd < w[1].fd));
         std::fs::remove_dir_all(&dir).unwrap();
     }
