@@ -47,6 +47,11 @@ pub const GLOBAL_FORK_CHILD_OFF: &str = "FORK_CHILD_OFF";
 /// `u32`: offset of `group_dead` in `sched:sched_process_exit`'s record, 0 when the kernel
 /// lacks the field (then a process ends when its main thread exits).
 pub const GLOBAL_EXIT_GROUP_DEAD_OFF: &str = "EXIT_GROUP_DEAD_OFF";
+/// `u32`: offset of `old_pid` in `sched:sched_process_exec`'s record.
+pub const GLOBAL_EXEC_OLD_PID_OFF: &str = "EXEC_OLD_PID_OFF";
+/// `u32`: non-zero when every call that can change a thread's identity is watched, so a
+/// thread's namespaces and capabilities may be kept between its calls.
+pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
 
 /// The `--errno` set, built by userspace and written to [`MAP_ERRNOS`] word by word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -10,5 +10,5 @@ pub mod layout;
 pub mod record;
 pub mod syscall;
 
-pub use record::{Header, PendingCall, ProcessRecord, RecordKind, SyscallRecord};
-pub use syscall::{Capture, Syscall};
+pub use record::{Header, Identity, PendingCall, ProcessRecord, RecordKind, SyscallRecord};
+pub use syscall::{Capture, IDENTITY_CHANGES, Syscall};

@@ -147,3 +147,25 @@ pub enum Capture {
         ptr: usize,
     },
 }
+
+/// Calls `$m!` with the `sys_exit_*` programs of the syscalls that can change a thread's
+/// namespaces or effective capabilities (gid changes touch neither): each drops the thread's
+/// kept [`crate::record::Identity`]. `sched:sched_process_exec` does too.
+#[macro_export]
+macro_rules! for_each_identity_change {
+    ($m:ident) => {
+        $m! {
+            sys_exit_setns, sys_exit_unshare, sys_exit_capset, sys_exit_setuid,
+            sys_exit_setreuid, sys_exit_setresuid, sys_exit_setfsuid
+        }
+    };
+}
+
+macro_rules! identity_change_names {
+    ($($program:ident),*) => {
+        /// The `syscalls:sys_exit_*` tracepoints after which a thread's identity is read afresh.
+        pub const IDENTITY_CHANGES: &[&str] = &[$(stringify!($program)),*];
+    };
+}
+
+for_each_identity_change!(identity_change_names);

@@ -6,6 +6,7 @@
 
 mod capture;
 mod emulate;
+mod identity;
 mod maps;
 mod output;
 mod process;

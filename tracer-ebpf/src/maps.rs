@@ -44,6 +44,10 @@ pub static FORK_CHILD_OFF: Global<u32> = Global::new(0);
 pub static LAYOUT: Global<KernelLayout> = Global::new(KernelLayout::UNRESOLVED);
 #[unsafe(no_mangle)]
 pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
 
 /// The first check of every program: is this process traced? wsltrace itself never is.
 #[inline(always)]

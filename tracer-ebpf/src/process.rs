@@ -9,7 +9,8 @@ use aya_ebpf::{
 use tracer_common::{Header, ProcessRecord, RecordKind};
 
 use crate::{
-    maps::{EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, TRACED, is_traced},
+    identity::forget,
+    maps::{EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, PENDING, TRACED, is_traced},
     output::emit,
 };
 
@@ -59,6 +60,8 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if !is_traced(tgid) {
         return 0;
     }
+    // A later thread may get this id: it must not inherit the slot and its identity.
+    let _ = PENDING.remove(pid_tgid);
     if tid != tgid {
         let _ = TRACED.remove(tid);
     }
@@ -69,6 +72,19 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     if group_dead {
         let _ = TRACED.remove(tgid);
         emit(&process_record(RecordKind::ProcessExit, tgid, 0));
+    }
+    0
+}
+
+/// `sched:sched_process_exec`: exec may change credentials (set-user-ID programs, file
+/// capabilities). A thread other than the leader that execs takes the leader's id: both slots
+/// go.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    forget(pid_tgid);
+    if let Some(old_pid) = read_field::<u32>(&ctx, EXEC_OLD_PID_OFF.load()) {
+        forget((pid_tgid & !0xffff_ffff) | u64::from(old_pid));
     }
     0
 }

@@ -18,10 +18,11 @@ use tracer_common::{
 
 use crate::{
     capture::{read_user, read_user_len},
+    identity::identity,
     maps::{ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced},
     output::wakeup_flags,
     store::{put, put_all},
-    task::{capabilities, fd_is_socket, namespaces},
+    task::{fd_is_socket, namespaces},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
@@ -152,7 +153,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     };
     if let Some(flags) = verdict(syscall, ret) {
         // SAFETY: this thread's slot, as in `on_enter`.
-        emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &*call }));
+        emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &mut *call }));
     }
     // SAFETY: as above.
     unsafe { (*call).syscall = PendingCall::NONE };
@@ -160,7 +161,13 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
 
 /// Builds the record in place in the ring and submits it; a full ring is counted.
 #[inline(always)]
-fn emit_call(syscall: Syscall, pid_tgid: u64, ret: i64, flags: u32, call: Option<&PendingCall>) {
+fn emit_call(
+    syscall: Syscall,
+    pid_tgid: u64,
+    ret: i64,
+    flags: u32,
+    mut call: Option<&mut PendingCall>,
+) {
     let wakeup = wakeup_flags(size_of::<SyscallRecord>() as u64);
     let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
         count(Counter::RingFull);
@@ -173,7 +180,7 @@ fn emit_call(syscall: Syscall, pid_tgid: u64, ret: i64, flags: u32, call: Option
     // SAFETY: helpers without arguments, callable from tracepoints.
     let now = unsafe { bpf_ktime_get_ns() };
     put(&mut rec.cgroup_id, unsafe { bpf_get_current_cgroup_id() });
-    match call {
+    match &call {
         Some(call) => {
             put(&mut rec.ts_ns, call.ts_ns);
             put(&mut rec.duration_ns, now.saturating_sub(call.ts_ns));
@@ -197,19 +204,21 @@ fn emit_call(syscall: Syscall, pid_tgid: u64, ret: i64, flags: u32, call: Option
     if comm != 0 {
         put(&mut rec.comm[0], 0);
     }
-    // Read now: the process may be gone by the time userspace looks. Socket calls do not
-    // change a thread's namespaces or credentials, so exit sees what entry saw. A context
-    // record only tells the fd table what an fd is: it goes without (a sixth of the cost).
-    let context = flags & FLAG_CONTEXT != 0;
-    namespaces(&mut rec.ns, !context);
-    let caps = if context { None } else { capabilities() };
+    // Read in the kernel: the process may be gone by the time userspace looks. A context
+    // record only tells the fd table what an fd is: it goes without.
+    let caps = if flags & FLAG_CONTEXT != 0 {
+        namespaces(&mut rec.ns, false);
+        None
+    } else {
+        identity(&mut rec.ns, call.as_deref_mut())
+    };
     put(&mut rec.cap_effective, caps.unwrap_or(0));
     put(&mut rec.flags, if caps.is_some() { flags | FLAG_CAPS } else { flags });
     put(&mut rec.addr_len, 0);
     put(&mut rec.value_len, 0);
     put(&mut rec.addr_copied, 0);
     put(&mut rec.value_copied, 0);
-    if let Some(call) = call {
+    if let Some(call) = &call {
         capture(rec, syscall, ret, call.offered);
     }
     entry.submit(wakeup);

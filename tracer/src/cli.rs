@@ -425,6 +425,9 @@ pub enum Scenario {
     /// Each call `wsltrace emulate` can change, with its result on stderr (see WSLTRACE_DEMO_PORTS
     /// and WSLTRACE_DEMO_DIR in the README)
     Quirks,
+    /// A socket; one more after moving to a new network namespace; then, after dropping root
+    /// for nobody, a bind to port 80 that fails with EACCES (run as root)
+    Identity,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

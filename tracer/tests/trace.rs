@@ -420,6 +420,28 @@ fn events_carry_the_callers_namespaces() {
     assert!(calls.iter().all(|l| l.contains(" [netns ")), "{text}");
 }
 
+/// A thread's namespaces and capabilities are kept in the kernel between its calls: a thread
+/// that moves to another network namespace and drops root must show both on its next calls.
+#[test]
+fn events_follow_a_thread_that_changes_namespace_and_credentials() {
+    let out = run_cmd_json(&[], &["identity"]);
+    let events = out.events();
+    let sockets: Vec<&Value> = events.iter().filter(|e| e["syscall"] == "socket").collect();
+    assert_eq!(sockets.len(), 3, "{}", out.stdout);
+    let net = |ev: &Value| ev["ns"]["net"].as_u64().unwrap_or_else(|| panic!("no netns in {ev}"));
+    let ours =
+        std::fs::metadata("/proc/self/ns/net").map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    assert_eq!(net(sockets[0]), ours.unwrap(), "{}", out.stdout);
+    assert_ne!(net(sockets[1]), net(sockets[0]), "unshare(CLONE_NEWNET) not seen: {}", out.stdout);
+    assert_eq!(net(sockets[2]), net(sockets[1]));
+    assert_eq!(sockets[2]["uid"], 65534);
+
+    // Root's capabilities, kept from the first calls, would hide the cause of this EACCES.
+    let bind = events.iter().find(|e| e["syscall"] == "bind").expect("bind event");
+    assert_eq!(outcome(bind), "bind=EACCES");
+    assert_eq!(bind["anomalies"][0]["id"], "BIND-EACCES-PRIVILEGED-PORT", "{bind}");
+}
+
 #[test]
 fn no_follow_traces_the_command_only() {
     let out = run_cmd_json(&["--no-follow"], &["fork"]);

@@ -97,7 +97,28 @@ pub fn run_scenario(args: &DemoArgs, ready: fn() -> Result<()>) -> Result<()> {
         Scenario::Connect => connect_to(&target(args)?, args.count.unwrap_or(1)),
         Scenario::Echo => echo(),
         Scenario::Quirks => crate::emulate::probe::run(),
+        Scenario::Identity => identity_changes(),
         Scenario::Threads | Scenario::Burst | Scenario::Listen | Scenario::Holder => Ok(()),
+    }
+}
+
+/// The same thread before and after changing namespace and credentials: what its events
+/// carry must follow.
+fn identity_changes() -> Result<()> {
+    use nix::{
+        sched::{CloneFlags, unshare},
+        unistd::{Uid, setresuid},
+    };
+    drop(tcp_socket()?);
+    unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET) (run as root)")?;
+    drop(tcp_socket()?);
+    let nobody = Uid::from_raw(65534);
+    setresuid(nobody, nobody, nobody).context("setresuid(nobody) (run as root)")?;
+    let sock = tcp_socket()?;
+    let any_80 = SockaddrIn::new(0, 0, 0, 0, 80);
+    match bind(sock.as_raw_fd(), &any_80) {
+        Err(nix::errno::Errno::EACCES) => Ok(()),
+        other => anyhow::bail!("bind to port 80 as nobody: expected EACCES, got {other:?}"),
     }
 }
 

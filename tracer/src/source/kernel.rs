@@ -9,10 +9,11 @@ use aya::{
     programs::TracePoint,
 };
 use tracer_common::{
-    Syscall,
+    IDENTITY_CHANGES, Syscall,
     config::{
-        Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY,
-        GLOBAL_FORK_CHILD_OFF, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
+        Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
+        GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
+        GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
         MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_TRACED,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
@@ -66,6 +67,12 @@ impl Kernel {
         let group_dead_off =
             tracefs::field_offset(&tracefs, "sched", "sched_process_exit", "group_dead")?
                 .unwrap_or(0);
+        let exec_old_pid_off =
+            tracefs::field_offset(&tracefs, "sched", "sched_process_exec", "old_pid")?;
+        // A thread's namespaces and capabilities are kept between its calls only where every
+        // call that can change them is watched; elsewhere each record reads them afresh.
+        let keep_identity = exec_old_pid_off.is_some()
+            && IDENTITY_CHANGES.iter().all(|tp| tracefs::has_tracepoint(&tracefs, "syscalls", tp));
         let layout = super::btf::kernel_layout().unwrap_or(KernelLayout::UNRESOLVED);
         let tracer_tgid = std::process::id();
         let failed_only = u32::from(opts.failed_only);
@@ -87,6 +94,8 @@ impl Kernel {
             .override_global(GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
             .override_global(GLOBAL_FORK_CHILD_OFF, &fork_child_off, true)
             .override_global(GLOBAL_EXIT_GROUP_DEAD_OFF, &group_dead_off, true)
+            .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
+            .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
             .load(PROGRAMS)
@@ -102,6 +111,12 @@ impl Kernel {
         attach(&mut ebpf, "sched", "sched_process_exit")?;
         if opts.follow_forks {
             attach(&mut ebpf, "sched", "sched_process_fork")?;
+        }
+        if keep_identity {
+            for tracepoint in IDENTITY_CHANGES {
+                attach(&mut ebpf, "syscalls", tracepoint)?;
+            }
+            attach(&mut ebpf, "sched", "sched_process_exec")?;
         }
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
