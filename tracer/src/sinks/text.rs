@@ -344,6 +344,10 @@ pub fn render_addr(addr: &SockAddr) -> String {
             (None, None) => "{AF_UNIX}".into(),
         },
         SockAddr::Known(KnownAddr::Vsock { cid, port }) => {
+            // -1 is the wildcard of both, as strace names it.
+            let any =
+                |n: u32, name: &str| if n == u32::MAX { name.to_owned() } else { n.to_string() };
+            let (cid, port) = (any(*cid, "VMADDR_CID_ANY"), any(*port, "VMADDR_PORT_ANY"));
             format!("{{AF_VSOCK, cid={cid}, port={port}}}")
         }
         SockAddr::Known(KnownAddr::Netlink { portid, groups }) => {
@@ -536,6 +540,14 @@ mod tests {
         );
         ev.ns = Some(crate::event::Namespaces { net: 1, ..Default::default() });
         assert!(!line(&ev).contains("netns"));
+    }
+
+    #[test]
+    fn vsock_wildcards_are_named() {
+        let any = SockAddr::Known(KnownAddr::Vsock { cid: u32::MAX, port: u32::MAX });
+        assert_eq!(render_addr(&any), "{AF_VSOCK, cid=VMADDR_CID_ANY, port=VMADDR_PORT_ANY}");
+        let host = SockAddr::Known(KnownAddr::Vsock { cid: 2, port: 5000 });
+        assert_eq!(render_addr(&host), "{AF_VSOCK, cid=2, port=5000}");
     }
 
     #[test]
