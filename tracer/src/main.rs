@@ -14,6 +14,7 @@ mod enrich;
 mod event;
 mod facts;
 mod filter;
+mod fresh;
 mod pipeline;
 mod recording;
 mod sinks;

@@ -4,13 +4,15 @@
 
 use std::{
     collections::HashMap,
+    convert::Infallible,
     net::{IpAddr, SocketAddr},
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
     path::Path,
-    time::{Duration, Instant},
 };
 
 use procfs::process::{FDTarget, Process};
+
+use crate::fresh::Fresh;
 
 /// A socket found in a socket table, with its owner when wsltrace could find it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,20 +107,16 @@ pub struct Offline;
 
 impl System for Offline {}
 
-/// Socket tables are re-read at most this often: failures come in bursts.
-const FRESH: Duration = Duration::from_millis(500);
-
-/// The running system, read through /proc with short-lived caches.
+/// The running system, read through /proc; what every process or a whole socket table must be
+/// walked for is reused while [`Fresh`].
 #[derive(Default)]
 pub struct Live {
     /// netns inode -> a pid in it, whose /proc/PID/net shows that namespace's tables.
-    namespaces: Option<(Instant, HashMap<u32, u32>)>,
+    namespaces: Fresh<(), HashMap<u32, u32>>,
     /// socket inode -> owner.
-    owners: Option<(Instant, HashMap<u64, Owner>)>,
-    /// (netns, protocol) -> that namespace's socket table. Reading /proc/PID/net/tcp walks
-    /// every bucket of the kernel's connection hash (milliseconds on a large machine): read
-    /// per refused connect, it made the reader fall behind any workload that retries.
-    tables: HashMap<(u32, Proto), (Instant, Vec<TableRow>)>,
+    owners: Fresh<(), HashMap<u64, Owner>>,
+    /// (netns, protocol) -> that namespace's socket table.
+    tables: HashMap<(u32, Proto), Fresh<(), Vec<TableRow>>>,
     capabilities: HashMap<u32, u64>,
 }
 
@@ -130,70 +128,54 @@ fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     crate::enrich::namespaces::parse_link(link.to_str()?)
 }
 
-impl Live {
-    fn namespaces(&mut self) -> HashMap<u32, u32> {
-        if let Some((at, map)) = &self.namespaces
-            && at.elapsed() < FRESH
-        {
-            return map.clone();
+/// netns inode -> a pid in it.
+fn read_namespaces() -> Result<HashMap<u32, u32>, Infallible> {
+    let mut map = HashMap::new();
+    for process in procfs::process::all_processes().into_iter().flatten().flatten() {
+        let pid = process.pid() as u32;
+        if let Some(netns) = ns_inode(pid, "net") {
+            map.entry(netns).or_insert(pid);
         }
-        let mut map = HashMap::new();
-        for process in procfs::process::all_processes().into_iter().flatten().flatten() {
-            let pid = process.pid() as u32;
-            if let Some(netns) = ns_inode(pid, "net") {
-                map.entry(netns).or_insert(pid);
+    }
+    Ok(map)
+}
+
+/// socket inode -> the first process and fd found holding it.
+fn read_owners() -> Result<HashMap<u64, Owner>, Infallible> {
+    let mut map = HashMap::new();
+    for process in procfs::process::all_processes().into_iter().flatten().flatten() {
+        let comm = process.stat().map(|s| s.comm).unwrap_or_default();
+        for fd in process.fd().into_iter().flatten().flatten() {
+            if let FDTarget::Socket(inode) = fd.target {
+                map.entry(inode).or_insert_with(|| Owner {
+                    pid: process.pid() as u32,
+                    comm: comm.clone(),
+                    fd: fd.fd,
+                });
             }
         }
-        self.namespaces = Some((Instant::now(), map.clone()));
-        map
     }
+    Ok(map)
+}
 
-    fn owners(&mut self) -> HashMap<u64, Owner> {
-        if let Some((at, map)) = &self.owners
-            && at.elapsed() < FRESH
-        {
-            return map.clone();
-        }
-        let mut map = HashMap::new();
-        for process in procfs::process::all_processes().into_iter().flatten().flatten() {
-            let comm = process.stat().map(|s| s.comm).unwrap_or_default();
-            for fd in process.fd().into_iter().flatten().flatten() {
-                if let FDTarget::Socket(inode) = fd.target {
-                    map.entry(inode).or_insert_with(|| Owner {
-                        pid: process.pid() as u32,
-                        comm: comm.clone(),
-                        fd: fd.fd,
-                    });
-                }
-            }
-        }
-        self.owners = Some((Instant::now(), map.clone()));
-        map
-    }
-
-    /// The `proto` table of network namespace `netns`, as process `pid` (in it) shows it.
-    fn table(&mut self, netns: u32, pid: u32, proto: Proto) -> Option<&[TableRow]> {
-        let fresh = self.tables.get(&(netns, proto)).is_some_and(|(at, _)| at.elapsed() < FRESH);
-        if !fresh {
-            let process = Process::new(pid as i32).ok()?;
-            let rows: Vec<TableRow> = match proto {
-                Proto::Tcp => [process.tcp(), process.tcp6()]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-                    .collect(),
-                Proto::Udp => [process.udp(), process.udp6()]
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-                    .collect(),
-            };
-            self.tables.insert((netns, proto), (Instant::now(), rows));
-        }
-        self.tables.get(&(netns, proto)).map(|(_, rows)| rows.as_slice())
-    }
+/// The `proto` table of the network namespace process `pid` is in.
+fn read_table(pid: u32, proto: Proto) -> procfs::ProcResult<Vec<TableRow>> {
+    let process = Process::new(pid as i32)?;
+    let rows = match proto {
+        Proto::Tcp => [process.tcp(), process.tcp6()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+            .collect(),
+        Proto::Udp => [process.udp(), process.udp6()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
+            .collect(),
+    };
+    Ok(rows)
 }
 
 impl System for Live {
@@ -242,10 +224,12 @@ impl System for Live {
     }
 
     fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
-        let owners = self.owners();
+        let Ok(owners) = self.owners.get((), read_owners);
+        let Ok(namespaces) = self.namespaces.get((), read_namespaces);
         let mut found = Vec::new();
-        for (netns, pid) in self.namespaces() {
-            let Some(rows) = self.table(netns, pid, proto) else { continue };
+        for (&netns, &pid) in namespaces {
+            let table = self.tables.entry((netns, proto)).or_default();
+            let Ok(rows) = table.get((), || read_table(pid, proto)) else { continue };
             for (addr, state, inode) in rows {
                 if addr.port() == port {
                     let owner = owners.get(inode).cloned();
@@ -271,7 +255,7 @@ impl System for Live {
             e.path.as_deref() == Some(Path::new(path))
                 && format!("{:?}", e.state).eq_ignore_ascii_case("listening")
         });
-        let owners = self.owners();
+        let Ok(owners) = self.owners.get((), read_owners);
         let listener = listening.as_ref().and_then(|e| owners.get(&e.inode).cloned());
         // Same file if the listener's own view of the path is the inode the caller sees.
         let listener_same_file = match (&listener, &seen) {

@@ -15,14 +15,11 @@ pub mod netns;
 mod proc_tables;
 pub mod states;
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::collections::HashMap;
 
 use anyhow::Result;
 
-use crate::{decode::names, event::SocketInfo};
+use crate::{decode::names, event::SocketInfo, fresh::Fresh};
 pub use netns::Netns;
 
 /// Every socket fd `pid` holds, sorted by fd.
@@ -35,30 +32,22 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
-/// How long the fd table's look-ups reuse one read of a namespace's socket tables. A reader
-/// that fell behind (events lost, so many fds it never saw created) would otherwise dump every
-/// socket of the namespace once per event, and fall further behind.
-const TABLES_TTL: Duration = Duration::from_millis(500);
-
 /// The fd table's look-up for fds it has not seen created (inherited, dup'ed, passed over a
-/// unix socket): this module, in the process's own network namespace. A socket newer than the tables read last is described through a copy
-/// of its fd instead.
+/// unix socket): this module, in the process's own network namespace. The namespace's tables
+/// are reused while [`Fresh`]: a reader that fell behind (events lost, so many fds it never
+/// saw created) would otherwise dump every socket of the namespace once per event. A socket
+/// newer than the tables read last is described through a copy of its fd instead.
 #[derive(Default)]
 pub struct SystemLookup {
-    recent: Option<(u64, Instant, Tables)>,
+    /// netns inode -> its tables.
+    recent: Fresh<u64, Tables>,
 }
 
 impl SystemLookup {
     fn try_describe(&mut self, pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
         let Some(inode) = fds::socket_inode(pid, fd)? else { return Ok(None) };
         let netns = Netns::of_pid(pid)?;
-        let fresh = |&(ns, read, _): &(u64, Instant, Tables)| {
-            ns == netns.inode && read.elapsed() < TABLES_TTL
-        };
-        if !self.recent.as_ref().is_some_and(fresh) {
-            self.recent = Some((netns.inode, Instant::now(), Tables::read(&netns, pid)?));
-        }
-        let (.., tables) = self.recent.as_ref().expect("just read");
+        let tables = self.recent.get(netns.inode, || Tables::read(&netns, pid))?;
         Ok(Some(tables.describe(pid, fd, inode)))
     }
 }
