@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{WSLTRACE, outcome, wsltrace};
+use common::{demo_command, outcome, wsltrace};
 
 const TRACED: &str = "socket,socketpair,bind,listen,connect,accept,accept4,getsockopt,setsockopt,getsockname,getpeername,shutdown,close";
 
@@ -39,17 +39,10 @@ fn agrees_with_strace_call_for_call() {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("strace.txt");
     let out = common::run(
-        wsltrace().args(["--format", "json", "--", "strace", "-f", "-qq", "-y"]).args([
-            "-o",
-            log.to_str().unwrap(),
-            "-e",
-            &format!("trace={TRACED}"),
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "all",
-        ]),
+        wsltrace()
+            .args(["--format", "json", "--", "strace", "-f", "-qq", "-y"])
+            .args(["-o", log.to_str().unwrap(), "-e", &format!("trace={TRACED}"), "--"])
+            .args(demo_command(&["all"])),
     );
     assert!(out.status.success(), "{}", out.stderr);
 

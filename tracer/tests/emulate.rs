@@ -14,7 +14,7 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use common::{Output, Tracer, WSLTRACE, run, wsltrace};
+use common::{Output, Tracer, WSLTRACE, demo_command, run, wsltrace};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -87,7 +87,7 @@ fn natural(targets: &Targets) -> Results {
 /// `wsltrace emulate OPTS -- wsltrace demo --untraced quirks`.
 fn emulated(opts: &[&str], targets: &Targets) -> Output {
     let mut cmd = wsltrace();
-    cmd.arg("emulate").args(opts).args(["--", WSLTRACE, "demo", "--untraced", "quirks"]);
+    cmd.arg("emulate").args(opts).arg("--").args(demo_command(&["quirks"]));
     targets.env(&mut cmd);
     let out = run(&mut cmd);
     assert!(out.status.success(), "{opts:?}: {}", out.stderr);
@@ -361,11 +361,8 @@ fn trace_records_the_injected_errnos_with_arguments() {
         "--format",
         "json",
         "--",
-        WSLTRACE,
-        "demo",
-        "--untraced",
-        "quirks",
-    ]);
+    ])
+    .args(demo_command(&["quirks"]));
     t.env(&mut cmd);
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", out.stderr);
@@ -411,8 +408,7 @@ fn trace_records_the_injected_errnos_with_arguments() {
 fn flagged_under(platform: &str) -> (Output, Vec<(String, String, Vec<String>)>) {
     let t = Targets::new(platform);
     let mut cmd = wsltrace();
-    cmd.args(["--emulate", platform, "--format", "json", "--", WSLTRACE, "demo", "--untraced"])
-        .arg("quirks");
+    cmd.args(["--emulate", platform, "--format", "json", "--"]).args(demo_command(&["quirks"]));
     t.env(&mut cmd);
     let out = run(&mut cmd);
     assert!(out.status.success(), "{}", out.stderr);

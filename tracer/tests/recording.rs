@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Output, Tracer, WSLTRACE, Workload, outcome, parse_records, run, wsltrace};
+use common::{
+    Output, Tracer, WSLTRACE, Workload, demo_command, outcome, parse_records, run, wsltrace,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -381,19 +383,9 @@ fn analyze_filters() {
 #[test]
 fn live_userspace_filters() {
     let dir = Dir::new("live-filters");
-    let out = run(wsltrace().args([
-        "--format",
-        "json",
-        "--addr",
-        "127.0.0.1",
-        "-o",
-        &dir.s("f.jsonl"),
-        "--",
-        WSLTRACE,
-        "demo",
-        "--untraced",
-        "refused",
-    ]));
+    let out = run(wsltrace()
+        .args(["--format", "json", "--addr", "127.0.0.1", "-o", &dir.s("f.jsonl"), "--"])
+        .args(demo_command(&["refused"])));
     assert!(out.status.success(), "{}", out.stderr);
     let syscalls: Vec<String> =
         out.events().iter().map(|e| e["syscall"].as_str().unwrap().to_owned()).collect();
@@ -615,22 +607,9 @@ fn damaged_recordings_are_reported_by_line() {
 fn rotation_into_numbered_parts() {
     let dir = Dir::new("rotate");
     for (base, size) in [("rot.jsonl", "16K"), ("rot.jsonl.zst", "4K")] {
-        let out = run(wsltrace().args([
-            "-c",
-            "-o",
-            &dir.s(base),
-            "--rotate",
-            size,
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "burst",
-            "--count",
-            "3000",
-            "--threads",
-            "1",
-        ]));
+        let out = run(wsltrace()
+            .args(["-c", "-o", &dir.s(base), "--rotate", size, "--"])
+            .args(demo_command(&["burst", "--count", "3000", "--threads", "1"])));
         assert!(out.status.success(), "{}", out.stderr);
         assert!(!dir.path(base).exists());
         let (stem, ext) = base.split_once('.').unwrap();
@@ -666,19 +645,9 @@ fn rotation_into_numbered_parts() {
         assert!(ts.first() < ts.last());
 
         // --append with --rotate continues the numbering.
-        let out = run(wsltrace().args([
-            "-c",
-            "-o",
-            &dir.s(base),
-            "--rotate",
-            size,
-            "--append",
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "refused",
-        ]));
+        let out = run(wsltrace()
+            .args(["-c", "-o", &dir.s(base), "--rotate", size, "--append", "--"])
+            .args(demo_command(&["refused"])));
         assert!(out.status.success(), "{}", out.stderr);
         let next = dir.path(&format!("{stem}.{:03}.{ext}", parts.len() + 1));
         let recorded = records(&next);
@@ -694,18 +663,11 @@ fn recordings_belong_to_the_sudo_user() {
     use std::os::unix::process::CommandExt as _;
     let dir = Dir::new("owner");
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let out = run(wsltrace().env("SUDO_UID", "65534").env("SUDO_GID", "65533").args([
-        "-c",
-        "-o",
-        &dir.s("mine.jsonl"),
-        "--rotate",
-        "4K",
-        "--",
-        WSLTRACE,
-        "demo",
-        "--untraced",
-        "all",
-    ]));
+    let out = run(wsltrace()
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65533")
+        .args(["-c", "-o", &dir.s("mine.jsonl"), "--rotate", "4K", "--"])
+        .args(demo_command(&["all"])));
     assert!(out.status.success(), "{}", out.stderr);
     let parts: Vec<PathBuf> =
         std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().path()).collect();
@@ -739,7 +701,7 @@ fn output_files_are_created_safely() {
     let dangling = dir.path("dangling.jsonl");
     std::os::unix::fs::symlink(dir.path("created-through-link"), &dangling).unwrap();
     let refused = |args: &[&str], message: &str| {
-        let out = run(as_root().args(args).args(["--", WSLTRACE, "demo", "--untraced", "refused"]));
+        let out = run(as_root().args(args).arg("--").args(demo_command(&["refused"])));
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let lines: Vec<&str> = out.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line: {}", out.stderr);
@@ -790,17 +752,9 @@ fn output_files_are_created_safely() {
         ),
     )
     .unwrap();
-    let out = run(as_root().args([
-        "-c",
-        "-o",
-        &crashed,
-        "--append",
-        "--",
-        WSLTRACE,
-        "demo",
-        "--untraced",
-        "refused",
-    ]));
+    let out = run(as_root()
+        .args(["-c", "-o", &crashed, "--append", "--"])
+        .args(demo_command(&["refused"])));
     assert!(out.status.success(), "{}", out.stderr);
     let (out, events) = analysed_events(&[&crashed]);
     assert_eq!(out.status.code(), Some(1));
@@ -817,17 +771,10 @@ fn output_files_are_created_safely() {
     std::fs::write(&theirs, "").unwrap();
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
     refused(&["-o", &theirs, "--append"], "belongs to uid 65534, not to you (uid 0)");
-    let out = run(as_root().env("SUDO_UID", "65534").args([
-        "-c",
-        "-o",
-        &theirs,
-        "--append",
-        "--",
-        WSLTRACE,
-        "demo",
-        "--untraced",
-        "refused",
-    ]));
+    let out = run(as_root()
+        .env("SUDO_UID", "65534")
+        .args(["-c", "-o", &theirs, "--append", "--"])
+        .args(demo_command(&["refused"])));
     assert!(out.status.success(), "the sudo user's own file: {}", out.stderr);
     std::fs::hard_link(&target, dir.path("hard.jsonl")).unwrap();
     refused(&["-o", &dir.s("hard.jsonl"), "--append"], "hard links");
@@ -879,17 +826,9 @@ fn recordings_are_flushed_while_tracing() {
 /// Two traced sessions appended to `file`, one after the other.
 fn append_two_sessions(file: &str) {
     for _ in 0..2 {
-        let out = run(as_root().args([
-            "-c",
-            "-o",
-            file,
-            "--append",
-            "--",
-            WSLTRACE,
-            "demo",
-            "--untraced",
-            "refused",
-        ]));
+        let out = run(as_root()
+            .args(["-c", "-o", file, "--append", "--"])
+            .args(demo_command(&["refused"])));
         assert!(out.status.success(), "{}", out.stderr);
     }
 }

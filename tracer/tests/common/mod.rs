@@ -83,14 +83,12 @@ pub fn traced(opts: &[&str], format: &[&str], demo: &[&str]) -> Output {
 }
 
 pub fn traced_in(opts: &[&str], format: &[&str], wrapper: &[&str], demo: &[&str]) -> Output {
-    let mut cmd = wsltrace();
-    cmd.args(opts)
-        .args(format)
-        .arg("--")
-        .args(wrapper)
-        .args([WSLTRACE, "demo", "--untraced"])
-        .args(demo);
-    run(&mut cmd)
+    run(wsltrace().args(opts).args(format).arg("--").args(wrapper).args(demo_command(demo)))
+}
+
+/// `wsltrace demo --untraced <demo args>`: the built-in workload as the command to trace.
+pub fn demo_command<'a>(demo: &[&'a str]) -> Vec<&'a str> {
+    [WSLTRACE, "demo", "--untraced"].into_iter().chain(demo.iter().copied()).collect()
 }
 
 /// A workload started untraced that waits on stdin after printing "ready PID" on stderr (or
