@@ -48,7 +48,8 @@ static TABLE: LazyLock<HashMap<u16, Entry>> = LazyLock::new(|| {
             continue;
         }
         let name: &'static str = format!("{errno:?}").leak();
-        table.insert(code, Entry { name, message: errno.desc() });
+        let message = super::strerror::GLIBC.get(usize::from(code) - 1).copied();
+        table.insert(code, Entry { name, message: message.unwrap_or(errno.desc()) });
     }
     for &(code, name, message) in KERNEL_INTERNAL {
         table.insert(code, Entry { name, message });
@@ -140,6 +141,23 @@ mod tests {
         assert_eq!(Errno(107).name(), "ENOTCONN");
         assert_eq!(Errno(512).name(), "ERESTARTSYS");
         assert_eq!(Errno(4000).name(), "E4000");
+    }
+
+    #[test]
+    fn messages_are_the_c_librarys() {
+        assert_eq!(Errno(11).message(), "Resource temporarily unavailable");
+        for code in 1..=133_u16 {
+            if !TABLE.contains_key(&code) {
+                continue;
+            }
+            let mut buf = [0_u8; 256];
+            // SAFETY: the buffer and its length are valid; strerror_r writes a NUL-terminated
+            // string into it.
+            let rc = unsafe { libc::strerror_r(code.into(), buf.as_mut_ptr().cast(), buf.len()) };
+            assert_eq!(rc, 0);
+            let c = std::ffi::CStr::from_bytes_until_nul(&buf).map(|c| c.to_string_lossy());
+            assert_eq!(c.as_deref().ok(), Some(Errno(code).message()), "errno {code}");
+        }
     }
 
     #[test]
