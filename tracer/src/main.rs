@@ -40,10 +40,12 @@ fn main() -> ExitCode {
     };
     result.unwrap_or_else(|err| {
         // The reader of our output went away (`wsltrace rules | head`): not an error.
-        let broken_pipe = err
-            .chain()
-            .filter_map(|e| e.downcast_ref::<std::io::Error>())
-            .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+        // serde_json wraps the io::Error of the writer it was given.
+        let broken_pipe = err.chain().any(|e| {
+            let kind = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+            let kind = kind.or_else(|| e.downcast_ref::<serde_json::Error>()?.io_error_kind());
+            kind == Some(std::io::ErrorKind::BrokenPipe)
+        });
         if broken_pipe {
             return ExitCode::SUCCESS;
         }
