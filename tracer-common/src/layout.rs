@@ -50,9 +50,11 @@ pub struct KernelLayout {
     pub pid_numbers: u32,
     pub upid_size: u32,
     pub upid_ns: u32,
+    /// `task_struct.exit_code`: the wait(2) status, set before `sched_process_exit` fires.
+    pub task_exit_code: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 100);
+const _: () = assert!(size_of::<KernelLayout>() == 104);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -82,6 +84,7 @@ impl KernelLayout {
         pid_numbers: 0,
         upid_size: 0,
         upid_ns: 0,
+        task_exit_code: 0,
     };
 }
 

@@ -7,7 +7,7 @@ pub const VALUE_CAP: usize = 128;
 pub const COMM_LEN: usize = 16;
 
 /// Version of the record layouts below; bump it on any layout change.
-pub const RECORD_VERSION: u16 = 2;
+pub const RECORD_VERSION: u16 = 3;
 
 /// What a record is. Numbers are never reused.
 #[repr(u16)]
@@ -177,9 +177,18 @@ pub struct ProcessRecord {
     /// The parent's tgid for a fork; 0 for an exit.
     pub parent_tgid: u32,
     pub comm: [u8; COMM_LEN],
+    /// For an exit with [`ProcessRecord::STATUS_KNOWN`]: the status as wait(2) reports it
+    /// (`code << 8`, or the signal number, with 0x80 for a core dump).
+    pub exit_status: u32,
+    pub flags: u32,
 }
 
-const _: () = assert!(size_of::<ProcessRecord>() == 40);
+const _: () = assert!(size_of::<ProcessRecord>() == 48);
+
+impl ProcessRecord {
+    /// `flags`: `exit_status` was read from the exiting task.
+    pub const STATUS_KNOWN: u32 = 1;
+}
 
 #[cfg(feature = "user")]
 mod pod {

@@ -12,6 +12,7 @@ use crate::{
     identity::forget,
     maps::{EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, PENDING, TRACED, is_traced},
     output::emit,
+    task::exit_status,
 };
 
 /// Reads a field at an offset taken from the tracepoint's format file at start-up (the layout
@@ -32,6 +33,8 @@ fn process_record(kind: RecordKind, tgid: u32, parent_tgid: u32) -> ProcessRecor
         tgid,
         parent_tgid,
         comm: bpf_get_current_comm().unwrap_or_default(),
+        exit_status: 0,
+        flags: 0,
     }
 }
 
@@ -71,7 +74,13 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     };
     if group_dead {
         let _ = TRACED.remove(tgid);
-        emit(&process_record(RecordKind::ProcessExit, tgid, 0));
+        let mut record = process_record(RecordKind::ProcessExit, tgid, 0);
+        // The last thread's status is the process's: exit_group gives every thread the same.
+        if let Some(status) = exit_status() {
+            record.exit_status = status;
+            record.flags = ProcessRecord::STATUS_KNOWN;
+        }
+        emit(&record);
     }
     0
 }

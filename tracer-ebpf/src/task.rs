@@ -40,6 +40,19 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     Some(mode & S_IFMT == S_IFSOCK)
 }
 
+/// The current task's exit status (`task_struct.exit_code`, as wait(2) reports it), once
+/// do_exit has set it; `None` when the layout is unknown.
+#[inline(always)]
+pub fn exit_status() -> Option<u32> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    read(task + u64::from(l.task_exit_code))
+}
+
 /// The `inum` of the `ns_common` embedded at `common` in the namespace struct at `ns`.
 #[inline(always)]
 fn inum(l: &KernelLayout, ns: Option<u64>, common: u32) -> u32 {

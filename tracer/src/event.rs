@@ -161,6 +161,14 @@ pub struct ProcessExit {
     pub ts_ns: u64,
     pub pid: u32,
     pub comm: String,
+    /// The exit code, for a process that exited (`exit(3)`: 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The signal that killed it (`SIGKILL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
 }
 
 /// The sockets a process held at one moment (taken when tracing starts), as lsof shows them.

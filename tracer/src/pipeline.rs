@@ -1,7 +1,10 @@
 //! The stages after the source, shared by live tracing and `analyze`:
 //! enrich -> detect -> filter -> sinks.
 
-use std::{collections::BTreeMap, io};
+use std::{
+    collections::{BTreeMap, HashSet},
+    io,
+};
 
 use crate::{
     detect::Detector,
@@ -27,12 +30,22 @@ pub struct Pipeline {
     detector: Option<Detector>,
     filter: Filter,
     sinks: Sinks,
+    /// Processes with an event shown: only their exits are (a shell wrapper's forty helper
+    /// processes that never touched a socket are not news).
+    shown: HashSet<u32>,
     pub stats: Stats,
 }
 
 impl Pipeline {
     pub fn new(enricher: Enricher, detector: Option<Detector>, sinks: Sinks) -> Self {
-        Pipeline { enricher, detector, filter: Filter::default(), sinks, stats: Stats::default() }
+        Pipeline {
+            enricher,
+            detector,
+            filter: Filter::default(),
+            sinks,
+            shown: HashSet::new(),
+            stats: Stats::default(),
+        }
     }
 
     /// The knowledge base judging the events from now on (analyze: one per recorded
@@ -66,6 +79,7 @@ impl Pipeline {
             return Ok(());
         }
         self.stats.events += 1;
+        self.shown.insert(ev.pid);
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
         for finding in &ev.anomalies {
             let entry = self
@@ -95,7 +109,7 @@ impl Pipeline {
         if let Some(detector) = &mut self.detector {
             detector.exit(exit.pid);
         }
-        if !self.filter.exit(exit) {
+        if !self.shown.remove(&exit.pid) || !self.filter.exit(exit) {
             return Ok(());
         }
         self.sinks.write(RecordRef::Exit(exit))

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Tracer, Workload, outcome, run_cmd_json, settle, trace, wsltrace};
+use common::{Tracer, Workload, demo_command, outcome, run_cmd_json, settle, trace, wsltrace};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -530,12 +530,14 @@ fn sigterm_stops_a_pid_trace() {
 /// until it exits, and wsltrace exits with its status.
 #[test]
 fn sigterm_is_passed_on_to_the_command() {
-    let tracer = Tracer::attach(&["--format", "json", "--", "sleep", "30"]);
-    settle();
+    // The server prints its "listening" line after its socket calls, then blocks in accept.
+    let args = [&["--format", "json", "--"][..], &demo_command(&["server"])].concat();
+    let tracer = Tracer::start_until(&args, "listening");
     tracer.signal(Signal::SIGTERM);
     let out = tracer.finish();
     assert_eq!(out.status.code(), Some(128 + 15), "{}", out.stderr);
-    assert!(out.records().iter().any(|r| r["type"] == "exit"), "the command's exit was traced");
+    let exit = out.records().into_iter().find(|r| r["type"] == "exit");
+    assert_eq!(exit.map(|e| e["signal"].clone()), Some("SIGTERM".into()), "the command's exit");
 }
 
 /// --duration ends a trace whose process never exits (the server waits for a client forever).

@@ -30,7 +30,7 @@ use crate::{
         Enricher,
         sockets::{self, SystemLookup},
     },
-    event::{Loss, ProcessExit, Snapshot},
+    event::{Loss, Snapshot},
     filter::Filter,
     pipeline::Pipeline,
     recording::Header,
@@ -142,7 +142,7 @@ fn stdout_is_dev_null() -> bool {
 }
 
 fn quieted(sink: Box<dyn Sink>, quiet: bool) -> Box<dyn Sink> {
-    if quiet { Box::new(Quiet(sink)) } else { sink }
+    if quiet { Box::new(Quiet::new(sink)) } else { sink }
 }
 
 /// Why tracing stopped before every traced process exited.
@@ -365,12 +365,7 @@ impl Session {
                         Ok(())
                     }
                 },
-                Ok(Record::Exit(rec)) => self.pipeline.exit(&ProcessExit {
-                    ts: self.clock.wall(rec.ts_ns),
-                    ts_ns: rec.ts_ns,
-                    pid: rec.tgid,
-                    comm: decode::comm(&rec.comm),
-                }),
+                Ok(Record::Exit(rec)) => self.pipeline.exit(&decode::exit(&rec, &self.clock)),
                 Ok(Record::Fork(rec)) => {
                     self.pipeline.fork(rec.parent_tgid, rec.tgid);
                     Ok(())

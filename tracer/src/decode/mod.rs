@@ -9,11 +9,11 @@ mod strerror;
 use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
-    Syscall, SyscallRecord,
+    ProcessRecord, Syscall, SyscallRecord,
     record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY},
 };
 
-use crate::event::{Args, Event, Namespaces};
+use crate::event::{Args, Event, Namespaces, ProcessExit};
 use errno::Errno;
 use names::{
     FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
@@ -47,6 +47,38 @@ impl Clock {
 pub fn comm(raw: &[u8]) -> String {
     let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Decodes a process exit, with its status as wait(2) reports it when the kernel could read it.
+pub fn exit(rec: &ProcessRecord, clock: &Clock) -> ProcessExit {
+    let mut exit = ProcessExit {
+        ts: clock.wall(rec.ts_ns),
+        ts_ns: rec.ts_ns,
+        pid: rec.tgid,
+        comm: comm(&rec.comm),
+        code: None,
+        signal: None,
+        core_dumped: false,
+    };
+    if rec.flags & ProcessRecord::STATUS_KNOWN != 0 {
+        let status = rec.exit_status;
+        match status & 0x7f {
+            0 => exit.code = Some(((status >> 8) & 0xff) as i32),
+            signal => {
+                exit.signal = Some(signal_name(signal));
+                exit.core_dumped = status & 0x80 != 0;
+            }
+        }
+    }
+    exit
+}
+
+/// `SIGKILL`; `SIG40` for a real-time signal.
+fn signal_name(signal: u32) -> String {
+    match nix::sys::signal::Signal::try_from(signal as i32) {
+        Ok(signal) => signal.as_str().to_owned(),
+        Err(_) => format!("SIG{signal}"),
+    }
 }
 
 /// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).

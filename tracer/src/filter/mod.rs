@@ -273,8 +273,17 @@ mod tests {
     fn exits_and_losses_ignore_result_filters() {
         let f = filter(&["-e", "ECONNREFUSED", "--addr", ":80", "--pid", "10"]);
         let ts = DateTime::from_timestamp(0, 0).unwrap();
-        assert!(f.exit(&ProcessExit { ts, ts_ns: 0, pid: 10, comm: "x".into() }));
-        assert!(!f.exit(&ProcessExit { ts, ts_ns: 0, pid: 11, comm: "x".into() }));
+        let exit = |pid| ProcessExit {
+            ts,
+            ts_ns: 0,
+            pid,
+            comm: "x".into(),
+            code: Some(0),
+            signal: None,
+            core_dumped: false,
+        };
+        assert!(f.exit(&exit(10)));
+        assert!(!f.exit(&exit(11)));
         assert!(f.loss(&Loss { ts, lost: 1, total_lost: 1 }));
     }
 

@@ -6,7 +6,7 @@ pub mod recording;
 pub mod summary;
 pub mod text;
 
-use std::io;
+use std::{collections::HashSet, io};
 
 use crate::event::RecordRef;
 
@@ -21,19 +21,39 @@ pub trait Sink {
     }
 }
 
-/// `--quiet`: passes on only the events with findings (and every non-event record).
-pub struct Quiet(pub Box<dyn Sink>);
+/// `--quiet`: passes on only the events with findings, the exits of the processes that had
+/// them, and every other record (losses, snapshots).
+pub struct Quiet {
+    sink: Box<dyn Sink>,
+    /// Processes with an event shown.
+    shown: HashSet<u32>,
+}
+
+impl Quiet {
+    pub fn new(sink: Box<dyn Sink>) -> Self {
+        Quiet { sink, shown: HashSet::new() }
+    }
+}
 
 impl Sink for Quiet {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
         match record {
             RecordRef::Event(ev) if ev.anomalies.is_empty() => Ok(()),
-            _ => self.0.write(record),
+            RecordRef::Event(ev) => {
+                self.shown.insert(ev.pid);
+                self.sink.write(record)
+            }
+            RecordRef::Exit(exit) if !self.shown.remove(&exit.pid) => Ok(()),
+            _ => self.sink.write(record),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.sink.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.sink.finish()
     }
 }
 

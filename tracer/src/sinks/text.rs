@@ -164,7 +164,13 @@ impl<W: Write> TextSink<W> {
 
     fn exit(&mut self, exit: &ProcessExit) {
         self.time(exit.ts);
-        let text = format!("{}[{}] +++ exited +++", exit.comm, exit.pid);
+        let how = match (exit.code, &exit.signal) {
+            (Some(code), _) => format!("exited with {code}"),
+            (None, Some(signal)) if exit.core_dumped => format!("killed by {signal} (core dumped)"),
+            (None, Some(signal)) => format!("killed by {signal}"),
+            (None, None) => "exited".to_owned(),
+        };
+        let text = format!("{}[{}] +++ {how} +++", exit.comm, exit.pid);
         self.styled(DIM, &text);
     }
 

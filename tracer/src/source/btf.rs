@@ -62,6 +62,7 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         pid_numbers: off("pid", "numbers")?,
         upid_size: struct_size(btf, "upid")?,
         upid_ns: off("upid", "ns")?,
+        task_exit_code: off("task_struct", "exit_code")?,
     })
 }
 

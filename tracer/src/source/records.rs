@@ -64,6 +64,8 @@ mod tests {
             tgid: 77,
             parent_tgid: 0,
             comm: [0; 16],
+            exit_status: 0,
+            flags: 0,
         }
     }
 
@@ -84,6 +86,6 @@ mod tests {
         // A syscall header on a process-sized record: too short for its kind.
         let mut rec = exit_record();
         rec.header.kind = RecordKind::Syscall as u16;
-        assert!(matches!(parse(&bytes_of(&rec)), Err(RecordError::Short(40))));
+        assert!(matches!(parse(&bytes_of(&rec)), Err(RecordError::Short(48))));
     }
 }
