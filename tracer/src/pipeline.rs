@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, io};
 use crate::{
     detect::Detector,
     enrich::Enricher,
-    event::{Event, Loss, ProcessExit, RecordRef, Snapshot},
+    event::{Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
     filter::Filter,
     sinks::Sinks,
 };
@@ -19,7 +19,7 @@ pub struct Stats {
     /// Events the userspace filters dropped.
     pub filtered: u64,
     /// rule id -> (severity, title, occurrences), over the events shown.
-    pub findings: BTreeMap<String, (String, String, u64)>,
+    pub findings: BTreeMap<String, (Severity, String, u64)>,
 }
 
 pub struct Pipeline {
@@ -72,7 +72,7 @@ impl Pipeline {
                 .stats
                 .findings
                 .entry(finding.id.clone())
-                .or_insert_with(|| (finding.severity.clone(), finding.title.clone(), 0));
+                .or_insert_with(|| (finding.severity, finding.title.clone(), 0));
             entry.2 += 1;
         }
         self.sinks.write(RecordRef::Event(ev))
@@ -124,13 +124,9 @@ impl Pipeline {
         if self.stats.findings.is_empty() {
             return None;
         }
-        let mut rows: Vec<(&String, &(String, String, u64))> = self.stats.findings.iter().collect();
-        let rank = |severity: &str| match severity {
-            "error" => 0,
-            "warning" => 1,
-            _ => 2,
-        };
-        rows.sort_by_key(|(id, (severity, _, _))| (rank(severity), (*id).clone()));
+        let mut rows: Vec<(&String, &(Severity, String, u64))> =
+            self.stats.findings.iter().collect();
+        rows.sort_by_key(|(id, (severity, _, _))| (std::cmp::Reverse(*severity), *id));
         let width = rows.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
         let mut text =
             String::from("wsltrace: findings by rule (explained above, where they happened):");
