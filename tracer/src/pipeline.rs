@@ -149,3 +149,36 @@ impl Pipeline {
         line
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::Syscall;
+
+    use super::*;
+    use crate::event::{Args, Finding};
+
+    #[test]
+    fn the_findings_summary_puts_the_most_severe_first() {
+        let mut pipeline = Pipeline::new(Enricher::offline(), None, Sinks::default());
+        for (id, severity) in [
+            ("B-INFO", Severity::Info),
+            ("C-ERROR", Severity::Error),
+            ("A-WARN", Severity::Warning),
+        ] {
+            let mut ev = Event::for_test(Syscall::Connect, Args::default(), -111);
+            let (title, fix) = ("t".to_owned(), "f".to_owned());
+            ev.anomalies.push(Finding { id: id.into(), severity, title, fix, detail: None });
+            pipeline.event(&mut ev).unwrap();
+        }
+        let summary = pipeline.findings_summary().unwrap();
+        let rows: Vec<&str> = summary.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "  error    C-ERROR      1x  t",
+                "  warning  A-WARN       1x  t",
+                "  info     B-INFO       1x  t",
+            ]
+        );
+    }
+}
