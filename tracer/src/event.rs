@@ -62,13 +62,32 @@ pub struct Event {
 pub struct Finding {
     /// Stable rule id, e.g. `WSL-PEERCRED-ENOPROTOOPT`.
     pub id: String,
-    /// `info`, `warning` or `error`.
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     pub fix: String,
     /// What this occurrence adds to the rule's text (who holds the port, which listener...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// How bad a finding is; ordered from the least to the most severe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, not `write_str`: tables align it with `{:<7}`.
+        f.pad(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        })
+    }
 }
 
 /// Namespace inode numbers, as in `/proc/PID/ns/*`.

@@ -9,7 +9,7 @@ use std::{
 use crate::{
     detect::Detector,
     enrich::Enricher,
-    event::{Event, Loss, ProcessExit, RecordRef, Snapshot},
+    event::{Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
     filter::Filter,
     sinks::Sinks,
 };
@@ -22,7 +22,7 @@ pub struct Stats {
     /// Events the userspace filters dropped.
     pub filtered: u64,
     /// rule id -> (severity, title, occurrences), over the events shown.
-    pub findings: BTreeMap<String, (String, String, u64)>,
+    pub findings: BTreeMap<String, (Severity, String, u64)>,
 }
 
 pub struct Pipeline {
@@ -86,7 +86,7 @@ impl Pipeline {
                 .stats
                 .findings
                 .entry(finding.id.clone())
-                .or_insert_with(|| (finding.severity.clone(), finding.title.clone(), 0));
+                .or_insert_with(|| (finding.severity, finding.title.clone(), 0));
             entry.2 += 1;
         }
         self.sinks.write(RecordRef::Event(ev))
@@ -138,13 +138,9 @@ impl Pipeline {
         if self.stats.findings.is_empty() {
             return None;
         }
-        let mut rows: Vec<(&String, &(String, String, u64))> = self.stats.findings.iter().collect();
-        let rank = |severity: &str| match severity {
-            "error" => 0,
-            "warning" => 1,
-            _ => 2,
-        };
-        rows.sort_by_key(|(id, (severity, _, _))| (rank(severity), (*id).clone()));
+        let mut rows: Vec<(&String, &(Severity, String, u64))> =
+            self.stats.findings.iter().collect();
+        rows.sort_by_key(|(id, (severity, _, _))| (std::cmp::Reverse(*severity), *id));
         let width = rows.iter().map(|(id, _)| id.len()).max().unwrap_or(0);
         let mut text =
             String::from("wsltrace: findings by rule (explained above, where they happened):");
@@ -165,5 +161,38 @@ impl Pipeline {
             line.push_str(&format!(" ({filtered} filtered out)"));
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::Syscall;
+
+    use super::*;
+    use crate::event::{Args, Finding};
+
+    #[test]
+    fn the_findings_summary_puts_the_most_severe_first() {
+        let mut pipeline = Pipeline::new(Enricher::offline(), None, Sinks::default());
+        for (id, severity) in [
+            ("B-INFO", Severity::Info),
+            ("C-ERROR", Severity::Error),
+            ("A-WARN", Severity::Warning),
+        ] {
+            let mut ev = Event::for_test(Syscall::Connect, Args::default(), -111);
+            let (title, fix) = ("t".to_owned(), "f".to_owned());
+            ev.anomalies.push(Finding { id: id.into(), severity, title, fix, detail: None });
+            pipeline.event(&mut ev).unwrap();
+        }
+        let summary = pipeline.findings_summary().unwrap();
+        let rows: Vec<&str> = summary.lines().skip(1).collect();
+        assert_eq!(
+            rows,
+            [
+                "  error    C-ERROR      1x  t",
+                "  warning  A-WARN       1x  t",
+                "  info     B-INFO       1x  t",
+            ]
+        );
     }
 }

@@ -268,14 +268,14 @@ fn rules_lists_and_checks() {
     assert_eq!(
         out.stderr.trim(),
         format!(
-            "{}:3: rule MINE: when.errno: unknown errno name 'ECONNREFUSD' (did you mean ECONNREFUSED?): use a name like ECONNREFUSED or a number",
+            "{}:13: rule MINE: when.errno: unknown errno name 'ECONNREFUSD' (did you mean ECONNREFUSED?): use a name like ECONNREFUSED or a number",
             bad.display()
         )
     );
     // A malformed --rules file stops start-up before anything is traced.
     let out = traced(&["--rules", bad.to_str().unwrap()], &[], &["refused"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(out.stderr.contains(&format!("{}:3: rule MINE", bad.display())), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("{}:13: rule MINE", bad.display())), "{}", out.stderr);
     assert!(out.stdout.is_empty());
 
     // A good user rule fires alongside the built-in ones.

@@ -6,8 +6,28 @@ use anyhow::{Result, anyhow};
 
 use crate::{
     cli::{Format, RulesArgs},
-    detect::{one_paragraph, rules},
+    detect::{one_paragraph, rules, vocabulary},
 };
+
+/// `wsltrace rules --help`: the rule format, and the matchers from the vocabulary's table.
+pub fn long_help() -> String {
+    format!(
+        "\
+A rule file (TOML) holds `schema = 1` and [[rule]] tables: id, title, severity (info, warning,
+error), platforms (any, linux, wsl1, wsl2), confidence (verified, reported), explanation, fix,
+references, optional group (first matching rule of a group wins) and detail (listeners,
+port_holder, unix_target, netns, addresses), a [rule.when] table and an optional [rule.unless]
+table of exceptions. A rule fires when every `when` matcher holds and not every `unless` one.
+
+{}
+
+Examples:
+  wsltrace rules                          the rules, one line each
+  wsltrace rules --format json | jq .     everything about them
+  wsltrace rules --check my-rules.toml    validate a file for --rules",
+        vocabulary::help()
+    )
+}
 
 pub fn run(args: RulesArgs) -> Result<ExitCode> {
     if let Some(path) = &args.check {

@@ -12,11 +12,6 @@ pub fn lookup(table: Table, value: i64) -> Option<&'static str> {
     table.iter().find(|(v, _)| *v == value).map(|(_, n)| *n)
 }
 
-/// The value of `name` in `table`.
-pub fn lookup_value(table: Table, name: &str) -> Option<i64> {
-    table.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
-}
-
 /// The name of `value`, or the number itself when it has none.
 pub fn name_or_number(table: Table, value: i64) -> String {
     lookup(table, value).map_or_else(|| value.to_string(), str::to_owned)

@@ -1,65 +1,20 @@
-//! Rules compiled for evaluation: each `when` key becomes a matcher. Code implements matchers,
-//! never individual anomalies.
+//! What each matcher tests, and what it may look up about an event (once per event). Code
+//! implements matchers, never individual anomalies.
 
-use std::{
-    collections::HashSet,
-    net::{IpAddr, SocketAddr},
-};
+use std::net::{IpAddr, SocketAddr};
 
 use tracer_common::Syscall;
 
 use super::{
     env::Environment,
-    rules::{
-        AddrClass, ListenerKind, NetnsKind, Platform, RuleSpec, When, WslKind, parse_port_range,
-    },
     system::{Owner, Proto, System, TableSocket},
+    values::{AddrClass, ListenerKind, NetnsKind},
+    vocabulary::Matcher,
 };
 use crate::{
-    decode::{errno::Errno, names},
     enrich::FdTable,
     event::{Event, KnownAddr, SockAddr},
 };
-
-/// One condition of a rule.
-#[derive(Clone, Debug)]
-enum Matcher {
-    Syscall(HashSet<Syscall>),
-    Errno(HashSet<u16>),
-    Failed(bool),
-    Level(Vec<String>),
-    Optname(Vec<String>),
-    Family(Vec<String>),
-    SockType(Vec<String>),
-    SockFlags(Vec<String>),
-    Addr(Vec<SocketAddr>),
-    AddrClass(HashSet<AddrClass>),
-    Port(u16, u16),
-    BelowUnprivilegedPort(bool),
-    PathPrefix(Vec<String>),
-    PathFstype(Vec<String>),
-    DirWritable(bool),
-    PreviousSyscall(HashSet<Syscall>),
-    LacksCapability(Vec<u32>),
-    Netns(NetnsKind),
-    Listener(HashSet<ListenerKind>),
-    Wsl(HashSet<WslKind>),
-    NetworkingMode(Vec<String>),
-    Nameserver(Vec<IpAddr>),
-}
-
-/// A rule ready to evaluate.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    pub spec: RuleSpec,
-    matchers: Vec<Matcher>,
-    /// The rule's exceptions: it does not fire when all of these hold.
-    unless: Option<Vec<Matcher>>,
-    /// Bit n set when the rule can fire on the syscall with id n (its `syscall` matcher allows
-    /// it). Evaluating every rule's matchers on every event, each hashing the syscall into its
-    /// set, was a fifth of the reader's time at high event rates.
-    syscalls: u64,
-}
 
 /// What evaluating one event may look up, computed at most once per event.
 pub struct Ctx<'a> {
@@ -132,157 +87,23 @@ impl<'a> Ctx<'a> {
     }
 }
 
-impl Rule {
-    pub fn compile(spec: RuleSpec) -> Rule {
-        let matchers = compile_when(&spec.when);
-        let unless = spec.unless.as_ref().map(compile_when);
-        let syscalls = matchers.iter().fold(u64::MAX, |mask, m| match m {
-            Matcher::Syscall(set) => mask & set.iter().fold(0, |bits, &s| bits | syscall_bit(s)),
-            _ => mask,
-        });
-        Rule { spec, matchers, unless, syscalls }
-    }
-
-    pub fn applies_to(&self, env: &Environment) -> bool {
-        self.spec.platforms.iter().any(|p| match p {
-            Platform::Any => true,
-            Platform::Linux => env.wsl == WslKind::None,
-            Platform::Wsl1 => env.wsl == WslKind::Wsl1,
-            Platform::Wsl2 => env.wsl == WslKind::Wsl2,
-        })
-    }
-
-    /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
-    /// leaves it out.
-    pub fn may_fire_on(&self, syscall: Syscall) -> bool {
-        self.syscalls & syscall_bit(syscall) != 0
-    }
-
-    /// Every matcher holds (and not every exception). A fact that cannot be known (offline,
-    /// process gone) does not hold.
-    pub fn matches(&self, ev: &Event, ctx: &mut Ctx<'_>) -> bool {
-        let all = |matchers: &[Matcher], ctx: &mut Ctx<'_>| {
-            matchers.iter().all(|m| m.holds(ev, ctx) == Some(true))
-        };
-        all(&self.matchers, ctx) && !self.unless.as_deref().is_some_and(|unless| all(unless, ctx))
-    }
-}
-
-/// A syscall's bit in [`Rule::syscalls`]; ids past 63 share every bit (never skipped).
-fn syscall_bit(syscall: Syscall) -> u64 {
-    1_u64.checked_shl(syscall as u32).unwrap_or(u64::MAX)
-}
-
-fn compile_when(w: &When) -> Vec<Matcher> {
-    let mut m = Vec::new();
-    let syscalls =
-        |names: &[String]| names.iter().filter_map(|n| names::syscall_by_name(n)).collect();
-    if let Some(v) = &w.syscall {
-        m.push(Matcher::Syscall(syscalls(v)));
-    }
-    if let Some(v) = &w.errno {
-        m.push(Matcher::Errno(
-            v.iter().filter_map(|e| Errno::parse(e).ok()).map(|e| e.0).collect(),
-        ));
-    }
-    if let Some(v) = w.failed {
-        m.push(Matcher::Failed(v));
-    }
-    let list = |v: &Option<Vec<String>>| v.clone();
-    if let Some(v) = list(&w.level) {
-        m.push(Matcher::Level(v));
-    }
-    if let Some(v) = list(&w.optname) {
-        m.push(Matcher::Optname(v));
-    }
-    if let Some(v) = list(&w.family) {
-        m.push(Matcher::Family(v));
-    }
-    if let Some(v) = list(&w.sock_type) {
-        m.push(Matcher::SockType(v));
-    }
-    if let Some(v) = list(&w.sock_flags) {
-        m.push(Matcher::SockFlags(v));
-    }
-    if let Some(v) = &w.addr {
-        m.push(Matcher::Addr(v.iter().filter_map(|a| a.parse().ok()).collect()));
-    }
-    if let Some(v) = &w.addr_class {
-        m.push(Matcher::AddrClass(v.iter().copied().collect()));
-    }
-    if let Some((lo, hi)) = w.port.as_deref().and_then(parse_port_range) {
-        m.push(Matcher::Port(lo, hi));
-    }
-    if let Some(v) = w.below_unprivileged_port {
-        m.push(Matcher::BelowUnprivilegedPort(v));
-    }
-    if let Some(v) = list(&w.path_prefix) {
-        m.push(Matcher::PathPrefix(v));
-    }
-    if let Some(v) = list(&w.path_fstype) {
-        m.push(Matcher::PathFstype(v));
-    }
-    if let Some(v) = w.dir_writable {
-        m.push(Matcher::DirWritable(v));
-    }
-    if let Some(v) = &w.previous_syscall {
-        m.push(Matcher::PreviousSyscall(syscalls(v)));
-    }
-    if let Some(v) = &w.lacks_capability {
-        let bits =
-            v.iter().filter_map(|c| names::lookup_value(names::CAPABILITIES, c)).map(|b| b as u32);
-        m.push(Matcher::LacksCapability(bits.collect()));
-    }
-    if let Some(v) = w.netns {
-        m.push(Matcher::Netns(v));
-    }
-    if let Some(v) = &w.listener {
-        m.push(Matcher::Listener(v.iter().copied().collect()));
-    }
-    if let Some(v) = &w.wsl {
-        m.push(Matcher::Wsl(v.iter().copied().collect()));
-    }
-    if let Some(v) = list(&w.networking_mode) {
-        m.push(Matcher::NetworkingMode(v));
-    }
-    if let Some(v) = &w.nameserver {
-        m.push(Matcher::Nameserver(v.iter().filter_map(|a| a.parse().ok()).collect()));
-    }
-    // Cheap matchers first: most events are rejected by the syscall or errno test; the
-    // ones that read /proc or socket tables run last, on the few events that got there.
-    m.sort_by_key(Matcher::cost);
-    m
-}
-
 impl Matcher {
-    fn cost(&self) -> u8 {
-        match self {
-            Matcher::Syscall(_) | Matcher::Errno(_) | Matcher::Failed(_) => 0,
-            Matcher::PathFstype(_)
-            | Matcher::DirWritable(_)
-            | Matcher::LacksCapability(_)
-            | Matcher::Listener(_) => 2,
-            _ => 1,
-        }
-    }
-
-    fn holds(&self, ev: &Event, ctx: &mut Ctx<'_>) -> Option<bool> {
-        let any =
-            |names: &[String], value: Option<&str>| value.map(|v| names.iter().any(|n| n == v));
+    /// Whether the matcher holds on `ev`; `None` when a fact it needs cannot be known.
+    pub fn holds(&self, ev: &Event, ctx: &mut Ctx<'_>) -> Option<bool> {
         Some(match self {
-            Matcher::Syscall(set) => set.contains(&ev.syscall),
-            Matcher::Errno(set) => ev.errno.is_some_and(|e| set.contains(&e.0)),
+            Matcher::Syscall(list) => list.contains(&ev.syscall),
+            Matcher::Errno(list) => ev.errno.is_some_and(|e| list.contains(&e)),
             Matcher::Failed(failed) => ev.failed() == *failed,
-            Matcher::Level(names) => any(names, ev.args.level.as_deref())?,
-            Matcher::Optname(names) => any(names, ev.args.optname.as_deref())?,
-            Matcher::Family(names) => any(names, family(ev))?,
+            Matcher::Level(names) => names.has(ev.args.level.as_deref()?),
+            Matcher::Optname(names) => names.has(ev.args.optname.as_deref()?),
+            Matcher::Family(names) => names.has(family(ev)?),
             Matcher::SockType(names) => {
                 let ty = ev
                     .sock
                     .as_ref()
                     .and_then(|s| s.sock_type.as_deref())
                     .or(ev.args.sock_type.as_deref());
-                any(names, ty)?
+                names.has(ty?)
             }
             Matcher::SockFlags(names) => {
                 let flags = ev
@@ -290,18 +111,18 @@ impl Matcher {
                     .as_ref()
                     .and_then(|s| s.flags.as_deref())
                     .or(ev.args.flags.as_deref())?;
-                names.iter().any(|n| flags.split('|').any(|f| f == n))
+                flags.split('|').any(|f| names.has(f))
             }
             Matcher::Addr(addrs) => addrs.contains(&inet(target(ev)?)?),
             Matcher::AddrClass(classes) => classes.contains(&class(target(ev)?)),
-            Matcher::Port(lo, hi) => (*lo..=*hi).contains(&inet(target(ev)?)?.port()),
+            Matcher::Port(range) => range.contains(inet(target(ev)?)?.port()),
             Matcher::BelowUnprivilegedPort(below) => {
                 let port = inet(target(ev)?)?.port();
                 (port != 0 && port < ctx.env.unprivileged_port_start) == *below
             }
             Matcher::PathPrefix(prefixes) => {
                 let path = unix_path(target(ev)?)?;
-                prefixes.iter().any(|p| path.starts_with(p.as_str()))
+                prefixes.0.iter().any(|p| path.starts_with(p.as_str()))
             }
             Matcher::PathFstype(types) => {
                 let fstype = ctx.system.mount_fstype(ev.pid, unix_path(target(ev)?)?)?;
@@ -313,10 +134,10 @@ impl Matcher {
                     == *writable
             }
             Matcher::PreviousSyscall(set) => set.contains(&ctx.previous?),
-            Matcher::LacksCapability(bits) => {
+            Matcher::LacksCapability(caps_needed) => {
                 // As the kernel saw them at the call; /proc only if it could not.
                 let caps = ev.cap_effective.or_else(|| ctx.system.capabilities(ev.pid))?;
-                bits.iter().any(|bit| caps & (1 << bit) == 0)
+                caps_needed.0.iter().any(|cap| caps & (1 << cap.value) == 0)
             }
             Matcher::Netns(kind) => {
                 let private = ev.ns?.net != ctx.initial_net?;
@@ -324,7 +145,7 @@ impl Matcher {
             }
             Matcher::Listener(kinds) => kinds.contains(&ctx.listeners(ev)?.0),
             Matcher::Wsl(kinds) => kinds.contains(&ctx.env.wsl),
-            Matcher::NetworkingMode(modes) => any(modes, ctx.env.networking_mode.as_deref())?,
+            Matcher::NetworkingMode(modes) => modes.has(ctx.env.networking_mode.as_deref()?),
             Matcher::Nameserver(ips) => ctx.env.nameservers.iter().any(|ns| ips.contains(ns)),
         })
     }
@@ -439,19 +260,6 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn rules_say_which_syscalls_they_can_fire_on() {
-        use super::super::rules::{BUILTIN, BUILTIN_NAME, parse};
-        let rules: Vec<Rule> =
-            parse(BUILTIN_NAME, BUILTIN).unwrap().into_iter().map(Rule::compile).collect();
-        let refused = rules.iter().find(|r| r.spec.id == "CONNECT-REFUSED").unwrap();
-        assert!(refused.may_fire_on(Syscall::Connect));
-        assert!(!refused.may_fire_on(Syscall::Bind));
-        assert!(!refused.may_fire_on(Syscall::Close));
-        let anywhere = Rule::compile(RuleSpec { when: When::default(), ..refused.spec.clone() });
-        assert!(Syscall::ALL.iter().all(|&s| anywhere.may_fire_on(s)));
     }
 
     #[test]

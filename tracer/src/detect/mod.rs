@@ -6,6 +6,8 @@ pub mod env;
 pub mod matchers;
 pub mod rules;
 pub mod system;
+pub mod values;
+pub mod vocabulary;
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,8 +18,8 @@ use crate::{
     event::{Event, Finding},
 };
 use env::Environment;
-use matchers::{Ctx, Rule};
-use rules::RuleSpec;
+use matchers::Ctx;
+use rules::{Rule, RuleSpec};
 use system::System;
 
 pub struct Detector {
@@ -37,7 +39,7 @@ impl Detector {
         system: Box<dyn System>,
         initial_net: Option<u32>,
     ) -> Self {
-        let rules = specs.into_iter().map(Rule::compile).filter(|r| r.applies_to(&env)).collect();
+        let rules = specs.into_iter().map(Rule::new).filter(|r| r.applies_to(&env)).collect();
         Detector { rules, env, system, initial_net, previous: HashMap::new() }
     }
 
@@ -73,7 +75,7 @@ impl Detector {
             if !ev.anomalies.iter().any(|f| f.id == rule.spec.id) {
                 ev.anomalies.push(Finding {
                     id: rule.spec.id.clone(),
-                    severity: rule.spec.severity.to_string(),
+                    severity: rule.spec.severity,
                     title: rule.spec.title.clone(),
                     fix: one_paragraph(&rule.spec.fix),
                     detail,

@@ -170,7 +170,7 @@ fn truncate_comm(comm: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Args, Finding, KnownAddr, SockAddr, SocketInfo};
+    use crate::event::{Args, Finding, KnownAddr, Severity, SockAddr, SocketInfo};
 
     fn event(syscall: Syscall, ret: i64, secs: i64) -> Event {
         Event {
@@ -261,7 +261,7 @@ mod tests {
         assert!(!filter(&["--anomalies-only"]).event(&ev));
         ev.anomalies.push(Finding {
             id: "X".into(),
-            severity: "warning".into(),
+            severity: Severity::Warning,
             title: "t".into(),
             fix: "f".into(),
             detail: None,

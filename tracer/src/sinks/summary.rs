@@ -13,7 +13,10 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{Sink, text::Duration};
-use crate::{cli::Format, event::RecordRef};
+use crate::{
+    cli::Format,
+    event::{RecordRef, Severity},
+};
 
 /// Three significant digits: percentiles within 0.1% of the true latency.
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -63,10 +66,10 @@ pub struct ProcessReport {
     pub errors: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FindingReport {
     pub id: String,
-    pub severity: String,
+    pub severity: Severity,
     pub title: String,
     pub count: u64,
 }
@@ -130,7 +133,7 @@ impl Summary {
                     let f =
                         self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
                             id: finding.id.clone(),
-                            severity: finding.severity.clone(),
+                            severity: finding.severity,
                             title: finding.title.clone(),
                             count: 0,
                         });
@@ -237,7 +240,7 @@ impl Report {
             for f in &self.findings {
                 findings.add_row(vec![
                     f.id.clone(),
-                    f.severity.clone(),
+                    f.severity.to_string(),
                     f.count.to_string(),
                     f.title.clone(),
                 ]);
@@ -352,7 +355,7 @@ mod tests {
         flagged.ts = DateTime::from_timestamp(103, 0).unwrap();
         flagged.anomalies.push(Finding {
             id: "WSL-PEERCRED-ENOPROTOOPT".into(),
-            severity: "error".into(),
+            severity: Severity::Error,
             title: "no SO_PEERCRED".into(),
             fix: "f".into(),
             detail: None,

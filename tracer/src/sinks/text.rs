@@ -13,8 +13,8 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, Snapshot, SockAddr,
-    SocketInfo,
+    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, Severity, Snapshot,
+    SockAddr, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -131,10 +131,10 @@ impl<W: Write> TextSink<W> {
         let count = self.seen.entry((finding.id.clone(), ev.pid, site)).or_insert(0);
         *count += 1;
         let count = *count;
-        let style = match finding.severity.as_str() {
-            "error" => ERROR,
-            "warning" => WARN,
-            _ => INFO,
+        let style = match finding.severity {
+            Severity::Error => ERROR,
+            Severity::Warning => WARN,
+            Severity::Info => INFO,
         };
         if count > 1 {
             // A reminder on the first repeat, then at every power of ten.
