@@ -23,9 +23,9 @@ use self::{
 };
 use crate::{
     cli::{DoctorArgs, Format},
-    enrich::{namespaces as ns, sockets},
+    enrich::namespaces as ns,
     event::{KnownAddr, SockAddr},
-    facts::{self, machine},
+    facts::{self, machine, sockets},
 };
 
 pub fn run(args: DoctorArgs) -> Result<ExitCode> {

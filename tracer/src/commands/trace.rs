@@ -24,13 +24,11 @@ use tracer_common::{Syscall, config::ErrnoSet};
 use crate::{
     cli::{Format, KnowledgeArgs, OutputArgs, TraceArgs},
     decode::{self, Clock},
-    detect::{Detector, env::Environment, rules, system::Live},
+    detect::{Detector, env::Environment, rules},
     emulate::{self, session::Emulation},
-    enrich::{
-        Enricher,
-        sockets::{self, SystemLookup},
-    },
+    enrich::{Enricher, sockets::SystemLookup},
     event::{Loss, ProcessExit, Snapshot},
+    facts::{sockets, system::Live},
     filter::Filter,
     pipeline::Pipeline,
     recording::Header,

@@ -13,12 +13,15 @@ use super::{
     rules::{
         AddrClass, ListenerKind, NetnsKind, Platform, RuleSpec, When, WslKind, parse_port_range,
     },
-    system::{Owner, Proto, System, TableSocket},
 };
 use crate::{
     decode::{errno::Errno, names},
     enrich::FdTable,
     event::{Event, KnownAddr, SockAddr},
+    facts::{
+        sockets::{Proto, SockState},
+        system::{Owner, System, TableSocket},
+    },
 };
 
 /// One condition of a rule.
@@ -109,7 +112,7 @@ impl<'a> Ctx<'a> {
                 (addr.port() == port).then(|| TableSocket {
                     netns: t.netns.unwrap_or(0),
                     addr,
-                    state: t.sock.state.clone().unwrap_or_else(|| "BOUND".into()),
+                    state: t.sock.state,
                     inode: t.sock.inode.unwrap_or(0),
                     owner: Some(Owner { pid: t.pid, comm: t.comm.to_owned(), fd: t.fd }),
                 })
@@ -418,7 +421,7 @@ fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Ve
     let listening: Vec<TableSocket> = ctx
         .sockets_on_port(dest.port(), Proto::Tcp)?
         .into_iter()
-        .filter(|s| s.state == "LISTEN")
+        .filter(|s| s.state == Some(SockState::Listen))
         .collect();
     let here: Vec<&TableSocket> = listening.iter().filter(|s| s.netns == netns).collect();
     let kind = if here.iter().any(|s| covers(s.addr, dest)) {

@@ -5,7 +5,6 @@ pub mod details;
 pub mod env;
 pub mod matchers;
 pub mod rules;
-pub mod system;
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,11 +13,11 @@ use tracer_common::Syscall;
 use crate::{
     enrich::FdTable,
     event::{Event, Finding},
+    facts::system::System,
 };
 use env::Environment;
 use matchers::{Ctx, Rule};
 use rules::RuleSpec;
-use system::System;
 
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
@@ -105,12 +104,15 @@ mod tests {
     //! is covered here; the integration tests reproduce the rest for real.
 
     use super::*;
+    use crate::facts::{
+        sockets::{Proto, SockState},
+        system::{Owner, TableSocket},
+    };
     use crate::{
         enrich::fds::NoLookup,
         event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
     };
     use rules::WslKind;
-    use system::{Owner, Proto, TableSocket};
 
     /// A system whose facts the test sets.
     #[derive(Default)]
@@ -303,7 +305,7 @@ mod tests {
         let listener = |addr: &str, netns: u32| TableSocket {
             netns,
             addr: addr.parse().unwrap(),
-            state: "LISTEN".into(),
+            state: Some(SockState::Listen),
             inode: 1,
             owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
         };
