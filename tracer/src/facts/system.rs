@@ -346,4 +346,23 @@ mod tests {
         assert_eq!(ours.addr, listener.local_addr().unwrap());
         assert_eq!(ours.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
     }
+
+    /// The unix listener is found in the caller's namespace's tables, with its owner.
+    #[test]
+    fn finds_a_unix_listener_and_its_owner() {
+        let dir = std::env::temp_dir().join(format!("wsltrace-system-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let me = std::process::id();
+        let path = path.to_str().unwrap();
+        let target = Live::default().unix_target(me, None, path).unwrap();
+        assert!(target.exists && target.is_socket && target.listener_same_file, "{target:?}");
+        assert_eq!(target.listener.map(|o| o.pid), Some(me));
+        drop(listener);
+        let stale = Live::default().unix_target(me, None, path).unwrap();
+        assert!(stale.exists && stale.listener.is_none(), "{stale:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
