@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracer_common::Syscall;
 
-use crate::{decode::errno::Errno, facts::sockets::SockState};
+use crate::{decode::errno::Errno, decode::state::SockState};
 
 /// One socket syscall, entry and exit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

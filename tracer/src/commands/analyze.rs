@@ -121,7 +121,7 @@ fn detector(
         env.assume(assumed)?;
     }
     // The initial namespaces have the same numbers on every kernel.
-    let initial_net = Some(crate::enrich::namespaces::KERNEL_INITIAL.net);
+    let initial_net = Some(crate::facts::namespaces::KERNEL_INITIAL.net);
     Ok(Detector::new(specs.to_vec(), env, Box::new(Offline), initial_net))
 }
 

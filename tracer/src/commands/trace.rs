@@ -106,7 +106,7 @@ pub fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Resul
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
-    let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+    let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
     Ok(Detector::new(specs, env, Box::new(Live::default()), initial_net))
 }
 
@@ -125,7 +125,7 @@ pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
         Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
             let color = output.color.on_stdout();
-            let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+            let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
             sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
         }
     }

@@ -4,6 +4,7 @@ pub mod errno;
 pub mod names;
 pub mod sockaddr;
 pub mod sockopt;
+pub mod state;
 
 use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};

@@ -8,9 +8,10 @@ use super::{
     rules::{Detail, ListenerKind},
 };
 use crate::{
+    decode::state::SockState,
     event::Event,
     facts::{
-        sockets::{Proto, SockState},
+        sockets::Proto,
         system::{Owner, TableSocket},
     },
 };

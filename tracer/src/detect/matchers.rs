@@ -15,11 +15,11 @@ use super::{
     },
 };
 use crate::{
-    decode::{errno::Errno, names},
+    decode::{errno::Errno, names, state::SockState},
     enrich::FdTable,
     event::{Event, KnownAddr, SockAddr},
     facts::{
-        sockets::{Proto, SockState},
+        sockets::Proto,
         system::{Owner, System, TableSocket},
     },
 };

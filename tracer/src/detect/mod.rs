@@ -104,9 +104,12 @@ mod tests {
     //! is covered here; the integration tests reproduce the rest for real.
 
     use super::*;
-    use crate::facts::{
-        sockets::{Proto, SockState},
-        system::{Owner, TableSocket},
+    use crate::{
+        decode::state::SockState,
+        facts::{
+            sockets::Proto,
+            system::{Owner, TableSocket},
+        },
     };
     use crate::{
         enrich::fds::NoLookup,

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use tracer_common::Syscall;
 
 use crate::{
+    decode::state::SockState,
     event::{Event, SocketInfo},
-    facts::sockets::SockState,
 };
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).

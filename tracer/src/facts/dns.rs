@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    decode::state::SockState,
     event::{KnownAddr, SockAddr, SocketInfo},
-    facts::sockets::SockState,
 };
 
 /// WSL writes this first line when it generates /etc/resolv.conf.

@@ -10,6 +10,7 @@
 pub mod dns;
 pub mod fresh;
 pub mod machine;
+pub mod namespaces;
 pub mod sockets;
 pub mod system;
 pub mod wsl;

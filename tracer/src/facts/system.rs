@@ -12,9 +12,11 @@ use std::{
 
 use procfs::process::Process;
 
+use crate::decode::state::SockState;
+
 use super::{
     fresh::Fresh,
-    sockets::{Netns, Proto, SockState, Tables, fds},
+    sockets::{Netns, Proto, Tables, fds},
 };
 
 /// A socket on a port, with its owner when wsltrace could find it.
@@ -56,7 +58,7 @@ pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path:
         let relative = path.strip_prefix("/").unwrap_or(path);
         return Some(root.join(relative));
     }
-    let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.mnt);
+    let ours = super::namespaces::read(std::process::id()).map(|ns| ns.mnt);
     (mnt.is_some() && mnt == ours).then(|| path.to_path_buf())
 }
 
@@ -119,7 +121,7 @@ pub struct Live {
 
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
-    crate::enrich::namespaces::parse_link(link.to_str()?)
+    super::namespaces::parse_link(link.to_str()?)
 }
 
 /// netns inode -> a pid in it.
@@ -265,7 +267,7 @@ impl System for Live {
 
     fn addresses(&mut self, pid: u32, netns: Option<u32>) -> Option<Vec<IpAddr>> {
         // The caller's tables while it lives; ours if it has exited from our namespace.
-        let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.net);
+        let ours = super::namespaces::read(std::process::id()).map(|ns| ns.net);
         let dir = if Path::new(&format!("/proc/{pid}/net")).exists() {
             format!("/proc/{pid}/net")
         } else if netns.is_some() && netns == ours {

@@ -408,7 +408,7 @@ pub fn render_value(value: &OptValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{event::Args, facts::sockets::SockState};
+    use crate::{decode::state::SockState, event::Args};
 
     fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
         Event::for_test(syscall, args, ret)

@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use super::report::{Check, Process};
 use crate::{
+    decode::state::SockState,
     event::{KnownAddr, SockAddr, SocketInfo},
-    facts::sockets::SockState,
 };
 
 /// A mount, as much of it as the findings need.

@@ -161,7 +161,7 @@ pub fn addr(a: &SockAddr) -> String {
 mod tests {
     use super::*;
     use crate::{
-        commands::doctor::report::Check, event::UnixAddr, facts::Facts, facts::sockets::SockState,
+        commands::doctor::report::Check, decode::state::SockState, event::UnixAddr, facts::Facts,
     };
 
     fn report() -> Report {

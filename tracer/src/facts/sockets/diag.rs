@@ -20,11 +20,12 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use super::{InetSocket, Proto, SockState};
+use super::{InetSocket, Proto};
 use crate::{
     decode::{
         names::{self, AF_INET6, AF_UNIX},
         sockaddr::escape,
+        state::SockState,
     },
     event::{KnownAddr, SockAddr, SocketInfo, UnixAddr},
 };

@@ -11,9 +11,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::SockState;
 use crate::{
-    decode::{names, sockaddr},
+    decode::{names, sockaddr, state::SockState},
     event::{SockAddr, SocketInfo},
 };
 

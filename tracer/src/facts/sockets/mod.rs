@@ -15,16 +15,17 @@ mod dup;
 pub mod fds;
 pub mod netns;
 mod proc_tables;
-pub mod state;
 
 use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Result;
 
 pub use netns::Netns;
-pub use state::SockState;
 
-use crate::{decode::names, event::SocketInfo};
+use crate::{
+    decode::{names, state::SockState},
+    event::SocketInfo,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
