@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracer_common::Syscall;
 
-use crate::decode::errno::Errno;
+use crate::{decode::errno::Errno, decode::state::SockState};
 
 /// One socket syscall, entry and exit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,7 +118,7 @@ pub struct SocketInfo {
     pub flags: Option<String>,
     /// `LISTEN`, `ESTABLISHED`, `UNCONNECTED`, `SYN_SENT`, `CLOSE_WAIT`...
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<SockState>,
     pub local: Option<SockAddr>,
     pub peer: Option<SockAddr>,
     /// The socket's inode (`socket:[N]` in /proc/PID/fd).

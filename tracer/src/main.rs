@@ -14,7 +14,6 @@ mod enrich;
 mod event;
 mod facts;
 mod filter;
-mod fresh;
 mod pipeline;
 mod recording;
 mod sinks;

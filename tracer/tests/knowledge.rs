@@ -132,6 +132,35 @@ fn address_in_use_names_the_holder() {
     assert_eq!(found[0].2, format!("held by {addr} LISTEN (wsltrace[{}] fd 3)", holder.pid));
 }
 
+/// Only a TIME_WAIT socket, which no process holds, is left on the port: a bind without
+/// SO_REUSEADDR fails and the finding says so. The socket is found in the system's tables only
+/// (the trace never saw it).
+#[test]
+fn address_in_use_by_a_time_wait_socket() {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    // The side that closes first keeps the TIME_WAIT: the accepted one, on the listener's port.
+    accepted.shutdown(Shutdown::Both).unwrap();
+    drop((accepted, listener));
+    let mut eof = [0_u8; 1];
+    assert_eq!(std::io::Read::read(&mut &client, &mut eof).unwrap(), 0, "the server closed");
+    drop(client);
+    let out = traced(&[], &["--format", "json"], &["listen", "--addr", &addr.to_string()]);
+    assert!(!out.status.success(), "the TIME_WAIT socket keeps the port: {}", out.stderr);
+    let found = findings(&out);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "ADDRESS-IN-USE");
+    assert_eq!(
+        found[0].2,
+        format!(
+            "held by {addr} in TIME_WAIT from an earlier connection (no process; SO_REUSEADDR lets a server rebind)"
+        )
+    );
+}
+
 #[test]
 fn bind_to_an_address_the_namespace_does_not_have() {
     // 192.0.2.0/24 is TEST-NET-1: never configured.

@@ -12,11 +12,10 @@ use crate::{
         Detector,
         env::Environment,
         rules::{self, RuleSpec},
-        system::Offline,
     },
     enrich::Enricher,
     event::Event,
-    facts::Facts,
+    facts::{Facts, system::Offline},
     filter::Filter,
     pipeline::Pipeline,
     recording::{Header, Record},
@@ -122,7 +121,7 @@ fn detector(
         env.assume(assumed)?;
     }
     // The initial namespaces have the same numbers on every kernel.
-    let initial_net = Some(crate::enrich::namespaces::KERNEL_INITIAL.net);
+    let initial_net = Some(crate::facts::namespaces::KERNEL_INITIAL.net);
     Ok(Detector::new(specs.to_vec(), env, Box::new(Offline), initial_net))
 }
 

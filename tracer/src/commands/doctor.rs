@@ -23,9 +23,8 @@ use self::{
 };
 use crate::{
     cli::{DoctorArgs, Format},
-    enrich::{namespaces as ns, sockets},
     event::{KnownAddr, SockAddr},
-    facts::{self, machine},
+    facts::{self, machine, namespaces as ns, sockets},
 };
 
 pub fn run(args: DoctorArgs) -> Result<ExitCode> {

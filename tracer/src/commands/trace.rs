@@ -24,13 +24,11 @@ use tracer_common::{Syscall, config::ErrnoSet};
 use crate::{
     cli::{Format, KnowledgeArgs, OutputArgs, TraceArgs},
     decode::{self, Clock},
-    detect::{Detector, env::Environment, rules, system::Live},
+    detect::{Detector, env::Environment, rules},
     emulate::{self, session::Emulation},
-    enrich::{
-        Enricher,
-        sockets::{self, SystemLookup},
-    },
+    enrich::{Enricher, sockets::SystemLookup},
     event::{Loss, Snapshot},
+    facts::{sockets, system::Live},
     filter::Filter,
     pipeline::Pipeline,
     recording::Header,
@@ -108,7 +106,7 @@ pub fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Resul
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
-    let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+    let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
     Ok(Detector::new(specs, env, Box::new(Live::default()), initial_net))
 }
 
@@ -127,7 +125,7 @@ pub fn sinks(output: &OutputArgs, quiet: bool) -> Result<Sinks> {
         Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
             let color = output.color.on_stdout();
-            let initial_net = crate::enrich::namespaces::initial().map(|ns| ns.net);
+            let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
             sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
         }
     }

@@ -4,6 +4,7 @@ pub mod errno;
 pub mod names;
 pub mod sockaddr;
 pub mod sockopt;
+pub mod state;
 mod strerror;
 
 use chrono::{DateTime, Utc};

@@ -6,9 +6,15 @@ use std::net::SocketAddr;
 use super::{
     matchers::{Ctx, covers, inet, target, unix_path},
     rules::{Detail, ListenerKind},
-    system::{Owner, Proto, TableSocket},
 };
-use crate::event::Event;
+use crate::{
+    decode::state::SockState,
+    event::Event,
+    facts::{
+        sockets::Proto,
+        system::{Owner, TableSocket},
+    },
+};
 
 fn owner(o: &Option<Owner>) -> String {
     match o {
@@ -102,14 +108,18 @@ fn port_holder(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
         .collect();
     let mut holders = holders;
     // Listeners first: they are what a user stops; accepted connections share their port.
-    holders.sort_by_key(|s| s.state != "LISTEN");
+    holders.sort_by_key(|s| s.state != Some(SockState::Listen));
     let described: Vec<String> = holders
         .iter()
-        .map(|s| match (&s.owner, s.state.as_str()) {
-            (None, "TIME_WAIT") => {
+        .map(|s| match (&s.owner, s.state) {
+            (None, Some(SockState::TimeWait)) => {
                 format!("{} in TIME_WAIT from an earlier connection (no process; SO_REUSEADDR lets a server rebind)", s.addr)
             }
-            _ => format!("{} {} ({})", s.addr, s.state, owner(&s.owner)),
+            (_, state) => {
+                // A traced socket whose calls did not say is bound (it holds the port).
+                let state = state.map_or_else(|| "BOUND".to_owned(), |s| s.to_string());
+                format!("{} {state} ({})", s.addr, owner(&s.owner))
+            }
         })
         .collect();
     Some(if described.is_empty() {

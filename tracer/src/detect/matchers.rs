@@ -7,13 +7,17 @@ use tracer_common::Syscall;
 
 use super::{
     env::Environment,
-    system::{Owner, Proto, System, TableSocket},
     values::{AddrClass, ListenerKind, NetnsKind},
     vocabulary::Matcher,
 };
 use crate::{
+    decode::state::SockState,
     enrich::FdTable,
     event::{Event, KnownAddr, SockAddr},
+    facts::{
+        sockets::Proto,
+        system::{Owner, System, TableSocket},
+    },
 };
 
 /// What evaluating one event may look up, computed at most once per event.
@@ -64,7 +68,7 @@ impl<'a> Ctx<'a> {
                 (addr.port() == port).then(|| TableSocket {
                     netns: t.netns.unwrap_or(0),
                     addr,
-                    state: t.sock.state.clone().unwrap_or_else(|| "BOUND".into()),
+                    state: t.sock.state,
                     inode: t.sock.inode.unwrap_or(0),
                     owner: Some(Owner { pid: t.pid, comm: t.comm.to_owned(), fd: t.fd }),
                 })
@@ -239,7 +243,7 @@ fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Ve
     let listening: Vec<TableSocket> = ctx
         .sockets_on_port(dest.port(), Proto::Tcp)?
         .into_iter()
-        .filter(|s| s.state == "LISTEN")
+        .filter(|s| s.state == Some(SockState::Listen))
         .collect();
     let here: Vec<&TableSocket> = listening.iter().filter(|s| s.netns == netns).collect();
     let kind = if here.iter().any(|s| covers(s.addr, dest)) {

@@ -5,7 +5,6 @@ pub mod details;
 pub mod env;
 pub mod matchers;
 pub mod rules;
-pub mod system;
 pub mod values;
 pub mod vocabulary;
 
@@ -16,11 +15,11 @@ use tracer_common::Syscall;
 use crate::{
     enrich::FdTable,
     event::{Event, Finding},
+    facts::system::System,
 };
 use env::Environment;
 use matchers::Ctx;
 use rules::{Rule, RuleSpec};
-use system::System;
 
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
@@ -108,11 +107,17 @@ mod tests {
 
     use super::*;
     use crate::{
+        decode::state::SockState,
+        facts::{
+            sockets::Proto,
+            system::{Owner, TableSocket},
+        },
+    };
+    use crate::{
         enrich::fds::NoLookup,
         event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
     };
     use rules::WslKind;
-    use system::{Owner, Proto, TableSocket};
 
     /// A system whose facts the test sets.
     #[derive(Default)]
@@ -305,7 +310,7 @@ mod tests {
         let listener = |addr: &str, netns: u32| TableSocket {
             netns,
             addr: addr.parse().unwrap(),
-            state: "LISTEN".into(),
+            state: Some(SockState::Listen),
             inode: 1,
             owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
         };

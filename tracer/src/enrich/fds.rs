@@ -11,8 +11,10 @@ use std::collections::HashMap;
 
 use tracer_common::Syscall;
 
-use super::sockets::states::connected;
-use crate::event::{Event, SocketInfo};
+use crate::{
+    decode::state::SockState,
+    event::{Event, SocketInfo},
+};
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
 pub trait SocketLookup {
@@ -146,7 +148,7 @@ impl FdTable {
                             family: a.domain.clone().unwrap_or_default(),
                             sock_type: a.sock_type.clone(),
                             protocol: a.protocol.clone(),
-                            state: Some(connected(
+                            state: Some(SockState::connected(
                                 a.domain.as_deref().unwrap_or_default(),
                                 a.sock_type.as_deref(),
                             )),
@@ -163,7 +165,7 @@ impl FdTable {
                     let sock_type = listener.as_ref().and_then(|l| l.sock_type.clone());
                     let sock = SocketInfo {
                         fd: Some(fd),
-                        state: Some(connected(&family, sock_type.as_deref())),
+                        state: Some(SockState::connected(&family, sock_type.as_deref())),
                         family,
                         sock_type,
                         protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
@@ -201,18 +203,20 @@ impl FdTable {
                 let Some(sock) = self.entry(pid, fd) else { return };
                 match syscall {
                     Syscall::Bind | Syscall::Getsockname if ok => sock.local = addr,
-                    Syscall::Listen if ok => sock.state = Some("LISTEN".into()),
+                    Syscall::Listen if ok => sock.state = Some(SockState::Listen),
                     Syscall::Connect if ok => {
                         sock.peer = addr;
-                        sock.state = Some(connected(&sock.family, sock.sock_type.as_deref()));
+                        sock.state =
+                            Some(SockState::connected(&sock.family, sock.sock_type.as_deref()));
                     }
                     Syscall::Connect if errno.is_some_and(|e| e.0 == EINPROGRESS) => {
                         sock.peer = addr;
-                        sock.state = Some("SYN_SENT".into());
+                        sock.state = Some(SockState::SynSent);
                     }
                     Syscall::Getpeername if ok => {
                         sock.peer = addr;
-                        sock.state = Some(connected(&sock.family, sock.sock_type.as_deref()));
+                        sock.state =
+                            Some(SockState::connected(&sock.family, sock.sock_type.as_deref()));
                     }
                     _ => {}
                 }
@@ -258,7 +262,7 @@ mod tests {
 
         let mut e = ev(Syscall::Listen, Args { fd: Some(3), ..Args::default() }, 0);
         table.apply(&mut e);
-        assert_eq!(e.sock.as_ref().unwrap().state.as_deref(), Some("LISTEN"));
+        assert_eq!(e.sock.as_ref().unwrap().state, Some(SockState::Listen));
 
         let mut e =
             ev(Syscall::Accept4, Args { fd: Some(3), addr: lo(5555), ..Args::default() }, 4);

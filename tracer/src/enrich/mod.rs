@@ -3,10 +3,9 @@
 
 pub mod cgroups;
 pub mod fds;
-pub mod namespaces;
 pub mod sockets;
 
-use crate::event::Event;
+use crate::{event::Event, facts::namespaces};
 
 pub use fds::{FdTable, SocketLookup};
 

@@ -1,9 +1,18 @@
-//! Facts about the environment wsltrace runs in: the machine, WSL, DNS. Plain data (serialized
-//! into `doctor --format json` and recording headers, and readable back so that they can be
-//! overridden); detection functions take their inputs as parameters, `gather` reads the system.
+//! Facts about the system wsltrace runs on, in one place:
+//! - the environment ([`Facts`]: machine, WSL, DNS): plain data, serialized into `doctor
+//!   --format json` and recording headers and readable back so that they can be overridden;
+//!   detection functions take their inputs as parameters, `gather` reads the system;
+//! - the socket tables of a network namespace ([`sockets`]), read by the fd table (enrich) and
+//!   by the knowledge base;
+//! - what rules ask of the running system at the time of a call ([`system`]);
+//! - the short-lived cache all of those reads go through ([`fresh`]).
 
 pub mod dns;
+pub mod fresh;
 pub mod machine;
+pub mod namespaces;
+pub mod sockets;
+pub mod system;
 pub mod wsl;
 
 use serde::{Deserialize, Serialize};

@@ -373,9 +373,13 @@ pub fn render_socket(sock: &SocketInfo) -> String {
         Some(fd) => format!("fd {fd} {}", sock.family),
         None => sock.family.clone(),
     };
-    for part in [&sock.sock_type, &sock.protocol, &sock.state].into_iter().flatten() {
+    for part in [&sock.sock_type, &sock.protocol].into_iter().flatten() {
         s.push(' ');
         s.push_str(part);
+    }
+    if let Some(state) = sock.state {
+        s.push(' ');
+        s.push_str(&state.to_string());
     }
     if let Some(local) = &sock.local {
         s.push(' ');
@@ -410,7 +414,7 @@ pub fn render_value(value: &OptValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Args;
+    use crate::{decode::state::SockState, event::Args};
 
     fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
         Event::for_test(syscall, args, ret)
@@ -515,7 +519,7 @@ mod tests {
             fd: Some(3),
             family: "AF_INET".into(),
             sock_type: Some("SOCK_STREAM".into()),
-            state: Some("LISTEN".into()),
+            state: Some(SockState::Listen),
             local: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 80 })),
             inode: Some(99),
             ..SocketInfo::default()

@@ -395,7 +395,7 @@ mod tests {
             kinds.push(match record {
                 Record::Header(_) => "header",
                 Record::Snapshot(s) => {
-                    assert_eq!(s.sockets[0].state.as_deref(), Some("LISTEN"));
+                    assert_eq!(s.sockets[0].state, Some(crate::decode::state::SockState::Listen));
                     "snapshot"
                 }
                 Record::Event(_) => "event",

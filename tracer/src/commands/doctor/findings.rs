@@ -4,7 +4,10 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use super::report::{Check, Process};
-use crate::event::{KnownAddr, SockAddr, SocketInfo};
+use crate::{
+    decode::state::SockState,
+    event::{KnownAddr, SockAddr, SocketInfo},
+};
 
 /// A mount, as much of it as the findings need.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,9 +49,9 @@ pub fn listeners(sockets: &[SocketInfo]) -> Vec<Listener> {
     sockets
         .iter()
         .filter_map(|s| {
-            let proto = match (s.protocol.as_deref(), s.state.as_deref()) {
-                (Some("IPPROTO_TCP"), Some("LISTEN")) => "TCP",
-                (Some("IPPROTO_UDP"), Some("UNCONNECTED")) => "UDP",
+            let proto = match (s.protocol.as_deref(), s.state) {
+                (Some("IPPROTO_TCP"), Some(SockState::Listen)) => "TCP",
+                (Some("IPPROTO_UDP"), Some(SockState::Unconnected)) => "UDP",
                 _ => return None,
             };
             let (ip, port) = match s.local.as_ref()? {
@@ -173,7 +176,7 @@ mod tests {
             fd: Some(3),
             family: if ip.is_ipv4() { "AF_INET" } else { "AF_INET6" }.into(),
             protocol: Some(proto.into()),
-            state: Some(state.into()),
+            state: Some(state.parse().unwrap()),
             local: Some(SockAddr::Known(local)),
             ..SocketInfo::default()
         }
@@ -183,7 +186,7 @@ mod tests {
         SocketInfo {
             fd: Some(7),
             family: "AF_UNIX".into(),
-            state: Some("LISTEN".into()),
+            state: Some(SockState::Listen),
             local: Some(SockAddr::Known(KnownAddr::Unix(UnixAddr {
                 path: Some(path.into()),
                 abstract_name: None,

@@ -78,7 +78,7 @@ fn sockets(out: &mut Out, p: &Process) {
             [
                 s.fd.map_or_else(|| "?".to_owned(), |fd| fd.to_string()),
                 kind(s),
-                s.state.clone().unwrap_or_default(),
+                s.state.map(|s| s.to_string()).unwrap_or_default(),
                 s.local.as_ref().map_or_else(String::new, addr),
                 s.peer.as_ref().map_or_else(|| "-".to_owned(), addr),
                 match (s.inode, s.peer_inode) {
@@ -160,7 +160,9 @@ pub fn addr(a: &SockAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{commands::doctor::report::Check, event::UnixAddr, facts::Facts};
+    use crate::{
+        commands::doctor::report::Check, decode::state::SockState, event::UnixAddr, facts::Facts,
+    };
 
     fn report() -> Report {
         let listener = SocketInfo {
@@ -169,7 +171,7 @@ mod tests {
             family: "AF_INET".into(),
             sock_type: Some("SOCK_STREAM".into()),
             protocol: Some("IPPROTO_TCP".into()),
-            state: Some("LISTEN".into()),
+            state: Some(SockState::Listen),
             local: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 8080 })),
             peer: None,
             inode: Some(100),
@@ -179,7 +181,7 @@ mod tests {
             fd: Some(4),
             family: "AF_UNIX".into(),
             sock_type: Some("SOCK_STREAM".into()),
-            state: Some("CONNECTED".into()),
+            state: Some(SockState::Connected),
             local: Some(SockAddr::Known(KnownAddr::Unix(UnixAddr::default()))),
             peer: Some(SockAddr::Known(KnownAddr::Unix(UnixAddr {
                 path: Some("/run/app.sock".into()),

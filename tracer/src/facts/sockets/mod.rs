@@ -1,7 +1,9 @@
-//! lsof inside the tracer: what each socket fd of a process is.
+//! The socket tables of a network namespace: one reader for lsof inside the tracer (what each
+//! socket fd of a process is) and for the knowledge base (who holds a port, who listens on a
+//! unix path).
 //!
-//! `/proc/PID/fd/N` names the socket's inode; the kernel's socket tables of the process's own
-//! network namespace say what that inode is:
+//! `/proc/PID/fd/N` names a socket's inode; the kernel's socket tables of the namespace say what
+//! that inode is:
 //! - TCP and UDP over IPv4/IPv6, unix: sock_diag, from a netlink socket opened inside that
 //!   namespace (`netns`, `diag`);
 //! - netlink and packet: `/proc/PID/net/{netlink,packet}`, which show PID's namespace;
@@ -10,17 +12,36 @@
 
 mod diag;
 mod dup;
-mod fds;
+pub mod fds;
 pub mod netns;
 mod proc_tables;
-pub mod states;
 
-use std::collections::HashMap;
+use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Result;
 
-use crate::{decode::names, event::SocketInfo, fresh::Fresh};
 pub use netns::Netns;
+
+use crate::{
+    decode::{names, state::SockState},
+    event::SocketInfo,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A TCP or UDP socket of a table, for look-ups by port. TIME_WAIT sockets are here too
+/// (with inode 0: no process holds them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InetSocket {
+    pub proto: Proto,
+    pub local: SocketAddr,
+    pub state: SockState,
+    pub inode: u64,
+}
 
 /// Every socket fd `pid` holds, sorted by fd.
 pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
@@ -32,55 +53,25 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
-/// The fd table's look-up for fds it has not seen created (inherited, dup'ed, passed over a
-/// unix socket): this module, in the process's own network namespace. The namespace's tables
-/// are reused while [`Fresh`]: a reader that fell behind (events lost, so many fds it never
-/// saw created) would otherwise dump every socket of the namespace once per event. A socket
-/// newer than the tables read last is described through a copy of its fd instead.
-#[derive(Default)]
-pub struct SystemLookup {
-    /// netns inode -> its tables.
-    recent: Fresh<u64, Tables>,
-}
-
-impl SystemLookup {
-    fn try_describe(&mut self, pid: u32, fd: i32) -> Result<Option<SocketInfo>> {
-        let Some(inode) = fds::socket_inode(pid, fd)? else { return Ok(None) };
-        let netns = Netns::of_pid(pid)?;
-        let tables = self.recent.get(netns.inode, || Tables::read(&netns, pid))?;
-        Ok(Some(tables.describe(pid, fd, inode)))
-    }
-}
-
-impl crate::enrich::SocketLookup for SystemLookup {
-    fn describe(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
-        self.try_describe(pid, fd).unwrap_or_else(|err| {
-            tracing::debug!("cannot describe fd {fd} of pid {pid}: {err:#}");
-            None
-        })
-    }
-}
-
 /// Every TCP and UDP socket of the caller's own network namespace (held by any process), e.g.
 /// to see whether something listens on a nameserver's port.
 pub fn inet_sockets_here() -> Result<Vec<SocketInfo>> {
-    Ok(diag_tables()?
-        .into_iter()
-        .map(|(_, info)| info)
-        .filter(|info| info.family != "AF_UNIX")
-        .collect())
+    let (inet, _) = diag_tables()?;
+    Ok(inet.into_iter().map(|(_, info)| info).collect())
 }
 
-/// The sock_diag tables (TCP and UDP over IPv4 and IPv6, unix) of the calling thread's
-/// network namespace, by inode.
-fn diag_tables() -> Result<Vec<(u64, SocketInfo)>> {
+/// The sock_diag tables of the calling thread's network namespace: TCP and UDP over IPv4 and
+/// IPv6, then unix, by inode.
+type DiagTables = (Vec<(InetSocket, SocketInfo)>, Vec<(u64, SocketInfo)>);
+
+fn diag_tables() -> Result<DiagTables> {
     let mut diag = diag::Diag::open()?;
-    let mut found = Vec::new();
+    let mut inet = Vec::new();
     for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
         for (protocol, ..) in diag::IP_PROTOCOLS {
             match diag.inet(family, protocol) {
                 Ok(replies) => {
-                    found.extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol)));
+                    inet.extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol)));
                 }
                 Err(err) => {
                     tracing::debug!("sock_diag family {family} protocol {protocol}: {err:#}")
@@ -88,23 +79,34 @@ fn diag_tables() -> Result<Vec<(u64, SocketInfo)>> {
             }
         }
     }
-    match diag.unix() {
-        Ok(replies) => found.extend(diag::unix_infos(&replies)),
-        Err(err) => tracing::debug!("sock_diag unix: {err:#}"),
-    }
-    Ok(found)
+    let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
+        tracing::debug!("sock_diag unix: {err:#}");
+        Vec::new()
+    });
+    Ok((inet, unix))
 }
 
-/// The socket tables of one network namespace, by inode.
-struct Tables {
+/// The socket tables of one network namespace.
+pub struct Tables {
     by_inode: HashMap<u64, SocketInfo>,
+    inet: Vec<InetSocket>,
 }
 
 impl Tables {
-    /// Reads the tables of `pid`'s network namespace. A table that cannot be read (a diag
-    /// module missing from the kernel) is skipped: its sockets fall back to `dup`.
-    fn read(netns: &Netns, pid: u32) -> Result<Tables> {
-        let mut by_inode: HashMap<u64, SocketInfo> = netns.run(diag_tables)?.into_iter().collect();
+    /// Reads the tables of a network namespace; `pid` is a process in it. A table that cannot
+    /// be read (a diag module missing from the kernel) is skipped: its sockets fall back to
+    /// `dup`.
+    pub fn read(netns: &Netns, pid: u32) -> Result<Tables> {
+        let (inet, unix) = netns.run(diag_tables)?;
+        let mut by_inode: HashMap<u64, SocketInfo> = unix.into_iter().collect();
+        let mut sockets = Vec::with_capacity(inet.len());
+        for (socket, info) in inet {
+            // TIME_WAIT sockets have no inode: no fd names them.
+            if socket.inode != 0 {
+                by_inode.insert(socket.inode, info);
+            }
+            sockets.push(socket);
+        }
         for (table, parse) in [
             ("netlink", proc_tables::parse_netlink as fn(&str) -> Vec<(u64, SocketInfo)>),
             ("packet", proc_tables::parse_packet),
@@ -115,10 +117,11 @@ impl Tables {
                 Err(err) => tracing::debug!("{path}: {err}"),
             }
         }
-        Ok(Tables { by_inode })
+        Ok(Tables { by_inode, inet: sockets })
     }
 
-    fn describe(&self, pid: u32, fd: i32, inode: u64) -> SocketInfo {
+    /// What socket `inode`, held by `fd` of `pid`, is: from the tables, else from the socket.
+    pub fn describe(&self, pid: u32, fd: i32, inode: u64) -> SocketInfo {
         if let Some(info) = self.by_inode.get(&inode) {
             return SocketInfo { fd: Some(fd), ..info.clone() };
         }
@@ -130,6 +133,20 @@ impl Tables {
                 inode: Some(inode),
                 ..SocketInfo::default()
             }
+        })
+    }
+
+    /// The TCP or UDP sockets bound to `port`.
+    pub fn on_port(&self, port: u16, proto: Proto) -> impl Iterator<Item = &InetSocket> {
+        self.inet.iter().filter(move |s| s.proto == proto && s.local.port() == port)
+    }
+
+    /// The unix socket that listens on `path`, if one does.
+    pub fn unix_listener(&self, path: &str) -> Option<&SocketInfo> {
+        use crate::event::{KnownAddr, SockAddr};
+        self.by_inode.values().find(|s| {
+            s.state == Some(SockState::Listen)
+                && matches!(&s.local, Some(SockAddr::Known(KnownAddr::Unix(u))) if u.path.as_deref() == Some(path))
         })
     }
 }
@@ -165,13 +182,13 @@ mod tests {
 
         let l = by_fd(listener.as_raw_fd());
         assert_eq!(
-            (l.family.as_str(), l.sock_type.as_deref(), l.state.as_deref()),
-            ("AF_INET", Some("SOCK_STREAM"), Some("LISTEN"))
+            (l.family.as_str(), l.sock_type.as_deref(), l.state),
+            ("AF_INET", Some("SOCK_STREAM"), Some(SockState::Listen))
         );
         assert_eq!((l.local.clone(), l.peer.clone()), (lo(port), None));
         let c = by_fd(client.as_raw_fd());
         let client_port = client.local_addr().unwrap().port();
-        assert_eq!(c.state.as_deref(), Some("ESTABLISHED"));
+        assert_eq!(c.state, Some(SockState::Established));
         assert_eq!((c.local.clone(), c.peer.clone()), (lo(client_port), lo(port)));
         let a = by_fd(accepted.as_raw_fd());
         assert_eq!((a.local.clone(), a.peer.clone()), (lo(port), lo(client_port)));
@@ -182,28 +199,35 @@ mod tests {
         })));
         let unnamed = Some(SockAddr::Known(KnownAddr::Unix(UnixAddr::default())));
         let ul = by_fd(unix_listener.as_raw_fd());
-        assert_eq!((ul.state.as_deref(), &ul.local), (Some("LISTEN"), &named));
+        assert_eq!((ul.state, &ul.local), (Some(SockState::Listen), &named));
         let uc = by_fd(unix_client.as_raw_fd());
         let ua = by_fd(unix_accepted.as_raw_fd());
-        assert_eq!(
-            (uc.state.as_deref(), &uc.local, &uc.peer),
-            (Some("CONNECTED"), &unnamed, &named)
-        );
+        assert_eq!((uc.state, &uc.local, &uc.peer), (Some(SockState::Connected), &unnamed, &named));
         assert_eq!((&ua.local, &ua.peer), (&named, &unnamed));
         assert_eq!((uc.peer_inode, ua.peer_inode), (ua.inode, uc.inode));
 
-        use crate::enrich::SocketLookup as _;
-        let mut lookup = SystemLookup::default();
-        assert_eq!(lookup.describe(pid, unix_client.as_raw_fd()).as_ref(), Some(uc));
-        // A socket made after the tables were read is described through its fd.
-        let late = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let described = lookup.describe(pid, late.as_raw_fd()).unwrap();
-        assert_eq!(
-            (described.family.as_str(), described.local),
-            ("AF_INET", lo(late.local_addr().unwrap().port()))
-        );
-        assert!(lookup.describe(pid, 10_000).is_none(), "not an open fd");
         assert!(snap.windows(2).all(|w| w[0].fd < w[1].fd));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A connection closed by the accepting side leaves a TIME_WAIT socket on the listener's
+    /// port: in the tables, without inode, with its kernel name.
+    #[test]
+    fn time_wait_sockets_are_in_the_tables() {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop((accepted, listener));
+        assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
+        drop(client);
+        let pid = std::process::id();
+        let tables = Tables::read(&Netns::of_pid(pid).unwrap(), pid).unwrap();
+        let found: Vec<&InetSocket> = tables.on_port(addr.port(), Proto::Tcp).collect();
+        let expected =
+            InetSocket { proto: Proto::Tcp, local: addr, state: SockState::TimeWait, inode: 0 };
+        assert_eq!(found, [&expected]);
+        assert_eq!(tables.on_port(addr.port(), Proto::Udp).count(), 0);
     }
 }

@@ -10,17 +10,22 @@ use std::{
     path::Path,
 };
 
-use procfs::process::{FDTarget, Process};
+use procfs::process::Process;
 
-use crate::fresh::Fresh;
+use crate::decode::state::SockState;
 
-/// A socket found in a socket table, with its owner when wsltrace could find it.
+use super::{
+    fresh::Fresh,
+    sockets::{Netns, Proto, Tables, fds},
+};
+
+/// A socket on a port, with its owner when wsltrace could find it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableSocket {
     pub netns: u32,
     pub addr: SocketAddr,
-    /// `LISTEN`, `TIME_WAIT`, `UNCONNECTED` (UDP)...
-    pub state: String,
+    /// `None` for a traced socket whose calls did not say (bound, not listening).
+    pub state: Option<SockState>,
     pub inode: u64,
     pub owner: Option<Owner>,
 }
@@ -45,12 +50,6 @@ pub struct UnixTarget {
     pub dir: Option<(u32, u32, u32)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
-
 /// Where to look for `path` as `pid` sees it: through its root while it lives; through ours
 /// when it has exited but shared our mount namespace (`mnt` is its namespace at the call).
 pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path::PathBuf> {
@@ -59,7 +58,7 @@ pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path:
         let relative = path.strip_prefix("/").unwrap_or(path);
         return Some(root.join(relative));
     }
-    let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.mnt);
+    let ours = super::namespaces::read(std::process::id()).map(|ns| ns.mnt);
     (mnt.is_some() && mnt == ours).then(|| path.to_path_buf())
 }
 
@@ -107,25 +106,22 @@ pub struct Offline;
 
 impl System for Offline {}
 
-/// The running system, read through /proc; what every process or a whole socket table must be
-/// walked for is reused while [`Fresh`].
+/// The running system, read through /proc and sock_diag; what every process or a whole socket
+/// table must be walked for is reused while [`Fresh`].
 #[derive(Default)]
 pub struct Live {
-    /// netns inode -> a pid in it, whose /proc/PID/net shows that namespace's tables.
+    /// netns inode -> a pid in it, through which that namespace is entered.
     namespaces: Fresh<(), HashMap<u32, u32>>,
     /// socket inode -> owner.
     owners: Fresh<(), HashMap<u64, Owner>>,
-    /// (netns, protocol) -> that namespace's socket table.
-    tables: HashMap<(u32, Proto), Fresh<(), Vec<TableRow>>>,
+    /// netns inode -> that namespace's socket tables.
+    tables: HashMap<u32, Fresh<(), Tables>>,
     capabilities: HashMap<u32, u64>,
 }
 
-/// A row of a socket table: local address, state, inode.
-type TableRow = (SocketAddr, String, u64);
-
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
-    crate::enrich::namespaces::parse_link(link.to_str()?)
+    super::namespaces::parse_link(link.to_str()?)
 }
 
 /// netns inode -> a pid in it.
@@ -144,38 +140,23 @@ fn read_namespaces() -> Result<HashMap<u32, u32>, Infallible> {
 fn read_owners() -> Result<HashMap<u64, Owner>, Infallible> {
     let mut map = HashMap::new();
     for process in procfs::process::all_processes().into_iter().flatten().flatten() {
+        let pid = process.pid() as u32;
+        // A process that exited or hides its fds from us holds nothing we can name.
+        let Ok(sockets) = fds::socket_fds(pid) else { continue };
         let comm = process.stat().map(|s| s.comm).unwrap_or_default();
-        for fd in process.fd().into_iter().flatten().flatten() {
-            if let FDTarget::Socket(inode) = fd.target {
-                map.entry(inode).or_insert_with(|| Owner {
-                    pid: process.pid() as u32,
-                    comm: comm.clone(),
-                    fd: fd.fd,
-                });
-            }
+        for (fd, inode) in sockets {
+            map.entry(inode).or_insert_with(|| Owner { pid, comm: comm.clone(), fd });
         }
     }
     Ok(map)
 }
 
-/// The `proto` table of the network namespace process `pid` is in.
-fn read_table(pid: u32, proto: Proto) -> procfs::ProcResult<Vec<TableRow>> {
-    let process = Process::new(pid as i32)?;
-    let rows = match proto {
-        Proto::Tcp => [process.tcp(), process.tcp6()]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-            .collect(),
-        Proto::Udp => [process.udp(), process.udp6()]
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| (e.local_address, format!("{:?}", e.state).to_uppercase(), e.inode))
-            .collect(),
-    };
-    Ok(rows)
+impl Live {
+    /// The socket tables of network namespace `netns`, entered through process `pid`.
+    fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
+        let read = || Tables::read(&Netns::of_pid(pid)?, pid);
+        self.tables.entry(netns).or_default().get((), read)
+    }
 }
 
 impl System for Live {
@@ -224,20 +205,30 @@ impl System for Live {
     }
 
     fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
-        let Ok(owners) = self.owners.get((), read_owners);
         let Ok(namespaces) = self.namespaces.get((), read_namespaces);
+        let namespaces: Vec<(u32, u32)> = namespaces.iter().map(|(&n, &p)| (n, p)).collect();
         let mut found = Vec::new();
-        for (&netns, &pid) in namespaces {
-            let table = self.tables.entry((netns, proto)).or_default();
-            let Ok(rows) = table.get((), || read_table(pid, proto)) else { continue };
-            for (addr, state, inode) in rows {
-                if addr.port() == port {
-                    let owner = owners.get(inode).cloned();
-                    let (addr, state, inode) = (*addr, state.clone(), *inode);
-                    found.push(TableSocket { netns, addr, state, inode, owner });
+        for (netns, pid) in namespaces {
+            let tables = match self.tables(netns, pid) {
+                Ok(tables) => tables,
+                Err(err) => {
+                    tracing::debug!("socket tables of network namespace {netns}: {err:#}");
+                    continue;
                 }
-            }
+            };
+            found.extend(tables.on_port(port, proto).map(|s| (netns, s.clone())));
         }
+        let Ok(owners) = self.owners.get((), read_owners);
+        let mut found: Vec<TableSocket> = found
+            .into_iter()
+            .map(|(netns, s)| TableSocket {
+                netns,
+                addr: s.local,
+                state: Some(s.state),
+                inode: s.inode,
+                owner: owners.get(&s.inode).cloned(),
+            })
+            .collect();
         found.sort_by_key(|s| (s.netns, s.addr, s.inode));
         Some(found)
     }
@@ -249,14 +240,13 @@ impl System for Live {
             Some((meta.uid(), meta.gid(), meta.mode() & 0o7777))
         });
         // The unix table of the caller's network namespace (ours when it has exited).
-        let table =
-            Process::new(pid as i32).and_then(|p| p.unix()).or_else(|_| procfs::net::unix());
-        let listening = table.ok()?.into_iter().find(|e| {
-            e.path.as_deref() == Some(Path::new(path))
-                && format!("{:?}", e.state).eq_ignore_ascii_case("listening")
-        });
+        let (netns, via) = match ns_inode(pid, "net") {
+            Some(netns) => (netns, pid),
+            None => (ns_inode(std::process::id(), "net")?, std::process::id()),
+        };
+        let listening = self.tables(netns, via).ok()?.unix_listener(path).and_then(|s| s.inode);
         let Ok(owners) = self.owners.get((), read_owners);
-        let listener = listening.as_ref().and_then(|e| owners.get(&e.inode).cloned());
+        let listener = listening.and_then(|inode| owners.get(&inode).cloned());
         // Same file if the listener's own view of the path is the inode the caller sees.
         let listener_same_file = match (&listener, &seen) {
             (Some(owner), Some(meta)) => {
@@ -277,7 +267,7 @@ impl System for Live {
 
     fn addresses(&mut self, pid: u32, netns: Option<u32>) -> Option<Vec<IpAddr>> {
         // The caller's tables while it lives; ours if it has exited from our namespace.
-        let ours = crate::enrich::namespaces::read(std::process::id()).map(|ns| ns.net);
+        let ours = super::namespaces::read(std::process::id()).map(|ns| ns.net);
         let dir = if Path::new(&format!("/proc/{pid}/net")).exists() {
             format!("/proc/{pid}/net")
         } else if netns.is_some() && netns == ours {
@@ -354,8 +344,27 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let mut live = Live::default();
         let found = live.sockets_on_port(port, Proto::Tcp).unwrap();
-        let ours = found.iter().find(|s| s.state == "LISTEN").expect("our listener");
+        let ours = found.iter().find(|s| s.state == Some(SockState::Listen)).expect("our listener");
         assert_eq!(ours.addr, listener.local_addr().unwrap());
         assert_eq!(ours.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
+    }
+
+    /// The unix listener is found in the caller's namespace's tables, with its owner.
+    #[test]
+    fn finds_a_unix_listener_and_its_owner() {
+        let dir = std::env::temp_dir().join(format!("wsltrace-system-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let me = std::process::id();
+        let path = path.to_str().unwrap();
+        let target = Live::default().unix_target(me, None, path).unwrap();
+        assert!(target.exists && target.is_socket && target.listener_same_file, "{target:?}");
+        assert_eq!(target.listener.map(|o| o.pid), Some(me));
+        drop(listener);
+        let stale = Live::default().unix_target(me, None, path).unwrap();
+        assert!(stale.exists && stale.listener.is_none(), "{stale:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,9 +11,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use super::states;
 use crate::{
-    decode::{names, sockaddr},
+    decode::{names, sockaddr, state::SockState},
     event::{SockAddr, SocketInfo},
 };
 
@@ -31,10 +30,10 @@ pub fn describe(pid: u32, fd: i32, inode: u64) -> Result<SocketInfo> {
     let is_tcp =
         matches!(family, names::AF_INET | names::AF_INET6) && protocol == Some(libc::IPPROTO_TCP);
     let state = match tcp_state(&sock) {
-        Some(state) if is_tcp => states::tcp(state),
-        _ if listening => states::connectionless(states::LISTEN),
-        _ if peer.is_some() => states::connectionless(states::ESTABLISHED),
-        _ => states::connectionless(0),
+        Some(state) if is_tcp => SockState::tcp(state),
+        _ if listening => SockState::Listen,
+        _ if peer.is_some() => SockState::Connected,
+        _ => SockState::Unconnected,
     };
     Ok(SocketInfo {
         flags: None,
@@ -141,7 +140,7 @@ mod tests {
         assert_eq!(info.family, "AF_INET6");
         assert_eq!(info.sock_type.as_deref(), Some("SOCK_STREAM"));
         assert_eq!(info.protocol.as_deref(), Some("IPPROTO_TCP"));
-        assert_eq!(info.state.as_deref(), Some("CLOSED"));
+        assert_eq!(info.state, Some(SockState::Closed));
         assert!(matches!(info.local, Some(SockAddr::Known(KnownAddr::Inet6 { port: 0, .. }))));
         assert_eq!(info.peer, None);
         assert_eq!((info.fd, info.inode), (Some(sock.as_raw_fd()), Some(42)));
@@ -152,7 +151,7 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let info = describe(std::process::id(), a.as_raw_fd(), 1).unwrap();
         assert_eq!(info.family, "AF_UNIX");
-        assert_eq!(info.state.as_deref(), Some("CONNECTED"));
+        assert_eq!(info.state, Some(SockState::Connected));
         assert_eq!(info.protocol, None);
         assert!(describe(std::process::id(), 999_999, 1).is_err());
     }

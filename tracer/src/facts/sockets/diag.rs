@@ -20,19 +20,20 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
-use super::states;
+use super::{InetSocket, Proto};
 use crate::{
     decode::{
         names::{self, AF_INET6, AF_UNIX},
         sockaddr::escape,
+        state::SockState,
     },
     event::{KnownAddr, SockAddr, SocketInfo, UnixAddr},
 };
 
 /// The transport protocols dumped for each IP family.
-pub const IP_PROTOCOLS: [(u8, &str, &str); 2] = [
-    (libc::IPPROTO_TCP as u8, "SOCK_STREAM", "IPPROTO_TCP"),
-    (libc::IPPROTO_UDP as u8, "SOCK_DGRAM", "IPPROTO_UDP"),
+pub const IP_PROTOCOLS: [(u8, Proto, &str, &str); 2] = [
+    (libc::IPPROTO_TCP as u8, Proto::Tcp, "SOCK_STREAM", "IPPROTO_TCP"),
+    (libc::IPPROTO_UDP as u8, Proto::Udp, "SOCK_DGRAM", "IPPROTO_UDP"),
 ];
 
 /// A sock_diag netlink socket, bound to the namespace it was opened in.
@@ -139,20 +140,25 @@ pub fn parse_datagram(mut bytes: &[u8], out: &mut Vec<SockDiagMessage>) -> Resul
     Ok(false)
 }
 
-/// An IPv4/IPv6 socket as a `SocketInfo` (without fd), keyed by its inode. `protocol` is
-/// the one the dump asked for (the reply does not repeat it).
-pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(u64, SocketInfo)> {
-    let (_, sock_type, protocol_name) = IP_PROTOCOLS.iter().find(|(p, ..)| *p == protocol)?;
+/// An IPv4/IPv6 socket, for look-ups by port and as a `SocketInfo` (without fd). `protocol`
+/// is the one the dump asked for (the reply does not repeat it).
+pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(InetSocket, SocketInfo)> {
+    let (_, proto, sock_type, protocol_name) =
+        IP_PROTOCOLS.iter().find(|(p, ..)| *p == protocol)?;
     let header = &resp.header;
     let id = &header.socket_id;
     let family = i64::from(header.family);
-    let local = ip_addr(id.source_address, id.source_port, id.interface_id);
     let connected = id.destination_port != 0 || !id.destination_address.is_unspecified();
     let peer = connected.then(|| ip_addr(id.destination_address, id.destination_port, 0));
-    let state = if protocol == libc::IPPROTO_TCP as u8 {
-        states::tcp(header.state)
-    } else {
-        states::connectionless(header.state)
+    let state = match proto {
+        Proto::Tcp => SockState::tcp(header.state),
+        Proto::Udp => SockState::connectionless(header.state),
+    };
+    let socket = InetSocket {
+        proto: *proto,
+        local: std::net::SocketAddr::new(id.source_address, id.source_port),
+        state,
+        inode: header.inode.into(),
     };
     let info = SocketInfo {
         flags: None,
@@ -161,12 +167,12 @@ pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(u64, SocketInfo)>
         sock_type: Some((*sock_type).to_owned()),
         protocol: Some((*protocol_name).to_owned()),
         state: Some(state),
-        local: Some(local),
+        local: Some(ip_addr(id.source_address, id.source_port, id.interface_id)),
         peer,
         inode: Some(header.inode.into()),
         peer_inode: None,
     };
-    Some((header.inode.into(), info))
+    Some((socket, info))
 }
 
 /// An address the way getsockname() would give it. `interface` is the socket's bound device,
@@ -217,7 +223,7 @@ pub fn unix_infos(responses: &[UnixResponse]) -> Vec<(u64, SocketInfo)> {
                 family: names::name_or_number(names::FAMILIES, AF_UNIX),
                 sock_type: Some(names::name_or_number(names::SOCK_TYPES, header.kind.into())),
                 protocol: None,
-                state: Some(states::connectionless(header.state)),
+                state: Some(SockState::connectionless(header.state)),
                 local: Some(unix(name_of(resp).unwrap_or_default())),
                 peer: peer_inode.and_then(|p| names.get(&p).cloned()).map(unix),
                 inode: Some(header.inode.into()),
@@ -282,6 +288,10 @@ mod tests {
                 SockDiagMessage::InetResponse(r) => inet_info(r, protocol),
                 _ => None,
             })
+            .map(|(socket, info)| {
+                assert_eq!((Some(socket.inode), Some(socket.state)), (info.inode, info.state));
+                (socket.inode, info)
+            })
             .collect()
     }
 
@@ -299,9 +309,9 @@ mod tests {
         assert_eq!(listener.family, "AF_INET");
         assert_eq!(listener.sock_type.as_deref(), Some("SOCK_STREAM"));
         assert_eq!(listener.protocol.as_deref(), Some("IPPROTO_TCP"));
-        assert_eq!(listener.state.as_deref(), Some("LISTEN"));
+        assert_eq!(listener.state, Some(SockState::Listen));
         assert_eq!((&listener.local, &listener.peer), (&v4(35049), &None));
-        assert_eq!(client.state.as_deref(), Some("ESTABLISHED"));
+        assert_eq!(client.state, Some(SockState::Established));
         assert_eq!((&client.local, &client.peer), (&v4(53130), &v4(35049)));
     }
 
@@ -312,7 +322,7 @@ mod tests {
         assert_eq!(*inode, 94689);
         assert_eq!(udp.family, "AF_INET6");
         assert_eq!(udp.sock_type.as_deref(), Some("SOCK_DGRAM"));
-        assert_eq!(udp.state.as_deref(), Some("UNCONNECTED"));
+        assert_eq!(udp.state, Some(SockState::Unconnected));
         let local = SockAddr::Known(KnownAddr::Inet6 {
             ip: Ipv6Addr::LOCALHOST,
             port: 46004,
@@ -342,16 +352,16 @@ mod tests {
         };
         let (a, b) = (&socks[&94691], &socks[&94690]);
         assert_eq!((a.peer_inode, b.peer_inode), (Some(94690), Some(94691)));
-        assert_eq!(a.state.as_deref(), Some("CONNECTED"));
+        assert_eq!(a.state, Some(SockState::Connected));
         assert_eq!((&a.local, &a.peer), (&unix(None, None), &unix(None, None)));
         let listener = &socks[&94693];
         assert_eq!(listener.sock_type.as_deref(), Some("SOCK_STREAM"));
-        assert_eq!(listener.state.as_deref(), Some("LISTEN"));
+        assert_eq!(listener.state, Some(SockState::Listen));
         assert_eq!(listener.local, unix(Some("/tmp/wsltrace-fixture.sock"), None));
         assert_eq!((&listener.peer, listener.peer_inode), (&None, None));
         let dgram = &socks[&94692];
         assert_eq!(dgram.sock_type.as_deref(), Some("SOCK_DGRAM"));
-        assert_eq!(dgram.state.as_deref(), Some("UNCONNECTED"));
+        assert_eq!(dgram.state, Some(SockState::Unconnected));
         assert_eq!(dgram.local, unix(None, Some("wsltrace-fixture")));
         assert_eq!(dgram.protocol, None);
     }
