@@ -1,15 +1,66 @@
 //! The stages after the source, shared by live tracing and `analyze`:
-//! enrich -> detect -> filter -> sinks.
+//! enrich -> detect -> filter -> sinks, and the one loop that runs a source through them.
 
 use std::{collections::BTreeMap, io};
+
+use anyhow::{Context as _, Result};
 
 use crate::{
     detect::Detector,
     enrich::Enricher,
     event::{Event, Loss, ProcessExit, RecordRef, Snapshot},
+    facts::Facts,
     filter::Filter,
+    recording::Header,
     sinks::Sinks,
+    source::{Record, Source},
 };
+
+/// Every record of `source` through `pipeline`, in order, until the source ends; returns the
+/// number of errors among the problems reported. When the output goes away the source is told
+/// and ends soon, quietly.
+pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<usize> {
+    let mut errors = 0;
+    while let Some(record) = source.next().await? {
+        let written = match record {
+            Record::Header(header) => {
+                pipeline.header(&header)?;
+                Ok(())
+            }
+            Record::Snapshot(snap) => pipeline.snapshot(&snap),
+            Record::Event(mut ev) => pipeline.event(&mut ev),
+            Record::Loss(loss) => pipeline.loss(&loss),
+            Record::Exit(exit) => pipeline.exit(&exit),
+            Record::Fork { parent, child } => {
+                pipeline.fork(parent, child);
+                Ok(())
+            }
+            Record::Flush => pipeline.flush(),
+            Record::Problem(problem) => {
+                // In order with the output that came before.
+                let _ = pipeline.flush();
+                errors += problem.report();
+                Ok(())
+            }
+        };
+        if !output_ok(written)? {
+            source.output_closed();
+        }
+    }
+    Ok(errors)
+}
+
+/// Ok(false) when the reader of our stdout went away: stop quietly, like other CLI tools.
+pub fn output_ok(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err).context("writing the trace"),
+    }
+}
+
+/// The knowledge base for the environment a recording was made in.
+pub type DetectorFor = Box<dyn Fn(&Facts) -> Result<Detector>>;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -25,6 +76,8 @@ pub struct Stats {
 pub struct Pipeline {
     enricher: Enricher,
     detector: Option<Detector>,
+    /// `analyze`: a new detector for each recording's environment.
+    detector_for: Option<DetectorFor>,
     filter: Filter,
     sinks: Sinks,
     pub stats: Stats,
@@ -32,13 +85,20 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(enricher: Enricher, detector: Option<Detector>, sinks: Sinks) -> Self {
-        Pipeline { enricher, detector, filter: Filter::default(), sinks, stats: Stats::default() }
+        Pipeline {
+            enricher,
+            detector,
+            detector_for: None,
+            filter: Filter::default(),
+            sinks,
+            stats: Stats::default(),
+        }
     }
 
-    /// The knowledge base judging the events from now on (analyze: one per recorded
-    /// environment).
-    pub fn set_detector(&mut self, detector: Option<Detector>) {
-        self.detector = detector;
+    /// Judges the records after each header in the environment the header describes.
+    pub fn with_detector_for(mut self, detector_for: DetectorFor) -> Self {
+        self.detector_for = Some(detector_for);
+        self
     }
 
     /// The filter stage: which records reach the sinks.
@@ -47,11 +107,22 @@ impl Pipeline {
         self
     }
 
-    pub fn filter_mut(&mut self) -> &mut Filter {
-        &mut self.filter
+    /// A recording's header: relative --since/--until count from its start, and today's rules
+    /// judge in the environment it was recorded in.
+    pub fn header(&mut self, header: &Header) -> Result<()> {
+        self.filter.set_start(header.start);
+        if let Some(detector_for) = &self.detector_for {
+            self.detector = Some(detector_for(&header.facts)?);
+        }
+        Ok(())
     }
 
     pub fn event(&mut self, ev: &mut Event) -> io::Result<()> {
+        // No start known (JSON Lines without a header): relative times count from the first
+        // event.
+        if self.filter.needs_start() {
+            self.filter.set_start(ev.ts);
+        }
         self.enricher.event(ev);
         // A call the kernel filters hid: it told the fd table what an fd is, nothing more.
         if ev.context_only {

@@ -5,8 +5,9 @@ use std::{io::Write as _, process::ExitCode};
 use anyhow::{Result, anyhow};
 
 use crate::{
-    cli::{Format, RulesArgs},
+    cli::RulesArgs,
     detect::{one_paragraph, rules},
+    sinks::args::Format,
 };
 
 pub fn run(args: RulesArgs) -> Result<ExitCode> {
