@@ -2,14 +2,16 @@
 //! command's arguments live with the command (`commands/`), and the options a stage takes with
 //! that stage (`filter/args.rs`, `sinks/args.rs`, `detect/args.rs`, `emulate/args.rs`).
 
-use std::{ffi::OsString, path::PathBuf};
+use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::{
-    commands::{analyze::AnalyzeArgs, demo::DemoArgs, doctor::args::DoctorArgs, trace::TraceArgs},
+    commands::{
+        analyze::AnalyzeArgs, demo::DemoArgs, doctor::args::DoctorArgs, rules::RulesArgs,
+        trace::TraceArgs,
+    },
     emulate::args::EmulateArgs,
-    sinks::args::Format,
 };
 
 const EXAMPLES: &str = "\
@@ -83,61 +85,13 @@ pub enum Command {
     },
 }
 
-const RULES_HELP: &str = "\
-A rule file (TOML) holds `schema = 1` and [[rule]] tables: id, title, severity (info, warning,
-error), platforms (any, linux, wsl1, wsl2), confidence (verified, reported), explanation, fix,
-references, optional group (first matching rule of a group wins) and detail (listeners,
-port_holder, unix_target, netns, addresses), a [rule.when] table and an optional [rule.unless]
-table of exceptions. A rule fires when every `when` matcher holds and not every `unless` one.
-
-Matchers (a list means any of; unknown facts never match):
-  syscall, errno, failed        the call and its result (failed = true|false)
-  level, optname                getsockopt/setsockopt level and option names
-  family, sock_type, sock_flags the socket: AF_*, SOCK_STREAM..., SOCK_NONBLOCK/SOCK_CLOEXEC
-  addr                          exact destinations, \"127.0.0.53:53\"
-  addr_class                    loopback4, loopback6, any4, any6, specific, unix_path,
-                                unix_abstract, unnamed (for listen: the fd's bound address)
-  port, below_unprivileged_port \"1-1023\"; below net.ipv4.ip_unprivileged_port_start
-  path_prefix, path_fstype      a unix socket path, and the file system it lives on (9p...)
-  dir_writable                  whether the caller may create files in the path's directory
-  previous_syscall              the last traced call on the same fd
-  lacks_capability              CAP_NET_BIND_SERVICE... (as the kernel saw it at the call)
-  netns                         initial | private
-  listener                      here | other_address | other_netns | none: who listens on the
-                                destination port (connect)
-  wsl, networking_mode,         the environment: none|wsl1|wsl2, nat|mirrored, resolv.conf
-  nameserver                    nameservers (override with --assume)
-
-Examples:
-  wsltrace rules                          the rules, one line each
-  wsltrace rules --format json | jq .     everything about them
-  wsltrace rules --check my-rules.toml    validate a file for --rules";
-
-#[derive(Debug, Clone, Args)]
-#[command(after_long_help = RULES_HELP, after_help = "Examples:
-  wsltrace rules                          the rules, one line each
-  wsltrace rules --check my-rules.toml    validate a file for --rules
-(--help describes the rule format and every matcher)")]
-pub struct RulesArgs {
-    /// Validate this rule file and report problems with their line numbers
-    #[arg(long, value_name = "FILE")]
-    pub check: Option<PathBuf>,
-
-    /// Also list the rules in these files
-    #[arg(long = "rules", value_name = "FILE")]
-    pub rules: Vec<PathBuf>,
-
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
     use tracer_common::Syscall;
 
     use super::*;
-    use crate::decode::errno::Errno;
+    use crate::{decode::errno::Errno, sinks::args::Format};
 
     #[test]
     fn cli_is_consistent() {

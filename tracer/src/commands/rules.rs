@@ -1,14 +1,62 @@
 //! `wsltrace rules`: what the knowledge base knows, and `--check FILE` for a file of yours.
 
-use std::{io::Write as _, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::{Result, anyhow};
+use clap::Args;
 
 use crate::{
-    cli::RulesArgs,
     detect::{one_paragraph, rules},
     sinks::args::Format,
 };
+
+const RULES_HELP: &str = "\
+A rule file (TOML) holds `schema = 1` and [[rule]] tables: id, title, severity (info, warning,
+error), platforms (any, linux, wsl1, wsl2), confidence (verified, reported), explanation, fix,
+references, optional group (first matching rule of a group wins) and detail (listeners,
+port_holder, unix_target, netns, addresses), a [rule.when] table and an optional [rule.unless]
+table of exceptions. A rule fires when every `when` matcher holds and not every `unless` one.
+
+Matchers (a list means any of; unknown facts never match):
+  syscall, errno, failed        the call and its result (failed = true|false)
+  level, optname                getsockopt/setsockopt level and option names
+  family, sock_type, sock_flags the socket: AF_*, SOCK_STREAM..., SOCK_NONBLOCK/SOCK_CLOEXEC
+  addr                          exact destinations, \"127.0.0.53:53\"
+  addr_class                    loopback4, loopback6, any4, any6, specific, unix_path,
+                                unix_abstract, unnamed (for listen: the fd's bound address)
+  port, below_unprivileged_port \"1-1023\"; below net.ipv4.ip_unprivileged_port_start
+  path_prefix, path_fstype      a unix socket path, and the file system it lives on (9p...)
+  dir_writable                  whether the caller may create files in the path's directory
+  previous_syscall              the last traced call on the same fd
+  lacks_capability              CAP_NET_BIND_SERVICE... (as the kernel saw it at the call)
+  netns                         initial | private
+  listener                      here | other_address | other_netns | none: who listens on the
+                                destination port (connect)
+  wsl, networking_mode,         the environment: none|wsl1|wsl2, nat|mirrored, resolv.conf
+  nameserver                    nameservers (override with --assume)
+
+Examples:
+  wsltrace rules                          the rules, one line each
+  wsltrace rules --format json | jq .     everything about them
+  wsltrace rules --check my-rules.toml    validate a file for --rules";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = RULES_HELP, after_help = "Examples:
+  wsltrace rules                          the rules, one line each
+  wsltrace rules --check my-rules.toml    validate a file for --rules
+(--help describes the rule format and every matcher)")]
+pub struct RulesArgs {
+    /// Validate this rule file and report problems with their line numbers
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+
+    /// Also list the rules in these files
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
 
 pub fn run(args: RulesArgs) -> Result<ExitCode> {
     if let Some(path) = &args.check {
