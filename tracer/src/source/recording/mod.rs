@@ -119,7 +119,7 @@ impl Recordings {
                 None => self.reader = None,
                 Some(record) => {
                     self.read += 1;
-                    self.flush_due = self.read % FLUSH_EVERY_RECORDS == 0;
+                    self.flush_due = self.read.is_multiple_of(FLUSH_EVERY_RECORDS);
                     self.ready = match record {
                         Record::Header(header) => Some(SourceRecord::Header(header)),
                         Record::Snapshot(snap) => Some(SourceRecord::Snapshot(snap)),
@@ -161,5 +161,54 @@ impl Source for Recordings {
 
     fn output_closed(&mut self) {
         self.closed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    const EVENT: &str = r#"{"type":"event","ts":"1970-01-01T00:16:40.5Z","ts_ns":5,"pid":7,"tid":7,"comm":"nginx","uid":0,"gid":0,"cgroup_id":1,"syscall":"close","args":{"fd":3},"ret":0,"errno":null,"duration_ns":100}"#;
+
+    /// What a source hands out, one letter each: Problem (e error, n note), Event, Flush.
+    async fn letters(source: &mut impl Source) -> String {
+        let mut out = String::new();
+        while let Some(record) = source.next().await.unwrap() {
+            out.push(match record {
+                SourceRecord::Problem(p) if p.error => 'e',
+                SourceRecord::Problem(_) => 'n',
+                SourceRecord::Event(_) => 'E',
+                SourceRecord::Flush => 'F',
+                _ => '?',
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn problems_come_before_their_record_and_flushes_every_4096_records() {
+        let dir = std::env::temp_dir().join(format!("wsltrace-recordings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.jsonl");
+        let mut file = std::fs::File::create(&path).unwrap();
+        writeln!(file, "not json").unwrap();
+        for _ in 0..FLUSH_EVERY_RECORDS + 1 {
+            writeln!(file, "{EVENT}").unwrap();
+        }
+        drop(file);
+        let files = vec![dir.join("missing.jsonl"), path];
+        let read = letters(&mut Recordings::new(files.clone())).await;
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The missing file; line 1 (not JSON) and line 2 (no header: a note) before the first
+        // event; a flush after the 4096th record.
+        let events = "E".repeat(FLUSH_EVERY_RECORDS as usize);
+        assert_eq!(read, format!("een{events}FE"));
+
+        // Told the output is gone, it ends at once.
+        let mut closed = Recordings::new(files);
+        closed.output_closed();
+        assert_eq!(letters(&mut closed).await, "");
     }
 }
