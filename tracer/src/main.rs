@@ -18,6 +18,7 @@ mod pipeline;
 mod recording;
 mod sinks;
 mod source;
+mod workloads;
 
 use std::process::ExitCode;
 

@@ -1,18 +1,69 @@
 //! The stages after the source, shared by live tracing and `analyze`:
-//! enrich -> detect -> filter -> sinks.
+//! enrich -> detect -> filter -> sinks, and the one loop that runs a source through them.
 
 use std::{
     collections::{BTreeMap, HashSet},
     io,
 };
 
+use anyhow::{Context as _, Result};
+
 use crate::{
     detect::Detector,
     enrich::Enricher,
     event::{Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
+    facts::Facts,
     filter::Filter,
+    recording::Header,
     sinks::Sinks,
+    source::{Record, Source},
 };
+
+/// Every record of `source` through `pipeline`, in order, until the source ends; returns the
+/// number of errors among the problems reported. When the output goes away the source is told
+/// and ends soon, quietly.
+pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<usize> {
+    let mut errors = 0;
+    while let Some(record) = source.next().await? {
+        let written = match record {
+            Record::Header(header) => {
+                pipeline.header(&header)?;
+                Ok(())
+            }
+            Record::Snapshot(snap) => pipeline.snapshot(&snap),
+            Record::Event(mut ev) => pipeline.event(&mut ev),
+            Record::Loss(loss) => pipeline.loss(&loss),
+            Record::Exit(exit) => pipeline.exit(&exit),
+            Record::Fork { parent, child } => {
+                pipeline.fork(parent, child);
+                Ok(())
+            }
+            Record::Flush => pipeline.flush(),
+            Record::Problem(problem) => {
+                // In order with the output that came before.
+                let _ = pipeline.flush();
+                errors += problem.report();
+                Ok(())
+            }
+        };
+        if !output_ok(written)? {
+            source.output_closed();
+        }
+    }
+    Ok(errors)
+}
+
+/// Ok(false) when the reader of our stdout went away: stop quietly, like other CLI tools.
+pub fn output_ok(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err).context("writing the trace"),
+    }
+}
+
+/// The knowledge base for the environment a recording was made in.
+pub type DetectorFor = Box<dyn Fn(&Facts) -> Result<Detector>>;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -28,6 +79,8 @@ pub struct Stats {
 pub struct Pipeline {
     enricher: Enricher,
     detector: Option<Detector>,
+    /// `analyze`: a new detector for each recording's environment.
+    detector_for: Option<DetectorFor>,
     filter: Filter,
     sinks: Sinks,
     /// Processes with an event shown: only their exits are (a shell wrapper's forty helper
@@ -41,6 +94,7 @@ impl Pipeline {
         Pipeline {
             enricher,
             detector,
+            detector_for: None,
             filter: Filter::default(),
             sinks,
             shown: HashSet::new(),
@@ -48,10 +102,10 @@ impl Pipeline {
         }
     }
 
-    /// The knowledge base judging the events from now on (analyze: one per recorded
-    /// environment).
-    pub fn set_detector(&mut self, detector: Option<Detector>) {
-        self.detector = detector;
+    /// Judges the records after each header in the environment the header describes.
+    pub fn with_detector_for(mut self, detector_for: DetectorFor) -> Self {
+        self.detector_for = Some(detector_for);
+        self
     }
 
     /// The filter stage: which records reach the sinks.
@@ -60,11 +114,22 @@ impl Pipeline {
         self
     }
 
-    pub fn filter_mut(&mut self) -> &mut Filter {
-        &mut self.filter
+    /// A recording's header: relative --since/--until count from its start, and today's rules
+    /// judge in the environment it was recorded in.
+    pub fn header(&mut self, header: &Header) -> Result<()> {
+        self.filter.set_start(header.start);
+        if let Some(detector_for) = &self.detector_for {
+            self.detector = Some(detector_for(&header.facts)?);
+        }
+        Ok(())
     }
 
     pub fn event(&mut self, ev: &mut Event) -> io::Result<()> {
+        // No start known (JSON Lines without a header): relative times count from the first
+        // event.
+        if self.filter.needs_start() {
+            self.filter.set_start(ev.ts);
+        }
         self.enricher.event(ev);
         // A call the kernel filters hid: it told the fd table what an fd is, nothing more.
         if ev.context_only {
@@ -166,10 +231,16 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests {
+    use std::{cell::RefCell, collections::VecDeque, rc::Rc};
+
     use tracer_common::Syscall;
 
     use super::*;
-    use crate::event::{Args, Finding};
+    use crate::{
+        event::{Args, Finding},
+        sinks::Sink,
+        source::Problem,
+    };
 
     #[test]
     fn the_findings_summary_puts_the_most_severe_first() {
@@ -194,5 +265,86 @@ mod tests {
                 "  info     B-INFO       1x  t",
             ]
         );
+    }
+
+    /// Hands out its records in order; ends once told the output closed.
+    struct Scripted {
+        records: VecDeque<Record>,
+        closed: usize,
+    }
+
+    impl Source for Scripted {
+        async fn next(&mut self) -> Result<Option<Record>> {
+            Ok(if self.closed > 0 { None } else { self.records.pop_front() })
+        }
+
+        fn output_closed(&mut self) {
+            self.closed += 1;
+        }
+    }
+
+    /// Logs what reaches it; the write after `room` writes fails as a closed pipe does.
+    struct Log {
+        seen: Rc<RefCell<Vec<String>>>,
+        room: usize,
+    }
+
+    impl Sink for Log {
+        fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
+            let RecordRef::Loss(loss) = record else { panic!("only losses here") };
+            if self.room == 0 {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.room -= 1;
+            self.seen.borrow_mut().push(format!("loss {}", loss.lost));
+            Ok(())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            self.seen.borrow_mut().push("flush".into());
+            Ok(())
+        }
+    }
+
+    fn pipeline(room: usize) -> (Pipeline, Rc<RefCell<Vec<String>>>) {
+        let seen = Rc::default();
+        let mut sinks = Sinks::default();
+        sinks.push(Box::new(Log { seen: Rc::clone(&seen), room }));
+        (Pipeline::new(Enricher::offline(), None, sinks), seen)
+    }
+
+    fn loss(lost: u64) -> Record {
+        Record::Loss(Loss { ts: chrono::Utc::now(), lost, total_lost: lost })
+    }
+
+    fn problem(error: bool) -> Record {
+        let message = "a damaged line".into();
+        Record::Problem(Problem { file: "f.jsonl".into(), line: Some(1), message, error })
+    }
+
+    fn scripted(records: impl IntoIterator<Item = Record>) -> Scripted {
+        Scripted { records: records.into_iter().collect(), closed: 0 }
+    }
+
+    #[tokio::test]
+    async fn records_flushes_and_problems_stay_in_order() {
+        let (mut pipeline, seen) = pipeline(usize::MAX);
+        let mut source =
+            scripted([loss(1), problem(true), loss(2), Record::Flush, problem(false), loss(4)]);
+        // Notes are reported but are not errors.
+        assert_eq!(run(&mut source, &mut pipeline).await.unwrap(), 1);
+        // The output before a problem is flushed before the problem is printed.
+        assert_eq!(*seen.borrow(), ["loss 1", "flush", "loss 2", "flush", "flush", "loss 4"]);
+        assert_eq!((pipeline.stats.lost, source.closed), (7, 0));
+    }
+
+    #[tokio::test]
+    async fn a_closed_output_ends_the_source() {
+        let (mut pipeline, seen) = pipeline(1);
+        let mut source = scripted([loss(1), loss(2), loss(4)]);
+        assert_eq!(run(&mut source, &mut pipeline).await.unwrap(), 0);
+        assert_eq!(*seen.borrow(), ["loss 1"]);
+        assert_eq!(source.closed, 1);
+        assert_eq!(source.records.len(), 1, "nothing is read after the output closed");
     }
 }

@@ -1,101 +1,96 @@
 //! `wsltrace analyze FILE...`: recordings read back through the same stages as a live trace
 //! (enrich, detect, filter, sinks), so the output, filters, findings and summary are the same.
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use chrono::Utc;
+use clap::Args;
 
 use crate::{
-    cli::{AnalyzeArgs, KnowledgeArgs},
     detect::{
         Detector,
+        args::KnowledgeArgs,
         env::Environment,
         rules::{self, RuleSpec},
     },
     enrich::Enricher,
-    event::Event,
     facts::{Facts, system::Offline},
-    filter::Filter,
-    pipeline::Pipeline,
-    recording::{Header, Record},
-    sinks::recording as recording_sink,
-    source::recording::{self, Problem, RecordingReader},
+    filter::{Filter, FilterArgs},
+    pipeline::{self, Pipeline, output_ok},
+    recording::Header,
+    sinks::{self, args::OutputArgs, recording as recording_sink},
+    source::recording::{self, Recordings},
 };
 
-/// How often (in records) buffered output is offered a flush: `analyze -o` honours the same
-/// flush interval as a live recording.
-const FLUSH_EVERY_RECORDS: u64 = 4096;
+const ANALYZE_EXAMPLES: &str = "\
+Examples:
+  wsltrace analyze events.jsonl                    the recorded calls, as text
+  wsltrace analyze events.jsonl.zst --format json  as JSON Lines (the live format)
+  wsltrace analyze incident.jsonl                  every part of a rotated recording
+  wsltrace analyze incident.0*.jsonl               ...or the parts listed, in any order
+  wsltrace analyze -c events.jsonl                 summary: calls, errors, latencies, findings
+  wsltrace analyze -e ECONNREFUSED --addr :8080 --since +30s events.jsonl
+  wsltrace analyze --pid 4242 --failed -o failed.jsonl events.jsonl
+                                                   keep a filtered recording
+
+Problems in a file (a line that is not JSON, an unknown record type, a truncated file after
+a crash) are reported with their line number; the rest of the file is still read, and
+wsltrace analyze then exits with status 1. A recording from a newer major schema version is
+refused.";
+
+#[derive(Debug, Clone, Args)]
+#[command(after_help = ANALYZE_EXAMPLES)]
+pub struct AnalyzeArgs {
+    /// Recordings made with -o, plain or .zst. For a rotated recording give its parts (any
+    /// order) or the name given to -o
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Only events of these processes (repeat or comma-separate)
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub pids: Vec<u32>,
+
+    #[command(flatten)]
+    pub filter: FilterArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub knowledge: KnowledgeArgs,
+}
 
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     let mut problems = Vec::new();
     let files = recording::plan(&args.files, &mut problems);
-    let mut errors = report(&mut problems);
+    let mut errors: usize = problems.iter().map(|p| p.report()).sum();
     if files.is_empty() {
         anyhow::bail!("no recording could be read: give files written with wsltrace -o");
     }
     recording_sink::preflight(&args.output)?;
 
     let specs = rules::load(&args.knowledge.rules).map_err(super::rules::describe)?;
-    let mut sinks = super::trace::sinks(&args.output, args.knowledge.quiet)?;
+    let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet);
     if let Some(sink) = recording_sink::from_args(&args.output, derived_header(&args, &files))? {
         sinks.push(Box::new(sink));
     }
-    let mut pipeline = Pipeline::new(Enricher::offline(), None, sinks)
-        .with_filter(Filter::new(&args.filter, &args.pids));
     // Until a header says otherwise: rules judge with what --assume gives, or nothing known.
-    pipeline.set_detector(Some(detector(&specs, None, &args.knowledge)?));
-
-    let mut records = 0_u64;
-    'files: for file in &files {
-        let mut reader = match RecordingReader::open(file) {
-            Ok(reader) => reader,
-            Err(problem) => {
-                problems.push(problem);
-                errors += report(&mut problems);
-                continue;
-            }
-        };
-        while let Some(record) = reader.next(&mut problems) {
-            if !problems.is_empty() {
-                // In order with the output that came before.
-                let _ = pipeline.flush();
-                errors += report(&mut problems);
-            }
-            let written = match record {
-                Record::Header(header) => {
-                    // Relative --since/--until count from each recording's start.
-                    pipeline.filter_mut().set_start(header.start);
-                    // Today's rules, judged in the environment the recording was made in.
-                    pipeline.set_detector(Some(detector(
-                        &specs,
-                        Some(&header.facts),
-                        &args.knowledge,
-                    )?));
-                    Ok(())
-                }
-                Record::Event(mut ev) => {
-                    start_if_unknown(&mut pipeline, &ev);
-                    pipeline.event(&mut ev)
-                }
-                Record::Loss(loss) => pipeline.loss(&loss),
-                Record::Exit(exit) => pipeline.exit(&exit),
-                Record::Snapshot(snap) => pipeline.snapshot(&snap),
-                Record::Footer(_) => Ok(()),
-            };
-            records += 1;
-            let flushed = match records % FLUSH_EVERY_RECORDS {
-                0 => written.and_then(|()| pipeline.flush()),
-                _ => written,
-            };
-            if !super::trace::output_ok(flushed)? {
-                break 'files;
-            }
-        }
-        let _ = pipeline.flush();
-        errors += report(&mut problems);
-    }
-    super::trace::output_ok(pipeline.finish())?;
+    let unknown = detector(&specs, None, &args.knowledge)?;
+    let knowledge = args.knowledge.clone();
+    let mut pipeline = Pipeline::new(Enricher::offline(), Some(unknown), sinks)
+        .with_filter(Filter::new(&args.filter, &args.pids))
+        .with_detector_for(Box::new(move |facts| detector(&specs, Some(facts), &knowledge)));
+    // A recording never waits: the runtime only drives the loop live tracing shares.
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    errors += runtime.block_on(pipeline::run(&mut Recordings::new(files), &mut pipeline))?;
+    output_ok(pipeline.finish())?;
     if errors > 0 {
         eprintln!(
             "wsltrace: {errors} problem{} in the input (see above): what could be read was analysed",
@@ -125,16 +120,8 @@ fn detector(
     Ok(Detector::new(specs.to_vec(), env, Box::new(Offline), initial_net))
 }
 
-/// A file without header (JSON Lines from `--format json`): relative times count from its
-/// first record.
-fn start_if_unknown(pipeline: &mut Pipeline, ev: &Event) {
-    if pipeline.filter_mut().needs_start() {
-        pipeline.filter_mut().set_start(ev.ts);
-    }
-}
-
 /// `analyze -o`: a new recording that keeps the environment of the one it was made from.
-fn derived_header(args: &AnalyzeArgs, files: &[std::path::PathBuf]) -> Header {
+fn derived_header(args: &AnalyzeArgs, files: &[PathBuf]) -> Header {
     let spec = Filter::new(&args.filter, &args.pids).spec();
     let mut header = Header::new(Utc::now(), spec, Facts::default());
     let source = files.iter().find_map(|f| recording::first_header(f));
@@ -146,14 +133,4 @@ fn derived_header(args: &AnalyzeArgs, files: &[std::path::PathBuf]) -> Header {
     }
     header.derived_from = files.iter().map(|f| f.display().to_string()).collect();
     header
-}
-
-/// Prints the problems found so far on stderr and counts the errors among them.
-fn report(problems: &mut Vec<Problem>) -> usize {
-    let mut errors = 0;
-    for problem in problems.drain(..) {
-        errors += usize::from(problem.error);
-        eprintln!("wsltrace: {problem}");
-    }
-    errors
 }

@@ -2,6 +2,7 @@
 //! every warn/fail: the machine, WSL, DNS and, with `--pid`, the process's namespaces, its
 //! sockets and the listeners others cannot reach. Read-only: nothing is mounted or changed.
 
+pub mod args;
 mod environment;
 mod findings;
 mod render;
@@ -18,13 +19,14 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use self::{
+    args::DoctorArgs,
     findings::Mount,
     report::{Check, Process, Report, Verdict},
 };
 use crate::{
-    cli::{DoctorArgs, Format},
     event::{KnownAddr, SockAddr},
     facts::{self, machine, namespaces as ns, sockets},
+    sinks::args::Format,
 };
 
 pub fn run(args: DoctorArgs) -> Result<ExitCode> {

@@ -1,12 +1,13 @@
 //! `wsltrace rules`: what the knowledge base knows, and `--check FILE` for a file of yours.
 
-use std::{io::Write as _, process::ExitCode};
+use std::{io::Write as _, path::PathBuf, process::ExitCode};
 
 use anyhow::{Result, anyhow};
+use clap::Args;
 
 use crate::{
-    cli::{Format, RulesArgs},
     detect::{one_paragraph, rules, vocabulary},
+    sinks::args::Format,
 };
 
 /// `wsltrace rules --help`: the rule format, and the matchers from the vocabulary's table.
@@ -27,6 +28,24 @@ Examples:
   wsltrace rules --check my-rules.toml    validate a file for --rules",
         vocabulary::help()
     )
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(after_long_help = long_help(), after_help = "Examples:
+  wsltrace rules                          the rules, one line each
+  wsltrace rules --check my-rules.toml    validate a file for --rules
+(--help describes the rule format and every matcher)")]
+pub struct RulesArgs {
+    /// Validate this rule file and report problems with their line numbers
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+
+    /// Also list the rules in these files
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }
 
 pub fn run(args: RulesArgs) -> Result<ExitCode> {

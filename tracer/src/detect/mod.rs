@@ -1,6 +1,7 @@
 //! The knowledge base at work: rules (data) matched against every event, findings attached to
 //! the events that match.
 
+pub mod args;
 pub mod details;
 pub mod env;
 pub mod matchers;

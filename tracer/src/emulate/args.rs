@@ -6,7 +6,7 @@ use clap::Args;
 use tracer_common::emulate::PortRange;
 
 use super::catalogue::{parse_path_prefix, parse_port_range};
-use crate::cli::Format;
+use crate::sinks::args::Format;
 
 pub const EXAMPLES: &str = "\
 Examples:

@@ -2,7 +2,6 @@
 
 use std::{
     io::{self, Write as _},
-    os::unix::process::ExitStatusExt as _,
     process::{ExitCode, ExitStatus},
 };
 
@@ -18,9 +17,12 @@ use super::{
     session::Emulation,
 };
 use crate::{
-    cli::Format,
-    commands::trace::{forward, signal_stream},
-    source::{kernel::PROGRAMS, launch, privileges},
+    sinks::args::Format,
+    source::{
+        kernel::PROGRAMS,
+        launch::{self, forward, signal_stream},
+        privileges,
+    },
 };
 
 pub fn run(args: EmulateArgs) -> Result<ExitCode> {
@@ -75,7 +77,7 @@ async fn emulate(plan: Plan, args: &EmulateArgs) -> Result<ExitCode> {
     emulation.finish();
     drop(ebpf);
     Ok(match outcome? {
-        Outcome::Exited(status) => exit_code(status),
+        Outcome::Exited(status) => launch::exit_code(status),
         Outcome::Stopped(signal) => ExitCode::from(128 + signal as u8),
     })
 }
@@ -104,14 +106,6 @@ async fn supervise(
                 forward(origin, launched);
             }
         }
-    }
-}
-
-fn exit_code(status: ExitStatus) -> ExitCode {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitCode::from(code as u8),
-        (None, Some(signal)) => ExitCode::from(128 + signal as u8),
-        (None, None) => ExitCode::FAILURE,
     }
 }
 

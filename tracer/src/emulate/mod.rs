@@ -10,7 +10,6 @@ pub mod catalogue;
 pub mod cgroup;
 pub mod command;
 pub mod plan;
-pub mod probe;
 pub mod session;
 pub mod unix_bind;
 

@@ -3,6 +3,7 @@
 //! filter, so a recording analysed later with the same filters gives the same events.
 
 pub mod addr;
+pub mod args;
 pub mod time;
 
 use chrono::{DateTime, Utc};
@@ -10,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use tracer_common::Syscall;
 
 use crate::{
-    cli::FilterArgs,
     decode::errno::Errno,
     event::{Event, Loss, ProcessExit, Snapshot},
 };
 pub use addr::AddrPattern;
+pub use args::FilterArgs;
 pub use time::TimeBound;
 
 /// The kernel's comm is at most 15 bytes: a longer `--comm` matches its truncation.

@@ -1,13 +1,23 @@
 //! Where events go: the terminal (text or JSON) and files (JSON Lines).
 
+pub mod args;
 pub mod file;
 pub mod json;
 pub mod recording;
 pub mod summary;
 pub mod text;
 
-use std::{collections::HashSet, io};
+use std::{
+    collections::HashSet,
+    io::{self, BufWriter},
+};
 
+use self::{
+    args::{Format, OutputArgs},
+    json::JsonSink,
+    summary::SummarySink,
+    text::TextSink,
+};
 use crate::event::RecordRef;
 
 pub trait Sink {
@@ -89,4 +99,37 @@ impl Sinks {
         }
         first
     }
+}
+
+/// The terminal's sink; the recording (`-o`) is added once tracing can start. Nothing is
+/// formatted for a stdout sent to /dev/null (`-o FILE > /dev/null`, a service's output):
+/// nobody reads it, and at high rates formatting it costs as much as the recording.
+pub fn terminal(output: &OutputArgs, quiet: bool) -> Sinks {
+    let mut sinks = Sinks::default();
+    if stdout_is_dev_null() {
+        return sinks;
+    }
+    let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
+    match output.format {
+        // -c: the summary replaces the line per call, like strace -c.
+        _ if output.summary => sinks.push(Box::new(SummarySink::new(stdout, output.format))),
+        Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
+        Format::Text => {
+            let color = output.color.on_stdout();
+            let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
+            sinks.push(quieted(Box::new(TextSink::new(stdout, color, initial_net)), quiet));
+        }
+    }
+    sinks
+}
+
+fn stdout_is_dev_null() -> bool {
+    use nix::sys::stat::{SFlag, fstat, stat};
+    let (Ok(out), Ok(null)) = (fstat(io::stdout()), stat("/dev/null")) else { return false };
+    SFlag::from_bits_truncate(out.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+        && out.st_rdev == null.st_rdev
+}
+
+fn quieted(sink: Box<dyn Sink>, quiet: bool) -> Box<dyn Sink> {
+    if quiet { Box::new(Quiet::new(sink)) } else { sink }
 }

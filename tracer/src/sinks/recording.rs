@@ -18,10 +18,10 @@ use chrono::Utc;
 
 use super::{
     Sink,
+    args::OutputArgs,
     file::{self, Mode},
 };
 use crate::{
-    cli::OutputArgs,
     event::RecordRef,
     recording::{
         Footer, Frame, Header,

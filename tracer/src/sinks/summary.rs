@@ -12,11 +12,8 @@ use comfy_table::{CellAlignment, Table};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::{Sink, text::Duration};
-use crate::{
-    cli::Format,
-    event::{RecordRef, Severity},
-};
+use super::{Sink, args::Format, text::Duration};
+use crate::event::{RecordRef, Severity};
 
 /// Three significant digits: percentiles within 0.1% of the true latency.
 const SIGNIFICANT_DIGITS: u8 = 3;

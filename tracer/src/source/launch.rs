@@ -3,18 +3,24 @@
 //! The child is created as `wsltrace exec-gate FD -- CMD...`, which blocks reading FD. The
 //! tracer registers the child's pid in the kernel, then writes the go-ahead; the gate execs the
 //! command under the same pid. (std's spawn waits for the exec, so the wait cannot live in a
-//! `pre_exec` hook.)
+//! `pre_exec` hook.) SIGINT/SIGTERM sent to wsltrace are passed on to the command.
 
 use std::{
     ffi::OsString,
     io::Write as _,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
-    os::unix::process::CommandExt as _,
-    process::ExitCode,
+    os::unix::process::{CommandExt as _, ExitStatusExt as _},
+    process::{ExitCode, ExitStatus},
 };
 
 use anyhow::{Context as _, Result};
 use nix::{fcntl::OFlag, unistd::pipe2};
+use signal_hook::{
+    consts::{SIGINT, SIGTERM},
+    iterator::{SignalsInfo, exfiltrator::WithOrigin},
+    low_level::siginfo::{Cause, Origin},
+};
+use tokio::sync::mpsc;
 
 /// Name of the hidden subcommand that runs in the child.
 pub const EXEC_GATE: &str = "exec-gate";
@@ -88,4 +94,40 @@ pub fn exec_gate(fd: RawFd, cmd: &[OsString]) -> ExitCode {
     eprintln!("wsltrace: cannot run {}: {err}", program.to_string_lossy());
     // The shell's conventions: 127 not found, 126 found but not executable.
     ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 })
+}
+
+/// wsltrace's exit code for the command's status, as a shell gives it: its code, or 128 +
+/// the signal that killed it.
+pub fn exit_code(status: ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code as u8),
+        (None, Some(signal)) => ExitCode::from(128 + signal as u8),
+        (None, None) => ExitCode::FAILURE,
+    }
+}
+
+/// SIGINT/SIGTERM with their origin (kill vs terminal), read on a thread of their own.
+pub fn signal_stream() -> Result<mpsc::UnboundedReceiver<Origin>> {
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM])?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for origin in signals.forever() {
+            if tx.send(origin).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+/// Passes a signal sent with kill on to the command. A Ctrl-C from the terminal reached the
+/// whole foreground group already, command included: sending it again could turn a graceful
+/// shutdown into a forced one.
+pub fn forward(origin: Origin, launched: &Launched) {
+    if matches!(origin.cause, Cause::Kernel) {
+        return;
+    }
+    if let Ok(signal) = nix::sys::signal::Signal::try_from(origin.signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(launched.pid as i32), signal);
+    }
 }

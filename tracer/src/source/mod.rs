@@ -1,10 +1,84 @@
-//! Where events come from: the kernel programs (live tracing) or recordings (`analyze`).
+//! Where records come from: the kernel programs (`live`) or recordings (`recording`). Both
+//! hand the same [`Record`]s to the one loop that runs them through the pipeline
+//! (`pipeline::run`).
 
 pub mod btf;
 pub mod kernel;
 pub mod launch;
+pub mod live;
 pub mod privileges;
 pub mod recording;
 pub mod records;
 pub mod target;
 pub mod tracefs;
+
+use std::{fmt, path::PathBuf};
+
+use crate::{
+    event::{Event, Loss, ProcessExit, Snapshot},
+    recording::Header,
+};
+
+/// What a source hands the pipeline, in order.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an event is moved once, from the source to the pipeline; boxing would allocate per event"
+)]
+pub enum Record {
+    /// A recording's header: what the records after it were recorded on, and when.
+    Header(Box<Header>),
+    /// The sockets a process held as tracing started.
+    Snapshot(Snapshot),
+    Event(Event),
+    /// Records the kernel had no room for.
+    Loss(Loss),
+    Exit(ProcessExit),
+    /// A traced process forked: the child starts with the parent's fds.
+    Fork {
+        parent: u32,
+        child: u32,
+    },
+    /// The end of a batch: buffered output is flushed (live: after each drain of the ring;
+    /// recordings: every few thousand records).
+    Flush,
+    /// Input that could not be used, reported in order with the output.
+    Problem(Problem),
+}
+
+/// A source of records. `next` is async because the live source waits on the kernel, signals
+/// and the traced command; a recording never waits.
+pub trait Source {
+    /// The next record; `None` once the source has ended.
+    async fn next(&mut self) -> anyhow::Result<Option<Record>>;
+
+    /// The output went away (EPIPE): end as soon as possible.
+    fn output_closed(&mut self);
+}
+
+/// Something wrong with an input, reported as `FILE:LINE: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<u64>,
+    pub message: String,
+    /// Errors make `analyze` exit non-zero; notes are expected situations worth knowing.
+    pub error: bool,
+}
+
+impl Problem {
+    /// Prints it on stderr; 1 for an error, 0 for a note.
+    pub fn report(&self) -> usize {
+        eprintln!("wsltrace: {self}");
+        usize::from(self.error)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.error { "error" } else { "note" };
+        match self.line {
+            Some(line) => write!(f, "{kind}: {}:{line}: {}", self.file.display(), self.message),
+            None => write!(f, "{kind}: {}: {}", self.file.display(), self.message),
+        }
+    }
+}

@@ -1,103 +1,25 @@
-//! Where `wsltrace analyze` gets its records: recording files written with `-o`, plain or
-//! zstd (recognised by content, whatever the name), one or several, rotated parts in order.
+//! One recording file read back, record by record, plain or zstd (recognised by content,
+//! whatever the name).
 //!
 //! A damaged file is read as far as it safely can be: a line that cannot be used is reported
 //! with its number and skipped; a file cut short (wsltrace killed) ends at its last whole
 //! line; a file from a newer major schema is not read at all.
 
 use std::{
-    collections::HashSet,
-    fmt,
     fs::File,
     io::{self, BufRead, BufReader, Read as _, Seek as _},
     path::{Path, PathBuf},
 };
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::recording::{Header, Record, SCHEMA, SchemaVersion, naming};
+use crate::{
+    recording::{Record, SCHEMA, SchemaVersion},
+    source::Problem,
+};
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const KNOWN_TYPES: &[&str] = &["header", "snapshot", "event", "loss", "exit", "footer"];
-
-/// Something wrong with an input, reported as `FILE:LINE: message`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub line: Option<u64>,
-    pub message: String,
-    /// Errors make `analyze` exit non-zero; notes are expected situations worth knowing.
-    pub error: bool,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.error { "error" } else { "note" };
-        match self.line {
-            Some(line) => write!(f, "{kind}: {}:{line}: {}", self.file.display(), self.message),
-            None => write!(f, "{kind}: {}: {}", self.file.display(), self.message),
-        }
-    }
-}
-
-/// Where a file belongs in its recording: session start, session id, part number.
-type SetKey = (DateTime<Utc>, String, u32);
-
-/// The files to read, in order: a name given to `-o --rotate` stands for its parts; files of
-/// one recording are ordered by session start and part number, whatever order they were
-/// given in; files without a header keep their place after those.
-pub fn plan(given: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    for path in given {
-        let expanded = match path.symlink_metadata() {
-            Ok(_) => vec![path.clone()],
-            Err(err) => match naming::find_parts(path) {
-                Ok(parts) if !parts.is_empty() => parts.into_iter().map(|(_, p)| p).collect(),
-                _ => {
-                    problems.push(Problem {
-                        file: path.clone(),
-                        line: None,
-                        message: format!("cannot read it: {err}"),
-                        error: true,
-                    });
-                    continue;
-                }
-            },
-        };
-        for file in expanded {
-            // The same file named twice (a glob and a name) is read once.
-            let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-            if seen.insert(key) {
-                files.push(file);
-            }
-        }
-    }
-    let mut keyed: Vec<(Option<SetKey>, PathBuf)> = files
-        .into_iter()
-        .map(|file| {
-            let key = first_header(&file).map(|h| (h.start, h.session, h.part));
-            (key, file)
-        })
-        .collect();
-    keyed.sort_by(|(a, _), (b, _)| match (a, b) {
-        (Some(a), Some(b)) => a.cmp(b),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    });
-    keyed.into_iter().map(|(_, file)| file).collect()
-}
-
-/// The header a file starts with, if it does.
-pub fn first_header(path: &Path) -> Option<Header> {
-    let mut reader = RecordingReader::open(path).ok()?;
-    match reader.next(&mut Vec::new()) {
-        Some(Record::Header(h)) => Some(*h),
-        _ => None,
-    }
-}
 
 /// The records of one file, in order.
 pub struct RecordingReader {
@@ -365,8 +287,10 @@ fn trim_newline(line: &[u8]) -> &[u8] {
 mod tests {
     use std::io::Write as _;
 
+    use chrono::DateTime;
+
     use super::*;
-    use crate::filter::FilterSpec;
+    use crate::{filter::FilterSpec, recording::Header};
 
     fn header(schema: &str) -> String {
         let start = DateTime::from_timestamp(1000, 0).unwrap();

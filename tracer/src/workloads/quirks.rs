@@ -1,6 +1,6 @@
-//! `wsltrace demo quirks`: each call the emulation quirks can change, made once, and its
-//! result printed on stderr as `quirks: LABEL = 0` or `quirks: LABEL = ERRNO` (stdout stays
-//! free for a trace's JSON). Run it plainly, then under `wsltrace emulate`, and compare.
+//! `quirks` (`wsltrace demo quirks`): each call the emulation quirks can change, made once,
+//! and its result printed on stderr as `quirks: LABEL = 0` or `quirks: LABEL = ERRNO` (stdout
+//! stays free for a trace's JSON). Run it plainly, then under `wsltrace emulate`, and compare.
 //!
 //! Bind targets come from the environment: `WSLTRACE_DEMO_PORTS` (comma list of TCP ports
 //! bound on 127.0.0.1, label `bind-port-N`) and `WSLTRACE_DEMO_DIR` (a directory; it binds

@@ -1,0 +1,315 @@
+//! The live source: records read from the kernel's ring buffer as the traced processes make
+//! their calls, drained in bounded batches, with the kernel's drop counter turned into loss
+//! records. It ends when every traced process has exited, at the deadline, on a signal, or
+//! when the output goes away; whatever the kernel submitted before that is still delivered.
+
+use std::{collections::VecDeque, io, process::ExitStatus, time::Duration};
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use signal_hook::low_level::siginfo::Origin;
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+    time::{Instant, Interval},
+};
+
+use super::{
+    Record, Source,
+    kernel::Kernel,
+    launch::{self, Launched},
+    records::{self, RecordError},
+    target,
+};
+use crate::{
+    decode::{self, Clock},
+    event::{Loss, Snapshot},
+};
+
+/// How often the ring is drained when no wakeup came: records are submitted without waking
+/// the reader (see tracer-ebpf's output.rs), so this bounds the display latency.
+const POLL: Duration = Duration::from_millis(10);
+/// How often losses are checked and exited processes noticed.
+const HOUSEKEEPING: Duration = Duration::from_millis(200);
+/// Records read per drain at most: under a flood the ring refills as fast as it is read, and
+/// an unbounded drain would never return to notice a signal, the deadline or flush the output.
+const MAX_DRAIN: usize = 4096;
+
+/// Why tracing stopped before every traced process exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Finished,
+    Signal(i32),
+    Deadline,
+    OutputClosed,
+}
+
+/// Where the source is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for records, a signal, the deadline or the end of the traced processes.
+    Tracing,
+    /// Stopped recording: the ring is drained to the end.
+    Draining,
+    /// The last drops are reported.
+    Losses,
+    /// The command is waited for, where it is still running.
+    Ending,
+    Done,
+}
+
+pub struct Live {
+    kernel: Kernel,
+    ring: AsyncFd<RingBuf<MapData>>,
+    clock: Clock,
+    signals: mpsc::UnboundedReceiver<Origin>,
+    launched: Option<Launched>,
+    /// The command's exit status, once known.
+    status: Option<ExitStatus>,
+    /// A signal was passed on to the command: the next one stops tracing.
+    signalled: bool,
+    poll: Interval,
+    housekeeping: Interval,
+    deadline: Option<Instant>,
+    phase: Phase,
+    stop: Stop,
+    /// Records to hand out before reading on: the snapshots, then any loss.
+    queued: VecDeque<Record>,
+    /// Records read in the drain under way; `None` between drains.
+    drain: Option<usize>,
+    /// The last drain stopped at MAX_DRAIN with records left in the ring.
+    backlog: bool,
+    reported_lost: u64,
+}
+
+impl Live {
+    /// Reads `ring` of `kernel` until `duration` (if given) or the end of the traced processes;
+    /// `snapshots` come first. The command, if there is one, receives the signals that are
+    /// sent to wsltrace with kill. Call inside the runtime.
+    pub fn new(
+        kernel: Kernel,
+        ring: RingBuf<MapData>,
+        clock: Clock,
+        snapshots: Vec<Snapshot>,
+        signals: mpsc::UnboundedReceiver<Origin>,
+        launched: Option<Launched>,
+        duration: Option<Duration>,
+    ) -> Result<Live> {
+        // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, until dropped with
+        // the AsyncFd.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|err| err.into_parts().1)
+            .context("polling the ring buffer")?;
+        Ok(Live {
+            kernel,
+            ring,
+            clock,
+            signals,
+            launched,
+            status: None,
+            signalled: false,
+            poll: tokio::time::interval(POLL),
+            housekeeping: tokio::time::interval(HOUSEKEEPING),
+            deadline: duration.map(|d| Instant::now() + d),
+            phase: Phase::Tracing,
+            stop: Stop::Finished,
+            queued: snapshots.into_iter().map(Record::Snapshot).collect(),
+            drain: None,
+            backlog: false,
+            reported_lost: 0,
+        })
+    }
+
+    /// Why tracing stopped, and the command's exit status if it exited.
+    pub fn outcome(&self) -> (Stop, Option<ExitStatus>) {
+        (self.stop, self.status)
+    }
+
+    /// Detaches the programs (see [`Kernel::detach`]).
+    pub fn detach(self) {
+        self.kernel.detach();
+    }
+
+    /// Waits for the next thing to do; `Some` when tracing must stop.
+    async fn wait(&mut self) -> Result<Option<Stop>> {
+        let backlog = self.backlog;
+        tokio::select! {
+            ready = readable(&mut self.ring) => ready?,
+            // Records left over: drain again at once (after any signal that is ready).
+            () = std::future::ready(()), if backlog => {}
+            _ = self.poll.tick() => {}
+            _ = self.housekeeping.tick() => {
+                self.report_losses()?;
+                if self.all_exited() {
+                    return Ok(Some(Stop::Finished));
+                }
+            }
+            exit = wait(self.launched.as_mut()), if self.status.is_none() && self.launched.is_some() => {
+                self.status = Some(exit?);
+            }
+            Some(origin) = self.signals.recv() => {
+                match &self.launched {
+                    // The command gets the signal (unless the terminal already sent it to
+                    // the whole group) and tracing goes on until it exits.
+                    Some(l) if !self.signalled && self.status.is_none() => {
+                        self.signalled = true;
+                        launch::forward(origin, l);
+                    }
+                    _ => return Ok(Some(Stop::Signal(origin.signal))),
+                }
+            }
+            _ = sleep_until(self.deadline) => return Ok(Some(Stop::Deadline)),
+        }
+        Ok(None)
+    }
+
+    fn start_drain(&mut self) {
+        self.backlog = false;
+        self.drain = Some(0);
+    }
+
+    /// Whatever the kernel submitted before we stopped is still delivered: stop recording
+    /// first (processes still running would otherwise refill the ring forever), then drain.
+    fn stop(&mut self, stop: Stop) {
+        self.stop = stop;
+        for pid in self.kernel.traced() {
+            self.kernel.untrace(pid);
+        }
+        self.phase = Phase::Draining;
+        self.start_drain();
+    }
+
+    /// The next record of the drain under way, if the ring holds one; `Flush` ends the drain.
+    fn read(&mut self, read: usize) -> Option<Record> {
+        if read == MAX_DRAIN {
+            self.backlog = true;
+            self.drain = None;
+            return Some(Record::Flush);
+        }
+        let Some(item) = self.ring.get_mut().next() else {
+            self.drain = None;
+            return Some(Record::Flush);
+        };
+        let parsed = records::parse(&item);
+        drop(item);
+        self.drain = Some(read + 1);
+        self.decode(parsed)
+    }
+
+    fn decode(&self, parsed: Result<records::Record, RecordError>) -> Option<Record> {
+        match parsed {
+            Ok(records::Record::Syscall(rec)) => {
+                let event = decode::decode(&rec, &self.clock).map(Record::Event);
+                if event.is_none() {
+                    tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
+                }
+                event
+            }
+            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, &self.clock))),
+            Ok(records::Record::Fork(rec)) => {
+                Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
+            }
+            Err(err) => {
+                tracing::warn!("skipped a malformed record from the kernel: {err}");
+                None
+            }
+        }
+    }
+
+    /// Turns growth of the kernel's drop counter into a visible loss record.
+    fn report_losses(&mut self) -> Result<()> {
+        let lost = self.kernel.counters()?.lost;
+        if lost > self.reported_lost {
+            let loss =
+                Loss { ts: chrono::Utc::now(), lost: lost - self.reported_lost, total_lost: lost };
+            self.reported_lost = lost;
+            self.queued.push_back(Record::Loss(loss));
+        }
+        Ok(())
+    }
+
+    /// True once no traced process is left. The kernel removes processes as they exit; a
+    /// process that died before it could be added is removed here.
+    fn all_exited(&mut self) -> bool {
+        let mut alive = false;
+        for pid in self.kernel.traced() {
+            if target::is_alive(pid) {
+                alive = true;
+            } else {
+                self.kernel.untrace(pid);
+            }
+        }
+        !alive
+    }
+}
+
+impl Source for Live {
+    async fn next(&mut self) -> Result<Option<Record>> {
+        loop {
+            if let Some(record) = self.queued.pop_front() {
+                return Ok(Some(record));
+            }
+            if let Some(read) = self.drain {
+                match self.read(read) {
+                    Some(record) => return Ok(Some(record)),
+                    None => continue,
+                }
+            }
+            match self.phase {
+                Phase::Tracing => match self.wait().await? {
+                    None => self.start_drain(),
+                    Some(stop) => self.stop(stop),
+                },
+                Phase::Draining if self.backlog => self.start_drain(),
+                Phase::Draining => self.phase = Phase::Losses,
+                Phase::Losses => {
+                    self.report_losses()?;
+                    self.phase = Phase::Ending;
+                }
+                Phase::Ending => {
+                    if let (Stop::Finished, Some(l), None) =
+                        (self.stop, self.launched.as_mut(), self.status)
+                    {
+                        self.status = Some(l.child.wait().await?);
+                    }
+                    self.phase = Phase::Done;
+                }
+                Phase::Done => return Ok(None),
+            }
+        }
+    }
+
+    /// Stops tracing if it still runs (the last records are drained all the same, until a
+    /// write fails); while draining, ends the drain.
+    fn output_closed(&mut self) {
+        self.queued.clear();
+        match self.phase {
+            Phase::Tracing => self.stop(Stop::OutputClosed),
+            Phase::Draining => {
+                self.drain = None;
+                self.phase = Phase::Losses;
+            }
+            Phase::Losses | Phase::Ending | Phase::Done => {}
+        }
+    }
+}
+
+/// Waits until the ring has records, and takes note: the drain reads them.
+async fn readable(ring: &mut AsyncFd<RingBuf<MapData>>) -> io::Result<()> {
+    ring.readable_mut().await?.clear_ready();
+    Ok(())
+}
+
+async fn wait(launched: Option<&mut Launched>) -> io::Result<ExitStatus> {
+    match launched {
+        Some(l) => l.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,89 @@
+//! Workloads aimed at an address given with `--addr`: `listen` holds it, `connect` tries it.
+
+use std::{
+    io::BufRead as _,
+    os::fd::{AsRawFd as _, OwnedFd},
+};
+
+use anyhow::{Context as _, Result};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, bind, connect,
+    getsockname, listen, socket,
+};
+
+use super::Params;
+
+/// Where `listen` and `connect` go: `127.0.0.1:8080`, `[::1]:8080`, `/path.sock`, `@name`.
+pub enum Target {
+    Inet(std::net::SocketAddr),
+    Unix(UnixAddr),
+}
+
+pub fn target(params: &Params) -> Result<Target> {
+    let addr = params
+        .addr
+        .as_deref()
+        .context("this workload needs --addr (e.g. 127.0.0.1:8080, /tmp/s.sock, @name)")?;
+    Ok(match addr.strip_prefix('@') {
+        Some(name) => Target::Unix(UnixAddr::new_abstract(name.as_bytes())?),
+        None if addr.starts_with('/') => Target::Unix(UnixAddr::new(addr)?),
+        None => Target::Inet(
+            addr.parse().with_context(|| format!("--addr {addr}: not ip:port, /path or @name"))?,
+        ),
+    })
+}
+
+fn target_socket(target: &Target) -> Result<OwnedFd> {
+    let family = match target {
+        Target::Inet(a) if a.is_ipv6() => AddressFamily::Inet6,
+        Target::Inet(_) => AddressFamily::Inet,
+        Target::Unix(_) => AddressFamily::Unix,
+    };
+    Ok(socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?)
+}
+
+fn bind_to(fd: &OwnedFd, target: &Target) -> nix::Result<()> {
+    match target {
+        Target::Inet(std::net::SocketAddr::V4(a)) => bind(fd.as_raw_fd(), &SockaddrIn::from(*a)),
+        Target::Inet(std::net::SocketAddr::V6(a)) => bind(fd.as_raw_fd(), &SockaddrIn6::from(*a)),
+        Target::Unix(a) => bind(fd.as_raw_fd(), a),
+    }
+}
+
+fn connect_fd(fd: &OwnedFd, target: &Target) -> nix::Result<()> {
+    match target {
+        Target::Inet(std::net::SocketAddr::V4(a)) => connect(fd.as_raw_fd(), &SockaddrIn::from(*a)),
+        Target::Inet(std::net::SocketAddr::V6(a)) => {
+            connect(fd.as_raw_fd(), &SockaddrIn6::from(*a))
+        }
+        Target::Unix(a) => connect(fd.as_raw_fd(), a),
+    }
+}
+
+/// Binds and listens on `target`, says so, and holds it until a line (or EOF) on stdin. A bind
+/// that fails is reported and the workload exits with 1: tests use it to provoke errors.
+pub fn listen_on(target: &Target) -> Result<()> {
+    let sock = target_socket(target)?;
+    if let Err(err) = bind_to(&sock, target).and_then(|()| listen(&sock, Backlog::new(16)?)) {
+        eprintln!("listen: {err}");
+        std::process::exit(1);
+    }
+    let port = match target {
+        Target::Inet(a) if a.is_ipv6() => getsockname::<SockaddrIn6>(sock.as_raw_fd())?.port(),
+        Target::Inet(_) => getsockname::<SockaddrIn>(sock.as_raw_fd())?.port(),
+        Target::Unix(_) => 0,
+    };
+    eprintln!("listening {} {port}", std::process::id());
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(())
+}
+
+/// `count` connections to `target`, each closed at once; failures are the point.
+pub fn connect_to(target: &Target, count: u64) -> Result<()> {
+    for _ in 0..count {
+        let sock = target_socket(target)?;
+        let _ = connect_fd(&sock, target);
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Workloads about threads and processes: several threads at once, forks, and a flood of
+//! calls for the benchmarks.
+
+use std::{
+    mem::size_of,
+    os::fd::AsRawFd as _,
+    sync::{Arc, Barrier},
+};
+
+use anyhow::Result;
+use nix::sys::socket::{SockaddrIn, connect, getsockname};
+
+use super::{accept4_with_peer, tcp_listener, tcp_socket};
+
+// SO_TYPE, read in the burst loop.
+const SO_TYPE: libc::c_int = libc::SO_TYPE;
+
+/// `n` threads, started before `ready`, each connect to a listener the main thread accepts on.
+pub fn threads(n: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let start = Arc::new(Barrier::new(n + 1));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SockaddrIn>();
+    let addr_rx = Arc::new(std::sync::Mutex::new(addr_rx));
+    let workers: Vec<_> = (0..n)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            let addr_rx = Arc::clone(&addr_rx);
+            std::thread::spawn(move || -> Result<()> {
+                start.wait();
+                let addr = addr_rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv()?;
+                let sock = tcp_socket()?;
+                connect(sock.as_raw_fd(), &addr)?;
+                drop(sock);
+                Ok(())
+            })
+        })
+        .collect();
+    ready()?;
+    let (listener, addr) = tcp_listener()?;
+    for _ in 0..n {
+        addr_tx.send(addr)?;
+    }
+    start.wait();
+    for _ in 0..n {
+        drop(accept4_with_peer(&listener)?);
+    }
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
+    }
+    Ok(())
+}
+
+/// The process forks a child, which uses the inherited listener and forks a grandchild that
+/// connects at once.
+pub fn fork_grandchild() -> Result<()> {
+    use nix::{
+        sys::wait::waitpid,
+        unistd::{ForkResult, fork},
+    };
+    let (listener, addr) = tcp_listener()?;
+    // SAFETY: single-threaded here; the children only make syscalls and exit.
+    match unsafe { fork() }? {
+        ForkResult::Child => {
+            // A call on the inherited listener: its fd is known to the child too.
+            let _ = getsockname::<SockaddrIn>(listener.as_raw_fd());
+            // SAFETY: as above.
+            let code = match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    let ok = tcp_socket().and_then(|s| Ok(connect(s.as_raw_fd(), &addr)?)).is_ok();
+                    i32::from(!ok)
+                }
+                Ok(ForkResult::Parent { child }) => waitpid(child, None).map_or(1, |_| 0),
+                Err(_) => 1,
+            };
+            // SAFETY: leave the forked child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(accept4_with_peer(&listener)?);
+            waitpid(child, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// `threads` threads make `count` getsockopt(SO_TYPE) calls in all, as fast as they can.
+/// Each thread also makes one socket() and one close(): `count + 2 * threads` calls.
+pub fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let start = Arc::new(Barrier::new(threads + 1));
+    let per_thread = count / threads as u64;
+    let extra = count % threads as u64;
+    let workers: Vec<_> = (0..threads as u64)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            let calls = per_thread + u64::from(i < extra);
+            std::thread::spawn(move || -> Result<()> {
+                start.wait();
+                let sock = tcp_socket()?;
+                let mut value: libc::c_int = 0;
+                for _ in 0..calls {
+                    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+                    // SAFETY: valid pointers to a local int and its length.
+                    unsafe {
+                        libc::getsockopt(
+                            sock.as_raw_fd(),
+                            libc::SOL_SOCKET,
+                            SO_TYPE,
+                            (&raw mut value).cast(),
+                            &mut len,
+                        )
+                    };
+                }
+                drop(sock);
+                Ok(())
+            })
+        })
+        .collect();
+    ready()?;
+    let started = std::time::Instant::now();
+    start.wait();
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
+    }
+    // On stderr, for benchmarks: the loop's own time, without any tracer start-up.
+    let secs = started.elapsed().as_secs_f64();
+    let calls = count + 2 * threads as u64;
+    eprintln!("burst: {calls} calls in {secs:.6} s ({:.0} calls/s)", calls as f64 / secs);
+    Ok(())
+}
