@@ -266,16 +266,17 @@ impl System for Live {
     }
 
     fn addresses(&mut self, pid: u32, netns: Option<u32>) -> Option<Vec<IpAddr>> {
-        // The caller's tables while it lives; ours if it has exited from our namespace.
+        // The caller's tables while it lives; ours if it has exited from our namespace. A
+        // zombie still has /proc/PID/net, but its fib_trie can no longer be read.
         let ours = super::namespaces::read(std::process::id()).map(|ns| ns.net);
-        let dir = if Path::new(&format!("/proc/{pid}/net")).exists() {
-            format!("/proc/{pid}/net")
-        } else if netns.is_some() && netns == ours {
-            "/proc/self/net".to_owned()
-        } else {
-            return None;
-        };
-        let fib = std::fs::read_to_string(format!("{dir}/fib_trie")).ok()?;
+        let mut dirs = vec![format!("/proc/{pid}/net")];
+        if netns.is_some() && netns == ours {
+            dirs.push("/proc/self/net".to_owned());
+        }
+        let (dir, fib) = dirs.into_iter().find_map(|dir| {
+            let fib = std::fs::read_to_string(format!("{dir}/fib_trie")).ok()?;
+            Some((dir, fib))
+        })?;
         let mut addrs = local_ipv4(&fib);
         let if_inet6 = std::fs::read_to_string(format!("{dir}/if_inet6")).unwrap_or_default();
         addrs.extend(local_ipv6(&if_inet6));
