@@ -13,7 +13,7 @@ use tracer_common::Syscall;
 
 use crate::{
     enrich::FdTable,
-    event::{Event, Finding},
+    event::{Args, Event, Finding},
 };
 use env::Environment;
 use matchers::{Ctx, Rule};
@@ -46,6 +46,26 @@ impl Detector {
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
         let fd = ev.args.fd;
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
+        self.judge(ev, traced, previous);
+        // The failure of a non-blocking connect, reported by this call: the connect rules
+        // judge it as the connect that failed (same ids, details and fixes).
+        if let Some(mut connect) = as_failed_connect(ev) {
+            self.judge(&mut connect, traced, Some(Syscall::Connect));
+            for finding in connect.anomalies {
+                if !ev.anomalies.iter().any(|f| f.id == finding.id) {
+                    ev.anomalies.push(finding);
+                }
+            }
+        }
+        if let Some(fd) = fd {
+            match ev.syscall {
+                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
+                syscall => self.previous.insert((ev.pid, fd), syscall),
+            };
+        }
+    }
+
+    fn judge(&mut self, ev: &mut Event, traced: &FdTable, previous: Option<Syscall>) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         // Findings already on the event (a recording) count for their groups: an offline
         // re-evaluation must not add a generic rule next to a specific one seen live.
@@ -80,18 +100,29 @@ impl Detector {
                 });
             }
         }
-        if let Some(fd) = fd {
-            match ev.syscall {
-                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
-                syscall => self.previous.insert((ev.pid, fd), syscall),
-            };
-        }
     }
 
     /// A process exited: forget its fds.
     pub fn exit(&mut self, pid: u32) {
         self.previous.retain(|(p, _), _| *p != pid);
     }
+}
+
+/// A call that reports the failure of a non-blocking connect (getsockopt(SO_ERROR)), seen as
+/// that connect failing with the reported error; `None` for other calls. A second connect
+/// that fails is a connect already, judged as itself.
+fn as_failed_connect(ev: &Event) -> Option<Event> {
+    let pending = ev.connect.as_ref().filter(|_| ev.syscall != Syscall::Connect)?;
+    let errno = ev.async_error?;
+    Some(Event {
+        syscall: Syscall::Connect,
+        args: Args { fd: ev.args.fd, addr: Some(pending.addr.clone()), ..Args::default() },
+        ret: -i64::from(errno.0),
+        errno: Some(errno),
+        async_error: None,
+        connect: None,
+        ..ev.clone()
+    })
 }
 
 /// Rule texts are wrapped in the file; findings carry them as one line.

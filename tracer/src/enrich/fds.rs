@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use tracer_common::Syscall;
 
 use super::sockets::states::connected;
-use crate::event::{Event, SocketInfo};
+use crate::{
+    decode::errno::Errno,
+    event::{Event, OptValue, PendingConnect, SocketInfo},
+};
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
 pub trait SocketLookup {
@@ -32,6 +35,9 @@ pub struct FdTable {
     procs: HashMap<u32, HashMap<i32, SocketInfo>>,
     /// comm and network namespace of each process, as of its last event.
     who: HashMap<u32, (String, Option<u32>)>,
+    /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
+    /// their outcome (SO_ERROR, a second connect) carries them.
+    connecting: HashMap<(u32, i32), PendingConnect>,
     lookup: Box<dyn SocketLookup>,
 }
 
@@ -47,10 +53,12 @@ pub struct Tracked<'a> {
 const EBADF: u16 = 9;
 const ENOTSOCK: u16 = 88;
 const EINPROGRESS: u16 = 115;
+const EALREADY: u16 = 114;
+const EISCONN: u16 = 106;
 
 impl FdTable {
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
-        FdTable { procs: HashMap::new(), who: HashMap::new(), lookup }
+        FdTable { procs: HashMap::new(), who: HashMap::new(), connecting: HashMap::new(), lookup }
     }
 
     /// What the process held when tracing started.
@@ -77,11 +85,19 @@ impl FdTable {
         if let Some(table) = self.procs.get(&parent).cloned() {
             self.procs.insert(child, table);
         }
+        let inherited: Vec<(i32, PendingConnect)> = (self.connecting.iter())
+            .filter(|((pid, _), _)| *pid == parent)
+            .map(|((_, fd), pending)| (*fd, pending.clone()))
+            .collect();
+        for (fd, pending) in inherited {
+            self.connecting.insert((child, fd), pending);
+        }
     }
 
     pub fn exit(&mut self, pid: u32) {
         self.procs.remove(&pid);
         self.who.remove(&pid);
+        self.connecting.retain(|(p, _), _| *p != pid);
     }
 
     /// Every socket the traced processes hold, in no particular order.
@@ -109,9 +125,13 @@ impl FdTable {
             return;
         }
         let recorded = ev.sock.take();
+        let recorded_connect = ev.connect.take();
         self.update(ev);
         if recorded.is_some() {
             ev.sock = recorded;
+        }
+        if recorded_connect.is_some() {
+            ev.connect = recorded_connect;
         }
     }
 
@@ -135,6 +155,7 @@ impl FdTable {
                         ..SocketInfo::default()
                     };
                     self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
             }
@@ -153,6 +174,7 @@ impl FdTable {
                             ..SocketInfo::default()
                         };
                         self.procs.entry(pid).or_default().insert(fd, sock);
+                        self.connecting.remove(&(pid, fd));
                     }
                 }
             }
@@ -173,12 +195,14 @@ impl FdTable {
                         ..SocketInfo::default()
                     };
                     self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
             }
             Syscall::Close => {
                 if let Some(fd) = a.fd {
                     ev.sock = self.procs.get_mut(&pid).and_then(|t| t.remove(&fd));
+                    self.connecting.remove(&(pid, fd));
                 }
             }
             Syscall::Bind
@@ -195,9 +219,11 @@ impl FdTable {
                     if let Some(table) = self.procs.get_mut(&pid) {
                         table.remove(&fd);
                     }
+                    self.connecting.remove(&(pid, fd));
                     return;
                 }
-                let (syscall, addr, errno) = (ev.syscall, a.addr.clone(), ev.errno);
+                let settled = self.async_outcome(ev, fd);
+                let (syscall, addr, errno) = (ev.syscall, ev.args.addr.clone(), ev.errno);
                 let Some(sock) = self.entry(pid, fd) else { return };
                 match syscall {
                     Syscall::Bind | Syscall::Getsockname if ok => sock.local = addr,
@@ -216,113 +242,64 @@ impl FdTable {
                     }
                     _ => {}
                 }
+                if settled == Some(true) {
+                    sock.state = Some(connected(&sock.family, sock.sock_type.as_deref()));
+                }
                 ev.sock = Some(sock.clone());
+                // The connect failed: the socket is connected nowhere (the event still shows
+                // where it was going).
+                if settled == Some(false) {
+                    sock.peer = None;
+                    sock.state = Some("CLOSED".into());
+                }
             }
         }
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Args, KnownAddr, SockAddr};
-
-    fn ev(syscall: Syscall, args: Args, ret: i64) -> Event {
-        Event { pid: 10, tid: 10, ..Event::for_test(syscall, args, ret) }
-    }
-
-    fn lo(port: u16) -> Option<SockAddr> {
-        Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port }))
-    }
-
-    fn tcp_socket() -> Args {
-        Args {
-            domain: Some("AF_INET".into()),
-            sock_type: Some("SOCK_STREAM".into()),
-            protocol: Some("IPPROTO_TCP".into()),
-            ..Args::default()
-        }
-    }
-
-    /// socket, bind, listen, accept, close: each event says what its fd is.
-    #[test]
-    fn follows_a_server() {
-        let mut table = FdTable::new(Box::new(NoLookup));
-        let mut e = ev(Syscall::Socket, tcp_socket(), 3);
-        table.apply(&mut e);
-        assert_eq!(e.sock.as_ref().unwrap().fd, Some(3));
-
-        let mut e = ev(Syscall::Bind, Args { fd: Some(3), addr: lo(8080), ..Args::default() }, 0);
-        table.apply(&mut e);
-        assert_eq!(e.sock.as_ref().unwrap().local, lo(8080));
-
-        let mut e = ev(Syscall::Listen, Args { fd: Some(3), ..Args::default() }, 0);
-        table.apply(&mut e);
-        assert_eq!(e.sock.as_ref().unwrap().state.as_deref(), Some("LISTEN"));
-
-        let mut e =
-            ev(Syscall::Accept4, Args { fd: Some(3), addr: lo(5555), ..Args::default() }, 4);
-        table.apply(&mut e);
-        let accepted = e.sock.unwrap();
-        assert_eq!((accepted.fd, accepted.local, accepted.peer), (Some(4), lo(8080), lo(5555)));
-        assert_eq!(accepted.family, "AF_INET");
-
-        let mut e = ev(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0);
-        table.apply(&mut e);
-        assert_eq!(e.sock.unwrap().peer, lo(5555));
-        assert!(table.get(10, 4).is_none());
-        assert!(table.get(10, 3).is_some());
-    }
-
-    #[test]
-    fn forks_inherit_and_exits_forget() {
-        let mut table = FdTable::new(Box::new(NoLookup));
-        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
-        // A pid that is not a thread of pid 10 on this machine.
-        table.fork(10, 999_999);
-        assert_eq!(table.get(999_999, 3).map(|s| s.family.as_str()), Some("AF_INET"));
-        table.exit(999_999);
-        assert!(table.get(999_999, 3).is_none());
-    }
-
-    #[test]
-    fn unknown_fds_are_looked_up_once() {
-        struct Counting(u32);
-        impl SocketLookup for Counting {
-            fn describe(&mut self, _: u32, fd: i32) -> Option<SocketInfo> {
-                self.0 += 1;
-                assert!(self.0 == 1, "looked up again");
-                Some(SocketInfo { fd: Some(fd), family: "AF_UNIX".into(), ..SocketInfo::default() })
+    /// Whether this call settles a non-blocking connect on `fd`, and how: `Some(false)` when
+    /// it reports its failure (the event then carries it as `connect`), `Some(true)` when it
+    /// reports success. Sets `async_error` on any call that reports an error for the socket.
+    fn async_outcome(&mut self, ev: &mut Event, fd: i32) -> Option<bool> {
+        let key = (ev.pid, fd);
+        let failed = match ev.syscall {
+            // SO_ERROR reports (and clears) the socket's error, whether or not a connect of
+            // the trace caused it: the filters judge the call by it all the same.
+            Syscall::Getsockopt if ev.errno.is_none() => {
+                let so_error = ev.args.value.as_ref().filter(|_| {
+                    ev.args.level.as_deref() == Some("SOL_SOCKET")
+                        && ev.args.optname.as_deref() == Some("SO_ERROR")
+                })?;
+                ev.async_error = match so_error {
+                    OptValue::Name(name) => Errno::parse(name).ok(),
+                    _ => None,
+                };
+                ev.async_error.is_some()
             }
+            Syscall::Connect => match ev.errno {
+                // A connect under way (a first one, or one after a failure).
+                Some(e) if e.0 == EINPROGRESS => {
+                    if let Some(addr) = ev.args.addr.clone() {
+                        let pending = PendingConnect { addr, started_ns: ev.ts_ns };
+                        self.connecting.insert(key, pending);
+                    }
+                    return None;
+                }
+                _ if !self.connecting.contains_key(&key) => return None,
+                // Still under way.
+                Some(e) if e.0 == EALREADY => return None,
+                Some(e) if e.0 == EISCONN => false,
+                Some(e) => {
+                    ev.async_error = Some(e);
+                    true
+                }
+                None => false,
+            },
+            _ => return None,
+        };
+        let pending = self.connecting.remove(&key)?;
+        if failed {
+            ev.connect = Some(pending);
         }
-        let mut table = FdTable::new(Box::new(Counting(0)));
-        for _ in 0..2 {
-            let mut e = ev(Syscall::Getsockopt, Args { fd: Some(7), ..Args::default() }, 0);
-            table.apply(&mut e);
-            assert_eq!(e.sock.unwrap().family, "AF_UNIX");
-        }
-    }
-
-    #[test]
-    fn ebadf_forgets_a_stale_entry() {
-        let mut table = FdTable::new(Box::new(NoLookup));
-        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
-        let mut e = ev(Syscall::Getsockopt, Args { fd: Some(3), ..Args::default() }, -9);
-        table.apply(&mut e);
-        assert!(e.sock.is_none() && table.get(10, 3).is_none());
-    }
-
-    #[test]
-    fn context_calls_keep_the_known_namespace() {
-        let mut table = FdTable::new(Box::new(NoLookup));
-        let mut shown = ev(Syscall::Socket, tcp_socket(), 3);
-        shown.ns = Some(crate::event::Namespaces { net: 42, ..Default::default() });
-        table.apply(&mut shown);
-        // The kernel reads no namespaces for a context-only call.
-        let mut hidden = ev(Syscall::Socket, tcp_socket(), 4);
-        hidden.context_only = true;
-        table.apply(&mut hidden);
-        let netns: Vec<_> = table.sockets().map(|t| (t.fd, t.netns)).collect();
-        assert!(netns.contains(&(3, Some(42))) && netns.contains(&(4, Some(42))), "{netns:?}");
+        Some(!failed)
     }
 }

@@ -94,9 +94,9 @@ impl Filter {
         self.process(ev.pid, &ev.comm)
             && self.in_window(ev.ts)
             && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
-            // As in the kernel: failed means a negative return value.
-            && (!self.failed || ev.ret < 0)
-            && (self.errnos.is_empty() || ev.errno.is_some_and(|e| self.errnos.contains(&e)))
+            // As in the kernel: on the call's outcome (SO_ERROR's error; EINPROGRESS is none).
+            && (!self.failed || ev.failed())
+            && (self.errnos.is_empty() || ev.outcome_errno().is_some_and(|e| self.errnos.contains(&e)))
             && (!self.anomalies_only || !ev.anomalies.is_empty())
             && (self.addrs.is_empty() || self.touches_addr(ev))
     }

@@ -110,6 +110,18 @@ impl<W: Write> TextSink<W> {
                 if let (Some(sock), true) = (&ev.sock, returns_fd(ev.syscall)) {
                     let _ = write!(self.line, "<{}>", sock_tag(sock));
                 }
+                // The call succeeded, and reported that a non-blocking connect failed.
+                if let (Some(connect), Some(errno)) = (&ev.connect, ev.async_error) {
+                    self.line.push(' ');
+                    self.styled_fmt(
+                        ERROR,
+                        format_args!(
+                            "(connect to {} failed: {})",
+                            render_endpoint(&connect.addr),
+                            errno.name()
+                        ),
+                    );
+                }
             }
         }
         if let Some(ns) = ev.duration_ns {
@@ -123,11 +135,15 @@ impl<W: Write> TextSink<W> {
 
     /// An indented block under the event: rule, meaning, this occurrence, fix.
     fn finding(&mut self, ev: &Event, finding: &Finding) {
-        let site = format!(
-            "{}({})",
-            ev.syscall.name(),
-            ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
-        );
+        // A connect's outcome reported later is on the site of that connect.
+        let site = match &ev.connect {
+            Some(connect) => format!("connect({})", render_addr(&connect.addr)),
+            None => format!(
+                "{}({})",
+                ev.syscall.name(),
+                ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
+            ),
+        };
         let count = self.seen.entry((finding.id.clone(), ev.pid, site)).or_insert(0);
         *count += 1;
         let count = *count;
