@@ -348,6 +348,57 @@ mod tests {
         );
     }
 
+    /// getsockopt(SO_ERROR) reading ECONNREFUSED after a connect in progress: judged as that
+    /// connect, with the findings a blocking connect gets.
+    #[test]
+    fn async_connect_outcomes_are_judged_as_the_connect() {
+        let listener = TableSocket {
+            netns: NET,
+            addr: "[::1]:8080".parse().unwrap(),
+            state: "LISTEN".into(),
+            inode: 1,
+            owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+        };
+        let args = Args {
+            fd: Some(3),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_ERROR".into()),
+            ..Args::default()
+        };
+        let mut ev = event(Syscall::Getsockopt, args, 0);
+        ev.async_error = Some(crate::decode::errno::Errno(111));
+        ev.connect = Some(crate::event::PendingConnect {
+            addr: inet([127, 0, 0, 1], 8080).unwrap(),
+            started_ns: 1,
+        });
+        ev.sock = Some(SocketInfo {
+            family: "AF_INET".into(),
+            flags: Some("SOCK_NONBLOCK".into()),
+            ..SocketInfo::default()
+        });
+        let system = || Fake { listeners: vec![listener.clone()], ..Fake::default() };
+        assert_eq!(linux(ev.clone(), system()), ["CONNECT-REFUSED-OTHER-ADDRESS"]);
+        // WSL1's immediate refusal is not this one.
+        assert!(
+            !fired(ev.clone(), WslKind::Wsl1, None, system())
+                .contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned())
+        );
+        // Without the connect (not traced), nothing to judge.
+        ev.connect = None;
+        assert!(linux(ev, system()).is_empty());
+    }
+
+    /// A non-blocking connect to the local DNS stub is under way, not failed.
+    #[test]
+    fn einprogress_is_no_failure() {
+        let args = Args { fd: Some(3), addr: inet([127, 0, 0, 53], 53), ..Args::default() };
+        assert!(linux(event(Syscall::Connect, args.clone(), -115), Fake::default()).is_empty());
+        assert_eq!(
+            linux(event(Syscall::Connect, args, -111), Fake::default()),
+            ["DNS-STUB-UNREACHABLE"]
+        );
+    }
+
     /// Offline (no system to ask), rules that need live facts stay silent rather than guess.
     #[test]
     fn unknown_facts_never_match() {

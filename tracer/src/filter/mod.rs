@@ -214,6 +214,26 @@ mod tests {
         assert!(!filter(&["-e", "ENOTCONN"]).event(&ok));
     }
 
+    /// As the kernel filters judge them: EINPROGRESS is no failure; an error read with
+    /// SO_ERROR is the call's errno.
+    #[test]
+    fn async_connect_outcomes() {
+        let in_progress = event(Syscall::Connect, -115, 0);
+        assert!(!filter(&["--failed"]).event(&in_progress));
+        assert!(filter(&["-e", "EINPROGRESS"]).event(&in_progress));
+        assert!(!filter(&["-e", "EINPROGRESS", "--failed"]).event(&in_progress));
+        let mut so_error = event(Syscall::Getsockopt, 0, 0);
+        assert!(!filter(&["--failed"]).event(&so_error));
+        so_error.async_error = Some(Errno(111));
+        assert!(filter(&["--failed"]).event(&so_error));
+        assert!(filter(&["-e", "ECONNREFUSED"]).event(&so_error));
+        assert!(!filter(&["-e", "ENOTCONN"]).event(&so_error));
+        // A second connect that fails reports its own errno.
+        let mut again = event(Syscall::Connect, -111, 0);
+        again.async_error = Some(Errno(111));
+        assert!(filter(&["--failed", "-e", "ECONNREFUSED"]).event(&again));
+    }
+
     #[test]
     fn pid_and_comm_including_truncated_names() {
         let ev = event(Syscall::Close, 0, 0);

@@ -448,6 +448,36 @@ mod tests {
     }
 
     #[test]
+    fn async_connect_failure_shows_the_destination() {
+        let args = Args {
+            fd: Some(5),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_ERROR".into()),
+            optlen: Some(4),
+            value: Some(OptValue::Name("ECONNREFUSED".into())),
+            ..Args::default()
+        };
+        let dest = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 18080 });
+        let mut ev = event(Syscall::Getsockopt, args, 0);
+        ev.sock = Some(SocketInfo {
+            fd: Some(5),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            peer: Some(dest.clone()),
+            ..SocketInfo::default()
+        });
+        ev.async_error = Some(crate::decode::errno::Errno(111));
+        ev.connect = Some(crate::event::PendingConnect { addr: dest, started_ns: 0 });
+        assert!(
+            line(&ev).contains(
+                "getsockopt(5<TCP:?->127.0.0.1:18080>, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4]) = 0 (connect to 127.0.0.1:18080 failed: ECONNREFUSED) <31us>"
+            ),
+            "{}",
+            line(&ev)
+        );
+    }
+
+    #[test]
     fn getsockopt_peercred() {
         let args = Args {
             fd: Some(5),
