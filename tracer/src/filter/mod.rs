@@ -133,13 +133,15 @@ impl Filter {
             && self.until.and_then(resolve).is_none_or(|until| ts <= until)
     }
 
-    /// The call's address argument or, once enrichment fills it, its socket's ends.
+    /// The call's address argument or, once enrichment fills it, its socket's ends (and the
+    /// destination of the failed connect it reports).
     fn touches_addr(&self, ev: &Event) -> bool {
         let sock = ev.sock.as_ref();
         let addrs = [
             ev.args.addr.as_ref(),
             sock.and_then(|s| s.local.as_ref()),
             sock.and_then(|s| s.peer.as_ref()),
+            ev.connect.as_ref().map(|c| &c.addr),
         ];
         addrs.into_iter().flatten().any(|a| self.addrs.iter().any(|p| p.matches(a)))
     }
