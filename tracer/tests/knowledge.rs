@@ -288,33 +288,58 @@ fn rules_lists_and_checks() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// A Python asyncio client of 127.0.0.1:PORT: connect() returns EINPROGRESS, the event loop
+/// A Python asyncio client of HOST PORT: connect() returns EINPROGRESS, the event loop
 /// polls, then reads the outcome with getsockopt(SO_ERROR).
 const ASYNCIO_CLIENT: &str = "\
 import asyncio, sys
-async def main(port):
+async def main(host, port):
     try:
-        _, writer = await asyncio.open_connection('127.0.0.1', port)
+        _, writer = await asyncio.open_connection(host, port)
         writer.close()
         print('connected', file=sys.stderr)
     except ConnectionRefusedError:
         print('refused', file=sys.stderr)
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 ";
 
 /// The clients that connect without blocking: curl and Python's asyncio.
 fn async_clients(port: u16) -> Vec<Vec<String>> {
+    vec![
+        ["curl", "-s", "--max-time", "1", &format!("http://127.0.0.1:{port}/")]
+            .map(str::to_owned)
+            .to_vec(),
+        asyncio_client("127.0.0.1", port),
+    ]
+}
+
+fn asyncio_client(host: &str, port: u16) -> Vec<String> {
     let python = if std::path::Path::new("/usr/bin/python3").exists() {
         "/usr/bin/python3"
     } else {
         "python3"
     };
-    vec![
-        ["curl", "-s", "--max-time", "1", &format!("http://127.0.0.1:{port}/")]
-            .map(str::to_owned)
-            .to_vec(),
-        [python, "-c", ASYNCIO_CLIENT, &port.to_string()].map(str::to_owned).to_vec(),
-    ]
+    [python, "-c", ASYNCIO_CLIENT, host, &port.to_string()].map(str::to_owned).to_vec()
+}
+
+/// A non-blocking connect to a local DNS resolver (127.0.0.42, WSL's early tunnel address:
+/// `failing_local_dns_resolver` uses 127.0.0.53 at the same time): while it is in progress
+/// nothing is wrong; its refusal, read with SO_ERROR, is the resolver's failure.
+#[test]
+fn non_blocking_connects_to_the_dns_stub() {
+    if std::net::TcpStream::connect("127.0.0.42:53").is_ok() {
+        panic!("a resolver listens on 127.0.0.42 on this machine: the test needs it absent");
+    }
+    let refused = trace_client(&[], &asyncio_client("127.0.0.42", 53));
+    assert_eq!(
+        findings(&refused).into_iter().map(|(s, id, _)| (s, id)).collect::<Vec<_>>(),
+        [("getsockopt".to_owned(), "DNS-STUB-UNREACHABLE".to_owned())],
+        "{}",
+        refused.stdout
+    );
+    let _resolver = Workload::start(&["listen", "--addr", "127.0.0.42:53"]);
+    let answered = trace_client(&[], &asyncio_client("127.0.0.42", 53));
+    assert!(answered.events().iter().any(|e| e["errno"] == "EINPROGRESS"), "{}", answered.stdout);
+    assert!(findings(&answered).is_empty(), "{:?}", findings(&answered));
 }
 
 fn trace_client(opts: &[&str], client: &[String]) -> Output {
@@ -403,7 +428,7 @@ fn non_blocking_connects_refused_by_a_v6_only_listener() {
 fn non_blocking_refusal_in_text_and_in_recordings() {
     let server = Workload::start(&["listen", "--addr", "[::1]:0"]);
     let port = server.port.unwrap();
-    let client = &async_clients(port)[1];
+    let client = &asyncio_client("127.0.0.1", port);
     let text = run(wsltrace().arg("--").args(client));
     let line = text.stdout.lines().find(|l| l.contains("SO_ERROR")).unwrap_or_default();
     assert!(
