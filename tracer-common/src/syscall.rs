@@ -115,6 +115,46 @@ impl Syscall {
     }
 }
 
+/// `SOL_SOCKET` and `SO_ERROR`: getsockopt reads (and clears) the socket's pending error there,
+/// the outcome of a non-blocking connect.
+pub const SOL_SOCKET: u64 = 1;
+pub const SO_ERROR: u64 = 4;
+/// A non-blocking connect under way: its outcome comes later, through SO_ERROR or a second
+/// connect.
+pub const EINPROGRESS: u32 = 115;
+
+/// How a finished call ended, as the result filters (`--failed`, `-e`) judge it. One definition
+/// for the kernel programs and for userspace (`analyze` filters recordings the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The errno the call reports (0: none): its own, or the error its SO_ERROR value holds.
+    pub errno: u32,
+    /// A connect that returned EINPROGRESS did not fail (yet); a getsockopt(SO_ERROR) that
+    /// read an error reports a failure.
+    pub failed: bool,
+}
+
+impl Syscall {
+    /// Whether this call reads SO_ERROR: getsockopt(fd, SOL_SOCKET, SO_ERROR, ...).
+    pub const fn reads_so_error(self, args: &[u64; 6]) -> bool {
+        matches!(self, Syscall::Getsockopt)
+            && args[1] as u32 as u64 == SOL_SOCKET
+            && args[2] as u32 as u64 == SO_ERROR
+    }
+
+    /// The outcome of a call that returned `ret`; `so_error` is the value a successful
+    /// getsockopt(SO_ERROR) read (0 for any other call).
+    pub const fn outcome(self, ret: i64, so_error: u32) -> Outcome {
+        if ret < 0 {
+            let errno = ret.unsigned_abs() as u32;
+            let in_progress = matches!(self, Syscall::Connect) && errno == EINPROGRESS;
+            Outcome { errno, failed: !in_progress }
+        } else {
+            Outcome { errno: so_error, failed: so_error != 0 }
+        }
+    }
+}
+
 /// A user-memory copy made by the kernel programs. Fields are argument indexes.
 ///
 /// "In" buffers are read at entry (the caller filled them); "out" buffers at exit (the kernel

@@ -103,30 +103,57 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
 }
 
 /// What to do with a finished call: emit it, emit it as context only, or drop it.
+/// `call` is the call's entry, when it was seen.
 #[inline(always)]
-fn verdict(syscall: Syscall, ret: i64) -> Option<u32> {
-    if SELECTED.load() & syscall.bit() != 0 && keep(ret) {
+fn verdict(syscall: Syscall, ret: i64, call: Option<&PendingCall>) -> Option<u32> {
+    if SELECTED.load() & syscall.bit() != 0 && keep(syscall, ret, call) {
         Some(0)
-    } else if syscall.is_context() && ret >= 0 {
-        // Hidden, but it changes what an fd is: userspace keeps its fd table current with it.
+    } else if syscall.is_context() && !syscall.outcome(ret, 0).failed {
+        // Hidden, but it changes what an fd is: userspace keeps its fd table current with it
+        // (a connect in progress included: it says where the socket is connecting to).
         Some(FLAG_CONTEXT)
     } else {
         None
     }
 }
 
-/// The in-kernel result filters: `--failed` and `--errno`.
+/// The in-kernel result filters: `--failed` and `--errno`, on the call's outcome (a
+/// getsockopt(SO_ERROR) that reads an error reports that error; EINPROGRESS is no failure).
 #[inline(always)]
-fn keep(ret: i64) -> bool {
+fn keep(syscall: Syscall, ret: i64, call: Option<&PendingCall>) -> bool {
+    let failed_only = FAILED_ONLY.load() != 0;
     let errno_filter = ERRNO_FILTER.load() != 0;
-    if ret >= 0 {
-        return FAILED_ONLY.load() == 0 && !errno_filter;
+    if !failed_only && !errno_filter {
+        return true;
+    }
+    let so_error = match call {
+        Some(call) if ret == 0 && syscall.reads_so_error(&call.args) => so_error(&call.args),
+        _ => 0,
+    };
+    let outcome = syscall.outcome(ret, so_error);
+    if failed_only && !outcome.failed {
+        return false;
     }
     if !errno_filter {
         return true;
     }
-    let errno = (-ret) as u32;
-    ERRNOS.get(errno / 64).is_some_and(|word| word & (1 << (errno % 64)) != 0)
+    let errno = outcome.errno;
+    errno != 0 && ERRNOS.get(errno / 64).is_some_and(|word| word & (1 << (errno % 64)) != 0)
+}
+
+/// The int a successful getsockopt(SOL_SOCKET, SO_ERROR) wrote back: the socket's pending
+/// error (a non-blocking connect's outcome), 0 for none or when it cannot be read.
+#[inline(always)]
+fn so_error(args: &[u64; 6]) -> u32 {
+    if read_user_len(args[4]) != Some(4) {
+        return 0;
+    }
+    // SAFETY: the helper validates the user pointer and returns an error on fault.
+    let value = unsafe { aya_ebpf::helpers::bpf_probe_read_user(args[3] as *const i32) };
+    match value {
+        Ok(v) if v > 0 => v as u32,
+        _ => 0,
+    }
 }
 
 #[inline(always)]
@@ -145,14 +172,15 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
         // and is not reported.)
         if syscall.may_block() {
             count(Counter::NoEntry);
-            if let Some(flags) = verdict(syscall, ret) {
+            if let Some(flags) = verdict(syscall, ret, None) {
                 emit_call(syscall, pid_tgid, ret, flags | FLAG_NO_ENTRY, None);
             }
         }
         return;
     };
-    if let Some(flags) = verdict(syscall, ret) {
-        // SAFETY: this thread's slot, as in `on_enter`.
+    // SAFETY: this thread's slot, as in `on_enter`.
+    if let Some(flags) = verdict(syscall, ret, Some(unsafe { &*call })) {
+        // SAFETY: as above.
         emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &mut *call }));
     }
     // SAFETY: as above.

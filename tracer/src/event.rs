@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use tracer_common::Syscall;
+use tracer_common::{Syscall, syscall::Outcome};
 
 use crate::{decode::errno::Errno, decode::state::SockState};
 
@@ -36,6 +36,13 @@ pub struct Event {
     /// The call was already in progress when tracing started: arguments are unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_flight_at_attach: bool,
+    /// The error this call reports on behalf of the socket, not its own: what a successful
+    /// getsockopt(SO_ERROR) read, or the failure of a second connect after an EINPROGRESS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub async_error: Option<Errno>,
+    /// The non-blocking connect whose outcome this call reports (`async_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<PendingConnect>,
     /// The caller's namespaces at the time of the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
@@ -90,6 +97,14 @@ impl std::fmt::Display for Severity {
     }
 }
 
+/// A connect that returned EINPROGRESS: where it was going and when it started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingConnect {
+    pub addr: SockAddr,
+    /// `ts_ns` of the connect.
+    pub started_ns: u64,
+}
+
 /// Namespace inode numbers, as in `/proc/PID/ns/*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Namespaces {
@@ -130,8 +145,20 @@ pub struct SocketInfo {
 }
 
 impl Event {
+    /// How the call ended for the filters and the rules: as the kernel filters judge it
+    /// ([`Syscall::outcome`]).
+    pub fn outcome(&self) -> Outcome {
+        self.syscall.outcome(self.ret, self.async_error.map_or(0, |e| e.0.into()))
+    }
+
+    /// The call failed, or reported a failure (SO_ERROR); a connect in progress did not fail.
     pub fn failed(&self) -> bool {
-        self.errno.is_some()
+        self.outcome().failed
+    }
+
+    /// The errno the call failed with or reported (`-e` selects on it).
+    pub fn outcome_errno(&self) -> Option<Errno> {
+        u16::try_from(self.outcome().errno).ok().filter(|&e| e != 0).map(Errno)
     }
 
     /// A call by `server[4242/4251]` at 00:00:00.104512 UTC that took 31us: tests change
@@ -153,6 +180,8 @@ impl Event {
             errno: Errno::from_ret(ret),
             duration_ns: Some(31_000),
             in_flight_at_attach: false,
+            async_error: None,
+            connect: None,
             ns: None,
             cgroup: None,
             sock: None,

@@ -13,6 +13,8 @@ pub fn install() -> Result<()> {
     nightly_with_rust_src()?;
     bpf_linker()?;
     debian_package("strace", "strace")?;
+    // tests/knowledge.rs traces curl's non-blocking connects.
+    debian_package("curl", "curl")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
 }

@@ -101,6 +101,9 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         errno: Errno::from_ret(rec.ret),
         duration_ns: (!no_entry).then_some(rec.duration_ns),
         in_flight_at_attach: no_entry,
+        // Set by the enrich stage, which knows the fd's pending connect.
+        async_error: None,
+        connect: None,
         // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
         ns: (rec.ns.net != 0).then_some(Namespaces {
             net: rec.ns.net,

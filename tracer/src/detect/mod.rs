@@ -15,7 +15,7 @@ use tracer_common::Syscall;
 
 use crate::{
     enrich::FdTable,
-    event::{Event, Finding},
+    event::{Args, Event, Finding},
     facts::system::System,
 };
 use env::Environment;
@@ -48,6 +48,26 @@ impl Detector {
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
         let fd = ev.args.fd;
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
+        self.judge(ev, traced, previous);
+        // The failure of a non-blocking connect, reported by this call: the connect rules
+        // judge it as the connect that failed (same ids, details and fixes).
+        if let Some(mut connect) = as_failed_connect(ev) {
+            self.judge(&mut connect, traced, Some(Syscall::Connect));
+            for finding in connect.anomalies {
+                if !ev.anomalies.iter().any(|f| f.id == finding.id) {
+                    ev.anomalies.push(finding);
+                }
+            }
+        }
+        if let Some(fd) = fd {
+            match ev.syscall {
+                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
+                syscall => self.previous.insert((ev.pid, fd), syscall),
+            };
+        }
+    }
+
+    fn judge(&mut self, ev: &mut Event, traced: &FdTable, previous: Option<Syscall>) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         // Findings already on the event (a recording) count for their groups: an offline
         // re-evaluation must not add a generic rule next to a specific one seen live.
@@ -82,18 +102,29 @@ impl Detector {
                 });
             }
         }
-        if let Some(fd) = fd {
-            match ev.syscall {
-                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
-                syscall => self.previous.insert((ev.pid, fd), syscall),
-            };
-        }
     }
 
     /// A process exited: forget its fds.
     pub fn exit(&mut self, pid: u32) {
         self.previous.retain(|(p, _), _| *p != pid);
     }
+}
+
+/// A call that reports the failure of a non-blocking connect (getsockopt(SO_ERROR)), seen as
+/// that connect failing with the reported error; `None` for other calls. A second connect
+/// that fails is a connect already, judged as itself.
+fn as_failed_connect(ev: &Event) -> Option<Event> {
+    let pending = ev.connect.as_ref().filter(|_| ev.syscall != Syscall::Connect)?;
+    let errno = ev.async_error?;
+    Some(Event {
+        syscall: Syscall::Connect,
+        args: Args { fd: ev.args.fd, addr: Some(pending.addr.clone()), ..Args::default() },
+        ret: -i64::from(errno.0),
+        errno: Some(errno),
+        async_error: None,
+        connect: None,
+        ..ev.clone()
+    })
 }
 
 /// Rule texts are wrapped in the file; findings carry them as one line.
@@ -109,14 +140,12 @@ mod tests {
     use super::*;
     use crate::{
         decode::state::SockState,
+        enrich::fds::NoLookup,
+        event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
         facts::{
             sockets::Proto,
             system::{Owner, TableSocket},
         },
-    };
-    use crate::{
-        enrich::fds::NoLookup,
-        event::{Args, KnownAddr, Namespaces, SockAddr, SocketInfo, UnixAddr},
     };
     use rules::WslKind;
 
@@ -322,6 +351,57 @@ mod tests {
         assert_eq!(
             linux(connect(), Fake { listeners: Vec::new(), ..Fake::default() }),
             ["CONNECT-REFUSED"]
+        );
+    }
+
+    /// getsockopt(SO_ERROR) reading ECONNREFUSED after a connect in progress: judged as that
+    /// connect, with the findings a blocking connect gets.
+    #[test]
+    fn async_connect_outcomes_are_judged_as_the_connect() {
+        let listener = TableSocket {
+            netns: NET,
+            addr: "[::1]:8080".parse().unwrap(),
+            state: Some(SockState::Listen),
+            inode: 1,
+            owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+        };
+        let args = Args {
+            fd: Some(3),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_ERROR".into()),
+            ..Args::default()
+        };
+        let mut ev = event(Syscall::Getsockopt, args, 0);
+        ev.async_error = Some(crate::decode::errno::Errno(111));
+        ev.connect = Some(crate::event::PendingConnect {
+            addr: inet([127, 0, 0, 1], 8080).unwrap(),
+            started_ns: 1,
+        });
+        ev.sock = Some(SocketInfo {
+            family: "AF_INET".into(),
+            flags: Some("SOCK_NONBLOCK".into()),
+            ..SocketInfo::default()
+        });
+        let system = || Fake { listeners: vec![listener.clone()], ..Fake::default() };
+        assert_eq!(linux(ev.clone(), system()), ["CONNECT-REFUSED-OTHER-ADDRESS"]);
+        // WSL1's immediate refusal is not this one.
+        assert!(
+            !fired(ev.clone(), WslKind::Wsl1, None, system())
+                .contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned())
+        );
+        // Without the connect (not traced), nothing to judge.
+        ev.connect = None;
+        assert!(linux(ev, system()).is_empty());
+    }
+
+    /// A non-blocking connect to the local DNS stub is under way, not failed.
+    #[test]
+    fn einprogress_is_no_failure() {
+        let args = Args { fd: Some(3), addr: inet([127, 0, 0, 53], 53), ..Args::default() };
+        assert!(linux(event(Syscall::Connect, args.clone(), -115), Fake::default()).is_empty());
+        assert_eq!(
+            linux(event(Syscall::Connect, args, -111), Fake::default()),
+            ["DNS-STUB-UNREACHABLE"]
         );
     }
 

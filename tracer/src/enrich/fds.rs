@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use tracer_common::Syscall;
 
 use crate::{
-    decode::state::SockState,
-    event::{Event, SocketInfo},
+    decode::{errno::Errno, state::SockState},
+    event::{Event, OptValue, PendingConnect, SocketInfo},
 };
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
@@ -34,6 +34,9 @@ pub struct FdTable {
     procs: HashMap<u32, HashMap<i32, SocketInfo>>,
     /// comm and network namespace of each process, as of its last event.
     who: HashMap<u32, (String, Option<u32>)>,
+    /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
+    /// their outcome (SO_ERROR, a second connect) carries them.
+    connecting: HashMap<(u32, i32), PendingConnect>,
     lookup: Box<dyn SocketLookup>,
 }
 
@@ -49,10 +52,12 @@ pub struct Tracked<'a> {
 const EBADF: u16 = 9;
 const ENOTSOCK: u16 = 88;
 const EINPROGRESS: u16 = 115;
+const EALREADY: u16 = 114;
+const EISCONN: u16 = 106;
 
 impl FdTable {
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
-        FdTable { procs: HashMap::new(), who: HashMap::new(), lookup }
+        FdTable { procs: HashMap::new(), who: HashMap::new(), connecting: HashMap::new(), lookup }
     }
 
     /// What the process held when tracing started.
@@ -79,11 +84,19 @@ impl FdTable {
         if let Some(table) = self.procs.get(&parent).cloned() {
             self.procs.insert(child, table);
         }
+        let inherited: Vec<(i32, PendingConnect)> = (self.connecting.iter())
+            .filter(|((pid, _), _)| *pid == parent)
+            .map(|((_, fd), pending)| (*fd, pending.clone()))
+            .collect();
+        for (fd, pending) in inherited {
+            self.connecting.insert((child, fd), pending);
+        }
     }
 
     pub fn exit(&mut self, pid: u32) {
         self.procs.remove(&pid);
         self.who.remove(&pid);
+        self.connecting.retain(|(p, _), _| *p != pid);
     }
 
     /// Every socket the traced processes hold, in no particular order.
@@ -111,9 +124,13 @@ impl FdTable {
             return;
         }
         let recorded = ev.sock.take();
+        let recorded_connect = ev.connect.take();
         self.update(ev);
         if recorded.is_some() {
             ev.sock = recorded;
+        }
+        if recorded_connect.is_some() {
+            ev.connect = recorded_connect;
         }
     }
 
@@ -137,6 +154,7 @@ impl FdTable {
                         ..SocketInfo::default()
                     };
                     self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
             }
@@ -155,6 +173,7 @@ impl FdTable {
                             ..SocketInfo::default()
                         };
                         self.procs.entry(pid).or_default().insert(fd, sock);
+                        self.connecting.remove(&(pid, fd));
                     }
                 }
             }
@@ -175,12 +194,14 @@ impl FdTable {
                         ..SocketInfo::default()
                     };
                     self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
             }
             Syscall::Close => {
                 if let Some(fd) = a.fd {
                     ev.sock = self.procs.get_mut(&pid).and_then(|t| t.remove(&fd));
+                    self.connecting.remove(&(pid, fd));
                 }
             }
             Syscall::Bind
@@ -197,9 +218,11 @@ impl FdTable {
                     if let Some(table) = self.procs.get_mut(&pid) {
                         table.remove(&fd);
                     }
+                    self.connecting.remove(&(pid, fd));
                     return;
                 }
-                let (syscall, addr, errno) = (ev.syscall, a.addr.clone(), ev.errno);
+                let settled = self.async_outcome(ev, fd);
+                let (syscall, addr, errno) = (ev.syscall, ev.args.addr.clone(), ev.errno);
                 let Some(sock) = self.entry(pid, fd) else { return };
                 match syscall {
                     Syscall::Bind | Syscall::Getsockname if ok => sock.local = addr,
@@ -220,9 +243,66 @@ impl FdTable {
                     }
                     _ => {}
                 }
+                if settled == Some(true) {
+                    sock.state =
+                        Some(SockState::connected(&sock.family, sock.sock_type.as_deref()));
+                }
                 ev.sock = Some(sock.clone());
+                // The connect failed: the socket is connected nowhere (the event still shows
+                // where it was going).
+                if settled == Some(false) {
+                    sock.peer = None;
+                    sock.state = Some(SockState::Closed);
+                }
             }
         }
+    }
+
+    /// Whether this call settles a non-blocking connect on `fd`, and how: `Some(false)` when
+    /// it reports its failure (the event then carries it as `connect`), `Some(true)` when it
+    /// reports success. Sets `async_error` on any call that reports an error for the socket.
+    fn async_outcome(&mut self, ev: &mut Event, fd: i32) -> Option<bool> {
+        let key = (ev.pid, fd);
+        let failed = match ev.syscall {
+            // SO_ERROR reports (and clears) the socket's error, whether or not a connect of
+            // the trace caused it: the filters judge the call by it all the same.
+            Syscall::Getsockopt if ev.errno.is_none() => {
+                let so_error = ev.args.value.as_ref().filter(|_| {
+                    ev.args.level.as_deref() == Some("SOL_SOCKET")
+                        && ev.args.optname.as_deref() == Some("SO_ERROR")
+                })?;
+                ev.async_error = match so_error {
+                    OptValue::Name(name) => Errno::parse(name).ok(),
+                    _ => None,
+                };
+                ev.async_error.is_some()
+            }
+            Syscall::Connect => match ev.errno {
+                // A connect under way (a first one, or one after a failure).
+                Some(e) if e.0 == EINPROGRESS => {
+                    if let Some(addr) = ev.args.addr.clone() {
+                        let pending = PendingConnect { addr, started_ns: ev.ts_ns };
+                        self.connecting.insert(key, pending);
+                    }
+                    return None;
+                }
+                _ if !self.connecting.contains_key(&key) => return None,
+                // Still under way.
+                Some(e) if e.0 == EALREADY => return None,
+                Some(e) if e.0 == EISCONN => false,
+                Some(e) => {
+                    ev.async_error = Some(e);
+                    true
+                }
+                None => false,
+            },
+            _ => return None,
+        };
+        let pending = self.connecting.remove(&key)?;
+        if failed {
+            ev.connect = Some(pending);
+        }
+        Some(!failed)
     }
 }
 
@@ -276,6 +356,84 @@ mod tests {
         assert_eq!(e.sock.unwrap().peer, lo(5555));
         assert!(table.get(10, 4).is_none());
         assert!(table.get(10, 3).is_some());
+    }
+
+    fn so_error(fd: i32, value: OptValue) -> Event {
+        let args = Args {
+            fd: Some(fd),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_ERROR".into()),
+            optlen: Some(4),
+            value: Some(value),
+            ..Args::default()
+        };
+        ev(Syscall::Getsockopt, args, 0)
+    }
+
+    fn connect(fd: i32, port: u16, ret: i64) -> Event {
+        ev(Syscall::Connect, Args { fd: Some(fd), addr: lo(port), ..Args::default() }, ret)
+    }
+
+    /// connect = EINPROGRESS, then SO_ERROR reads ECONNREFUSED: that call carries the connect.
+    #[test]
+    fn async_connect_refused() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        let mut started = connect(3, 9, -115);
+        started.ts_ns = 77;
+        table.apply(&mut started);
+        assert_eq!(started.sock.as_ref().unwrap().state, Some(SockState::SynSent));
+        assert_eq!((started.async_error, started.connect), (None, None));
+
+        let mut refused = so_error(3, OptValue::Name("ECONNREFUSED".into()));
+        table.apply(&mut refused);
+        assert_eq!(refused.async_error, Some(Errno(111)));
+        assert_eq!(refused.connect, Some(PendingConnect { addr: lo(9).unwrap(), started_ns: 77 }));
+        // The event shows where the socket was going; the table, that it is connected nowhere.
+        assert_eq!(refused.sock.unwrap().peer, lo(9));
+        let after = table.get(10, 3).unwrap();
+        assert_eq!((after.peer.as_ref(), after.state), (None, Some(SockState::Closed)));
+
+        // Read again: the error is gone, and the connect was settled.
+        let mut again = so_error(3, OptValue::Int(0));
+        table.apply(&mut again);
+        assert_eq!((again.async_error, again.connect), (None, None));
+    }
+
+    /// A second connect after EINPROGRESS: EALREADY waits, a failure settles it.
+    #[test]
+    fn second_connect_reports_the_outcome() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        table.apply(&mut connect(3, 9, -115));
+        let mut already = connect(3, 9, -114);
+        table.apply(&mut already);
+        assert_eq!((already.async_error, already.connect.is_some()), (None, false));
+        let mut refused = connect(3, 9, -111);
+        table.apply(&mut refused);
+        assert_eq!(refused.async_error, Some(Errno(111)));
+        assert_eq!(refused.connect.map(|c| c.addr), lo(9));
+    }
+
+    /// SO_ERROR = 0 after EINPROGRESS: connected; a later error is not the connect's.
+    #[test]
+    fn async_connect_success_and_later_errors() {
+        let mut table = FdTable::new(Box::new(NoLookup));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        table.apply(&mut connect(3, 80, -115));
+        table.apply(&mut so_error(3, OptValue::Int(0)));
+        assert_eq!(table.get(10, 3).unwrap().state, Some(SockState::Established));
+        let mut reset = so_error(3, OptValue::Name("ECONNRESET".into()));
+        table.apply(&mut reset);
+        assert_eq!((reset.async_error, reset.connect), (Some(Errno(104)), None));
+        // Closing the fd forgets a connect in progress.
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 4));
+        table.apply(&mut connect(4, 9, -115));
+        table.apply(&mut ev(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 4));
+        let mut fresh = so_error(4, OptValue::Name("ECONNREFUSED".into()));
+        table.apply(&mut fresh);
+        assert_eq!(fresh.connect, None);
     }
 
     #[test]

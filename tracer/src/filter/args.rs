@@ -15,12 +15,13 @@ pub struct FilterArgs {
     #[arg(short = 's', long = "syscall", value_name = "LIST", value_delimiter = ',', value_parser = parse_syscall, help_heading = "Filters")]
     pub syscalls: Vec<Syscall>,
 
-    /// Only calls that failed (live, in the kernel)
+    /// Only calls that failed (live, in the kernel). A connect's EINPROGRESS is no failure; a
+    /// getsockopt(SO_ERROR) that reads an error (a non-blocking connect's outcome) is one
     #[arg(long, help_heading = "Filters")]
     pub failed: bool,
 
-    /// Only calls that failed with one of these errnos (names or numbers: ECONNREFUSED,13;
-    /// live, in the kernel)
+    /// Only calls that failed with one of these errnos, or read one with getsockopt(SO_ERROR)
+    /// (names or numbers: ECONNREFUSED,13; live, in the kernel)
     #[arg(short = 'e', long = "errno", value_name = "LIST", value_delimiter = ',', value_parser = Errno::parse, help_heading = "Filters")]
     pub errnos: Vec<Errno>,
 

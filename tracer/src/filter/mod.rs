@@ -95,9 +95,9 @@ impl Filter {
         self.process(ev.pid, &ev.comm)
             && self.in_window(ev.ts)
             && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
-            // As in the kernel: failed means a negative return value.
-            && (!self.failed || ev.ret < 0)
-            && (self.errnos.is_empty() || ev.errno.is_some_and(|e| self.errnos.contains(&e)))
+            // As in the kernel: on the call's outcome (SO_ERROR's error; EINPROGRESS is none).
+            && (!self.failed || ev.failed())
+            && (self.errnos.is_empty() || ev.outcome_errno().is_some_and(|e| self.errnos.contains(&e)))
             && (!self.anomalies_only || !ev.anomalies.is_empty())
             && (self.addrs.is_empty() || self.touches_addr(ev))
     }
@@ -134,13 +134,15 @@ impl Filter {
             && self.until.and_then(resolve).is_none_or(|until| ts <= until)
     }
 
-    /// The call's address argument or, once enrichment fills it, its socket's ends.
+    /// The call's address argument or, once enrichment fills it, its socket's ends (and the
+    /// destination of the failed connect it reports).
     fn touches_addr(&self, ev: &Event) -> bool {
         let sock = ev.sock.as_ref();
         let addrs = [
             ev.args.addr.as_ref(),
             sock.and_then(|s| s.local.as_ref()),
             sock.and_then(|s| s.peer.as_ref()),
+            ev.connect.as_ref().map(|c| &c.addr),
         ];
         addrs.into_iter().flatten().any(|a| self.addrs.iter().any(|p| p.matches(a)))
     }
@@ -213,6 +215,26 @@ mod tests {
         assert!(filter(&["-e", "ECONNREFUSED,ENOTCONN"]).event(&refused));
         assert!(!filter(&["-e", "ENOTCONN"]).event(&refused));
         assert!(!filter(&["-e", "ENOTCONN"]).event(&ok));
+    }
+
+    /// As the kernel filters judge them: EINPROGRESS is no failure; an error read with
+    /// SO_ERROR is the call's errno.
+    #[test]
+    fn async_connect_outcomes() {
+        let in_progress = event(Syscall::Connect, -115, 0);
+        assert!(!filter(&["--failed"]).event(&in_progress));
+        assert!(filter(&["-e", "EINPROGRESS"]).event(&in_progress));
+        assert!(!filter(&["-e", "EINPROGRESS", "--failed"]).event(&in_progress));
+        let mut so_error = event(Syscall::Getsockopt, 0, 0);
+        assert!(!filter(&["--failed"]).event(&so_error));
+        so_error.async_error = Some(Errno(111));
+        assert!(filter(&["--failed"]).event(&so_error));
+        assert!(filter(&["-e", "ECONNREFUSED"]).event(&so_error));
+        assert!(!filter(&["-e", "ENOTCONN"]).event(&so_error));
+        // A second connect that fails reports its own errno.
+        let mut again = event(Syscall::Connect, -111, 0);
+        again.async_error = Some(Errno(111));
+        assert!(filter(&["--failed", "-e", "ECONNREFUSED"]).event(&again));
     }
 
     #[test]

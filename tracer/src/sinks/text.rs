@@ -110,6 +110,18 @@ impl<W: Write> TextSink<W> {
                 if let (Some(sock), true) = (&ev.sock, returns_fd(ev.syscall)) {
                     let _ = write!(self.line, "<{}>", sock_tag(sock));
                 }
+                // The call succeeded, and reported that a non-blocking connect failed.
+                if let (Some(connect), Some(errno)) = (&ev.connect, ev.async_error) {
+                    self.line.push(' ');
+                    self.styled_fmt(
+                        ERROR,
+                        format_args!(
+                            "(connect to {} failed: {})",
+                            render_endpoint(&connect.addr),
+                            errno.name()
+                        ),
+                    );
+                }
             }
         }
         if let Some(ns) = ev.duration_ns {
@@ -123,11 +135,15 @@ impl<W: Write> TextSink<W> {
 
     /// An indented block under the event: rule, meaning, this occurrence, fix.
     fn finding(&mut self, ev: &Event, finding: &Finding) {
-        let site = format!(
-            "{}({})",
-            ev.syscall.name(),
-            ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
-        );
+        // A connect's outcome reported later is on the site of that connect.
+        let site = match &ev.connect {
+            Some(connect) => format!("connect({})", render_addr(&connect.addr)),
+            None => format!(
+                "{}({})",
+                ev.syscall.name(),
+                ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
+            ),
+        };
         let count = self.seen.entry((finding.id.clone(), ev.pid, site)).or_insert(0);
         *count += 1;
         let count = *count;
@@ -438,6 +454,36 @@ mod tests {
         assert_eq!(
             line(&event(Syscall::Connect, args, -111)),
             "00:00:00.104512 server[4242/4251] connect(7, {AF_INET, 127.0.0.1:8080}, 16) = -1 ECONNREFUSED (Connection refused) <31us>\n"
+        );
+    }
+
+    #[test]
+    fn async_connect_failure_shows_the_destination() {
+        let args = Args {
+            fd: Some(5),
+            level: Some("SOL_SOCKET".into()),
+            optname: Some("SO_ERROR".into()),
+            optlen: Some(4),
+            value: Some(OptValue::Name("ECONNREFUSED".into())),
+            ..Args::default()
+        };
+        let dest = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 18080 });
+        let mut ev = event(Syscall::Getsockopt, args, 0);
+        ev.sock = Some(SocketInfo {
+            fd: Some(5),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            peer: Some(dest.clone()),
+            ..SocketInfo::default()
+        });
+        ev.async_error = Some(crate::decode::errno::Errno(111));
+        ev.connect = Some(crate::event::PendingConnect { addr: dest, started_ns: 0 });
+        assert!(
+            line(&ev).contains(
+                "getsockopt(5<TCP:?->127.0.0.1:18080>, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4]) = 0 (connect to 127.0.0.1:18080 failed: ECONNREFUSED) <31us>"
+            ),
+            "{}",
+            line(&ev)
         );
     }
 
