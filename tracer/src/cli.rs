@@ -428,6 +428,10 @@ pub enum Scenario {
     /// A socket; one more after moving to a new network namespace; then, after dropping root
     /// for nobody, a bind to port 80 that fails with EACCES (run as root)
     Identity,
+    /// Under a seccomp filter that fails bind() with EADDRINUSE (as WSL2's mirrored networking
+    /// does when Windows holds the port), a bind to --addr from the main thread, then one from
+    /// a thread started afterwards
+    Seccomp,
 }
 
 fn parse_syscall(s: &str) -> Result<Syscall, String> {

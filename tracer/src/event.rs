@@ -36,6 +36,10 @@ pub struct Event {
     /// The call was already in progress when tracing started: arguments are unknown.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_flight_at_attach: bool,
+    /// The call never entered the kernel: it was refused before the syscall tracepoints ran
+    /// (its duration is unknown), by a seccomp filter when the thread runs under one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<RefusedBy>,
     /// The caller's namespaces at the time of the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
@@ -55,6 +59,16 @@ pub struct Event {
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
+}
+
+/// What refused a call before it entered the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefusedBy {
+    /// The thread runs under a seccomp filter (`Seccomp:` 1 or 2 in /proc/PID/status).
+    Seccomp,
+    /// The thread runs under no seccomp filter: something else skipped the call.
+    Unknown,
 }
 
 /// A knowledge-base rule that matched an event: what it means and what to do.
@@ -134,6 +148,7 @@ impl Event {
             errno: Errno::from_ret(ret),
             duration_ns: Some(31_000),
             in_flight_at_attach: false,
+            refused_by: None,
             ns: None,
             cgroup: None,
             sock: None,

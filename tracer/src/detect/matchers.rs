@@ -18,7 +18,7 @@ use super::{
 use crate::{
     decode::{errno::Errno, names},
     enrich::FdTable,
-    event::{Event, KnownAddr, SockAddr},
+    event::{Event, KnownAddr, RefusedBy, SockAddr},
 };
 
 /// One condition of a rule.
@@ -46,6 +46,8 @@ enum Matcher {
     Wsl(HashSet<WslKind>),
     NetworkingMode(Vec<String>),
     Nameserver(Vec<IpAddr>),
+    RefusedBy(HashSet<RefusedBy>),
+    PortHeld(bool),
 }
 
 /// A rule ready to evaluate.
@@ -248,6 +250,12 @@ fn compile_when(w: &When) -> Vec<Matcher> {
     if let Some(v) = &w.nameserver {
         m.push(Matcher::Nameserver(v.iter().filter_map(|a| a.parse().ok()).collect()));
     }
+    if let Some(v) = &w.refused_by {
+        m.push(Matcher::RefusedBy(v.iter().copied().collect()));
+    }
+    if let Some(v) = w.port_held {
+        m.push(Matcher::PortHeld(v));
+    }
     // Cheap matchers first: most events are rejected by the syscall or errno test; the
     // ones that read /proc or socket tables run last, on the few events that got there.
     m.sort_by_key(Matcher::cost);
@@ -261,7 +269,8 @@ impl Matcher {
             Matcher::PathFstype(_)
             | Matcher::DirWritable(_)
             | Matcher::LacksCapability(_)
-            | Matcher::Listener(_) => 2,
+            | Matcher::Listener(_)
+            | Matcher::PortHeld(_) => 2,
             _ => 1,
         }
     }
@@ -326,6 +335,8 @@ impl Matcher {
             Matcher::Wsl(kinds) => kinds.contains(&ctx.env.wsl),
             Matcher::NetworkingMode(modes) => any(modes, ctx.env.networking_mode.as_deref())?,
             Matcher::Nameserver(ips) => ctx.env.nameservers.iter().any(|ns| ips.contains(ns)),
+            Matcher::RefusedBy(set) => ev.refused_by.is_some_and(|by| set.contains(&by)),
+            Matcher::PortHeld(held) => !port_holders(ev, ctx)?.is_empty() == *held,
         })
     }
 }
@@ -407,6 +418,29 @@ pub fn covers(bound: SocketAddr, dest: SocketAddr) -> bool {
     bound.port() == dest.port()
         && (same_ip(bound.ip(), dest.ip())
             || bound.ip().is_unspecified() && (bound.is_ipv6() || dest.is_ipv4()))
+}
+
+/// The sockets in the caller's network namespace that hold the port of the address a call is
+/// about (bind's argument, listen's bound address), listeners first, the caller's own socket
+/// left out; `None` when the socket tables cannot be read.
+pub fn port_holders(ev: &Event, ctx: &mut Ctx<'_>) -> Option<Vec<TableSocket>> {
+    let wanted = inet(target(ev)?)?;
+    let proto = match ev.sock.as_ref().and_then(|s| s.sock_type.as_deref()) {
+        Some("SOCK_DGRAM") => Proto::Udp,
+        _ => Proto::Tcp,
+    };
+    let netns = ev.ns.map(|n| n.net).or_else(|| ctx.system.netns_of(ev.pid))?;
+    let own_fd = ev.args.fd;
+    let mut holders: Vec<TableSocket> = ctx
+        .sockets_on_port(wanted.port(), proto)?
+        .into_iter()
+        .filter(|s| s.netns == netns && (covers(s.addr, wanted) || covers(wanted, s.addr)))
+        // The socket that tried to bind is not its own obstacle.
+        .filter(|s| !s.owner.as_ref().is_some_and(|o| o.pid == ev.pid && Some(o.fd) == own_fd))
+        .collect();
+    // Listeners first: they are what a user stops; accepted connections share their port.
+    holders.sort_by_key(|s| s.state != "LISTEN");
+    Some(holders)
 }
 
 fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Vec<TableSocket>)> {

@@ -7,7 +7,10 @@ use std::{collections::HashSet, fmt, path::Path};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::decode::{errno::Errno, names};
+use crate::{
+    decode::{errno::Errno, names},
+    event::RefusedBy,
+};
 pub use crate::facts::wsl::WslKind;
 
 /// The knowledge base shipped in the binary.
@@ -180,6 +183,10 @@ pub struct When {
     pub networking_mode: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nameserver: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<Vec<RefusedBy>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_held: Option<bool>,
 }
 
 /// A problem in a rule file, with where it is.
