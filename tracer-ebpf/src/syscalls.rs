@@ -270,7 +270,8 @@ fn emit_call(
     match &call {
         Some(call) => {
             put(&mut rec.ts_ns, call.ts_ns);
-            let duration = if flags & FLAG_REFUSED != 0 { 0 } else { now.saturating_sub(call.ts_ns) };
+            let duration =
+                if flags & FLAG_REFUSED != 0 { 0 } else { now.saturating_sub(call.ts_ns) };
             put(&mut rec.duration_ns, duration);
             put_all(&mut rec.args, &call.args);
         }

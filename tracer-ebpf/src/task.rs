@@ -164,8 +164,7 @@ pub fn saved_args(nr: u64) -> Option<[u64; 6]> {
 #[inline(always)]
 fn frame([orig_ax, cs, ss]: [u32; 3], nr: u64, regs: u64) -> Option<u64> {
     let word = |offset: u32| read::<u64>(regs + u64::from(offset));
-    let real = word(orig_ax)? == nr
-        && word(cs)? & 0xffff == USER_CS
-        && word(ss)? & 0xffff == USER_DS;
+    let real =
+        word(orig_ax)? == nr && word(cs)? & 0xffff == USER_CS && word(ss)? & 0xffff == USER_DS;
     real.then_some(regs)
 }

@@ -244,6 +244,10 @@ Matchers (a list means any of; unknown facts never match):
   netns                         initial | private
   listener                      here | other_address | other_netns | none: who listens on the
                                 destination port (connect)
+  port_held                     true | false: another socket in the caller's namespace holds
+                                the port (bind, listen)
+  refused_by                    seccomp | unknown: the call was refused before it entered the
+                                kernel (under a seccomp filter, or not)
   wsl, networking_mode,         the environment: none|wsl1|wsl2, nat|mirrored, resolv.conf
   nameserver                    nameservers (override with --assume)
 

@@ -7,11 +7,11 @@ use std::{collections::HashSet, fmt, path::Path};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub use crate::facts::wsl::WslKind;
 use crate::{
     decode::{errno::Errno, names},
     event::RefusedBy,
 };
-pub use crate::facts::wsl::WslKind;
 
 /// The knowledge base shipped in the binary.
 pub const BUILTIN: &str = include_str!("../../rules/knowledge.toml");
