@@ -102,7 +102,7 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
             put(&mut slot.syscall, syscall as u32);
         }
         // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
-        // idle longest, whose next exit is then reported as a call without entry.
+        // idle longest, whose next exit is then one without entry (see `without_entry`).
         None => {
             let call = PendingCall { args, offered, ..PendingCall::new(ts_ns, syscall as u32) };
             let _ = PENDING.insert(pid_tgid, call, 0);
@@ -177,7 +177,9 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
 ///
 /// Neither holds for a thread that was inside a call when its process was added, which keeps
 /// `FLAG_NO_ENTRY`. A thread that made no traced call since, yet is older than that, cannot be
-/// told apart: its exit is treated as in flight too.
+/// told apart: its exit is treated as in flight too. One case is misread: a slot evicted from
+/// the LRU map mid-call (more than `MAX_IN_FLIGHT` threads with slots) makes a young thread's
+/// call look refused; its arguments, read at exit, are still right.
 #[inline(always)]
 fn without_entry(
     ctx: &TracePointContext,

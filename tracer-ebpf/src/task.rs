@@ -97,28 +97,30 @@ pub fn capabilities() -> Option<u64> {
     read::<u64>(cred + u64::from(l.cred_cap_effective))
 }
 
-/// When the current task started (CLOCK_MONOTONIC ns, `task->start_time`).
+/// The field of the current task at the offset `offset` picks from the layout; `None` when
+/// that offset is unknown (0).
 #[inline(always)]
-pub fn start_time() -> Option<u64> {
+fn task_field<T: Copy>(offset: impl Fn(&KernelLayout) -> u32) -> Option<T> {
     let l: KernelLayout = LAYOUT.load();
-    if l.resolved == 0 || l.task_start_time == 0 {
+    let offset = offset(&l);
+    if l.resolved == 0 || offset == 0 {
         return None;
     }
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    read(task + u64::from(l.task_start_time))
+    read(task + u64::from(offset))
+}
+
+/// When the current task started (CLOCK_MONOTONIC ns, `task->start_time`).
+#[inline(always)]
+pub fn start_time() -> Option<u64> {
+    task_field(|l| l.task_start_time)
 }
 
 /// Whether the current task runs under seccomp (`task->seccomp.mode`: 1 strict, 2 filter).
 #[inline(always)]
 pub fn under_seccomp() -> Option<bool> {
-    let l: KernelLayout = LAYOUT.load();
-    if l.resolved == 0 || l.task_seccomp_mode == 0 {
-        return None;
-    }
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    read::<i32>(task + u64::from(l.task_seccomp_mode)).map(|mode| mode != 0)
+    task_field::<i32>(|l| l.task_seccomp_mode).map(|mode| mode != 0)
 }
 
 /// x86_64 user code and stack segment selectors (`__USER_CS`, `__USER_DS`), as the entry code
