@@ -52,8 +52,10 @@ pub fn comm(raw: &[u8]) -> String {
 pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
-    let refused_by = (rec.flags & FLAG_REFUSED != 0).then(|| {
-        if rec.flags & FLAG_SECCOMP != 0 { RefusedBy::Seccomp } else { RefusedBy::Unknown }
+    let refused_by = (rec.flags & FLAG_REFUSED != 0).then_some(if rec.flags & FLAG_SECCOMP != 0 {
+        RefusedBy::Seccomp
+    } else {
+        RefusedBy::Unknown
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
     Some(Event {

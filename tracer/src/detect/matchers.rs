@@ -336,7 +336,7 @@ impl Matcher {
             Matcher::NetworkingMode(modes) => any(modes, ctx.env.networking_mode.as_deref())?,
             Matcher::Nameserver(ips) => ctx.env.nameservers.iter().any(|ns| ips.contains(ns)),
             Matcher::RefusedBy(set) => ev.refused_by.is_some_and(|by| set.contains(&by)),
-            Matcher::PortHeld(held) => !port_holders(ev, ctx)?.is_empty() == *held,
+            Matcher::PortHeld(held) => port_holders(ev, ctx)?.is_empty() != *held,
         })
     }
 }
