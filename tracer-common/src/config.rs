@@ -2,7 +2,9 @@
 
 /// Ring buffer carrying [`crate::SyscallRecord`] and [`crate::ProcessRecord`].
 pub const MAP_EVENTS: &str = "EVENTS";
-/// `HashMap<u32 tgid, u32 unused>`: the processes being traced.
+/// `HashMap<u32 tgid, u64 since_ns>`: the processes being traced, each with the kernel time
+/// (CLOCK_MONOTONIC) from which every new thread's calls are seen from their entry: when it
+/// was registered, or 0 for a child added at fork (it runs nothing before it is added).
 pub const MAP_TRACED: &str = "TRACED";
 /// `LruHashMap<u64 pid_tgid, SyscallRecord>`: calls between entry and exit.
 pub const MAP_PENDING: &str = "PENDING";

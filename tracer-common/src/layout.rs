@@ -52,9 +52,24 @@ pub struct KernelLayout {
     pub upid_ns: u32,
     /// `task_struct.exit_code`: the wait(2) status, set before `sched_process_exit` fires.
     pub task_exit_code: u32,
+    /// What reads a call refused before `sys_enter` (see `FLAG_REFUSED`); each is 0 when this
+    /// kernel lacks it. `task_struct.start_time` (CLOCK_MONOTONIC ns), `.stack` and
+    /// `.seccomp.mode`.
+    pub task_start_time: u32,
+    pub task_stack: u32,
+    pub task_seccomp_mode: u32,
+    /// `sizeof(struct pt_regs)` (0: the saved user registers are not read) and the offsets in
+    /// it of the syscall's six argument registers (x86_64: di, si, dx, r10, r8, r9), of
+    /// `orig_ax` (the syscall number) and of `cs` and `ss` (the user segments: checked to
+    /// tell the real frame from other stack words).
+    pub regs_size: u32,
+    pub regs_args: [u32; 6],
+    pub regs_orig_ax: u32,
+    pub regs_cs: u32,
+    pub regs_ss: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 104);
+const _: () = assert!(size_of::<KernelLayout>() == 156);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -85,6 +100,14 @@ impl KernelLayout {
         upid_size: 0,
         upid_ns: 0,
         task_exit_code: 0,
+        task_start_time: 0,
+        task_stack: 0,
+        task_seccomp_mode: 0,
+        regs_size: 0,
+        regs_args: [0; 6],
+        regs_orig_ax: 0,
+        regs_cs: 0,
+        regs_ss: 0,
     };
 }
 

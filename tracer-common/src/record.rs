@@ -56,18 +56,31 @@ pub const FLAG_CAPS: u32 = 1 << 3;
 /// `SyscallRecord::flags`: the filters hide this call; it only keeps the fd table current,
 /// and carries neither namespaces nor capabilities.
 pub const FLAG_CONTEXT: u32 = 1 << 4;
+/// `SyscallRecord::flags`: the exit was seen without its entry on a thread traced since before
+/// the call began, so the call never reached `sys_enter`: something that runs before it, a
+/// seccomp filter, refused it. `ts_ns` is the exit time, the duration is unknown; the
+/// arguments were read at exit from the task's saved user registers (see [`FLAG_NO_ARGS`]).
+pub const FLAG_REFUSED: u32 = 1 << 5;
+/// `SyscallRecord::flags`, with [`FLAG_REFUSED`]: the thread runs under a seccomp filter
+/// (`task->seccomp.mode != 0`), which is then what refused the call.
+pub const FLAG_SECCOMP: u32 = 1 << 6;
+/// `SyscallRecord::flags`, with [`FLAG_REFUSED`]: the saved registers could not be read (no
+/// kernel layout, or none of the candidate locations checked out): the arguments are unknown.
+pub const FLAG_NO_ARGS: u32 = 1 << 7;
 
 /// One syscall, entry and exit paired: emitted once, at exit.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SyscallRecord {
     pub header: Header,
-    /// Kernel time (CLOCK_MONOTONIC) at entry, or at exit with [`FLAG_NO_ENTRY`].
+    /// Kernel time (CLOCK_MONOTONIC) at entry, or at exit with [`FLAG_NO_ENTRY`] or
+    /// [`FLAG_REFUSED`].
     pub ts_ns: u64,
     pub duration_ns: u64,
     pub cgroup_id: u64,
     pub ret: i64,
-    /// Raw syscall arguments, as the `sys_enter_*` tracepoint saw them.
+    /// Raw syscall arguments, as the `sys_enter_*` tracepoint saw them (with [`FLAG_REFUSED`]:
+    /// as the saved user registers held them at exit).
     pub args: [u64; 6],
     pub tgid: u32,
     pub tid: u32,

@@ -15,7 +15,7 @@ use tracer_common::{
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map]
-pub static TRACED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRACED, 0);
+pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
@@ -48,6 +48,16 @@ pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
 pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
+
+/// Since when every new thread of traced process `tgid` has its calls seen from their entry
+/// (see `tracer_common::config::MAP_TRACED`).
+#[inline(always)]
+pub fn traced_since(tgid: u32) -> Option<u64> {
+    TRACED.get_ptr(tgid).map(|since| {
+        // SAFETY: a map value, read once.
+        unsafe { *since }
+    })
+}
 
 /// The first check of every program: is this process traced? wsltrace itself never is.
 #[inline(always)]

@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{Header, ProcessRecord, RecordKind};
+use tracer_common::{Header, PendingCall, ProcessRecord, RecordKind};
 
 use crate::{
     identity::forget,
@@ -87,13 +87,20 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 
 /// `sched:sched_process_exec`: exec may change credentials (set-user-ID programs, file
 /// capabilities). A thread other than the leader that execs takes the leader's id: both slots
-/// go.
+/// go. The thread then gets a fresh slot, without identity: it is between calls, traced, which
+/// is what its next exit without an entry needs to know (see `syscalls::without_entry`); a
+/// command started by wsltrace (`-- CMD`) is added to the traced set before it execs.
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     forget(pid_tgid);
     if let Some(old_pid) = read_field::<u32>(&ctx, EXEC_OLD_PID_OFF.load()) {
         forget((pid_tgid & !0xffff_ffff) | u64::from(old_pid));
+    }
+    if is_traced((pid_tgid >> 32) as u32) {
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let _ = PENDING.insert(pid_tgid, PendingCall::new(now, PendingCall::NONE), 0);
     }
     0
 }

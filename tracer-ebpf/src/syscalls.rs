@@ -13,23 +13,31 @@ use aya_ebpf::{
 use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
     config::Counter,
-    record::{COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY, FLAG_VALUE_FAULT},
+    record::{
+        COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY,
+        FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
+    },
 };
 
 use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
-    maps::{ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced},
+    maps::{
+        ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced,
+        traced_since,
+    },
     output::wakeup_flags,
     store::{put, put_all},
-    task::{fd_is_socket, namespaces},
+    task::{fd_is_socket, namespaces, saved_args, start_time, under_seccomp},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
 //   field:int __syscall_nr;  offset:8;  size:4;
 //   field:<arg 0>;           offset:16; size:8;   ... one 8-byte slot per argument
 // syscalls:sys_exit_*
+//   field:int __syscall_nr;  offset:8;  size:4;
 //   field:long ret;          offset:16; size:8;
+const NR_OFFSET: usize = 8;
 const ARGS_OFFSET: usize = 16;
 const RET_OFFSET: usize = 16;
 
@@ -94,7 +102,7 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
             put(&mut slot.syscall, syscall as u32);
         }
         // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
-        // idle longest, whose next exit is then reported as a call without entry.
+        // idle longest, whose next exit is then one without entry (see `without_entry`).
         None => {
             let call = PendingCall { args, offered, ..PendingCall::new(ts_ns, syscall as u32) };
             let _ = PENDING.insert(pid_tgid, call, 0);
@@ -167,15 +175,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
     let Some(call) = call else {
-        // The call was in flight when tracing started (a server blocked in accept): report
-        // the result, flagged, rather than lose it. (A close of a file has no entry either,
-        // and is not reported.)
-        if syscall.may_block() {
-            count(Counter::NoEntry);
-            if let Some(flags) = verdict(syscall, ret, None) {
-                emit_call(syscall, pid_tgid, ret, flags | FLAG_NO_ENTRY, None);
-            }
-        }
+        without_entry(ctx, syscall, pid_tgid, ret, slot);
         return;
     };
     // SAFETY: this thread's slot, as in `on_enter`.
@@ -185,6 +185,95 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     }
     // SAFETY: as above.
     unsafe { (*call).syscall = PendingCall::NONE };
+}
+
+/// An exit whose entry was not seen: a call refused before `sys_enter`, or a call that was
+/// in flight when the process was added to the traced set.
+///
+/// seccomp runs before the `sys_enter` tracepoints (`syscall_trace_enter` in
+/// kernel/entry/common.c): a call its filter fails (SECCOMP_RET_ERRNO, or a user-notification
+/// supervisor answering with an error, as WSL2's mirrored networking does for bind) never
+/// fires `sys_enter`, but fires `sys_exit` with the errno. A call in flight at attach looks the
+/// same. What tells them apart is whether the thread was traced before the call began, proven
+/// by either:
+/// - the thread's slot: it is written only by this thread's programs while its process is
+///   traced (entry of an earlier traced call, or exec), and a thread makes one call at a
+///   time, so the call now exiting began after that; it is dropped when the thread exits;
+/// - the thread's start time: a thread started after its process was added to the traced set
+///   (the time kept in `TRACED`; 0 for a child added at fork, before it first ran) made every
+///   one of its calls while traced, every program being attached before any process is added.
+///
+/// Neither holds for a thread that was inside a call when its process was added, which keeps
+/// `FLAG_NO_ENTRY`. A thread that made no traced call since, yet is older than that, cannot be
+/// told apart: its exit is treated as in flight too. One case is misread: a slot evicted from
+/// the LRU map mid-call (more than `MAX_IN_FLIGHT` threads with slots) makes a young thread's
+/// call look refused; its arguments, read at exit, are still right.
+#[inline(always)]
+fn without_entry(
+    ctx: &TracePointContext,
+    syscall: Syscall,
+    pid_tgid: u64,
+    ret: i64,
+    slot: Option<*mut PendingCall>,
+) {
+    if slot.is_none() && !started_while_traced((pid_tgid >> 32) as u32) {
+        // In flight when tracing started (a server blocked in accept): report the result,
+        // flagged, rather than lose it.
+        if syscall.may_block() {
+            count(Counter::NoEntry);
+            if let Some(flags) = verdict(syscall, ret, None) {
+                emit_call(syscall, pid_tgid, ret, flags | FLAG_NO_ENTRY, None);
+            }
+        }
+        return;
+    }
+    let Some(flags) = verdict(syscall, ret, None) else { return };
+    let nr: i32 = read_ctx(ctx, NR_OFFSET);
+    let args = saved_args(nr as u64);
+    // close() of a file has no entry either (the entry program passes it over): the exit is
+    // a refused close only when it failed and its fd is still an open socket.
+    if syscall == Syscall::Close
+        && (ret >= 0 || args.is_none_or(|a| fd_is_socket(a[0]) != Some(true)))
+    {
+        return;
+    }
+    let mut flags = flags | FLAG_REFUSED;
+    if under_seccomp() == Some(true) {
+        flags |= FLAG_SECCOMP;
+    }
+    if args.is_none() {
+        flags |= FLAG_NO_ARGS;
+    }
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The call goes through the thread's slot like any other, so its buffers are captured
+    // from the arguments; a thread without one gets one, which its next calls reuse.
+    let slot = match slot {
+        Some(slot) => slot,
+        None => {
+            let _ = PENDING.insert(pid_tgid, PendingCall::new(now, PendingCall::NONE), 0);
+            let Some(slot) = PENDING.get_ptr_mut(pid_tgid) else { return };
+            slot
+        }
+    };
+    // SAFETY: this thread's slot, as in `on_enter`.
+    let call = unsafe { &mut *slot };
+    put(&mut call.ts_ns, now);
+    put_all(&mut call.args, &args.unwrap_or([0; 6]));
+    // Nothing was written back: out buffers are not read.
+    put(&mut call.offered, 0);
+    emit_call(syscall, pid_tgid, ret, flags, Some(call));
+    put(&mut call.syscall, PendingCall::NONE);
+}
+
+/// Whether the current thread started after its process `tgid` was added to the traced set.
+#[inline(always)]
+fn started_while_traced(tgid: u32) -> bool {
+    // One value at a time: an `Option` pair kept the payload of a `None` in a register the
+    // verifier saw as uninitialised.
+    let Some(since) = traced_since(tgid) else { return false };
+    let Some(start) = start_time() else { return false };
+    start >= since
 }
 
 /// Builds the record in place in the ring and submits it; a full ring is counted.
@@ -211,7 +300,9 @@ fn emit_call(
     match &call {
         Some(call) => {
             put(&mut rec.ts_ns, call.ts_ns);
-            put(&mut rec.duration_ns, now.saturating_sub(call.ts_ns));
+            let duration =
+                if flags & FLAG_REFUSED != 0 { 0 } else { now.saturating_sub(call.ts_ns) };
+            put(&mut rec.duration_ns, duration);
             put_all(&mut rec.args, &call.args);
         }
         None => {
@@ -246,7 +337,9 @@ fn emit_call(
     put(&mut rec.value_len, 0);
     put(&mut rec.addr_copied, 0);
     put(&mut rec.value_copied, 0);
-    if let Some(call) = &call {
+    if let Some(call) = &call
+        && flags & FLAG_NO_ARGS == 0
+    {
         capture(rec, syscall, ret, call.offered);
     }
     entry.submit(wakeup);

@@ -109,3 +109,77 @@ pub fn capabilities() -> Option<u64> {
     let cred = read::<u64>(task + u64::from(l.task_cred)).filter(|&cred| cred != 0)?;
     read::<u64>(cred + u64::from(l.cred_cap_effective))
 }
+
+/// The field of the current task at the offset `offset` picks from the layout; `None` when
+/// that offset is unknown (0).
+#[inline(always)]
+fn task_field<T: Copy>(offset: impl Fn(&KernelLayout) -> u32) -> Option<T> {
+    let l: KernelLayout = LAYOUT.load();
+    let offset = offset(&l);
+    if l.resolved == 0 || offset == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    read(task + u64::from(offset))
+}
+
+/// When the current task started (CLOCK_MONOTONIC ns, `task->start_time`).
+#[inline(always)]
+pub fn start_time() -> Option<u64> {
+    task_field(|l| l.task_start_time)
+}
+
+/// Whether the current task runs under seccomp (`task->seccomp.mode`: 1 strict, 2 filter).
+#[inline(always)]
+pub fn under_seccomp() -> Option<bool> {
+    task_field::<i32>(|l| l.task_seccomp_mode).map(|mode| mode != 0)
+}
+
+/// x86_64 user code and stack segment selectors (`__USER_CS`, `__USER_DS`), as the entry code
+/// saves them in `pt_regs` (the low 16 bits: FRED keeps more bits above them).
+const USER_CS: u64 = 0x33;
+const USER_DS: u64 = 0x2b;
+
+/// The current syscall's six arguments, from the user registers the entry code saved at the
+/// top of the task's kernel stack (`task_pt_regs`); `None` when they cannot be found.
+///
+/// Neither `bpf_task_pt_regs` (5.15+) nor `bpf_get_current_task_btf` (5.11+) is used: the
+/// programs must also load on 5.10 (Windows 10's WSL2 kernel). `task_pt_regs(task)` is
+/// `task->stack + THREAD_SIZE - TOP_OF_KERNEL_STACK_PADDING - sizeof(struct pt_regs)`, and
+/// BTF gives neither constant: THREAD_SIZE is 16 KiB (32 KiB with KASAN), the padding 0 (16
+/// bytes with CONFIG_X86_FRED, 6.9+). Each of the four places is tried; the frame is the one
+/// holding this syscall's number in `orig_ax` and the user selectors in `cs` and `ss`: words
+/// 16 bytes off the real frame are other registers (`cs` would read the user `sp` or
+/// `orig_ax`, `ss` the flags), and 16 KiB off is another part of the stack, or a guard page,
+/// where the read fails.
+#[inline(always)]
+pub fn saved_args(nr: u64) -> Option<[u64; 6]> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.task_stack == 0 || l.regs_size == 0 {
+        return None;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let stack: u64 = read(task + u64::from(l.task_stack)).filter(|&s| s != 0)?;
+    // Offsets copied out one by one: a reference to the whole stack copy of the layout made
+    // the compiler store words the verifier saw as uninitialised.
+    let check = [l.regs_orig_ax, l.regs_cs, l.regs_ss];
+    let [a0, a1, a2, a3, a4, a5] = l.regs_args;
+    let top = stack - u64::from(l.regs_size);
+    let regs = frame(check, nr, top + (16 << 10))
+        .or_else(|| frame(check, nr, top + (16 << 10) - 16))
+        .or_else(|| frame(check, nr, top + (32 << 10)))
+        .or_else(|| frame(check, nr, top + (32 << 10) - 16))?;
+    let arg = |offset: u32| read::<u64>(regs + u64::from(offset)).unwrap_or(0);
+    Some([arg(a0), arg(a1), arg(a2), arg(a3), arg(a4), arg(a5)])
+}
+
+/// `regs` if it is the saved user frame of syscall `nr` (see [`saved_args`]).
+#[inline(always)]
+fn frame([orig_ax, cs, ss]: [u32; 3], nr: u64, regs: u64) -> Option<u64> {
+    let word = |offset: u32| read::<u64>(regs + u64::from(offset));
+    let real =
+        word(orig_ax)? == nr && word(cs)? & 0xffff == USER_CS && word(ss)? & 0xffff == USER_DS;
+    real.then_some(regs)
+}

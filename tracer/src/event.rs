@@ -43,6 +43,10 @@ pub struct Event {
     /// The non-blocking connect whose outcome this call reports (`async_error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<PendingConnect>,
+    /// The call never entered the kernel: it was refused before the syscall tracepoints ran
+    /// (its duration is unknown), by a seccomp filter when the thread runs under one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_by: Option<RefusedBy>,
     /// The caller's namespaces at the time of the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
@@ -62,6 +66,16 @@ pub struct Event {
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
+}
+
+/// What refused a call before it entered the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefusedBy {
+    /// The thread runs under a seccomp filter (`Seccomp:` 1 or 2 in /proc/PID/status).
+    Seccomp,
+    /// The thread runs under no seccomp filter: something else skipped the call.
+    Unknown,
 }
 
 /// A knowledge-base rule that matched an event: what it means and what to do.
@@ -182,6 +196,7 @@ impl Event {
             in_flight_at_attach: false,
             async_error: None,
             connect: None,
+            refused_by: None,
             ns: None,
             cgroup: None,
             sock: None,

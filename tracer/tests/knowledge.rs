@@ -520,6 +520,44 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A bind that a seccomp filter fails with EADDRINUSE: no socket is to blame. On a WSL2
+/// mirrored machine that is Windows holding the port; elsewhere a seccomp profile, and
+/// Windows is never mentioned.
+#[test]
+fn bind_refused_by_seccomp() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let demo = ["seccomp", "--addr", addr.as_str()];
+    let file = std::env::temp_dir().join(format!("wsltrace-seccomp-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let recorded = ["--assume", "linux", "-o", file.to_str().unwrap()];
+    let linux = traced(&recorded, &["--format", "json"], &demo);
+    assert!(linux.status.success(), "{}", linux.stderr);
+    assert_eq!(ids(&linux), ["SECCOMP-REFUSED", "SECCOMP-REFUSED"], "{}", linux.stdout);
+    assert!(!linux.stdout.contains("Windows"), "{}", linux.stdout);
+    // The recording reads back with the refusal.
+    let analyzed =
+        run(wsltrace().args(["analyze", "--format", "json", "--assume", "linux"]).arg(&file));
+    std::fs::remove_file(&file).unwrap();
+    assert!(analyzed.status.success(), "{}", analyzed.stderr);
+    let binds: Vec<Value> =
+        analyzed.events().into_iter().filter(|e| e["syscall"] == "bind").collect();
+    assert_eq!(binds.len(), 2, "{}", analyzed.stdout);
+    assert!(binds.iter().all(|b| b["refused_by"] == "seccomp" && b["duration_ns"].is_null()));
+    assert_eq!(ids(&analyzed), ["SECCOMP-REFUSED", "SECCOMP-REFUSED"]);
+
+    let mirrored = traced(&["--assume", "wsl2,mirrored"], &["--format", "json"], &demo);
+    let windows = "WSL2-MIRRORED-PORT-HELD-BY-WINDOWS";
+    assert_eq!(ids(&mirrored), [windows, windows], "{}", mirrored.stdout);
+    let bind = mirrored.events().into_iter().find(|e| e["syscall"] == "bind").unwrap();
+    let fix = bind["anomalies"][0]["fix"].as_str().unwrap();
+    for advice in ["excludedportrange protocol=tcp", "ignoredPorts", "127.0.0.2"] {
+        assert!(fix.contains(advice), "{advice} in {fix}");
+    }
+    // NAT mode has no such filter: a refusal there is some profile's.
+    let nat = traced(&["--assume", "wsl2,nat"], &["--format", "json"], &demo);
+    assert_eq!(ids(&nat), ["SECCOMP-REFUSED", "SECCOMP-REFUSED"], "{}", nat.stdout);
+}
+
 #[test]
 fn wsltrace_binary_is_there() {
     assert!(std::path::Path::new(WSLTRACE).exists());

@@ -466,10 +466,55 @@ fn call_in_flight_at_attach_is_reported() {
     let accept = &events[0];
     assert_eq!(accept["syscall"], "accept4", "{}", out.stdout);
     assert_eq!(accept["in_flight_at_attach"], true);
+    // The thread existed before the attach and made no traced call since: not "refused".
+    assert_eq!(accept.get("refused_by"), None, "{accept}");
     assert!(accept["ret"].as_i64().unwrap() >= 0);
     assert_eq!(accept["duration_ns"], Value::Null);
     assert_eq!(accept["args"], json!({}));
     assert!(out.stderr.contains("(1 already in progress at attach)"), "{}", out.stderr);
+}
+
+/// A bind failed by a seccomp filter (SECCOMP_RET_ERRNO) never fires `sys_enter`, only
+/// `sys_exit`: it is reported from its exit, arguments read from the saved registers, both from
+/// the thread that made traced calls before (it has a slot) and from a thread started while
+/// traced (its first call). The kernel-side filters apply to it like to any call.
+#[test]
+fn call_refused_by_seccomp_is_reported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let demo = ["seccomp", "--addr", addr.as_str()];
+    let binds = |opts: &[&str]| -> Vec<Value> {
+        let out = run_cmd_json(opts, &demo);
+        out.events().into_iter().filter(|e| e["syscall"] == "bind").collect()
+    };
+    let all = binds(&[]);
+    assert_eq!(all.len(), 2, "{all:?}");
+    for bind in &all {
+        assert_eq!(outcome(bind), "bind=EADDRINUSE");
+        assert_eq!(bind["refused_by"], "seccomp", "{bind}");
+        assert_eq!(bind["duration_ns"], Value::Null);
+        assert_eq!(bind.get("in_flight_at_attach"), None);
+        assert_eq!(
+            bind["args"],
+            json!({"fd": bind["args"]["fd"], "addr": {"family": "AF_INET", "ip": "127.0.0.1", "port": port}, "addrlen": 16})
+        );
+        assert!(bind["args"]["fd"].as_i64().unwrap() >= 3);
+    }
+    assert_eq!(all[0]["pid"], all[0]["tid"], "the main thread first");
+    assert_ne!(all[0]["tid"], all[1]["tid"], "then a new thread");
+
+    assert_eq!(binds(&["-e", "EADDRINUSE"]).len(), 2);
+    assert_eq!(binds(&["--failed", "-s", "bind"]).len(), 2);
+    assert!(binds(&["-e", "ECONNREFUSED"]).is_empty());
+    // Unselected, a failed bind is not even sent as context.
+    assert!(binds(&["-s", "listen"]).is_empty());
+
+    let out = common::run(wsltrace().arg("--").args(common::demo_command(&demo)));
+    assert!(out.status.success(), "{}", out.stderr);
+    let line = format!(
+        "bind(3<TCP>, {{AF_INET, {addr}}}, 16) = -1 EADDRINUSE (Address already in use) <refused by seccomp>"
+    );
+    assert_eq!(out.stdout.matches(&line).count(), 2, "{}", out.stdout);
 }
 
 /// A ring buffer far too small for a burst: every call is either delivered or counted lost,

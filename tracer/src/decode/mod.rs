@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     ProcessRecord, Syscall, SyscallRecord,
-    record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ENTRY},
+    record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP},
 };
 
-use crate::event::{Args, Event, Namespaces, ProcessExit};
+use crate::event::{Args, Event, Namespaces, ProcessExit, RefusedBy};
 use errno::Errno;
 use names::{
     FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
@@ -86,6 +86,12 @@ fn signal_name(signal: u32) -> String {
 pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
+    let refused_by = (rec.flags & FLAG_REFUSED != 0).then_some(if rec.flags & FLAG_SECCOMP != 0 {
+        RefusedBy::Seccomp
+    } else {
+        RefusedBy::Unknown
+    });
+    let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
     Some(Event {
         ts: clock.wall(rec.ts_ns),
         ts_ns: rec.ts_ns,
@@ -96,14 +102,15 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         gid: rec.gid,
         cgroup_id: rec.cgroup_id,
         syscall,
-        args: if no_entry { Args::default() } else { args(syscall, rec) },
+        args: if args_known { args(syscall, rec) } else { Args::default() },
         ret: rec.ret,
         errno: Errno::from_ret(rec.ret),
-        duration_ns: (!no_entry).then_some(rec.duration_ns),
+        duration_ns: (!no_entry && refused_by.is_none()).then_some(rec.duration_ns),
         in_flight_at_attach: no_entry,
         // Set by the enrich stage, which knows the fd's pending connect.
         async_error: None,
         connect: None,
+        refused_by,
         // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
         ns: (rec.ns.net != 0).then_some(Namespaces {
             net: rec.ns.net,
@@ -292,6 +299,19 @@ mod tests {
         let ev = decode(&rec, &clock()).unwrap();
         assert!(ev.in_flight_at_attach);
         assert_eq!((ev.args, ev.duration_ns), (Args::default(), None));
+    }
+
+    #[test]
+    fn refused_calls_keep_their_args_and_lose_their_duration() {
+        let mut rec = record(Syscall::Listen, [3, 50, 0, 0, 0, 0], -98);
+        rec.flags = FLAG_REFUSED | FLAG_SECCOMP;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!((ev.args.fd, ev.args.backlog), (Some(3), Some(50)));
+        assert_eq!((ev.refused_by, ev.duration_ns), (Some(RefusedBy::Seccomp), None));
+        assert!(!ev.in_flight_at_attach);
+        rec.flags = FLAG_REFUSED | FLAG_NO_ARGS;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!((ev.refused_by, ev.args), (Some(RefusedBy::Unknown), Args::default()));
     }
 
     #[test]

@@ -4,16 +4,13 @@
 use std::net::SocketAddr;
 
 use super::{
-    matchers::{Ctx, covers, inet, target, unix_path},
+    matchers::{Ctx, covers, inet, port_holders, target, unix_path},
     rules::{Detail, ListenerKind},
 };
 use crate::{
     decode::state::SockState,
     event::Event,
-    facts::{
-        sockets::Proto,
-        system::{Owner, TableSocket},
-    },
+    facts::system::{Owner, TableSocket},
 };
 
 fn owner(o: &Option<Owner>) -> String {
@@ -93,22 +90,7 @@ fn listeners(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
 
 fn port_holder(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
     let wanted: SocketAddr = inet(ev.args.addr.as_ref()?)?;
-    let proto = match ev.sock.as_ref().and_then(|s| s.sock_type.as_deref()) {
-        Some("SOCK_DGRAM") => Proto::Udp,
-        _ => Proto::Tcp,
-    };
-    let netns = ev.ns.map(|n| n.net).or_else(|| ctx.system.netns_of(ev.pid))?;
-    let own_fd = ev.args.fd;
-    let holders: Vec<TableSocket> = ctx
-        .sockets_on_port(wanted.port(), proto)?
-        .into_iter()
-        .filter(|s| s.netns == netns && (covers(s.addr, wanted) || covers(wanted, s.addr)))
-        // The socket that tried to bind is not its own obstacle.
-        .filter(|s| !s.owner.as_ref().is_some_and(|o| o.pid == ev.pid && Some(o.fd) == own_fd))
-        .collect();
-    let mut holders = holders;
-    // Listeners first: they are what a user stops; accepted connections share their port.
-    holders.sort_by_key(|s| s.state != Some(SockState::Listen));
+    let holders = port_holders(ev, ctx)?;
     let described: Vec<String> = holders
         .iter()
         .map(|s| match (&s.owner, s.state) {

@@ -151,6 +151,8 @@ impl Matcher {
             Matcher::Wsl(kinds) => kinds.contains(&ctx.env.wsl),
             Matcher::NetworkingMode(modes) => modes.has(ctx.env.networking_mode.as_deref()?),
             Matcher::Nameserver(ips) => ctx.env.nameservers.iter().any(|ns| ips.contains(ns)),
+            Matcher::RefusedBy(set) => ev.refused_by.is_some_and(|by| set.contains(&by)),
+            Matcher::PortHeld(held) => port_holders(ev, ctx)?.is_empty() != *held,
         })
     }
 }
@@ -232,6 +234,29 @@ pub fn covers(bound: SocketAddr, dest: SocketAddr) -> bool {
     bound.port() == dest.port()
         && (same_ip(bound.ip(), dest.ip())
             || bound.ip().is_unspecified() && (bound.is_ipv6() || dest.is_ipv4()))
+}
+
+/// The sockets in the caller's network namespace that hold the port of the address a call is
+/// about (bind's argument, listen's bound address), listeners first, the caller's own socket
+/// left out; `None` when the socket tables cannot be read.
+pub fn port_holders(ev: &Event, ctx: &mut Ctx<'_>) -> Option<Vec<TableSocket>> {
+    let wanted = inet(target(ev)?)?;
+    let proto = match ev.sock.as_ref().and_then(|s| s.sock_type.as_deref()) {
+        Some("SOCK_DGRAM") => Proto::Udp,
+        _ => Proto::Tcp,
+    };
+    let netns = ev.ns.map(|n| n.net).or_else(|| ctx.system.netns_of(ev.pid))?;
+    let own_fd = ev.args.fd;
+    let mut holders: Vec<TableSocket> = ctx
+        .sockets_on_port(wanted.port(), proto)?
+        .into_iter()
+        .filter(|s| s.netns == netns && (covers(s.addr, wanted) || covers(wanted, s.addr)))
+        // The socket that tried to bind is not its own obstacle.
+        .filter(|s| !s.owner.as_ref().is_some_and(|o| o.pid == ev.pid && Some(o.fd) == own_fd))
+        .collect();
+    // Listeners first: they are what a user stops; accepted connections share their port.
+    holders.sort_by_key(|s| s.state != Some(SockState::Listen));
+    Some(holders)
 }
 
 fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Vec<TableSocket>)> {

@@ -20,7 +20,7 @@ use super::values::{
     AddrClass, Capability, Family, Level, List, ListenerKind, Name, NetnsKind, Optname, PortRange,
     SockFlag, SockType,
 };
-use crate::{decode::errno::Errno, facts::wsl::WslKind};
+use crate::{decode::errno::Errno, event::RefusedBy, facts::wsl::WslKind};
 
 /// One `when` key, for the help text.
 pub struct Key {
@@ -128,6 +128,10 @@ vocabulary! {
         "[\"nat\" | \"mirrored\", ...]", "WSL2's networking mode";
     "nameserver" => Nameserver(List<IpAddr>), cost 1,
         "[\"10.255.255.254\", ...]", "a nameserver in resolv.conf";
+    "refused_by" => RefusedBy(Vec<RefusedBy>), cost 0,
+        "[seccomp|unknown]", "refused before it entered the kernel (under a seccomp filter, or not)";
+    "port_held" => PortHeld(bool), cost 2,
+        "true | false", "another socket in the caller's namespace holds the port (bind, listen)";
 }
 
 /// A value that may not parse: the problem is kept (with its place, by the caller) instead of

@@ -94,14 +94,7 @@ impl Supervisor {
 /// # Safety
 /// Only async-signal-safe calls and no allocation: meant for `pre_exec`.
 pub unsafe fn install_in_child(channel: RawFd) -> io::Result<()> {
-    let mut filter = [
-        filter_stmt(BPF_LD_W_ABS, DATA_ARCH),
-        filter_jump(BPF_JEQ_K, AUDIT_ARCH, 0, 3),
-        filter_stmt(BPF_LD_W_ABS, DATA_NR),
-        filter_jump(BPF_JEQ_K, libc::SYS_bind as u32, 0, 1),
-        filter_stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF),
-        filter_stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
-    ];
+    let mut filter = bind_filter(libc::SECCOMP_RET_USER_NOTIF);
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
     let install = || {
         // SAFETY: a valid filter program that outlives the call.
@@ -129,6 +122,18 @@ pub unsafe fn install_in_child(channel: RawFd) -> io::Result<()> {
     // SAFETY: our own copy; the parent has its own now.
     unsafe { libc::close(listener as RawFd) };
     sent
+}
+
+/// A classic seccomp filter: bind() gets `action`, every other call is allowed.
+pub fn bind_filter(action: u32) -> [libc::sock_filter; 6] {
+    [
+        filter_stmt(BPF_LD_W_ABS, DATA_ARCH),
+        filter_jump(BPF_JEQ_K, AUDIT_ARCH, 0, 3),
+        filter_stmt(BPF_LD_W_ABS, DATA_NR),
+        filter_jump(BPF_JEQ_K, libc::SYS_bind as u32, 0, 1),
+        filter_stmt(BPF_RET_K, action),
+        filter_stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW),
+    ]
 }
 
 fn filter_stmt(code: u16, k: u32) -> libc::sock_filter {

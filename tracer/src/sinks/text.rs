@@ -13,8 +13,8 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, Severity, Snapshot,
-    SockAddr, SocketInfo,
+    Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
+    Snapshot, SockAddr, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -96,6 +96,8 @@ impl<W: Write> TextSink<W> {
         self.line.push('(');
         if ev.in_flight_at_attach {
             self.line.push_str("<in flight at attach>");
+        } else if ev.refused_by.is_some() && ev.args == Args::default() {
+            self.line.push_str("<arguments unknown>");
         } else {
             self.line.push_str(&render_args(ev));
         }
@@ -127,6 +129,11 @@ impl<W: Write> TextSink<W> {
         if let Some(ns) = ev.duration_ns {
             self.line.push(' ');
             self.styled_fmt(DIM, format_args!("<{}>", Duration(ns)));
+        }
+        match ev.refused_by {
+            Some(RefusedBy::Seccomp) => self.line.push_str(" <refused by seccomp>"),
+            Some(RefusedBy::Unknown) => self.line.push_str(" <refused before entry>"),
+            None => {}
         }
         for finding in &ev.anomalies {
             self.finding(ev, finding);
@@ -430,7 +437,7 @@ pub fn render_value(value: &OptValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{decode::state::SockState, event::Args};
+    use crate::decode::state::SockState;
 
     fn event(syscall: Syscall, args: Args, ret: i64) -> Event {
         Event::for_test(syscall, args, ret)
@@ -508,6 +515,25 @@ mod tests {
         ev.in_flight_at_attach = true;
         ev.duration_ns = None;
         assert!(line(&ev).ends_with("accept4(<in flight at attach>) = 5\n"));
+    }
+
+    #[test]
+    fn refused_calls_say_by_what() {
+        let args = Args {
+            fd: Some(3),
+            addr: Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 8080 })),
+            addrlen: Some(16),
+            ..Args::default()
+        };
+        let mut ev = event(Syscall::Bind, args, -98);
+        ev.refused_by = Some(RefusedBy::Seccomp);
+        ev.duration_ns = None;
+        assert!(line(&ev).ends_with(
+            "bind(3, {AF_INET, 127.0.0.1:8080}, 16) = -1 EADDRINUSE (Address already in use) <refused by seccomp>\n"
+        ));
+        ev.refused_by = Some(RefusedBy::Unknown);
+        ev.args = Args::default();
+        assert!(line(&ev).ends_with("bind(<arguments unknown>) = -1 EADDRINUSE (Address already in use) <refused before entry>\n"));
     }
 
     #[test]

@@ -36,7 +36,7 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
     let off = |strukt: &str, member: &str| -> Result<u32> {
         member_offset(btf, strukt, member).with_context(|| format!("{strukt}.{member}"))
     };
-    Ok(KernelLayout {
+    let layout = KernelLayout {
         resolved: 1,
         task_files: off("task_struct", "files")?,
         files_fdt: off("files_struct", "fdt")?,
@@ -63,7 +63,52 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         upid_size: struct_size(btf, "upid")?,
         upid_ns: off("upid", "ns")?,
         task_exit_code: off("task_struct", "exit_code")?,
-    })
+        ..KernelLayout::UNRESOLVED
+    };
+    Ok(refused_calls(btf, layout))
+}
+
+/// Adds what the programs read for a call refused before `sys_enter` (see `FLAG_REFUSED`):
+/// each part this kernel lacks stays 0, and only that part is done without.
+fn refused_calls(btf: &Btf, mut layout: KernelLayout) -> KernelLayout {
+    let optional = |what: &str, found: Result<u32>| {
+        found.unwrap_or_else(|err| {
+            tracing::debug!("{what}: {err:#}: calls refused before entry are read without it");
+            0
+        })
+    };
+    layout.task_start_time =
+        optional("task_struct.start_time", member_offset(btf, "task_struct", "start_time"));
+    // Without CONFIG_SECCOMP `struct seccomp` is empty: refusals then say "unknown".
+    layout.task_seccomp_mode = optional(
+        "task_struct.seccomp.mode",
+        member_offset(btf, "task_struct", "seccomp")
+            .and_then(|seccomp| Ok(seccomp + member_offset(btf, "seccomp", "mode")?)),
+    );
+    // The saved user registers: x86_64's struct pt_regs only (see saved_args in the programs).
+    if cfg!(target_arch = "x86_64") {
+        let regs = || -> Result<[u32; 11]> {
+            let mut out = [0; 11];
+            out[0] = member_offset(btf, "task_struct", "stack")?;
+            out[1] = struct_size(btf, "pt_regs")?;
+            for (slot, reg) in out[2..]
+                .iter_mut()
+                .zip(["di", "si", "dx", "r10", "r8", "r9", "orig_ax", "cs", "ss"])
+            {
+                *slot = member_offset(btf, "pt_regs", reg)?;
+            }
+            Ok(out)
+        };
+        if let Ok([stack, size, a0, a1, a2, a3, a4, a5, orig_ax, cs, ss]) =
+            regs().inspect_err(|err| tracing::debug!("pt_regs: {err:#}"))
+        {
+            layout.task_stack = stack;
+            layout.regs_size = size;
+            layout.regs_args = [a0, a1, a2, a3, a4, a5];
+            (layout.regs_orig_ax, layout.regs_cs, layout.regs_ss) = (orig_ax, cs, ss);
+        }
+    }
+    layout
 }
 
 fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct> {
@@ -124,6 +169,15 @@ mod tests {
         assert!(layout.task_files > 0 && layout.file_inode > 0);
         // struct upid { int nr; struct pid_namespace *ns; }
         assert_eq!((layout.upid_size, layout.upid_ns), (16, 8));
+        // What a refused call is read with: struct seccomp starts with its mode; x86_64's
+        // pt_regs is 21 words, the arguments in di, si, dx, r10, r8, r9, then orig_ax.
+        assert!(layout.task_start_time > 0 && layout.task_seccomp_mode > 0);
+        if cfg!(target_arch = "x86_64") {
+            assert!(layout.task_stack > 0);
+            assert_eq!(layout.regs_size, 168);
+            assert_eq!(layout.regs_args, [112, 104, 96, 56, 72, 64]);
+            assert_eq!((layout.regs_orig_ax, layout.regs_cs, layout.regs_ss), (120, 136, 160));
+        }
     }
 
     #[test]

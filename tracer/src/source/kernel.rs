@@ -48,7 +48,7 @@ pub struct Counters {
 pub struct Kernel {
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
-    traced: HashMap<MapData, u32, u32>,
+    traced: HashMap<MapData, u32, u64>,
     counters: PerCpuArray<MapData, u64>,
     /// The selected syscalls whose tracepoints are attached.
     pub syscalls: Vec<Syscall>,
@@ -130,10 +130,14 @@ impl Kernel {
         &mut self._ebpf
     }
 
-    /// Starts recording process `tgid` (all its threads).
+    /// Starts recording process `tgid` (all its threads). The time it is added tells the
+    /// programs which threads were traced from their first call (see `FLAG_REFUSED`).
     pub fn trace(&mut self, tgid: u32) -> Result<()> {
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+            .context("reading the monotonic clock")?;
+        let since = u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?;
         self.traced
-            .insert(tgid, 0, 0)
+            .insert(tgid, since, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))
     }
 

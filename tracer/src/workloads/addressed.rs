@@ -87,3 +87,28 @@ pub fn connect_to(target: &Target, count: u64) -> Result<()> {
     }
     Ok(())
 }
+
+/// bind() failed by a seccomp filter before it enters the kernel: from this thread, and from a
+/// thread started after the filter (which it inherits).
+pub fn seccomp_refused(target: &Target) -> Result<()> {
+    let sock = target_socket(target)?;
+    let action = libc::SECCOMP_RET_ERRNO | libc::EADDRINUSE as u32;
+    let mut filter = crate::emulate::unix_bind::bind_filter(action);
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
+    // SAFETY: prctl with integer arguments; then a valid filter program that outlives the call.
+    let installed = unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &raw const prog)
+                == 0
+    };
+    if !installed {
+        return Err(std::io::Error::last_os_error()).context("installing the seccomp filter");
+    }
+    let refused = |who: &str| match bind_to(&sock, target) {
+        Err(nix::errno::Errno::EADDRINUSE) => Ok(()),
+        other => Err(anyhow::anyhow!("bind from {who}: expected EADDRINUSE, got {other:?}")),
+    };
+    refused("the main thread")?;
+    std::thread::scope(|s| s.spawn(|| refused("a new thread")).join())
+        .map_err(|_| anyhow::anyhow!("the binding thread panicked"))?
+}

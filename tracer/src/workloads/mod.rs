@@ -51,6 +51,10 @@ pub enum Scenario {
     /// A socket; one more after moving to a new network namespace; then, after dropping root
     /// for nobody, a bind to port 80 that fails with EACCES (run as root)
     Identity,
+    /// Under a seccomp filter that fails bind() with EADDRINUSE (as WSL2's mirrored networking
+    /// does when Windows holds the port), a bind to --addr from the main thread, then one from
+    /// a thread started afterwards
+    Seccomp,
 }
 
 /// What some workloads take besides their name.
@@ -112,6 +116,7 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Echo => calls::echo(),
         Scenario::Quirks => quirks::run(),
         Scenario::Identity => calls::identity_changes(),
+        Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
         Scenario::Threads | Scenario::Burst | Scenario::Listen | Scenario::Holder => Ok(()),
     }
 }
