@@ -27,7 +27,11 @@ pub enum NetworkingMode {
     Nat,
     /// Windows's interfaces are mirrored into Linux (Windows 11 22H2+).
     Mirrored,
+    /// The former name of `consomme`, as older `wslinfo` prints it.
     VirtioProxy,
+    /// Windows' own network stack proxies the guest's traffic (virtio-net eth0, `loopback0` on
+    /// 169.254.73.250/28); bind/listen go through the same port tracker as mirrored.
+    Consomme,
     Bridged,
     /// `networkingMode=none`: no network.
     None,
@@ -115,7 +119,8 @@ pub fn parse_wslinfo_mode(output: &str) -> Option<NetworkingMode> {
     match output.trim().to_ascii_lowercase().as_str() {
         "nat" => Some(NetworkingMode::Nat),
         "mirrored" => Some(NetworkingMode::Mirrored),
-        "virtioproxy" => Some(NetworkingMode::VirtioProxy),
+        // WSL renamed virtio-proxy to consomme: one mode under two names.
+        "virtioproxy" | "consomme" => Some(NetworkingMode::Consomme),
         "bridged" => Some(NetworkingMode::Bridged),
         "none" => Some(NetworkingMode::None),
         _ => None,
@@ -287,7 +292,8 @@ mod tests {
     fn wslinfo_output() {
         assert_eq!(parse_wslinfo_mode("nat\n"), Some(NetworkingMode::Nat));
         assert_eq!(parse_wslinfo_mode("mirrored\n"), Some(NetworkingMode::Mirrored));
-        assert_eq!(parse_wslinfo_mode("VirtioProxy"), Some(NetworkingMode::VirtioProxy));
+        assert_eq!(parse_wslinfo_mode("VirtioProxy"), Some(NetworkingMode::Consomme));
+        assert_eq!(parse_wslinfo_mode("consomme\n"), Some(NetworkingMode::Consomme));
         assert_eq!(parse_wslinfo_mode("wslinfo: unknown option"), None);
     }
 
