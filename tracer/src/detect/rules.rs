@@ -310,6 +310,14 @@ mod tests {
         assert!(rules.len() >= 10);
         for rule in &rules {
             assert!(!rule.references.is_empty(), "{} cites no reference", rule.id);
+            // The last sentence says what the rule rests on.
+            let flat = super::super::one_paragraph(&rule.explanation);
+            let rests = flat.rfind("Rests on: ").map(|at| &flat[at..]);
+            assert!(
+                rests.is_some_and(|r| r.ends_with('.') && !r[..r.len() - 1].contains(". ")),
+                "{}: the explanation does not end with one sentence saying what it rests on",
+                rule.id
+            );
         }
     }
 
