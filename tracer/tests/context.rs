@@ -344,3 +344,19 @@ fn snapshot_at_attach_seeds_the_fd_table() {
     assert!(holder.wait().success());
     assert!(tracer.finish().records().iter().all(|r| r["type"] != "snapshot"));
 }
+
+/// This machine is native Linux: doctor says so, and runs none of the WSL networking checks
+/// (mode, port tracker, DNS tunnelling).
+#[test]
+fn doctor_says_this_machine_is_not_wsl() {
+    let out = run(wsltrace().args(["doctor", "--format", "json"]));
+    let report: Value = serde_json::from_str(&out.stdout).expect("doctor JSON");
+    assert_eq!(report["facts"]["wsl"]["kind"], "none");
+    assert!(report["facts"]["wsl"].get("network").is_none(), "{}", report["facts"]["wsl"]);
+    let kind = checks(&report, "wsl.kind");
+    assert_eq!(kind.len(), 1);
+    assert!(kind[0]["summary"].as_str().unwrap().starts_with("not WSL"), "{}", kind[0]);
+    for id in ["wsl.networking", "wsl.port_tracker", "wsl.dns_tunneling"] {
+        assert!(checks(&report, id).is_empty(), "{id} on native Linux");
+    }
+}

@@ -15,8 +15,10 @@ pub fn long_help() -> String {
     format!(
         "\
 A rule file (TOML) holds `schema = 1` and [[rule]] tables: id, title, severity (info, warning,
-error), platforms (any, linux, wsl1, wsl2), confidence (verified, reported), explanation, fix,
-references, optional group (first matching rule of a group wins) and detail (listeners,
+error), platforms (any, linux, wsl1, wsl2), confidence (verified: reproduced on a real system;
+source: read in WSL's code, with a permalink https://github.com/microsoft/WSL/blob/<40-hex
+commit>/src/...#L<line> among the references; reported: from issues and reports only),
+explanation (ending with what the rule rests on), fix, references, optional group (first matching rule of a group wins) and detail (listeners,
 port_holder, unix_target, netns, addresses), a [rule.when] table and an optional [rule.unless]
 table of exceptions. A rule fires when every `when` matcher holds and not every `unless` one.
 
@@ -89,6 +91,9 @@ pub fn run(args: RulesArgs) -> Result<ExitCode> {
                     format!("{:?}", rule.confidence).to_lowercase(),
                     one_paragraph(&rule.title),
                 )?;
+                for reference in &rule.references {
+                    writeln!(out, "{:<width$}  see {reference}", "")?;
+                }
             }
         }
     }

@@ -12,7 +12,8 @@ pub struct KnowledgeArgs {
     #[arg(long = "rules", value_name = "FILE", help_heading = "Knowledge base")]
     pub rules: Vec<PathBuf>,
 
-    /// Take the environment as given instead of detecting it: wsl2[,nat|mirrored], wsl1, linux
+    /// Take the environment as given instead of detecting it:
+    /// wsl2[,nat|mirrored|consomme|bridged|none], wsl1, linux
     #[arg(long, value_name = "ENV", help_heading = "Knowledge base")]
     pub assume: Option<String>,
 

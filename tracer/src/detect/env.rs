@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::rules::WslKind;
-use crate::facts::Facts;
+use crate::facts::{Facts, wsl::NetworkingMode};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {
@@ -37,6 +37,11 @@ impl Environment {
         Environment {
             wsl: facts.wsl.kind,
             networking_mode: facts.wsl.networking_mode.and_then(|mode| {
+                // Recordings from before the rename say virtioproxy.
+                let mode = match mode {
+                    NetworkingMode::VirtioProxy => NetworkingMode::Consomme,
+                    mode => mode,
+                };
                 serde_json::to_value(mode).ok().and_then(|v| v.as_str().map(str::to_owned))
             }),
             nameservers: facts.dns.nameservers.iter().map(|n| n.ip).collect(),
@@ -48,7 +53,7 @@ impl Environment {
         }
     }
 
-    /// `--assume wsl2[,nat|mirrored]`, `wsl1`, `linux`.
+    /// `--assume wsl2[,nat|mirrored|consomme|bridged|none]`, `wsl1`, `linux`.
     pub fn assume(&mut self, spec: &str) -> Result<()> {
         let mut parts = spec.split(',').map(str::trim);
         match parts.next() {
@@ -64,11 +69,15 @@ impl Environment {
                 self.wsl = WslKind::None;
                 self.networking_mode = None;
             }
-            _ => bail!("--assume {spec}: expected wsl2[,nat|mirrored], wsl1 or linux"),
+            _ => bail!("--assume {spec}: expected wsl2[,MODE], wsl1 or linux"),
         }
         if let Some(mode) = parts.next() {
-            if self.wsl != WslKind::Wsl2 || !matches!(mode, "nat" | "mirrored") {
-                bail!("--assume {spec}: a networking mode (nat or mirrored) only goes with wsl2");
+            if self.wsl != WslKind::Wsl2
+                || !matches!(mode, "nat" | "mirrored" | "consomme" | "bridged" | "none")
+            {
+                bail!(
+                    "--assume {spec}: a networking mode (nat, mirrored, consomme, bridged or none) only goes with wsl2"
+                );
             }
             self.networking_mode = Some(mode.into());
         }
@@ -98,7 +107,10 @@ mod tests {
         assert_eq!((env.wsl, env.networking_mode.as_deref()), (WslKind::Wsl2, Some("mirrored")));
         env.assume("wsl2").unwrap();
         assert_eq!(env.networking_mode.as_deref(), Some("nat"));
+        env.assume("wsl2,consomme").unwrap();
+        assert_eq!(env.networking_mode.as_deref(), Some("consomme"));
         assert!(env.assume("wsl1,nat").is_err());
+        assert!(env.assume("wsl2,hyperv").is_err());
         assert!(env.assume("macos").is_err());
     }
 }

@@ -119,6 +119,10 @@ impl Matcher {
             }
             Matcher::Addr(addrs) => addrs.contains(&inet(target(ev)?)?),
             Matcher::AddrClass(classes) => classes.contains(&class(target(ev)?)),
+            Matcher::Ip(nets) => {
+                let ip = inet(target(ev)?)?.ip();
+                nets.0.iter().any(|net| net.contains(ip))
+            }
             Matcher::Port(range) => range.contains(inet(target(ev)?)?.port()),
             Matcher::BelowUnprivilegedPort(below) => {
                 let port = inet(target(ev)?)?.port();

@@ -251,17 +251,40 @@ mod tests {
         assert!(linux(event(Syscall::Bind, args, -13), ext4).is_empty());
     }
 
+    /// WSL2 has no EACCES path of its own (a Windows refusal is EADDRINUSE): an EACCES that
+    /// Linux does not explain gets no WSL finding.
     #[test]
-    fn eacces_on_wsl_without_a_linux_cause() {
+    fn eacces_on_wsl_without_a_linux_cause_is_not_blamed_on_windows() {
         // Port 8080 is not privileged and the caller has every capability.
         let args = Args { fd: Some(3), addr: inet([0, 0, 0, 0], 8080), ..Args::default() };
         let mut ev = event(Syscall::Bind, args, -13);
         ev.cap_effective = Some(u64::MAX);
+        for mode in ["nat", "mirrored"] {
+            assert!(fired(ev.clone(), WslKind::Wsl2, Some(mode), Fake::default()).is_empty());
+        }
+        assert!(linux(ev, Fake::default()).is_empty());
+    }
+
+    /// ENOSYS from bind/listen: the port tracker's seccomp supervisor is gone (mirrored and
+    /// consomme only; NAT has no such filter).
+    #[test]
+    fn enosys_from_bind_or_listen_in_mirrored_mode() {
+        let args = Args { fd: Some(3), addr: inet([0, 0, 0, 0], 8080), ..Args::default() };
+        let bind = event(Syscall::Bind, args, -38);
+        for mode in ["mirrored", "consomme"] {
+            assert_eq!(
+                fired(bind.clone(), WslKind::Wsl2, Some(mode), Fake::default()),
+                ["WSL2-PORT-TRACKER-GONE"]
+            );
+        }
+        let listen =
+            event(Syscall::Listen, Args { fd: Some(3), backlog: Some(8), ..Args::default() }, -38);
         assert_eq!(
-            fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()),
-            ["BIND-EACCES-WSL-UNEXPLAINED"]
+            fired(listen, WslKind::Wsl2, Some("mirrored"), Fake::default()),
+            ["WSL2-PORT-TRACKER-GONE"]
         );
-        assert!(linux(ev, Fake::default()).is_empty(), "no finding on native Linux");
+        assert!(fired(bind.clone(), WslKind::Wsl2, Some("nat"), Fake::default()).is_empty());
+        assert!(linux(bind, Fake::default()).is_empty());
     }
 
     #[test]
@@ -311,20 +334,87 @@ mod tests {
         assert!(linux(event(Syscall::Getsockopt, args, -92), Fake::default()).is_empty());
     }
 
-    #[test]
-    fn loopback_listener_needs_wsl2_nat() {
+    /// A successful listen on `local`, in the initial network namespace.
+    fn listening(local: Option<SockAddr>) -> Event {
         let mut ev =
             event(Syscall::Listen, Args { fd: Some(3), backlog: Some(16), ..Args::default() }, 0);
+        ev.sock = Some(SocketInfo { family: "AF_INET".into(), local, ..SocketInfo::default() });
+        ev
+    }
+
+    fn inet6(ip: &str, port: u16) -> Option<SockAddr> {
+        Some(SockAddr::Known(KnownAddr::Inet6 {
+            ip: ip.parse().unwrap(),
+            port,
+            scope_id: 0,
+            flowinfo: 0,
+        }))
+    }
+
+    /// WSL's relay table (NAT): 0.0.0.0 and 127.0.0.1 are relayed (no finding); :: and ::1
+    /// reach Windows at [::1] only; every other address is not relayed.
+    #[test]
+    fn listeners_by_what_the_relay_forwards() {
+        let nat = |ev: Event| fired(ev, WslKind::Wsl2, Some("nat"), Fake::default());
+        assert!(nat(listening(inet([0, 0, 0, 0], 8080))).is_empty());
+        assert!(nat(listening(inet([127, 0, 0, 1], 8080))).is_empty());
+        for local in [
+            inet([127, 0, 0, 2], 8080),
+            inet([172, 29, 16, 5], 8080),
+            inet6("::ffff:127.0.0.1", 8080),
+            inet6("fd00::5", 8080),
+        ] {
+            assert_eq!(
+                nat(listening(local.clone())),
+                ["WSL2-RELAY-ADDRESS-NOT-RELAYED"],
+                "{local:?}"
+            );
+        }
+        for local in [inet6("::", 8080), inet6("::1", 8080)] {
+            assert_eq!(nat(listening(local)), ["WSL2-RELAY-IPV6-ONLY"]);
+        }
+        // Bridged mode uses the same relay; mirrored and native Linux have none.
+        let v6 = listening(inet6("::1", 8080));
+        assert_eq!(
+            fired(v6.clone(), WslKind::Wsl2, Some("bridged"), Fake::default()),
+            ["WSL2-RELAY-IPV6-ONLY"]
+        );
+        assert!(fired(v6.clone(), WslKind::Wsl2, Some("mirrored"), Fake::default()).is_empty());
+        assert!(linux(v6, Fake::default()).is_empty());
+    }
+
+    /// In another network namespace the namespace is the reason, whatever the address: one
+    /// finding, the WSL one on WSL2 and the generic one elsewhere.
+    #[test]
+    fn listener_in_another_namespace_is_never_relayed() {
+        let mut ev = listening(inet([127, 0, 0, 2], 8080));
+        ev.ns = Some(Namespaces { net: NET + 1, ..Namespaces::default() });
+        assert_eq!(
+            fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()),
+            ["WSL2-RELAY-OTHER-NETNS"]
+        );
+        assert_eq!(linux(ev, Fake::default()), ["LISTENER-IN-PRIVATE-NETNS"]);
+    }
+
+    #[test]
+    fn udp_is_never_relayed() {
+        let mut ev = event(
+            Syscall::Bind,
+            Args { fd: Some(3), addr: inet([0, 0, 0, 0], 5353), ..Args::default() },
+            0,
+        );
         ev.sock = Some(SocketInfo {
             family: "AF_INET".into(),
-            local: inet([127, 0, 0, 1], 8080),
+            sock_type: Some("SOCK_DGRAM".into()),
             ..SocketInfo::default()
         });
         assert_eq!(
             fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()),
-            ["WSL2-NAT-LOOPBACK-LISTENER"]
+            ["WSL2-RELAY-UDP"]
         );
-        assert!(fired(ev.clone(), WslKind::Wsl2, Some("mirrored"), Fake::default()).is_empty());
+        let mut client = ev.clone();
+        client.args.addr = inet([0, 0, 0, 0], 0);
+        assert!(fired(client, WslKind::Wsl2, Some("nat"), Fake::default()).is_empty(), "port 0");
         assert!(linux(ev, Fake::default()).is_empty());
     }
 

@@ -71,6 +71,31 @@ pub enum Confidence {
     Verified,
     /// From third-party reports.
     Reported,
+    /// Read in WSL's own code: the references hold a permalink to the lines, at a commit.
+    Source,
+}
+
+/// Where a `source` rule's permalinks point: WSL's repository, at a full commit id.
+const WSL_BLOB: &str = "https://github.com/microsoft/WSL/blob/";
+
+/// Whether `reference` is a permalink into WSL's sources at a fixed commit:
+/// `https://github.com/microsoft/WSL/blob/<40 hex digits>/src/...#L<n>` (or `#L<n>-L<m>`).
+/// A branch name or a short id would move or become ambiguous; the line anchor says what was
+/// read.
+pub fn is_wsl_permalink(reference: &str) -> bool {
+    let Some(rest) = reference.strip_prefix(WSL_BLOB) else { return false };
+    let Some((commit, rest)) = rest.split_once('/') else { return false };
+    let Some((path, anchor)) = rest.split_once("#L") else { return false };
+    let line = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    let lines_ok = match anchor.split_once("-L") {
+        Some((from, to)) => line(from) && line(to),
+        None => line(anchor),
+    };
+    commit.len() == 40
+        && commit.bytes().all(|b| b.is_ascii_hexdigit())
+        && path.starts_with("src/")
+        && path.len() > "src/".len()
+        && lines_ok
 }
 
 /// What a finding says about its occurrence, computed when the rule fires.
@@ -167,6 +192,12 @@ fn validate(rule: &RuleSpec) -> Vec<String> {
     }
     if rule.platforms.is_empty() {
         problems.push("platforms is empty: use [\"any\"]".into());
+    }
+    if rule.confidence == Confidence::Source && !rule.references.iter().any(|r| is_wsl_permalink(r))
+    {
+        problems.push(format!(
+            "confidence \"source\" needs a reference to the lines read in WSL's code: {WSL_BLOB}<40-hex commit>/src/...#L<line>"
+        ));
     }
     for (field, value) in
         [("title", &rule.title), ("explanation", &rule.explanation), ("fix", &rule.fix)]
@@ -279,6 +310,14 @@ mod tests {
         assert!(rules.len() >= 10);
         for rule in &rules {
             assert!(!rule.references.is_empty(), "{} cites no reference", rule.id);
+            // The last sentence says what the rule rests on.
+            let flat = super::super::one_paragraph(&rule.explanation);
+            let rests = flat.rfind("Rests on: ").map(|at| &flat[at..]);
+            assert!(
+                rests.is_some_and(|r| r.ends_with('.') && !r[..r.len() - 1].contains(". ")),
+                "{}: the explanation does not end with one sentence saying what it rests on",
+                rule.id
+            );
         }
     }
 
@@ -366,6 +405,42 @@ mod tests {
         let err = parse("x.toml", &text).unwrap_err();
         assert_eq!(err[0].line, 6, "{}", err[0]);
         assert!(err[0].message.contains("severty"), "{}", err[0]);
+    }
+
+    #[test]
+    fn permalinks_into_wsl_sources() {
+        let commit = "3e27a6a50177ce4e32e72f7b957aef5db5768062";
+        for good in [
+            format!("{WSL_BLOB}{commit}/src/linux/init/localhost.cpp#L226"),
+            format!("{WSL_BLOB}{commit}/src/windows/wslrelay/localhost.cpp#L64-L73"),
+        ] {
+            assert!(is_wsl_permalink(&good), "{good}");
+        }
+        for bad in [
+            format!("{WSL_BLOB}master/src/linux/init/localhost.cpp#L226"),
+            format!("{WSL_BLOB}3e27a6a5/src/linux/init/localhost.cpp#L226"),
+            format!("{WSL_BLOB}{commit}/src/linux/init/localhost.cpp"),
+            format!("{WSL_BLOB}{commit}/README.md#L1"),
+            format!("{WSL_BLOB}{commit}/src/x.cpp#Lx"),
+            "https://github.com/microsoft/WSL/issues/10855".to_owned(),
+        ] {
+            assert!(!is_wsl_permalink(&bad), "{bad}");
+        }
+    }
+
+    /// A `source` rule without a permalink is refused, on the rule's line.
+    #[test]
+    fn source_rules_need_a_permalink() {
+        let text = with_when("").replace("\"reported\"", "\"source\"");
+        let errors = parse("x.toml", &text).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].line, 3);
+        assert!(errors[0].message.contains("needs a reference to the lines"), "{}", errors[0]);
+        let text = text.replace(
+            "[rule.when]",
+            "references = [\"https://github.com/microsoft/WSL/blob/3e27a6a50177ce4e32e72f7b957aef5db5768062/src/linux/init/main.cpp#L3333\"]\n[rule.when]",
+        );
+        assert_eq!(parse("x.toml", &text).unwrap()[0].confidence, Confidence::Source);
     }
 
     #[test]

@@ -88,6 +88,49 @@ impl Word for IpAddr {
     }
 }
 
+/// An address or a network: `127.0.0.1`, `127.0.0.0/8`, `fe80::/10`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Same family, and the first `prefix` bits equal (an IPv4-mapped IPv6 address is not
+    /// IPv4: the kernel and WSL's relay tell them apart too).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let bits = |a: IpAddr| match a {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()) << 96,
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0)
+            & if self.addr.is_ipv4() { u128::MAX << 96 } else { u128::MAX };
+        self.addr.is_ipv4() == ip.is_ipv4() && bits(self.addr) & mask == bits(ip) & mask
+    }
+}
+
+impl Word for IpNet {
+    fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("'{text}' is not an address or network (e.g. 127.0.0.1, 127.0.0.0/8)");
+        let (ip, prefix) = text.split_once('/').map_or((text, None), |(i, p)| (i, Some(p)));
+        let addr: IpAddr = ip.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+    fn text(&self) -> Cow<'_, str> {
+        let max = if self.addr.is_ipv4() { 32 } else { 128 };
+        Cow::Owned(if self.prefix == max {
+            self.addr.to_string()
+        } else {
+            format!("{}/{}", self.addr, self.prefix)
+        })
+    }
+}
+
 /// Free text: paths, file system types, networking modes.
 impl Word for String {
     fn parse(text: &str) -> Result<Self, String> {
@@ -279,6 +322,24 @@ mod tests {
         assert_eq!(range("http"), None);
         assert_eq!(String::from(PortRange { lo: 1, hi: 1023 }), "1-1023");
         assert_eq!(String::from(PortRange { lo: 53, hi: 53 }), "53");
+    }
+
+    #[test]
+    fn networks() {
+        let net = |s: &str| IpNet::parse(s).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("127.0.0.0/8").contains(ip("127.0.0.2")));
+        assert!(!net("127.0.0.0/8").contains(ip("128.0.0.1")));
+        assert!(net("127.0.0.1").contains(ip("127.0.0.1")));
+        assert!(!net("127.0.0.1").contains(ip("127.0.0.2")));
+        assert!(!net("127.0.0.1").contains(ip("::ffff:127.0.0.1")), "mapped is not IPv4");
+        assert!(net("fe80::/10").contains(ip("fe80::1")));
+        assert!(!net("fe80::/10").contains(ip("::1")));
+        assert!(net("0.0.0.0/0").contains(ip("10.1.2.3")));
+        assert_eq!(net("127.0.0.0/8").text(), "127.0.0.0/8");
+        assert_eq!(net("::1").text(), "::1");
+        assert!(IpNet::parse("127.0.0.0/33").is_err());
+        assert!(IpNet::parse("localhost").is_err());
     }
 
     #[test]

@@ -17,8 +17,8 @@ use toml::Spanned;
 use tracer_common::Syscall;
 
 use super::values::{
-    AddrClass, Capability, Family, Level, List, ListenerKind, Name, NetnsKind, Optname, PortRange,
-    SockFlag, SockType,
+    AddrClass, Capability, Family, IpNet, Level, List, ListenerKind, Name, NetnsKind, Optname,
+    PortRange, SockFlag, SockType,
 };
 use crate::{decode::errno::Errno, event::RefusedBy, facts::wsl::WslKind};
 
@@ -104,6 +104,8 @@ vocabulary! {
     "addr_class" => AddrClass(Vec<AddrClass>), cost 1,
         "[loopback4|loopback6|any4|any6|specific|unix_path|unix_abstract|unnamed]",
         "the address's kind (listen, accept: the fd's own)";
+    "ip" => Ip(List<IpNet>), cost 1,
+        "[\"127.0.0.0/8\", ...]", "the address's IP is in one of these networks";
     "port" => Port(PortRange), cost 1,
         "\"1-1023\" | \"8080\"", "the address's port";
     "below_unprivileged_port" => BelowUnprivilegedPort(bool), cost 1,
@@ -125,7 +127,7 @@ vocabulary! {
     "wsl" => Wsl(Vec<WslKind>), cost 1,
         "[none|wsl1|wsl2]", "the environment (override with --assume)";
     "networking_mode" => NetworkingMode(List<String>), cost 1,
-        "[\"nat\" | \"mirrored\", ...]", "WSL2's networking mode";
+        "[\"nat\" | \"mirrored\" | \"consomme\" | \"bridged\", ...]", "WSL2's networking mode";
     "nameserver" => Nameserver(List<IpAddr>), cost 1,
         "[\"10.255.255.254\", ...]", "a nameserver in resolv.conf";
     "refused_by" => RefusedBy(Vec<RefusedBy>), cost 0,

@@ -14,6 +14,7 @@ pub mod namespaces;
 pub mod sockets;
 pub mod system;
 pub mod wsl;
+pub mod wsl_network;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,9 +4,11 @@
 //! command output) so they can be tested with samples from real WSL machines; `observe`
 //! reads the real ones.
 
-use std::{net::IpAddr, path::Path, process::Command, time::Duration};
+use std::{net::IpAddr, path::Path};
 
 use serde::{Deserialize, Serialize};
+
+use super::wsl_network::{self, NetworkView, SystemTree};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,7 +29,11 @@ pub enum NetworkingMode {
     Nat,
     /// Windows's interfaces are mirrored into Linux (Windows 11 22H2+).
     Mirrored,
+    /// The former name of `consomme`, as older `wslinfo` prints it.
     VirtioProxy,
+    /// Windows' own network stack proxies the guest's traffic (virtio-net eth0, `loopback0` on
+    /// 169.254.73.250/28); bind/listen go through the same port tracker as mirrored.
+    Consomme,
     Bridged,
     /// `networkingMode=none`: no network.
     None,
@@ -43,9 +49,12 @@ pub struct Wsl {
     /// Windows programs can be started from Linux (`/proc/sys/fs/binfmt_misc/WSLInterop`).
     pub interop: bool,
     pub networking_mode: Option<NetworkingMode>,
-    /// Where the mode comes from: `wslinfo --networking-mode`, or what it was inferred from.
+    /// Where the mode comes from: the facts it rests on, joined (`network` lists them).
     pub networking_mode_source: Option<String>,
     pub conf: WslConf,
+    /// WSL2: the networking mode, DNS tunnelling and port tracker with the facts behind each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkView>,
 }
 
 /// The `/etc/wsl.conf` settings that change networking; `None` when not set (WSL's default
@@ -115,30 +124,12 @@ pub fn parse_wslinfo_mode(output: &str) -> Option<NetworkingMode> {
     match output.trim().to_ascii_lowercase().as_str() {
         "nat" => Some(NetworkingMode::Nat),
         "mirrored" => Some(NetworkingMode::Mirrored),
-        "virtioproxy" => Some(NetworkingMode::VirtioProxy),
+        // WSL renamed virtio-proxy to consomme: one mode under two names.
+        "virtioproxy" | "consomme" => Some(NetworkingMode::Consomme),
         "bridged" => Some(NetworkingMode::Bridged),
         "none" => Some(NetworkingMode::None),
         _ => None,
     }
-}
-
-/// A guess from the interfaces (name, IPv4/IPv6 addresses) when `wslinfo` is missing (WSL
-/// before 2.0.9): mirrored mode adds a `loopback0` interface; NAT gives eth0 an address in
-/// 172.16.0.0/12 from the Hyper-V switch.
-pub fn infer_networking_mode(
-    interfaces: &[(String, Vec<IpAddr>)],
-) -> Option<(NetworkingMode, String)> {
-    if interfaces.iter().any(|(name, _)| name == "loopback0") {
-        return Some((NetworkingMode::Mirrored, "inferred: interface loopback0 exists".to_owned()));
-    }
-    let nat = interfaces.iter().find_map(|(name, addrs)| {
-        let private_172 = addrs.iter().find(|a| match a {
-            IpAddr::V4(v4) => v4.octets()[0] == 172 && (16..32).contains(&v4.octets()[1]),
-            IpAddr::V6(_) => false,
-        })?;
-        (name == "eth0").then(|| format!("inferred: eth0 has {private_172}"))
-    })?;
-    Some((NetworkingMode::Nat, nat))
 }
 
 /// `/etc/wsl.conf` (an INI file; keys are case-insensitive, `#` and `;` start comments).
@@ -183,41 +174,14 @@ pub fn observe(kernel_release: &str) -> Wsl {
     let (kind, evidence) = detect(&signs);
     let conf =
         std::fs::read_to_string("/etc/wsl.conf").map(|t| parse_wsl_conf(&t)).unwrap_or_default();
-    let (networking_mode, networking_mode_source) = if kind == WslKind::Wsl2 {
-        match wslinfo_mode() {
-            Some(mode) => (Some(mode), Some("wslinfo --networking-mode".to_owned())),
-            None => infer_networking_mode(&interfaces())
-                .map_or((None, None), |(mode, why)| (Some(mode), Some(why))),
-        }
-    } else {
-        (None, None)
-    };
-    Wsl { kind, evidence, distro, interop, networking_mode, networking_mode_source, conf }
-}
-
-/// `wslinfo --networking-mode`, given two seconds (it asks the Windows side).
-fn wslinfo_mode() -> Option<NetworkingMode> {
-    let mut child = Command::new("wslinfo")
-        .arg("--networking-mode")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    while child.try_wait().ok()?.is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = child.wait_with_output().ok()?;
-    parse_wslinfo_mode(&String::from_utf8_lossy(&output.stdout))
+    let network = (kind == WslKind::Wsl2).then(|| wsl_network::detect(&SystemTree::live()));
+    let networking_mode = network.as_ref().and_then(|n| n.mode);
+    let networking_mode_source = network.as_ref().map(|n| n.mode_evidence.join("; "));
+    Wsl { kind, evidence, distro, interop, networking_mode, networking_mode_source, conf, network }
 }
 
 /// Interface names with their addresses.
-fn interfaces() -> Vec<(String, Vec<IpAddr>)> {
+pub(super) fn interfaces() -> Vec<(String, Vec<IpAddr>)> {
     let mut out: Vec<(String, Vec<IpAddr>)> = Vec::new();
     let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return out };
     for ifa in addrs {
@@ -287,29 +251,9 @@ mod tests {
     fn wslinfo_output() {
         assert_eq!(parse_wslinfo_mode("nat\n"), Some(NetworkingMode::Nat));
         assert_eq!(parse_wslinfo_mode("mirrored\n"), Some(NetworkingMode::Mirrored));
-        assert_eq!(parse_wslinfo_mode("VirtioProxy"), Some(NetworkingMode::VirtioProxy));
+        assert_eq!(parse_wslinfo_mode("VirtioProxy"), Some(NetworkingMode::Consomme));
+        assert_eq!(parse_wslinfo_mode("consomme\n"), Some(NetworkingMode::Consomme));
         assert_eq!(parse_wslinfo_mode("wslinfo: unknown option"), None);
-    }
-
-    #[test]
-    fn networking_mode_from_interfaces() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        // Mirrored (from `ip addr` in a WSL bug report): lo carries the DNS tunnel address,
-        // loopback0 exists.
-        let mirrored = vec![
-            ("lo".to_owned(), vec![ip("127.0.0.1"), ip("10.255.255.254"), ip("::1")]),
-            ("eth0".to_owned(), vec![ip("192.168.1.50")]),
-            ("loopback0".to_owned(), vec![]),
-        ];
-        assert_eq!(infer_networking_mode(&mirrored).map(|m| m.0), Some(NetworkingMode::Mirrored));
-        let nat = vec![
-            ("lo".to_owned(), vec![ip("127.0.0.1")]),
-            ("eth0".to_owned(), vec![ip("172.29.16.5"), ip("fe80::215:5dff:fe4f:23d9")]),
-        ];
-        let (mode, why) = infer_networking_mode(&nat).unwrap();
-        assert_eq!((mode, why.as_str()), (NetworkingMode::Nat, "inferred: eth0 has 172.29.16.5"));
-        let lan = vec![("eth0".to_owned(), vec![ip("192.168.1.7")])];
-        assert_eq!(infer_networking_mode(&lan), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::facts::{
     dns::{Dns, NameserverKind},
     machine::Machine,
     wsl::{NetworkingMode, Wsl, WslKind},
+    wsl_network::{NetworkView, PortTracker},
 };
 
 pub fn checks(facts: &Facts) -> Vec<Check> {
@@ -135,28 +136,7 @@ fn wsl(w: &Wsl, dns: &Dns) -> Vec<Check> {
         WslKind::Wsl2 => Check::ok("wsl.kind", format!("WSL2 ({evidence})")),
     }];
     if w.kind == WslKind::Wsl2 {
-        let source = w.networking_mode_source.as_deref().unwrap_or("?");
-        out.push(match w.networking_mode {
-            Some(NetworkingMode::Nat) => Check::ok(
-                "wsl.networking",
-                format!("NAT networking ({source}): Windows reaches Linux servers through localhost forwarding, other machines only through a Windows port proxy"),
-            ),
-            Some(NetworkingMode::Mirrored) => Check::ok(
-                "wsl.networking",
-                format!("mirrored networking ({source}): Linux shares Windows's addresses"),
-            ),
-            Some(NetworkingMode::None) => Check::fail(
-                "wsl.networking",
-                format!("networking is off ({source})"),
-                "set networkingMode=nat (or mirrored) under [wsl2] in %UserProfile%\\.wslconfig, then run `wsl --shutdown`",
-            ),
-            Some(mode) => Check::ok("wsl.networking", format!("{mode:?} networking ({source})")),
-            None => Check::warn(
-                "wsl.networking",
-                "networking mode unknown: no wslinfo, and neither loopback0 (mirrored) nor a 172.16/12 eth0 (NAT)",
-                "update WSL (`wsl --update` in Windows) to get `wslinfo --networking-mode`, or look at networkingMode in %UserProfile%\\.wslconfig",
-            ),
-        });
+        out.extend(network(w));
     }
     let conf = &w.conf;
     let mut settings = Vec::new();
@@ -184,6 +164,89 @@ fn wsl(w: &Wsl, dns: &Dns) -> Vec<Check> {
         )
     } else {
         Check::ok("wsl.conf", described)
+    });
+    out
+}
+
+/// The networking mode, the port tracker and DNS tunnelling, each with the facts behind it.
+fn network(w: &Wsl) -> Vec<Check> {
+    // Facts from before the detection kept its evidence (a recording): the mode alone.
+    let view = w.network.clone().unwrap_or_else(|| NetworkView {
+        mode: w.networking_mode,
+        mode_evidence: w.networking_mode_source.clone().into_iter().collect(),
+        ..NetworkView::default()
+    });
+    let from = |evidence: &[String]| evidence.join("; ");
+    let facts = from(&view.mode_evidence);
+    let mut out = vec![match view.mode {
+        Some(NetworkingMode::Nat) => Check::ok(
+            "wsl.networking",
+            format!(
+                "NAT networking (from: {facts}): Windows reaches Linux TCP servers on 0.0.0.0/127.0.0.1 at its 127.0.0.1 and on ::/::1 at its [::1] through WSL's relay; UDP and other addresses are not relayed"
+            ),
+        ),
+        Some(NetworkingMode::Bridged) => Check::ok(
+            "wsl.networking",
+            format!("bridged networking (from: {facts}): Linux has its own address on the LAN"),
+        ),
+        Some(NetworkingMode::Mirrored) => Check::ok(
+            "wsl.networking",
+            format!(
+                "mirrored networking (from: {facts}): Linux shares Windows's addresses; bind() and listen() reserve the port on Windows"
+            ),
+        ),
+        Some(NetworkingMode::Consomme | NetworkingMode::VirtioProxy) => Check::ok(
+            "wsl.networking",
+            format!(
+                "consomme networking (from: {facts}): Windows' network stack carries the traffic; bind() and listen() reserve the port on Windows"
+            ),
+        ),
+        Some(NetworkingMode::None) => Check::fail(
+            "wsl.networking",
+            format!("networking is off (from: {facts})"),
+            "set networkingMode=nat (or mirrored) under [wsl2] in %UserProfile%\\.wslconfig, then run `wsl --shutdown`",
+        ),
+        None => Check::warn(
+            "wsl.networking",
+            format!("networking mode unknown (seen: {facts})"),
+            "update WSL (`wsl --update` in Windows) to get `wslinfo --networking-mode`, or look at networkingMode in %UserProfile%\\.wslconfig",
+        ),
+    }];
+    let tracker = from(&view.port_tracker_evidence);
+    let mirrored = matches!(view.mode, Some(NetworkingMode::Mirrored | NetworkingMode::Consomme));
+    out.push(match (view.port_tracker, mirrored) {
+        (PortTracker::Seccomp, _) => Check::ok(
+            "wsl.port_tracker",
+            format!("port tracker present ({tracker}): every bind() and listen() waits for Windows; a port Windows holds fails with EADDRINUSE, and ENOSYS means the tracker is gone"),
+        ),
+        (PortTracker::NoFilter, true) => Check::warn(
+            "wsl.port_tracker",
+            format!("no port tracker ({tracker}) although the mode reserves ports on Windows: binds are not reserved, Windows may take the same ports"),
+            "restart WSL (`wsl --shutdown` in Windows)",
+        ),
+        (PortTracker::NoFilter, false) => Check::ok(
+            "wsl.port_tracker",
+            format!("no seccomp port tracker ({tracker}): bind() and listen() are the kernel's alone; NAT's localhost relay runs in WSL's own namespace, out of sight"),
+        ),
+        (PortTracker::Unknown, _) => Check::ok(
+            "wsl.port_tracker",
+            format!("port tracker unknown ({tracker})"),
+        ),
+    });
+    let tunnel = from(&view.dns_tunneling_evidence);
+    let frozen = w.conf.generate_resolv_conf == Some(false);
+    out.push(match view.dns_tunneling {
+        Some(true) if frozen => Check::warn(
+            "wsl.dns_tunneling",
+            format!("DNS tunnelling on ({tunnel}) with generateResolvConf=false in /etc/wsl.conf: a known breakage (microsoft/WSL#12310), lookups fail or time out"),
+            "set generateResolvConf=true under [network] in /etc/wsl.conf (or dnsTunneling=false under [wsl2] in %UserProfile%\\.wslconfig), then `wsl --shutdown`",
+        ),
+        Some(true) => Check::ok(
+            "wsl.dns_tunneling",
+            format!("DNS tunnelling on ({tunnel}): Windows resolves names; a failed lookup is dropped (clients time out, never SERVFAIL)"),
+        ),
+        Some(false) => Check::ok("wsl.dns_tunneling", format!("DNS tunnelling off ({tunnel})")),
+        None => Check::ok("wsl.dns_tunneling", format!("DNS tunnelling unknown ({tunnel})")),
     });
     out
 }
@@ -357,6 +420,37 @@ mod tests {
         assert_eq!(verdict(&found, "wsl.networking"), [Verdict::Ok]);
         assert_eq!(verdict(&found, "wsl.conf"), [Verdict::Warn]);
         assert_eq!(verdict(&found, "dns.nameserver"), [Verdict::Warn]);
+    }
+
+    /// Mirrored mode with DNS tunnelling, as the detection reports it, and the known bad
+    /// combination with generateResolvConf=false; the facts appear in the summaries.
+    #[test]
+    fn mirrored_with_tunnelling_and_a_frozen_resolv_conf() {
+        let conf =
+            WslConf { present: true, generate_resolv_conf: Some(false), ..WslConf::default() };
+        let mut wsl = wsl2("6.6.87.2-microsoft-standard-WSL2", None, conf);
+        wsl.network = Some(NetworkView {
+            mode: Some(NetworkingMode::Mirrored),
+            mode_evidence: vec!["interface loopback0 exists".into()],
+            dns_tunneling: Some(true),
+            dns_tunneling_evidence: vec!["10.255.255.254 is on lo".into()],
+            port_tracker: PortTracker::Seccomp,
+            port_tracker_evidence: vec!["Seccomp: 2 in /proc/1/status".into()],
+        });
+        let found = checks(&Facts { machine: native_root(), wsl: wsl.clone(), ..Facts::default() });
+        let summary = |id: &str| found.iter().find(|c| c.id == id).unwrap().summary.clone();
+        assert!(summary("wsl.networking").contains("from: interface loopback0 exists"));
+        assert_eq!(verdict(&found, "wsl.port_tracker"), [Verdict::Ok]);
+        assert!(summary("wsl.port_tracker").contains("Seccomp: 2"));
+        assert_eq!(verdict(&found, "wsl.dns_tunneling"), [Verdict::Warn]);
+        assert!(summary("wsl.dns_tunneling").contains("#12310"));
+        // Mirrored without the filter: the tracker is missing.
+        let network = wsl.network.as_mut().unwrap();
+        network.port_tracker = PortTracker::NoFilter;
+        wsl.conf.generate_resolv_conf = None;
+        let found = checks(&Facts { machine: native_root(), wsl, ..Facts::default() });
+        assert_eq!(verdict(&found, "wsl.port_tracker"), [Verdict::Warn]);
+        assert_eq!(verdict(&found, "wsl.dns_tunneling"), [Verdict::Ok]);
     }
 
     #[test]
