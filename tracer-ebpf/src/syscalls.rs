@@ -294,8 +294,9 @@ fn emit_call(
     // tails of `addr` and `value` past the copied bytes are not part of the record).
     let rec = unsafe { &mut *entry.as_mut_ptr() };
     put(&mut rec.header, Header::new(RecordKind::Syscall));
-    // SAFETY: helpers without arguments, callable from tracepoints.
+    // SAFETY: helper without arguments, callable from tracepoints.
     let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: as above.
     put(&mut rec.cgroup_id, unsafe { bpf_get_current_cgroup_id() });
     match &call {
         Some(call) => {

@@ -60,6 +60,18 @@ fn run(cli: Cli) -> Result<()> {
             if !no_lint {
                 cargo(&["fmt", "--all", "--check"])?;
                 cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+                // Runtime code never unwraps: a bad input or a gone process is an error
+                // message, not a panic. (Tests fail by panicking; they may.)
+                cargo(&[
+                    "clippy",
+                    "--bins",
+                    "--lib",
+                    "--",
+                    "-D",
+                    "warnings",
+                    "-D",
+                    "clippy::unwrap_used",
+                ])?;
                 clippy_ebpf()?;
             }
             require_root("the integration tests load eBPF programs into the kernel")?;
