@@ -7,8 +7,10 @@ use std::net::IpAddr;
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::rules::WslKind;
-use crate::facts::{Facts, wsl::NetworkingMode};
+use crate::facts::{
+    Facts,
+    wsl::{NetworkingMode, WslKind},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {

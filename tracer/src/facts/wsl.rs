@@ -4,10 +4,11 @@
 //! command output) so they can be tested with samples from real WSL machines; `observe`
 //! reads the real ones.
 
-use std::{net::IpAddr, path::Path};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::wsl_network::NetworkingMode;
 use super::wsl_network::{self, NetworkView, SystemTree};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,23 +21,6 @@ pub enum WslKind {
     Wsl1,
     /// WSL2: a real Linux kernel in a lightweight VM.
     Wsl2,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkingMode {
-    /// The default: the VM sits behind a NAT on a virtual switch (eth0 on 172.16.0.0/12).
-    Nat,
-    /// Windows's interfaces are mirrored into Linux (Windows 11 22H2+).
-    Mirrored,
-    /// The former name of `consomme`, as older `wslinfo` prints it.
-    VirtioProxy,
-    /// Windows' own network stack proxies the guest's traffic (virtio-net eth0, `loopback0` on
-    /// 169.254.73.250/28); bind/listen go through the same port tracker as mirrored.
-    Consomme,
-    Bridged,
-    /// `networkingMode=none`: no network.
-    None,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -119,19 +103,6 @@ pub fn detect(signs: &Signs<'_>) -> (WslKind, Vec<String>) {
     (kind, evidence)
 }
 
-/// `wslinfo --networking-mode` prints the mode's name (`nat`, `mirrored`, ...).
-pub fn parse_wslinfo_mode(output: &str) -> Option<NetworkingMode> {
-    match output.trim().to_ascii_lowercase().as_str() {
-        "nat" => Some(NetworkingMode::Nat),
-        "mirrored" => Some(NetworkingMode::Mirrored),
-        // WSL renamed virtio-proxy to consomme: one mode under two names.
-        "virtioproxy" | "consomme" => Some(NetworkingMode::Consomme),
-        "bridged" => Some(NetworkingMode::Bridged),
-        "none" => Some(NetworkingMode::None),
-        _ => None,
-    }
-}
-
 /// `/etc/wsl.conf` (an INI file; keys are case-insensitive, `#` and `;` start comments).
 pub fn parse_wsl_conf(text: &str) -> WslConf {
     let mut conf = WslConf { present: true, ..WslConf::default() };
@@ -178,24 +149,6 @@ pub fn observe(kernel_release: &str) -> Wsl {
     let networking_mode = network.as_ref().and_then(|n| n.mode);
     let networking_mode_source = network.as_ref().map(|n| n.mode_evidence.join("; "));
     Wsl { kind, evidence, distro, interop, networking_mode, networking_mode_source, conf, network }
-}
-
-/// Interface names with their addresses.
-pub(super) fn interfaces() -> Vec<(String, Vec<IpAddr>)> {
-    let mut out: Vec<(String, Vec<IpAddr>)> = Vec::new();
-    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return out };
-    for ifa in addrs {
-        let ip = ifa.address.as_ref().and_then(|a| {
-            a.as_sockaddr_in()
-                .map(|v4| IpAddr::V4(v4.ip()))
-                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-        });
-        match out.iter_mut().find(|(name, _)| *name == ifa.interface_name) {
-            Some((_, ips)) => ips.extend(ip),
-            None => out.push((ifa.interface_name.clone(), ip.into_iter().collect())),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -245,15 +198,6 @@ mod tests {
         let (_, evidence) =
             detect(&Signs { kernel_release: "6.6.87.2-microsoft-standard-WSL2", ..signs });
         assert_eq!(evidence[0], "kernel release 6.6.87.2-microsoft-standard-WSL2");
-    }
-
-    #[test]
-    fn wslinfo_output() {
-        assert_eq!(parse_wslinfo_mode("nat\n"), Some(NetworkingMode::Nat));
-        assert_eq!(parse_wslinfo_mode("mirrored\n"), Some(NetworkingMode::Mirrored));
-        assert_eq!(parse_wslinfo_mode("VirtioProxy"), Some(NetworkingMode::Consomme));
-        assert_eq!(parse_wslinfo_mode("consomme\n"), Some(NetworkingMode::Consomme));
-        assert_eq!(parse_wslinfo_mode("wslinfo: unknown option"), None);
     }
 
     #[test]
