@@ -25,3 +25,26 @@ fn a_closed_pipe_ends_quietly() {
         assert!(!stderr.contains("Broken pipe"), "wsltrace {args:?}: {stderr}");
     }
 }
+
+/// `wsltrace -- CMD` with a command that cannot run: one line saying so before any tracing,
+/// and the shell's status (127 not found, 126 not executable).
+#[test]
+fn a_command_that_cannot_run_is_named() {
+    let out = common::trace(&["--", "/nonexistent/wsltrace-test"]);
+    assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
+    assert!(out.stderr.contains("command not found"), "{}", out.stderr);
+    assert!(!out.stderr.contains("tracing"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+
+    let out = common::trace(&["--", "no-such-command-wsltrace-test"]);
+    assert_eq!(out.status.code(), Some(127), "{}", out.stderr);
+
+    let dir = std::env::temp_dir().join(format!("wsltrace-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let script = dir.join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\n").expect("write script");
+    let out = common::trace(&["--", script.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(126), "{}", out.stderr);
+    assert!(out.stderr.contains("not executable"), "{}", out.stderr);
+}

@@ -80,6 +80,22 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
     if args.pids.is_empty() && args.command.is_empty() {
         bail!("nothing to trace: give --pid PID or -- CMD [ARGS...] (see wsltrace --help)");
     }
+    // As a shell does: a command that cannot be run is said so before tracing starts, with
+    // status 127 (not found) or 126 (not executable).
+    if let Some(program) = args.command.first()
+        && which::which(program).is_err()
+    {
+        let name = program.to_string_lossy();
+        let path = std::path::Path::new(program);
+        if name.contains('/') && path.is_file() {
+            eprintln!(
+                "wsltrace: error: {name}: not executable: chmod +x it, or run its interpreter"
+            );
+            return Ok(ExitCode::from(126));
+        }
+        eprintln!("wsltrace: error: {name}: command not found: check the name and PATH");
+        return Ok(ExitCode::from(127));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(trace(args))
 }
