@@ -48,3 +48,22 @@ fn a_command_that_cannot_run_is_named() {
     assert_eq!(out.status.code(), Some(126), "{}", out.stderr);
     assert!(out.stderr.contains("not executable"), "{}", out.stderr);
 }
+
+/// `wsltrace rules ID`: one rule in full (any case); a near miss is suggested.
+#[test]
+fn rules_explains_one_rule() {
+    let out = common::trace(&["rules", "address-in-use"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("ADDRESS-IN-USE: Address already in use\n"), "{}", out.stdout);
+    for part in ["\nWhen:\n  syscall = [\"bind\"]", "\nWhy:\n", "\nFix:\n", "\nReferences:\n"] {
+        assert!(out.stdout.contains(part), "{part:?} in\n{}", out.stdout);
+    }
+    let json = common::trace(&["rules", "ADDRESS-IN-USE", "--format", "json"]);
+    let rules: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    assert_eq!(rules.as_array().map(Vec::len), Some(1), "{}", json.stdout);
+    assert_eq!(rules[0]["id"], "ADDRESS-IN-USE");
+
+    let out = common::trace(&["rules", "ADRESS-IN-USE"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.contains("did you mean ADDRESS-IN-USE?"), "{}", out.stderr);
+}

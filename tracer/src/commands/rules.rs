@@ -35,9 +35,14 @@ Examples:
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = long_help(), after_help = "Examples:
   wsltrace rules                          the rules, one line each
+  wsltrace rules ADDRESS-IN-USE           one rule: why it fires, the fix, its evidence
   wsltrace rules --check my-rules.toml    validate a file for --rules
 (--help describes the rule format and every matcher)")]
 pub struct RulesArgs {
+    /// Explain this rule: when it fires, why, the fix and what it rests on
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
     /// Validate this rule file and report problems with their line numbers
     #[arg(long, value_name = "FILE")]
     pub check: Option<PathBuf>,
@@ -70,7 +75,25 @@ pub fn run(args: RulesArgs) -> Result<ExitCode> {
             }
         });
     }
-    let specs = rules::load(&args.rules).map_err(describe)?;
+    let mut specs = rules::load(&args.rules).map_err(describe)?;
+    if let Some(id) = &args.id {
+        let wanted = id.to_ascii_uppercase();
+        let Some(spec) = specs.iter().find(|r| r.id == wanted) else {
+            let hint = specs
+                .iter()
+                .map(|r| (strsim::levenshtein(&r.id, &wanted), r.id.as_str()))
+                .min()
+                .filter(|(distance, _)| *distance <= 4)
+                .map(|(_, id)| format!(" (did you mean {id}?)"))
+                .unwrap_or_default();
+            anyhow::bail!("no rule {id}{hint}: `wsltrace rules` lists them");
+        };
+        specs = vec![spec.clone()];
+        if args.format == Format::Text {
+            explain(&mut std::io::stdout().lock(), &specs[0])?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json => {
@@ -98,6 +121,41 @@ pub fn run(args: RulesArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `wsltrace rules ID`: one rule in full.
+fn explain(out: &mut impl std::io::Write, rule: &rules::RuleSpec) -> std::io::Result<()> {
+    let platforms: Vec<String> =
+        rule.platforms.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+    writeln!(out, "{}: {}", rule.id, one_paragraph(&rule.title))?;
+    writeln!(
+        out,
+        "severity {}, platforms {}, confidence {}{}",
+        rule.severity,
+        platforms.join(","),
+        format!("{:?}", rule.confidence).to_lowercase(),
+        rule.group.as_ref().map(|g| format!(", group {g}")).unwrap_or_default(),
+    )?;
+    // The conditions as the rule file writes them.
+    let when = toml::to_string(&rule.when).unwrap_or_default();
+    writeln!(out, "\nWhen:\n{}", indent(when.trim_end()))?;
+    if let Some(unless) = &rule.unless {
+        let unless = toml::to_string(unless).unwrap_or_default();
+        writeln!(out, "Unless:\n{}", indent(unless.trim_end()))?;
+    }
+    writeln!(out, "\nWhy:\n{}", indent(rule.explanation.trim_end()))?;
+    writeln!(out, "\nFix:\n{}", indent(rule.fix.trim_end()))?;
+    if !rule.references.is_empty() {
+        writeln!(out, "\nReferences:")?;
+        for reference in &rule.references {
+            writeln!(out, "  {reference}")?;
+        }
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Rule-file problems as one error (each on its own line, with file and line).
