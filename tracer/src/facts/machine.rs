@@ -19,7 +19,7 @@ pub struct Machine {
     pub privileges: Privileges,
     pub program_types: ProgramTypes,
     /// `syscalls:sys_enter_connect` exists (CONFIG_FTRACE_SYSCALLS); unknown while tracefs is
-    /// not mounted.
+    /// not mounted, or not readable (it is mode 0700: root only).
     pub syscall_tracepoints: Option<bool>,
     /// `net.ipv4.ip_unprivileged_port_start` in this network namespace (1024 by default).
     pub ip_unprivileged_port_start: Option<u32>,
@@ -107,10 +107,14 @@ pub fn observe() -> Machine {
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let mountinfo = read("/proc/self/mountinfo");
     let tracefs = tracefs(&mountinfo, &read("/proc/filesystems"));
-    let syscall_tracepoints = tracefs
-        .mounted_at
-        .as_ref()
-        .map(|root| Path::new(root).join("events/syscalls/sys_enter_connect").is_dir());
+    let syscall_tracepoints = tracefs.mounted_at.as_ref().and_then(|root| {
+        match std::fs::metadata(Path::new(root).join("events/syscalls/sys_enter_connect")) {
+            Ok(meta) => Some(meta.is_dir()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Some(false),
+            // Permission denied: tracefs is root's; what it holds is unknown, not absent.
+            Err(_) => None,
+        }
+    });
     let status = procfs::process::Process::myself().and_then(|p| p.status()).ok();
     let privileges = Privileges {
         uid: nix::unistd::getuid().as_raw(),

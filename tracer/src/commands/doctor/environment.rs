@@ -45,12 +45,18 @@ fn machine(m: &Machine) -> Vec<Check> {
             "run a kernel built with CONFIG_FTRACE=y and CONFIG_FTRACE_SYSCALLS=y",
         ),
     });
-    if m.syscall_tracepoints == Some(false) {
-        out.push(Check::fail(
+    match m.syscall_tracepoints {
+        Some(false) => out.push(Check::fail(
             "machine.syscall_tracepoints",
             "no syscalls:sys_enter_* tracepoints (CONFIG_FTRACE_SYSCALLS is off)",
             "run a kernel built with CONFIG_FTRACE_SYSCALLS=y",
-        ));
+        )),
+        None if m.tracefs.mounted_at.is_some() => out.push(Check::warn(
+            "machine.syscall_tracepoints",
+            "syscall tracepoints not checked: tracefs can be read by root only",
+            "run `sudo wsltrace doctor`",
+        )),
+        Some(true) | None => {}
     }
     let caps = if m.privileges.capabilities.is_empty() {
         "no relevant capabilities".to_owned()

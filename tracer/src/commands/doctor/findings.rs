@@ -128,7 +128,10 @@ pub fn checks(process: &Process, mounts: &BTreeMap<String, Mount>) -> Vec<Check>
     out
 }
 
-/// Ports (per protocol) whose every listening address is a loopback one.
+/// Ports (per protocol) whose every listening address is a loopback one. Listening on
+/// 127.0.0.1 is what a local service should do (and WSL2's relay forwards it to Windows): said,
+/// not warned about. Listening on ::1 alone is the classic trap: clients of 127.0.0.1 are
+/// refused.
 fn loopback_only(listening: &[Listener]) -> Vec<Check> {
     let mut by_port: BTreeMap<(&str, u16), Vec<IpAddr>> = BTreeMap::new();
     for l in listening {
@@ -141,21 +144,17 @@ fn loopback_only(listening: &[Listener]) -> Vec<Check> {
             let v4 = ips.iter().any(IpAddr::is_ipv4);
             let v6 = ips.iter().any(IpAddr::is_ipv6);
             let shown: Vec<String> = ips.iter().map(ToString::to_string).collect();
-            let (summary, fix) = match (v4, v6) {
-                (true, false) => (
-                    format!("{proto} port {port} listens only on {}: reachable only from inside this network namespace, not from other hosts, containers or namespaces", shown.join(", ")),
-                    format!("bind 0.0.0.0:{port} (every IPv4 address), [::]:{port} (every address, dual-stack) or the address clients use"),
-                ),
-                (false, true) => (
+            match (v4, v6) {
+                (false, true) => Check::warn(
+                    "process.loopback_only",
                     format!("{proto} port {port} listens only on {}: clients that use 127.0.0.1 (or resolve localhost to it) are refused, and nothing outside this namespace can connect", shown.join(", ")),
                     format!("also listen on 127.0.0.1:{port}, or on [::]:{port} with IPV6_V6ONLY off (dual-stack)"),
                 ),
-                _ => (
-                    format!("{proto} port {port} listens only on loopback ({}): nothing outside this network namespace can connect", shown.join(", ")),
-                    format!("bind [::]:{port} (dual-stack) or 0.0.0.0:{port} to accept connections from elsewhere"),
+                _ => Check::ok(
+                    "process.loopback_only",
+                    format!("{proto} port {port} listens on loopback only ({}): local clients only, as a local service should (bind 0.0.0.0 or [::] to be reached from elsewhere)", shown.join(", ")),
                 ),
-            };
-            Check::warn("process.loopback_only", summary, fix)
+            }
         })
         .collect()
 }
@@ -230,13 +229,16 @@ mod tests {
         ]);
         let found = checks(&p, &BTreeMap::new());
         assert_eq!(ids(&found), ["process.loopback_only", "process.loopback_only"]);
+        // 127.0.0.1 only is normal for a local service: said, not warned about.
         assert!(
-            found[0].summary.starts_with("TCP port 8080 listens only on 127.0.0.1"),
+            found[0].summary.starts_with("TCP port 8080 listens on loopback only (127.0.0.1)"),
             "{}",
             found[0].summary
         );
+        assert_eq!((found[0].verdict, found[0].fix.is_none()), (Verdict::Ok, true));
+        // ::1 only: IPv4 clients of "localhost" are refused.
         assert!(found[1].summary.contains("UDP port 5353 listens only on ::1"));
-        assert!(found.iter().all(|c| c.verdict == Verdict::Warn && c.fix.is_some()));
+        assert_eq!((found[1].verdict, found[1].fix.is_some()), (Verdict::Warn, true));
         // 127.0.0.1 and ::1 together: still loopback only.
         let both = process(vec![
             inet("IPPROTO_TCP", "LISTEN", LO4, 80),
@@ -244,7 +246,8 @@ mod tests {
         ]);
         let c = checks(&both, &BTreeMap::new());
         assert_eq!(c.len(), 1);
-        assert!(c[0].summary.contains("loopback (127.0.0.1, ::1)"));
+        assert!(c[0].summary.contains("loopback only (127.0.0.1, ::1)"));
+        assert_eq!(c[0].verdict, Verdict::Ok);
     }
 
     #[test]
