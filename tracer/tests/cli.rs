@@ -67,3 +67,41 @@ fn rules_explains_one_rule() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.contains("did you mean ADDRESS-IN-USE?"), "{}", out.stderr);
 }
+
+/// `out=$(wsltrace -- true)` returns when wsltrace exits: nothing it leaves behind (the child
+/// that drops the last references to the kernel programs, which takes a second or two) holds
+/// its stdout or stderr open.
+#[test]
+fn no_process_holds_the_output_after_exit() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let mut child = common::wsltrace()
+        .args(["--", "true"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run wsltrace");
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let inode = |fd: &dyn std::os::fd::AsRawFd| {
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("fstat").ino()
+    };
+    let pipes = [format!("pipe:[{}]", inode(&out)), format!("pipe:[{}]", inode(&err))];
+    assert!(child.wait().expect("wait").success());
+    let me = std::process::id().to_string();
+    let mut holders = Vec::new();
+    for proc in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = proc.file_name().to_string_lossy().into_owned();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if pipes.iter().any(|p| target.as_os_str() == p.as_str()) {
+                holders.push(pid.clone());
+            }
+        }
+    }
+    assert!(holders.is_empty(), "processes {holders:?} still hold wsltrace's output");
+}

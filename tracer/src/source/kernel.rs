@@ -165,7 +165,9 @@ impl Kernel {
         if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
             // SAFETY: raw syscalls in the forked child, see above.
             unsafe {
-                libc::close_range(3, u32::MAX, 0);
+                // stdin, stdout and stderr too: a reader of our pipes must see them close when
+                // we exit, not when the last reference is dropped.
+                libc::close_range(0, u32::MAX, 0);
                 libc::_exit(0);
             }
         }
