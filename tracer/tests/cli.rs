@@ -105,3 +105,18 @@ fn no_process_holds_the_output_after_exit() {
     }
     assert!(holders.is_empty(), "processes {holders:?} still hold wsltrace's output");
 }
+
+/// `wsltrace --format json -- CMD | jq .`: the trace has stdout to itself when it goes to a
+/// pipe; the command's own output goes to stderr.
+#[test]
+fn the_command_writes_to_stderr_when_the_trace_has_stdout() {
+    let script =
+        format!("echo hello-from-the-command; {} demo --untraced refused", common::WSLTRACE);
+    let out = common::trace(&["--format", "json", "--", "sh", "-c", &script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    // Every stdout line is a record (parse_records panics on any other line)...
+    let records = out.records();
+    assert!(records.iter().any(|r| r["errno"] == "ECONNREFUSED"), "{}", out.stdout);
+    // ...and the command's line is on stderr.
+    assert!(out.stderr.contains("hello-from-the-command\n"), "{}", out.stderr);
+}

@@ -1,7 +1,7 @@
 //! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`. Wiring only: the live source
 //! (`source::live`) runs through the pipeline in `pipeline::run`, as recordings do.
 
-use std::{ffi::OsString, process::ExitCode, time::Duration};
+use std::{ffi::OsString, os::fd::AsFd as _, process::ExitCode, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -51,7 +51,8 @@ pub struct TraceArgs {
     #[arg(long, help_heading = "What to trace")]
     pub no_snapshot: bool,
 
-    /// Run this command and trace it from its very first syscall
+    /// Run this command and trace it from its very first syscall. When the trace goes to a pipe
+    /// or a file, the command's own output goes to stderr, so the trace stream stays clean
     #[arg(last = true, value_name = "CMD", help_heading = "What to trace")]
     pub command: Vec<OsString>,
 
@@ -194,10 +195,21 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let launched = match args.command.is_empty() {
         true => None,
         false => {
-            let mut launched = match &emulation {
-                Some(e) => launch::spawn_with(&args.command, |command| e.prepare(command))?,
-                None => launch::spawn(&args.command)?,
+            // The trace has stdout to itself when it goes to a pipe or a file: the command
+            // writes its own output to stderr then (as under strace, the other way round).
+            let own_stdout = sinks::stdout_carries_the_trace();
+            let stderr = match own_stdout {
+                true => Some(std::io::stderr().as_fd().try_clone_to_owned()?),
+                false => None,
             };
+            let mut launched = launch::spawn_with(&args.command, |command| {
+                if let Some(stderr) = stderr {
+                    command.stdout(std::process::Stdio::from(stderr));
+                }
+                if let Some(e) = &emulation {
+                    e.prepare(command);
+                }
+            })?;
             emulation.iter_mut().try_for_each(Emulation::spawned)?;
             kernel.trace(launched.pid)?;
             launched.release()?;

@@ -123,6 +123,13 @@ pub fn terminal(output: &OutputArgs, quiet: bool) -> Sinks {
     sinks
 }
 
+/// The trace is written to a pipe or a file on stdout (`wsltrace --format json -- CMD | jq`):
+/// the command's own output must not go there, or it mixes into the trace.
+pub fn stdout_carries_the_trace() -> bool {
+    use std::io::IsTerminal as _;
+    !io::stdout().is_terminal() && !stdout_is_dev_null()
+}
+
 fn stdout_is_dev_null() -> bool {
     use nix::sys::stat::{SFlag, fstat, stat};
     let (Ok(out), Ok(null)) = (fstat(io::stdout()), stat("/dev/null")) else { return false };

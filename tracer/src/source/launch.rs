@@ -31,13 +31,8 @@ pub struct Launched {
     gate: OwnedFd,
 }
 
-/// Starts `cmd` stopped at the gate.
-pub fn spawn(cmd: &[OsString]) -> Result<Launched> {
-    spawn_with(cmd, |_| {})
-}
-
-/// [`spawn`], letting the caller adjust the child's set-up first (emulation adds `pre_exec`
-/// hooks that move it into a cgroup).
+/// Starts `cmd` stopped at the gate, letting the caller adjust the child's set-up first (its
+/// stdout; emulation adds `pre_exec` hooks that move it into a cgroup).
 pub fn spawn_with(
     cmd: &[OsString],
     prepare: impl FnOnce(&mut tokio::process::Command),
