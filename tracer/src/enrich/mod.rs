@@ -5,7 +5,10 @@ pub mod cgroups;
 pub mod fds;
 pub mod sockets;
 
-use crate::{event::Event, facts::namespaces};
+use crate::{
+    event::{Event, SocketError},
+    facts::namespaces,
+};
 
 pub use fds::{FdTable, SocketLookup};
 
@@ -42,6 +45,25 @@ impl Enricher {
             }
         }
         self.fds.apply(ev);
+    }
+
+    /// What the errored socket is and the connect it follows, from the fd table (a recording
+    /// carries them already); live, the process's namespaces too.
+    pub fn socket_error(&mut self, error: &mut SocketError) {
+        if error.sock.is_none() {
+            error.sock = self.fds.socket(error.pid, error.fd);
+        }
+        if error.connect.is_none() {
+            error.connect = self.fds.connecting(error.pid, error.fd);
+        }
+        if error.comm.is_empty()
+            && let Some(comm) = self.fds.comm(error.pid)
+        {
+            error.comm = comm.to_owned();
+        }
+        if let Some((_, namespaces)) = &mut self.live {
+            error.ns = namespaces.of(error.pid);
+        }
     }
 
     pub fn fork(&mut self, parent: u32, child: u32) {

@@ -53,6 +53,11 @@ impl Sink for Quiet {
                 self.shown.insert(ev.pid);
                 self.sink.write(record)
             }
+            // A socket error is a failure the program may never report: always shown.
+            RecordRef::SocketError(error) => {
+                self.shown.insert(error.pid);
+                self.sink.write(record)
+            }
             RecordRef::Exit(exit) if !self.shown.remove(&exit.pid) => Ok(()),
             _ => self.sink.write(record),
         }

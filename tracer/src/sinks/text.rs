@@ -14,6 +14,7 @@ use tracer_common::Syscall;
 use super::Sink;
 use crate::event::{
     Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
+    SocketError,
     Snapshot, SockAddr, SocketInfo,
 };
 
@@ -197,6 +198,26 @@ impl<W: Write> TextSink<W> {
         self.styled(DIM, &text);
     }
 
+    /// `5<TCP:?->127.0.0.1:9> +++ socket error ECONNREFUSED (Connection refused) +++`, then
+    /// the findings of the failed connect.
+    fn socket_error(&mut self, error: &SocketError) {
+        self.time(error.ts);
+        self.styled_fmt(DIM, format_args!("{}[{}/{}]", error.comm, error.pid, error.tid));
+        let _ = write!(self.line, " {}", error.fd);
+        if let Some(sock) = &error.sock {
+            let _ = write!(self.line, "<{}>", sock_tag(sock));
+        }
+        self.line.push(' ');
+        let (name, message) = (error.error.name(), error.error.message());
+        self.styled_fmt(ERROR, format_args!("+++ socket error {name} ({message}) +++"));
+        if !error.anomalies.is_empty() {
+            let connect = error.as_failed_connect();
+            for finding in &error.anomalies {
+                self.finding(&connect, finding);
+            }
+        }
+    }
+
     /// A header line, then one indented line per socket, as lsof lists them.
     fn snapshot(&mut self, snap: &Snapshot) {
         self.time(snap.ts);
@@ -223,6 +244,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Loss(loss) => self.loss(loss),
             RecordRef::Exit(exit) => self.exit(exit),
             RecordRef::Snapshot(snap) => self.snapshot(snap),
+            RecordRef::SocketError(error) => self.socket_error(error),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())

@@ -3,7 +3,10 @@
 use std::mem::size_of;
 
 use thiserror::Error;
-use tracer_common::{Header, ProcessRecord, RecordKind, SyscallRecord, record::RECORD_VERSION};
+use tracer_common::{
+    Header, ProcessRecord, RecordKind, SyscallRecord,
+    record::{RECORD_VERSION, SocketErrorRecord},
+};
 
 #[expect(
     clippy::large_enum_variant,
@@ -13,6 +16,7 @@ pub enum Record {
     Syscall(SyscallRecord),
     Fork(ProcessRecord),
     Exit(ProcessRecord),
+    SocketError(SocketErrorRecord),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -43,6 +47,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
         Some(RecordKind::Syscall) => read(bytes).map(Record::Syscall),
         Some(RecordKind::ProcessFork) => read(bytes).map(Record::Fork),
         Some(RecordKind::ProcessExit) => read(bytes).map(Record::Exit),
+        Some(RecordKind::SocketError) => read(bytes).map(Record::SocketError),
         None => Err(RecordError::Kind(header.kind)),
     }
 }
