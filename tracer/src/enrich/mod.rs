@@ -5,8 +5,10 @@ pub mod cgroups;
 pub mod fds;
 pub mod sockets;
 
+use std::collections::HashMap;
+
 use crate::{
-    event::{Event, SocketError},
+    event::{Event, Namespaces, SocketError},
     facts::namespaces,
 };
 
@@ -16,6 +18,9 @@ pub struct Enricher {
     /// Live only: a recording holds what the machine that made it knew.
     live: Option<(cgroups::CgroupPaths, namespaces::ProcNamespaces)>,
     pub fds: FdTable,
+    /// Each process's namespaces as of its last event: what a socket error, reported where
+    /// the process is not the current task (and maybe after it exited), is judged in.
+    last_ns: HashMap<u32, Namespaces>,
 }
 
 impl Enricher {
@@ -24,13 +29,18 @@ impl Enricher {
         Enricher {
             live: Some((cgroups::CgroupPaths::discover(), namespaces::ProcNamespaces::default())),
             fds: FdTable::new(lookup),
+            last_ns: HashMap::new(),
         }
     }
 
     /// For a recording: nothing is looked up on this machine; the fd table replays the calls
     /// so that the knowledge base sees what the traced processes held, call by call.
     pub fn offline() -> Self {
-        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)) }
+        Enricher {
+            live: None,
+            fds: FdTable::new(Box::new(fds::NoLookup)),
+            last_ns: HashMap::new(),
+        }
     }
 
     pub fn event(&mut self, ev: &mut Event) {
@@ -43,6 +53,9 @@ impl Enricher {
             if ev.ns.is_none() {
                 ev.ns = namespaces.of(ev.pid);
             }
+        }
+        if let Some(ns) = ev.ns {
+            self.last_ns.insert(ev.pid, ns);
         }
         self.fds.apply(ev);
     }
@@ -61,7 +74,10 @@ impl Enricher {
         {
             error.comm = comm.to_owned();
         }
-        if let Some((_, namespaces)) = &mut self.live {
+        error.ns = self.last_ns.get(&error.pid).copied();
+        if error.ns.is_none()
+            && let Some((_, namespaces)) = &mut self.live
+        {
             error.ns = namespaces.of(error.pid);
         }
     }
@@ -72,6 +88,7 @@ impl Enricher {
 
     pub fn exit(&mut self, pid: u32) {
         self.fds.exit(pid);
+        self.last_ns.remove(&pid);
         if let Some((_, namespaces)) = &mut self.live {
             namespaces.forget(pid);
         }
