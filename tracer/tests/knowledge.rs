@@ -792,13 +792,18 @@ fn socket_errors_no_call_asks_for() {
 /// context, where the current task is not the client), is one.
 #[test]
 fn socket_errors_of_blocking_connects_and_resets() {
-    let refused = trace_client(&[], &[
-        python().to_owned(),
-        "-c".to_owned(),
-        "import socket\ntry: socket.create_connection(('127.0.0.1', 9))\nexcept OSError: pass"
-            .to_owned(),
-    ]);
-    assert!(refused.events().iter().any(|e| e["syscall"] == "connect" && e["errno"] == "ECONNREFUSED"));
+    let refused = trace_client(
+        &[],
+        &[
+            python().to_owned(),
+            "-c".to_owned(),
+            "import socket\ntry: socket.create_connection(('127.0.0.1', 9))\nexcept OSError: pass"
+                .to_owned(),
+        ],
+    );
+    assert!(
+        refused.events().iter().any(|e| e["syscall"] == "connect" && e["errno"] == "ECONNREFUSED")
+    );
     assert!(socket_errors(&refused).is_empty(), "{}", refused.stdout);
 
     // The server resets the connection it accepts (SO_LINGER 0), untraced.

@@ -36,11 +36,7 @@ impl Enricher {
     /// For a recording: nothing is looked up on this machine; the fd table replays the calls
     /// so that the knowledge base sees what the traced processes held, call by call.
     pub fn offline() -> Self {
-        Enricher {
-            live: None,
-            fds: FdTable::new(Box::new(fds::NoLookup)),
-            last_ns: HashMap::new(),
-        }
+        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)), last_ns: HashMap::new() }
     }
 
     pub fn event(&mut self, ev: &mut Event) {

@@ -14,8 +14,7 @@ use tracer_common::Syscall;
 use super::Sink;
 use crate::event::{
     Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
-    SocketError,
-    Snapshot, SockAddr, SocketInfo,
+    Snapshot, SockAddr, SocketError, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -483,6 +482,32 @@ mod tests {
         assert_eq!(
             line(&event(Syscall::Connect, args, -111)),
             "00:00:00.104512 server[4242/4251] connect(7, {AF_INET, 127.0.0.1:8080}, 16) = -1 ECONNREFUSED (Connection refused) <31us>\n"
+        );
+    }
+
+    /// A socket error: the fd as strace -yy shows it, the error, the connect's finding.
+    #[test]
+    fn socket_errors_read_like_strace_signals() {
+        let ev = event(Syscall::Connect, Args::default(), 0);
+        let error = SocketError {
+            ts: ev.ts,
+            ts_ns: 2,
+            pid: 4242,
+            tid: 4251,
+            comm: "client".into(),
+            fd: 5,
+            sock: None,
+            error: crate::decode::errno::Errno(111),
+            connect: None,
+            ns: None,
+            anomalies: Vec::new(),
+        };
+        let mut sink = TextSink::new(Vec::new(), false, Some(1));
+        sink.tz = FixedOffset::east_opt(0).unwrap();
+        sink.write(RecordRef::SocketError(&error)).unwrap();
+        assert_eq!(
+            String::from_utf8(sink.out).unwrap(),
+            "00:00:00.104512 client[4242/4251] 5 +++ socket error ECONNREFUSED (Connection refused) +++\n"
         );
     }
 

@@ -81,6 +81,25 @@ mod tests {
     }
 
     #[test]
+    fn parses_socket_errors() {
+        let rec = SocketErrorRecord {
+            header: Header::new(RecordKind::SocketError),
+            ts_ns: 9,
+            connect_ns: 8,
+            tgid: 77,
+            tid: 78,
+            fd: 5,
+            error: 111,
+        };
+        let Ok(Record::SocketError(rec)) = parse(&bytes_of(&rec)) else { panic!() };
+        assert_eq!((rec.tgid, rec.tid, rec.fd, rec.error), (77, 78, 5, 111));
+        // The kind with a process record's size: too short.
+        let mut short = exit_record();
+        short.header.kind = RecordKind::SocketError as u16;
+        assert!(parse(&bytes_of(&short)[..32]).is_err());
+    }
+
+    #[test]
     fn rejects_short_unknown_and_newer_records() {
         assert_eq!(parse(&[1, 0]).err(), Some(RecordError::Short(2)));
         let mut rec = exit_record();

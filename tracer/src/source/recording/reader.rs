@@ -326,6 +326,7 @@ mod tests {
                 Record::Event(_) => "event",
                 Record::Loss(_) => "loss",
                 Record::Exit(_) => "exit",
+                Record::SocketError(_) => "socket_error",
                 Record::Footer(_) => "footer",
             });
         }
