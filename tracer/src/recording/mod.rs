@@ -137,7 +137,7 @@ pub enum Record {
     Event(Box<Event>),
     Loss(Loss),
     Exit(ProcessExit),
-    SocketError(SocketError),
+    SocketError(Box<SocketError>),
     Footer(Footer),
 }
 

@@ -53,7 +53,7 @@ impl Sink for Quiet {
                 self.shown.insert(ev.pid);
                 self.sink.write(record)
             }
-            // A socket error is a failure the program may never report: always shown.
+            RecordRef::SocketError(error) if error.anomalies.is_empty() => Ok(()),
             RecordRef::SocketError(error) => {
                 self.shown.insert(error.pid);
                 self.sink.write(record)
