@@ -12,6 +12,9 @@ pub const MAP_PENDING: &str = "PENDING";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `Array<u64>` of [`ErrnoSet::WORDS`] words: the `--errno` set as a bitmap (bit n = errno n).
 pub const MAP_ERRNOS: &str = "ERRNOS";
+/// `LruHashMap<u64 struct sock *, SocketOwner>`: sockets traced threads connect, filled at
+/// connect entry, dropped at close, for the socket errors the kernel reports on them.
+pub const MAP_SOCKETS: &str = "SOCKETS";
 
 /// Default ring buffer size in bytes (a power of two): about 20,000 syscall records.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
@@ -19,6 +22,9 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 pub const MAX_TRACED: u32 = 16384;
 /// Maximum number of threads inside a traced syscall at once.
 pub const MAX_IN_FLIGHT: u32 = 16384;
+/// Maximum number of connected sockets whose errors are attributed (the least recently
+/// connected are forgotten first).
+pub const MAX_SOCKETS: u32 = 16384;
 
 /// Per-CPU counters kept by the kernel programs.
 #[repr(u32)]

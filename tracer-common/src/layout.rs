@@ -67,9 +67,15 @@ pub struct KernelLayout {
     pub regs_orig_ax: u32,
     pub regs_cs: u32,
     pub regs_ss: u32,
+    /// What attributes a socket error to an fd (each 0 when this kernel lacks it):
+    /// `file.private_data` (the `struct socket *` of a socket file), `socket.sk` and
+    /// `sock.sk_err`.
+    pub file_private: u32,
+    pub socket_sk: u32,
+    pub sock_err: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 156);
+const _: () = assert!(size_of::<KernelLayout>() == 168);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -108,6 +114,9 @@ impl KernelLayout {
         regs_orig_ax: 0,
         regs_cs: 0,
         regs_ss: 0,
+        file_private: 0,
+        socket_sk: 0,
+        sock_err: 0,
     };
 }
 

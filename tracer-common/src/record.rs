@@ -16,6 +16,7 @@ pub enum RecordKind {
     Syscall = 1,
     ProcessFork = 2,
     ProcessExit = 3,
+    SocketError = 4,
 }
 
 impl RecordKind {
@@ -24,6 +25,7 @@ impl RecordKind {
             1 => Some(RecordKind::Syscall),
             2 => Some(RecordKind::ProcessFork),
             3 => Some(RecordKind::ProcessExit),
+            4 => Some(RecordKind::SocketError),
             _ => None,
         }
     }
@@ -203,6 +205,45 @@ impl ProcessRecord {
     pub const STATUS_KNOWN: u32 = 1;
 }
 
+/// A socket error the kernel reported (`sock:inet_sk_error_report`, in softirq context) on a
+/// socket a traced thread connected: the outcome of a connect the program never asked for
+/// (ECONNREFUSED, ETIMEDOUT...) or a later failure of the connection (ECONNRESET...).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SocketErrorRecord {
+    pub header: Header,
+    /// Kernel time (CLOCK_MONOTONIC) of the report.
+    pub ts_ns: u64,
+    /// `ts_ns` of the connect that taught the programs the socket (its entry).
+    pub connect_ns: u64,
+    /// The thread that connected, and its fd.
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    /// `sk->sk_err`: the error, a positive errno.
+    pub error: u32,
+}
+
+const _: () = assert!(size_of::<SocketErrorRecord>() == 40);
+
+/// What the programs know of a socket a traced thread connected, by its kernel address
+/// (`struct sock *`): who connected it, and an error reported while that connect was still in
+/// the kernel (kept for its exit, which alone knows whether the call itself returns it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOwner {
+    pub connect_ns: u64,
+    /// When `error` was reported; 0 with it.
+    pub error_ns: u64,
+    pub tgid: u32,
+    pub tid: u32,
+    pub fd: u32,
+    /// An error reported during the connect, not yet emitted; 0 for none.
+    pub error: u32,
+}
+
+const _: () = assert!(size_of::<SocketOwner>() == 32);
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding (checked by the size assertions) and
@@ -212,4 +253,8 @@ mod pod {
     unsafe impl aya::Pod for super::PendingCall {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProcessRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SocketErrorRecord {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SocketOwner {}
 }

@@ -7,8 +7,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     PendingCall,
-    config::{COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_TRACED},
+    config::{
+        COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_SOCKETS,
+        MAX_TRACED,
+    },
     layout::KernelLayout,
+    record::SocketOwner,
 };
 
 #[map]
@@ -19,6 +23,9 @@ pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+
+#[map]
+pub static SOCKETS: LruHashMap<u64, SocketOwner> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -72,4 +79,10 @@ pub fn count(counter: Counter) {
         // each other on it.
         unsafe { *slot += 1 };
     }
+}
+
+/// Whether `errno` is in the `--errno` set.
+#[inline(always)]
+pub fn errno_selected(errno: u32) -> bool {
+    errno != 0 && ERRNOS.get(errno / 64).is_some_and(|word| word & (1 << (errno % 64)) != 0)
 }

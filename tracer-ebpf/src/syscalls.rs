@@ -23,10 +23,11 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, ERRNOS, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, is_traced,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, errno_selected, is_traced,
         traced_since,
     },
     output::wakeup_flags,
+    sockets,
     store::{put, put_all},
     task::{fd_is_socket, namespaces, saved_args, start_time, under_seccomp},
 };
@@ -82,6 +83,13 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     let ts_ns = unsafe { bpf_ktime_get_ns() };
     let arg = |i: usize| if i < syscall.nargs() { read_ctx(ctx, ARGS_OFFSET + 8 * i) } else { 0 };
     let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
+    // The socket's errors are attributed to this fd from now on (a refusal on loopback is
+    // reported before the connect even returns) until it is closed.
+    match syscall {
+        Syscall::Connect => sockets::connecting(pid_tgid, args[0], ts_ns),
+        Syscall::Close => sockets::closing(args[0]),
+        _ => {}
+    }
     // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
     // overwrites it with the result's size.
     let offered = match syscall.capture() {
@@ -145,8 +153,7 @@ fn keep(syscall: Syscall, ret: i64, call: Option<&PendingCall>) -> bool {
     if !errno_filter {
         return true;
     }
-    let errno = outcome.errno;
-    errno != 0 && ERRNOS.get(errno / 64).is_some_and(|word| word & (1 << (errno % 64)) != 0)
+    errno_selected(outcome.errno)
 }
 
 /// The int a successful getsockopt(SOL_SOCKET, SO_ERROR) wrote back: the socket's pending
@@ -182,6 +189,10 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     if let Some(flags) = verdict(syscall, ret, Some(unsafe { &*call })) {
         // SAFETY: as above.
         emit_call(syscall, pid_tgid, ret, flags, Some(unsafe { &mut *call }));
+    }
+    if syscall == Syscall::Connect {
+        // SAFETY: as above.
+        sockets::connected(unsafe { (*call).args[0] }, ret);
     }
     // SAFETY: as above.
     unsafe { (*call).syscall = PendingCall::NONE };

@@ -15,6 +15,30 @@ fn read<T: Copy>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// The `struct file *` at `fd` in the current process (0 for a closed or out of range fd);
+/// `None` when the fd table cannot be read.
+#[inline(always)]
+fn fd_file(l: &KernelLayout, fd: u64) -> Option<u64> {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task + u64::from(l.task_files))?;
+    let fdt: u64 = read(files + u64::from(l.files_fdt))?;
+    let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
+    if fd >= u64::from(max_fds) {
+        return Some(0);
+    }
+    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
+    read(fd_array + fd * 8)
+}
+
+/// Whether the open file at `file` is a socket.
+#[inline(always)]
+fn is_socket(l: &KernelLayout, file: u64) -> Option<bool> {
+    let inode: u64 = read(file + u64::from(l.file_inode))?;
+    let mode: u16 = read(inode + u64::from(l.inode_mode))?;
+    Some(mode & S_IFMT == S_IFSOCK)
+}
+
 /// Whether `fd` is an open socket of the current process; `None` when the layout is unknown.
 #[inline(always)]
 pub fn fd_is_socket(fd: u64) -> Option<bool> {
@@ -22,22 +46,37 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     if l.resolved == 0 {
         return None;
     }
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task + u64::from(l.task_files))?;
-    let fdt: u64 = read(files + u64::from(l.files_fdt))?;
-    let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
-    if fd >= u64::from(max_fds) {
-        return Some(false);
+    match fd_file(&l, fd)? {
+        0 => Some(false),
+        file => is_socket(&l, file),
     }
-    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
-    let file: u64 = read(fd_array + fd * 8)?;
-    if file == 0 {
-        return Some(false);
+}
+
+/// The kernel address of the `struct sock` behind socket `fd` of the current process
+/// (fd -> file -> private_data (`struct socket`) -> sk); `None` when `fd` is no socket or the
+/// layout lacks the offsets.
+#[inline(always)]
+pub fn fd_sock(fd: u64) -> Option<u64> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.file_private == 0 || l.socket_sk == 0 {
+        return None;
     }
-    let inode: u64 = read(file + u64::from(l.file_inode))?;
-    let mode: u16 = read(inode + u64::from(l.inode_mode))?;
-    Some(mode & S_IFMT == S_IFSOCK)
+    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
+    if is_socket(&l, file) != Some(true) {
+        return None;
+    }
+    let socket: u64 = read(file + u64::from(l.file_private)).filter(|&s| s != 0)?;
+    read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
+}
+
+/// `sk->sk_err` of the socket at `sk`: the error being reported, a positive errno.
+#[inline(always)]
+pub fn sock_error(sk: u64) -> Option<u32> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.sock_err == 0 {
+        return None;
+    }
+    read::<i32>(sk + u64::from(l.sock_err)).filter(|&e| e > 0).map(|e| e as u32)
 }
 
 /// The current task's exit status (`task_struct.exit_code`, as wait(2) reports it), once

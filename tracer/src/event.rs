@@ -244,6 +244,78 @@ pub struct Snapshot {
     pub sockets: Vec<SocketInfo>,
 }
 
+/// A socket error the kernel reported on a socket a traced thread connected, without any call
+/// asking for it (the program only polls, reads or writes): a refused or timed-out connect, a
+/// reset. Judged as the failure of the connect it follows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SocketError {
+    /// Wall-clock time of the report.
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    /// Kernel monotonic time of the report.
+    pub ts_ns: u64,
+    /// The process and thread that connected the socket.
+    pub pid: u32,
+    pub tid: u32,
+    /// The process's command, as of its last event (empty when none was seen).
+    #[serde(default)]
+    pub comm: String,
+    /// The fd the socket was connected through.
+    pub fd: i32,
+    /// What the fd is, from the fd table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketInfo>,
+    /// The error (`sk_err`).
+    pub error: Errno,
+    /// The connect it follows: its destination and when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<PendingConnect>,
+    /// The process's namespaces, for the knowledge base (not written out).
+    #[serde(skip)]
+    pub ns: Option<Namespaces>,
+    /// Knowledge-base rules the failed connect matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Finding>,
+}
+
+impl SocketError {
+    /// The error seen as the connect on `fd` failing with it: what the filters and the rules
+    /// judge (the same rules as a blocking connect that fails).
+    pub fn as_failed_connect(&self) -> Event {
+        let addr = self
+            .connect
+            .as_ref()
+            .map(|c| c.addr.clone())
+            .or_else(|| self.sock.as_ref().and_then(|s| s.peer.clone()));
+        let ret = -i64::from(self.error.0);
+        Event {
+            ts: self.ts,
+            ts_ns: self.ts_ns,
+            pid: self.pid,
+            tid: self.tid,
+            comm: self.comm.clone(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            syscall: Syscall::Connect,
+            args: Args { fd: Some(self.fd), addr, ..Args::default() },
+            ret,
+            errno: Some(self.error),
+            duration_ns: None,
+            in_flight_at_attach: false,
+            async_error: None,
+            connect: None,
+            refused_by: None,
+            ns: self.ns,
+            cgroup: None,
+            sock: self.sock.clone(),
+            cap_effective: None,
+            context_only: false,
+            anomalies: self.anomalies.clone(),
+        }
+    }
+}
+
 /// One line of the JSON stream.
 #[derive(Clone, Copy, Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -252,6 +324,7 @@ pub enum RecordRef<'a> {
     Loss(&'a Loss),
     Exit(&'a ProcessExit),
     Snapshot(&'a Snapshot),
+    SocketError(&'a SocketError),
 }
 
 /// Decoded arguments; absent keys do not apply to the syscall.

@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 use crate::{
     detect::Detector,
     enrich::Enricher,
-    event::{Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
+    event::{Event, Finding, Loss, ProcessExit, RecordRef, Severity, Snapshot, SocketError},
     facts::Facts,
     filter::Filter,
     recording::Header,
@@ -32,6 +32,7 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
             }
             Record::Snapshot(snap) => pipeline.snapshot(&snap),
             Record::Event(mut ev) => pipeline.event(&mut ev),
+            Record::SocketError(mut error) => pipeline.socket_error(&mut error),
             Record::Loss(loss) => pipeline.loss(&loss),
             Record::Exit(exit) => pipeline.exit(&exit),
             Record::Fork { parent, child } => {
@@ -70,10 +71,24 @@ pub struct Stats {
     pub events: u64,
     pub lost: u64,
     pub in_flight_at_attach: u64,
+    /// Socket errors no call asked for, shown.
+    pub socket_errors: u64,
     /// Events the userspace filters dropped.
     pub filtered: u64,
     /// rule id -> (severity, title, occurrences), over the events shown.
     pub findings: BTreeMap<String, (Severity, String, u64)>,
+}
+
+impl Stats {
+    fn count_findings(&mut self, findings: &[Finding]) {
+        for finding in findings {
+            let entry = self
+                .findings
+                .entry(finding.id.clone())
+                .or_insert_with(|| (finding.severity, finding.title.clone(), 0));
+            entry.2 += 1;
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -146,15 +161,30 @@ impl Pipeline {
         self.stats.events += 1;
         self.shown.insert(ev.pid);
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
-        for finding in &ev.anomalies {
-            let entry = self
-                .stats
-                .findings
-                .entry(finding.id.clone())
-                .or_insert_with(|| (finding.severity, finding.title.clone(), 0));
-            entry.2 += 1;
-        }
+        self.stats.count_findings(&ev.anomalies);
         self.sinks.write(RecordRef::Event(ev))
+    }
+
+    /// A socket error no call asked for: described from the fd table, then judged and
+    /// filtered as the failure of the connect it follows.
+    pub fn socket_error(&mut self, error: &mut SocketError) -> io::Result<()> {
+        if self.filter.needs_start() {
+            self.filter.set_start(error.ts);
+        }
+        self.enricher.socket_error(error);
+        let mut connect = error.as_failed_connect();
+        if let Some(detector) = &mut self.detector {
+            detector.judge_failed_connect(&mut connect, &self.enricher.fds);
+            error.anomalies = connect.anomalies.clone();
+        }
+        if !self.filter.event(&connect) {
+            self.stats.filtered += 1;
+            return Ok(());
+        }
+        self.stats.socket_errors += 1;
+        self.shown.insert(error.pid);
+        self.stats.count_findings(&error.anomalies);
+        self.sinks.write(RecordRef::SocketError(error))
     }
 
     pub fn loss(&mut self, loss: &Loss) -> io::Result<()> {
@@ -217,8 +247,11 @@ impl Pipeline {
 
     /// The last line of every trace.
     pub fn summary(&self) -> String {
-        let Stats { events, lost, in_flight_at_attach, filtered, .. } = &self.stats;
+        let Stats { events, lost, in_flight_at_attach, filtered, socket_errors, .. } = &self.stats;
         let mut line = format!("wsltrace: {events} events, {lost} lost");
+        if *socket_errors > 0 {
+            line.push_str(&format!(", {socket_errors} socket errors"));
+        }
         if *in_flight_at_attach > 0 {
             line.push_str(&format!(" ({in_flight_at_attach} already in progress at attach)"));
         }

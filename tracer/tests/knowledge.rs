@@ -665,3 +665,178 @@ fn bind_refused_by_seccomp() {
 fn wsltrace_binary_is_there() {
     assert!(std::path::Path::new(WSLTRACE).exists());
 }
+
+/// A client that never asks how its connect ended: a non-blocking connect to HOST PORT,
+/// select() until the socket is writable, then exit without getsockopt(SO_ERROR) or a second
+/// connect. It prints the socket's fd on stderr.
+const NEVER_ASKS_CLIENT: &str = "\
+import select, socket, sys
+s = socket.socket()
+s.setblocking(False)
+print(s.fileno(), file=sys.stderr)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+except BlockingIOError:
+    pass
+select.select([], [s], [], 2)
+";
+
+fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
+/// The `socket_error` records of a JSON trace.
+fn socket_errors(out: &Output) -> Vec<Value> {
+    out.records().into_iter().filter(|r| r["type"] == "socket_error").collect()
+}
+
+/// A client that only polls is refused by a [::1]-only listener: the kernel's socket error
+/// report is a `socket_error` record on the connect's fd, with the connect's destination and
+/// the finding a refused blocking connect gets; `-e`, `--failed` and `-c` take it in.
+#[test]
+fn socket_errors_no_call_asks_for() {
+    let server = Workload::start(&["listen", "--addr", "[::1]:0"]);
+    let port = server.port.unwrap();
+    let client = [python(), "-c", NEVER_ASKS_CLIENT, "127.0.0.1", &port.to_string()]
+        .map(str::to_owned)
+        .to_vec();
+    let out = trace_client(&[], &client);
+    assert!(out.status.success(), "{}", out.stderr);
+    let fd: i64 = out.stderr.lines().find_map(|l| l.trim().parse().ok()).expect("the fd");
+    let errors = socket_errors(&out);
+    assert_eq!(errors.len(), 1, "{}", out.stdout);
+    let error = &errors[0];
+    let connect = out
+        .events()
+        .into_iter()
+        .find(|e| e["syscall"] == "connect" && e["errno"] == "EINPROGRESS")
+        .unwrap_or_else(|| panic!("no connect in progress: {}", out.stdout));
+    assert_eq!(error["error"], "ECONNREFUSED");
+    assert_eq!((&error["pid"], &error["tid"]), (&connect["pid"], &connect["tid"]));
+    assert_eq!((&error["fd"], &connect["args"]["fd"]), (&json!(fd), &json!(fd)));
+    let dest = json!({"family":"AF_INET","ip":"127.0.0.1","port":port});
+    assert_eq!(error["connect"]["addr"], dest);
+    assert_eq!(error["connect"]["started_ns"], connect["ts_ns"]);
+    assert_eq!(error["sock"]["peer"], dest);
+    assert!(error["ts_ns"].as_u64() >= connect["ts_ns"].as_u64());
+    let detail = format!(
+        "port {port} listens on [::1]:{port} (wsltrace[{}] fd 3) in this namespace, not on 127.0.0.1",
+        server.pid
+    );
+    assert_eq!(error["anomalies"][0]["id"], "CONNECT-REFUSED-OTHER-ADDRESS", "{error}");
+    assert_eq!(error["anomalies"][0]["detail"], detail.as_str());
+    // The program asked for nothing: no event carries the refusal.
+    assert!(findings(&out).is_empty(), "{:?}", findings(&out));
+    assert!(!out.events().iter().any(|e| e["async_error"] == "ECONNREFUSED"));
+
+    // The filters select it, in the kernel and in userspace.
+    for filter in [&["-e", "ECONNREFUSED"][..], &["--failed"]] {
+        let selected = trace_client(filter, &client);
+        let errors = socket_errors(&selected);
+        assert_eq!(errors.len(), 1, "{filter:?}: {}", selected.stdout);
+        assert_eq!(errors[0]["connect"]["addr"], dest, "{filter:?}");
+        assert!(
+            !selected.events().iter().any(|e| e["errno"] == "EINPROGRESS"),
+            "{filter:?}: {}",
+            selected.stdout
+        );
+    }
+    let other = trace_client(&["-e", "ETIMEDOUT"], &client);
+    assert!(socket_errors(&other).is_empty(), "{}", other.stdout);
+
+    // -c counts it, with its finding.
+    let counted = trace_client(&["-c"], &client);
+    let report: Value = serde_json::from_str(&counted.stdout).expect("one JSON object");
+    assert_eq!(report["socket_errors"], json!({"ECONNREFUSED": 1}), "{}", counted.stdout);
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "CONNECT-REFUSED-OTHER-ADDRESS" && f["count"] == 1),
+        "{}",
+        counted.stdout
+    );
+
+    // Text, strace-like, with the finding under it.
+    let text = run(wsltrace().arg("--").args(&client));
+    let line = text.stdout.lines().find(|l| l.contains("socket error")).unwrap_or_default();
+    assert!(
+        line.ends_with(&format!(
+            " {fd}<TCP:?->127.0.0.1:{port}> +++ socket error ECONNREFUSED (Connection refused) +++"
+        )),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("CONNECT-REFUSED-OTHER-ADDRESS (warning)"), "{}", text.stdout);
+    assert!(text.stderr.trim_end().ends_with(", 1 socket errors"), "{}", text.stderr);
+
+    // Recorded and read back by analyze, filters and finding included.
+    let file = std::env::temp_dir().join(format!("wsltrace-sockerr-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let recorded = run(wsltrace().arg("-q").arg("-o").arg(&file).arg("--").args(&client));
+    assert!(recorded.status.success(), "{}", recorded.stderr);
+    let analysed =
+        run(wsltrace().args(["analyze", "--format", "json", "-e", "ECONNREFUSED"]).arg(&file));
+    std::fs::remove_file(&file).unwrap();
+    assert!(analysed.status.success(), "{}", analysed.stderr);
+    assert!(!analysed.stderr.contains("error:"), "{}", analysed.stderr);
+    let errors = socket_errors(&analysed);
+    assert_eq!(errors.len(), 1, "{}", analysed.stdout);
+    assert_eq!(errors[0]["connect"]["addr"], dest);
+    assert_eq!(errors[0]["anomalies"][0]["id"], "CONNECT-REFUSED-OTHER-ADDRESS");
+}
+
+/// A blocking connect that is refused reports the refusal itself: no `socket_error` besides.
+/// A reset of an established connection, reported while the client sleeps (in the server's
+/// context, where the current task is not the client), is one.
+#[test]
+fn socket_errors_of_blocking_connects_and_resets() {
+    let refused = trace_client(
+        &[],
+        &[
+            python().to_owned(),
+            "-c".to_owned(),
+            "import socket\ntry: socket.create_connection(('127.0.0.1', 9))\nexcept OSError: pass"
+                .to_owned(),
+        ],
+    );
+    assert!(
+        refused.events().iter().any(|e| e["syscall"] == "connect" && e["errno"] == "ECONNREFUSED")
+    );
+    assert!(socket_errors(&refused).is_empty(), "{}", refused.stdout);
+
+    // The server resets the connection it accepts (SO_LINGER 0), untraced.
+    let server = "\
+import socket, struct, sys
+l = socket.socket()
+l.bind(('127.0.0.1', 0))
+l.listen()
+print(l.getsockname()[1], flush=True)
+c, _ = l.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+c.close()
+";
+    let mut server = std::process::Command::new(python())
+        .args(["-c", server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let client = format!(
+        "import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\ntime.sleep(0.5)"
+    );
+    let out = trace_client(&[], &[python().to_owned(), "-c".to_owned(), client]);
+    server.wait().unwrap();
+    let errors = socket_errors(&out);
+    assert_eq!(errors.len(), 1, "{}", out.stdout);
+    assert_eq!(errors[0]["error"], "ECONNRESET");
+    assert_eq!(errors[0]["sock"]["peer"]["port"], port);
+    assert!(errors[0].get("connect").is_none(), "the connect succeeded: {}", errors[0]);
+}

@@ -11,10 +11,13 @@ use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     ProcessRecord, Syscall, SyscallRecord,
-    record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP},
+    record::{
+        FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP,
+        SocketErrorRecord,
+    },
 };
 
-use crate::event::{Args, Event, Namespaces, ProcessExit, RefusedBy};
+use crate::event::{Args, Event, Namespaces, ProcessExit, RefusedBy, SocketError};
 use errno::Errno;
 use names::{
     FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
@@ -72,6 +75,23 @@ pub fn exit(rec: &ProcessRecord, clock: &Clock) -> ProcessExit {
         }
     }
     exit
+}
+
+/// A socket error report; what the fd is and the connect it follows come from the fd table.
+pub fn socket_error(rec: &SocketErrorRecord, clock: &Clock) -> SocketError {
+    SocketError {
+        ts: clock.wall(rec.ts_ns),
+        ts_ns: rec.ts_ns,
+        pid: rec.tgid,
+        tid: rec.tid,
+        comm: String::new(),
+        fd: rec.fd as i32,
+        sock: None,
+        error: Errno(u16::try_from(rec.error).unwrap_or(u16::MAX)),
+        connect: None,
+        ns: None,
+        anomalies: Vec::new(),
+    }
 }
 
 /// `SIGKILL`; `SIG40` for a real-time signal.

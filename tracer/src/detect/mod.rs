@@ -67,6 +67,12 @@ impl Detector {
         }
     }
 
+    /// Judges `ev`, a connect failing with an error the kernel reported on its socket (see
+    /// `SocketError`), as a connect that just failed.
+    pub fn judge_failed_connect(&mut self, ev: &mut Event, traced: &FdTable) {
+        self.judge(ev, traced, Some(Syscall::Connect));
+    }
+
     fn judge(&mut self, ev: &mut Event, traced: &FdTable, previous: Option<Syscall>) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         // Findings already on the event (a recording) count for their groups: an offline

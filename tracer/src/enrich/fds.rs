@@ -99,6 +99,21 @@ impl FdTable {
         self.connecting.retain(|(p, _), _| *p != pid);
     }
 
+    /// What `fd` of `pid` is (looked up in /proc the first time it is seen).
+    pub fn socket(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
+        self.entry(pid, fd).map(|sock| sock.clone())
+    }
+
+    /// The non-blocking connect under way on `fd` of `pid`, if any.
+    pub fn connecting(&self, pid: u32, fd: i32) -> Option<PendingConnect> {
+        self.connecting.get(&(pid, fd)).cloned()
+    }
+
+    /// The command of `pid`, as of its last event.
+    pub fn comm(&self, pid: u32) -> Option<&str> {
+        self.who.get(&pid).map(|(comm, _)| comm.as_str())
+    }
+
     /// Every socket the traced processes hold, in no particular order.
     pub fn sockets(&self) -> impl Iterator<Item = Tracked<'_>> {
         self.procs.iter().flat_map(move |(pid, table)| {

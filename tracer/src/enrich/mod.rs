@@ -5,7 +5,12 @@ pub mod cgroups;
 pub mod fds;
 pub mod sockets;
 
-use crate::{event::Event, facts::namespaces};
+use std::collections::HashMap;
+
+use crate::{
+    event::{Event, Namespaces, SocketError},
+    facts::namespaces,
+};
 
 pub use fds::{FdTable, SocketLookup};
 
@@ -13,6 +18,9 @@ pub struct Enricher {
     /// Live only: a recording holds what the machine that made it knew.
     live: Option<(cgroups::CgroupPaths, namespaces::ProcNamespaces)>,
     pub fds: FdTable,
+    /// Each process's namespaces as of its last event: what a socket error, reported where
+    /// the process is not the current task (and maybe after it exited), is judged in.
+    last_ns: HashMap<u32, Namespaces>,
 }
 
 impl Enricher {
@@ -21,13 +29,14 @@ impl Enricher {
         Enricher {
             live: Some((cgroups::CgroupPaths::discover(), namespaces::ProcNamespaces::default())),
             fds: FdTable::new(lookup),
+            last_ns: HashMap::new(),
         }
     }
 
     /// For a recording: nothing is looked up on this machine; the fd table replays the calls
     /// so that the knowledge base sees what the traced processes held, call by call.
     pub fn offline() -> Self {
-        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)) }
+        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)), last_ns: HashMap::new() }
     }
 
     pub fn event(&mut self, ev: &mut Event) {
@@ -41,7 +50,32 @@ impl Enricher {
                 ev.ns = namespaces.of(ev.pid);
             }
         }
+        if let Some(ns) = ev.ns {
+            self.last_ns.insert(ev.pid, ns);
+        }
         self.fds.apply(ev);
+    }
+
+    /// What the errored socket is and the connect it follows, from the fd table (a recording
+    /// carries them already); live, the process's namespaces too.
+    pub fn socket_error(&mut self, error: &mut SocketError) {
+        if error.sock.is_none() {
+            error.sock = self.fds.socket(error.pid, error.fd);
+        }
+        if error.connect.is_none() {
+            error.connect = self.fds.connecting(error.pid, error.fd);
+        }
+        if error.comm.is_empty()
+            && let Some(comm) = self.fds.comm(error.pid)
+        {
+            error.comm = comm.to_owned();
+        }
+        error.ns = self.last_ns.get(&error.pid).copied();
+        if error.ns.is_none()
+            && let Some((_, namespaces)) = &mut self.live
+        {
+            error.ns = namespaces.of(error.pid);
+        }
     }
 
     pub fn fork(&mut self, parent: u32, child: u32) {
@@ -50,6 +84,7 @@ impl Enricher {
 
     pub fn exit(&mut self, pid: u32) {
         self.fds.exit(pid);
+        self.last_ns.remove(&pid);
         if let Some((_, namespaces)) = &mut self.live {
             namespaces.forget(pid);
         }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Event, Loss, ProcessExit, Snapshot, rfc3339_ns},
+    event::{Event, Loss, ProcessExit, Snapshot, SocketError, rfc3339_ns},
     facts::Facts,
     filter::FilterSpec,
 };
@@ -121,6 +121,9 @@ pub struct Footer {
     pub lost: u64,
     pub exits: u64,
     pub snapshots: u64,
+    /// `socket_error` records in this file (schema 1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub socket_errors: u64,
     /// Events per syscall name.
     pub syscalls: BTreeMap<String, u64>,
 }
@@ -134,7 +137,12 @@ pub enum Record {
     Event(Box<Event>),
     Loss(Loss),
     Exit(ProcessExit),
+    SocketError(Box<SocketError>),
     Footer(Footer),
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A header and footer are written by the recording sink itself; the other records go

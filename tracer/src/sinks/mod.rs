@@ -53,6 +53,11 @@ impl Sink for Quiet {
                 self.shown.insert(ev.pid);
                 self.sink.write(record)
             }
+            RecordRef::SocketError(error) if error.anomalies.is_empty() => Ok(()),
+            RecordRef::SocketError(error) => {
+                self.shown.insert(error.pid);
+                self.sink.write(record)
+            }
             RecordRef::Exit(exit) if !self.shown.remove(&exit.pid) => Ok(()),
             _ => self.sink.write(record),
         }

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{Sink, args::Format, text::Duration};
-use crate::event::{RecordRef, Severity};
+use crate::event::{Finding, RecordRef, Severity};
 
 /// Three significant digits: percentiles within 0.1% of the true latency.
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -34,6 +34,9 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     /// Most frequent first.
     pub findings: Vec<FindingReport>,
+    /// Socket errors no call asked for (`socket_error` records), per errno name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub socket_errors: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -81,6 +84,7 @@ pub struct Summary {
     syscalls: BTreeMap<&'static str, SyscallTotals>,
     processes: BTreeMap<u32, ProcessReport>,
     findings: BTreeMap<String, FindingReport>,
+    socket_errors: BTreeMap<String, u64>,
 }
 
 struct SyscallTotals {
@@ -126,17 +130,13 @@ impl Summary {
                 p.comm.clone_from(&ev.comm);
                 p.calls += 1;
                 p.errors += u64::from(ev.errno.is_some());
-                for finding in &ev.anomalies {
-                    let f =
-                        self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
-                            id: finding.id.clone(),
-                            severity: finding.severity,
-                            title: finding.title.clone(),
-                            count: 0,
-                        });
-                    f.count += 1;
-                }
+                self.count_findings(&ev.anomalies);
                 ev.ts
+            }
+            RecordRef::SocketError(error) => {
+                *self.socket_errors.entry(error.error.name().into_owned()).or_default() += 1;
+                self.count_findings(&error.anomalies);
+                error.ts
             }
             RecordRef::Loss(loss) => {
                 self.lost += loss.lost;
@@ -147,6 +147,18 @@ impl Summary {
         };
         self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
         self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+    }
+
+    fn count_findings(&mut self, findings: &[Finding]) {
+        for finding in findings {
+            let f = self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
+                id: finding.id.clone(),
+                severity: finding.severity,
+                title: finding.title.clone(),
+                count: 0,
+            });
+            f.count += 1;
+        }
     }
 
     pub fn report(&self) -> Report {
@@ -185,6 +197,7 @@ impl Summary {
             syscalls,
             processes,
             findings,
+            socket_errors: self.socket_errors.clone(),
         }
     }
 }
@@ -230,6 +243,11 @@ impl Report {
         out.push_str(&procs.to_string());
         out.push_str("\n\n");
 
+        if !self.socket_errors.is_empty() {
+            let errors: Vec<String> =
+                self.socket_errors.iter().map(|(e, n)| format!("{e} {n}")).collect();
+            out.push_str(&format!("socket errors (no call asked): {}\n\n", errors.join(", ")));
+        }
         if self.findings.is_empty() {
             out.push_str("findings: none\n");
         } else {

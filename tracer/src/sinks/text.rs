@@ -14,7 +14,7 @@ use tracer_common::Syscall;
 use super::Sink;
 use crate::event::{
     Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
-    Snapshot, SockAddr, SocketInfo,
+    Snapshot, SockAddr, SocketError, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -197,6 +197,26 @@ impl<W: Write> TextSink<W> {
         self.styled(DIM, &text);
     }
 
+    /// `5<TCP:?->127.0.0.1:9> +++ socket error ECONNREFUSED (Connection refused) +++`, then
+    /// the findings of the failed connect.
+    fn socket_error(&mut self, error: &SocketError) {
+        self.time(error.ts);
+        self.styled_fmt(DIM, format_args!("{}[{}/{}]", error.comm, error.pid, error.tid));
+        let _ = write!(self.line, " {}", error.fd);
+        if let Some(sock) = &error.sock {
+            let _ = write!(self.line, "<{}>", sock_tag(sock));
+        }
+        self.line.push(' ');
+        let (name, message) = (error.error.name(), error.error.message());
+        self.styled_fmt(ERROR, format_args!("+++ socket error {name} ({message}) +++"));
+        if !error.anomalies.is_empty() {
+            let connect = error.as_failed_connect();
+            for finding in &error.anomalies {
+                self.finding(&connect, finding);
+            }
+        }
+    }
+
     /// A header line, then one indented line per socket, as lsof lists them.
     fn snapshot(&mut self, snap: &Snapshot) {
         self.time(snap.ts);
@@ -223,6 +243,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Loss(loss) => self.loss(loss),
             RecordRef::Exit(exit) => self.exit(exit),
             RecordRef::Snapshot(snap) => self.snapshot(snap),
+            RecordRef::SocketError(error) => self.socket_error(error),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -461,6 +482,32 @@ mod tests {
         assert_eq!(
             line(&event(Syscall::Connect, args, -111)),
             "00:00:00.104512 server[4242/4251] connect(7, {AF_INET, 127.0.0.1:8080}, 16) = -1 ECONNREFUSED (Connection refused) <31us>\n"
+        );
+    }
+
+    /// A socket error: the fd as strace -yy shows it, the error, the connect's finding.
+    #[test]
+    fn socket_errors_read_like_strace_signals() {
+        let ev = event(Syscall::Connect, Args::default(), 0);
+        let error = SocketError {
+            ts: ev.ts,
+            ts_ns: 2,
+            pid: 4242,
+            tid: 4251,
+            comm: "client".into(),
+            fd: 5,
+            sock: None,
+            error: crate::decode::errno::Errno(111),
+            connect: None,
+            ns: None,
+            anomalies: Vec::new(),
+        };
+        let mut sink = TextSink::new(Vec::new(), false, Some(1));
+        sink.tz = FixedOffset::east_opt(0).unwrap();
+        sink.write(RecordRef::SocketError(&error)).unwrap();
+        assert_eq!(
+            String::from_utf8(sink.out).unwrap(),
+            "00:00:00.104512 client[4242/4251] 5 +++ socket error ECONNREFUSED (Connection refused) +++\n"
         );
     }
 

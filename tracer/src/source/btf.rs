@@ -65,7 +65,26 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         task_exit_code: off("task_struct", "exit_code")?,
         ..KernelLayout::UNRESOLVED
     };
-    Ok(refused_calls(btf, layout))
+    Ok(socket_errors(btf, refused_calls(btf, layout)))
+}
+
+/// Adds what attributes a socket error to an fd (see `SocketErrorRecord`): without it, socket
+/// errors are not reported (the caller warns).
+fn socket_errors(btf: &Btf, mut layout: KernelLayout) -> KernelLayout {
+    let offsets = || -> Result<[u32; 3]> {
+        Ok([
+            member_offset(btf, "file", "private_data")?,
+            member_offset(btf, "socket", "sk")?,
+            member_offset(btf, "sock", "sk_err")?,
+        ])
+    };
+    match offsets() {
+        Ok([private, sk, err]) => {
+            (layout.file_private, layout.socket_sk, layout.sock_err) = (private, sk, err);
+        }
+        Err(err) => tracing::debug!("socket errors: {err:#}"),
+    }
+    layout
 }
 
 /// Adds what the programs read for a call refused before `sys_enter` (see `FLAG_REFUSED`):
@@ -178,6 +197,9 @@ mod tests {
             assert_eq!(layout.regs_args, [112, 104, 96, 56, 72, 64]);
             assert_eq!((layout.regs_orig_ax, layout.regs_cs, layout.regs_ss), (120, 136, 160));
         }
+        // What a socket error is attributed with: struct socket's sk follows its state, type,
+        // flags and file pointer.
+        assert!(layout.file_private > 0 && layout.socket_sk > 0 && layout.sock_err > 0);
     }
 
     #[test]

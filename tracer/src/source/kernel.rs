@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
+    programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
     IDENTITY_CHANGES, Syscall,
@@ -118,6 +118,9 @@ impl Kernel {
             }
             attach(&mut ebpf, "sched", "sched_process_exec")?;
         }
+        if opts.syscalls.contains(&Syscall::Connect) {
+            attach_socket_errors(&mut ebpf, &tracefs, &layout)?;
+        }
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
@@ -194,6 +197,35 @@ fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<()> {
         .try_into()?;
     program.load().with_context(|| format!("the kernel rejected program {name}"))?;
     program.attach(category, name).with_context(|| format!("attaching to {category}:{name}"))?;
+    Ok(())
+}
+
+/// The tracepoint that reports socket errors, and what wsltrace shows of it.
+const SOCKET_ERRORS: &str = "inet_sk_error_report";
+
+/// Attaches the socket error report (see tracer-ebpf's sockets.rs); a kernel without the
+/// tracepoint (before 5.14) or without the struct layouts it needs gets one warning and is
+/// traced without it.
+fn attach_socket_errors(ebpf: &mut Ebpf, tracefs: &Path, layout: &KernelLayout) -> Result<()> {
+    let missing = if !tracefs::has_tracepoint(tracefs, "sock", SOCKET_ERRORS) {
+        Some(format!("this kernel has no sock:{SOCKET_ERRORS} tracepoint (added in 5.14)"))
+    } else if layout.resolved == 0 || layout.sock_err == 0 {
+        Some("the kernel's socket struct layouts are unknown (no BTF)".to_owned())
+    } else {
+        None
+    };
+    if let Some(why) = missing {
+        tracing::warn!(
+            "{why}: socket errors the program never reads (socket_error records) are not reported"
+        );
+        return Ok(());
+    }
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(SOCKET_ERRORS)
+        .with_context(|| format!("program {SOCKET_ERRORS} missing from the eBPF object"))?
+        .try_into()?;
+    program.load().with_context(|| format!("the kernel rejected program {SOCKET_ERRORS}"))?;
+    program.attach(SOCKET_ERRORS).with_context(|| format!("attaching to sock:{SOCKET_ERRORS}"))?;
     Ok(())
 }
 

@@ -206,6 +206,9 @@ impl Live {
                 event
             }
             Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, &self.clock))),
+            Ok(records::Record::SocketError(rec)) => {
+                Some(Record::SocketError(decode::socket_error(&rec, &self.clock)))
+            }
             Ok(records::Record::Fork(rec)) => {
                 Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
             }

@@ -15,7 +15,7 @@ pub mod tracefs;
 use std::{fmt, path::PathBuf};
 
 use crate::{
-    event::{Event, Loss, ProcessExit, Snapshot},
+    event::{Event, Loss, ProcessExit, Snapshot, SocketError},
     recording::Header,
 };
 
@@ -30,6 +30,8 @@ pub enum Record {
     /// The sockets a process held as tracing started.
     Snapshot(Snapshot),
     Event(Event),
+    /// A socket error no call asked for.
+    SocketError(SocketError),
     /// Records the kernel had no room for.
     Loss(Loss),
     Exit(ProcessExit),

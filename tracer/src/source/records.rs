@@ -3,7 +3,10 @@
 use std::mem::size_of;
 
 use thiserror::Error;
-use tracer_common::{Header, ProcessRecord, RecordKind, SyscallRecord, record::RECORD_VERSION};
+use tracer_common::{
+    Header, ProcessRecord, RecordKind, SyscallRecord,
+    record::{RECORD_VERSION, SocketErrorRecord},
+};
 
 #[expect(
     clippy::large_enum_variant,
@@ -13,6 +16,7 @@ pub enum Record {
     Syscall(SyscallRecord),
     Fork(ProcessRecord),
     Exit(ProcessRecord),
+    SocketError(SocketErrorRecord),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -43,6 +47,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
         Some(RecordKind::Syscall) => read(bytes).map(Record::Syscall),
         Some(RecordKind::ProcessFork) => read(bytes).map(Record::Fork),
         Some(RecordKind::ProcessExit) => read(bytes).map(Record::Exit),
+        Some(RecordKind::SocketError) => read(bytes).map(Record::SocketError),
         None => Err(RecordError::Kind(header.kind)),
     }
 }
@@ -73,6 +78,25 @@ mod tests {
     fn parses_process_records() {
         let Ok(Record::Exit(rec)) = parse(&bytes_of(&exit_record())) else { panic!() };
         assert_eq!(rec.tgid, 77);
+    }
+
+    #[test]
+    fn parses_socket_errors() {
+        let rec = SocketErrorRecord {
+            header: Header::new(RecordKind::SocketError),
+            ts_ns: 9,
+            connect_ns: 8,
+            tgid: 77,
+            tid: 78,
+            fd: 5,
+            error: 111,
+        };
+        let Ok(Record::SocketError(rec)) = parse(&bytes_of(&rec)) else { panic!() };
+        assert_eq!((rec.tgid, rec.tid, rec.fd, rec.error), (77, 78, 5, 111));
+        // The kind with a process record's size: too short.
+        let mut short = exit_record();
+        short.header.kind = RecordKind::SocketError as u16;
+        assert!(parse(&bytes_of(&short)[..32]).is_err());
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::{
 };
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-const KNOWN_TYPES: &[&str] = &["header", "snapshot", "event", "loss", "exit", "footer"];
+const KNOWN_TYPES: &[&str] =
+    &["header", "snapshot", "event", "loss", "exit", "socket_error", "footer"];
 
 /// The records of one file, in order.
 pub struct RecordingReader {
@@ -245,7 +246,7 @@ impl RecordingReader {
                     ));
                 }
             }
-            Record::Snapshot(_) | Record::Exit(_) => {}
+            Record::Snapshot(_) | Record::Exit(_) | Record::SocketError(_) => {}
         }
         Some(record)
     }

@@ -37,6 +37,7 @@ fn read(name: &str, content: &[u8], zstd: bool) -> (Vec<&'static str>, Vec<Strin
             Record::Event(_) => "event",
             Record::Loss(_) => "loss",
             Record::Exit(_) => "exit",
+            Record::SocketError(_) => "socket_error",
             Record::Footer(_) => "footer",
         });
     }

@@ -1,0 +1,110 @@
+//! Socket errors the program never asks for: `sock:inet_sk_error_report` fires where the kernel
+//! reports an error on a socket (a refused or timed-out connect, a reset), mostly in softirq
+//! context where the current task is not the owner. The socket is attributed through its
+//! kernel address, learned when a traced thread connects it.
+
+use aya_ebpf::{
+    helpers::generated::bpf_ktime_get_ns, macros::raw_tracepoint, programs::RawTracePointContext,
+};
+use tracer_common::{
+    Header, RecordKind, Syscall,
+    record::{SocketErrorRecord, SocketOwner},
+};
+
+use crate::{
+    maps::{ERRNO_FILTER, PENDING, SELECTED, SOCKETS, errno_selected, is_traced},
+    output::emit,
+    task::{fd_sock, sock_error},
+};
+
+/// Connect entry on `fd` by thread `pid_tgid`: its socket's errors are attributed to it.
+#[inline(always)]
+pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) {
+    let Some(sk) = fd_sock(fd) else { return };
+    let owner = SocketOwner {
+        connect_ns: ts_ns,
+        error_ns: 0,
+        tgid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        fd: fd as u32,
+        error: 0,
+    };
+    let _ = SOCKETS.insert(sk, owner, 0);
+}
+
+/// Connect exit on `fd` with `ret`. An error reported while the call was in the kernel is
+/// emitted now if the call does not return it itself (a non-blocking connect refused on
+/// loopback returns EINPROGRESS after the refusal was reported). The socket stays known until
+/// it is closed.
+#[inline(always)]
+pub fn connected(fd: u64, ret: i64) {
+    let Some(sk) = fd_sock(fd) else { return };
+    let Some(owner) = SOCKETS.get_ptr_mut(sk) else { return };
+    // SAFETY: a map value; the report program writes it only while this thread is in connect,
+    // which it no longer is.
+    let owner = unsafe { &mut *owner };
+    if owner.error != 0 && ret != -i64::from(owner.error) {
+        report(owner, owner.error_ns, owner.error);
+    }
+    owner.error = 0;
+    owner.error_ns = 0;
+}
+
+/// Close entry on `fd`: its socket's errors are no longer attributed.
+#[inline(always)]
+pub fn closing(fd: u64) {
+    if let Some(sk) = fd_sock(fd) {
+        let _ = SOCKETS.remove(sk);
+    }
+}
+
+/// `sock:inet_sk_error_report` (`TP_PROTO(const struct sock *sk)`), attached as a raw
+/// tracepoint: the classic one carries no socket pointer.
+#[raw_tracepoint(tracepoint = "inet_sk_error_report")]
+pub fn inet_sk_error_report(ctx: RawTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    let Some(owner) = SOCKETS.get_ptr_mut(sk) else { return 0 };
+    // SAFETY: a map value, its fields read and written one at a time.
+    let owner = unsafe { &mut *owner };
+    if !is_traced(owner.tgid) {
+        return 0;
+    }
+    let Some(error) = sock_error(sk) else { return 0 };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The owner is still inside its connect on this socket: only that call's exit knows
+    // whether it returns the error itself (a blocking connect) or not.
+    let pid_tgid = (u64::from(owner.tgid) << 32) | u64::from(owner.tid);
+    if let Some(slot) = PENDING.get_ptr(pid_tgid) {
+        // SAFETY: the owner's slot, read once per field; a torn read only misfiles one report.
+        let (syscall, fd) = unsafe { ((*slot).syscall, (*slot).args[0]) };
+        if syscall == Syscall::Connect as u32 && fd == u64::from(owner.fd) {
+            owner.error = error;
+            owner.error_ns = now;
+            return 0;
+        }
+    }
+    report(owner, now, error);
+    0
+}
+
+/// Emits the error if the filters want it: it is the connect's outcome (`-s connect`), always
+/// a failure (`--failed`), and `--errno` judges it.
+#[inline(always)]
+fn report(owner: &SocketOwner, ts_ns: u64, error: u32) {
+    if SELECTED.load() & Syscall::Connect.bit() == 0 {
+        return;
+    }
+    if ERRNO_FILTER.load() != 0 && !errno_selected(error) {
+        return;
+    }
+    emit(&SocketErrorRecord {
+        header: Header::new(RecordKind::SocketError),
+        ts_ns,
+        connect_ns: owner.connect_ns,
+        tgid: owner.tgid,
+        tid: owner.tid,
+        fd: owner.fd,
+        error,
+    });
+}
