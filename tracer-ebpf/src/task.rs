@@ -15,6 +15,22 @@ fn read<T: Copy>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
+/// The `struct file` behind `fd` of the current process: `Some(0)` when the fd is not open,
+/// `None` when it cannot be read.
+#[inline(always)]
+fn fd_file(l: &KernelLayout, fd: u64) -> Option<u64> {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task + u64::from(l.task_files))?;
+    let fdt: u64 = read(files + u64::from(l.files_fdt))?;
+    let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
+    if fd >= u64::from(max_fds) {
+        return Some(0);
+    }
+    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
+    read(fd_array + fd * 8)
+}
+
 /// Whether `fd` is an open socket of the current process; `None` when the layout is unknown.
 #[inline(always)]
 pub fn fd_is_socket(fd: u64) -> Option<bool> {
@@ -22,16 +38,7 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     if l.resolved == 0 {
         return None;
     }
-    // SAFETY: helper without arguments.
-    let task = unsafe { bpf_get_current_task() };
-    let files: u64 = read(task + u64::from(l.task_files))?;
-    let fdt: u64 = read(files + u64::from(l.files_fdt))?;
-    let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
-    if fd >= u64::from(max_fds) {
-        return Some(false);
-    }
-    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
-    let file: u64 = read(fd_array + fd * 8)?;
+    let file = fd_file(&l, fd)?;
     if file == 0 {
         return Some(false);
     }
@@ -39,6 +46,46 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     let mode: u16 = read(inode + u64::from(l.inode_mode))?;
     Some(mode & S_IFMT == S_IFSOCK)
 }
+
+/// The inode number of open file `fd` of the current process.
+#[inline(always)]
+pub fn fd_inode(fd: u64) -> Option<u64> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.inode_ino == 0 {
+        return None;
+    }
+    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
+    let inode: u64 = read(file + u64::from(l.file_inode))?;
+    read(inode + u64::from(l.inode_ino))
+}
+
+/// The local end of socket `fd` of the current process: family, port (host order) and
+/// address (IPv4 in the first 4 bytes). `None` when unknown or not an IP socket. The caller
+/// knows `fd` is a socket: connect just succeeded on it.
+#[inline(always)]
+pub fn local_end(fd: u64) -> Option<(u16, u16, [u8; 16])> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.sk_num == 0 {
+        return None;
+    }
+    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
+    let socket: u64 = read(file + u64::from(l.file_private_data))?;
+    let sk: u64 = read(socket + u64::from(l.socket_sk))?;
+    let family: u16 = read(sk + u64::from(l.sk_family))?;
+    let port: u16 = read(sk + u64::from(l.sk_num))?;
+    let ip = match family {
+        AF_INET => {
+            let v4: [u8; 4] = read(sk + u64::from(l.sk_rcv_saddr))?;
+            [v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        }
+        AF_INET6 => read(sk + u64::from(l.sk_v6_rcv_saddr))?,
+        _ => return None,
+    };
+    Some((family, port, ip))
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 
 /// The current task's exit status (`task_struct.exit_code`, as wait(2) reports it), once
 /// do_exit has set it; `None` when the layout is unknown.

@@ -11,7 +11,10 @@ use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     ProcessRecord, Syscall, SyscallRecord,
-    record::{FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP},
+    record::{
+        FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED,
+        FLAG_SECCOMP,
+    },
 };
 
 use crate::event::{Args, Event, Namespaces, ProcessExit, RefusedBy};
@@ -92,6 +95,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         RefusedBy::Unknown
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
+    let from_socket = rec.flags & FLAG_FROM_SOCKET != 0;
     Some(Event {
         ts: clock.wall(rec.ts_ns),
         ts_ns: rec.ts_ns,
@@ -123,6 +127,17 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         sock: None,
         cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
         context_only: rec.flags & FLAG_CONTEXT != 0,
+        bound: (syscall == Syscall::Connect && from_socket)
+            .then(|| {
+                sockaddr::decode(&rec.value[..(rec.value_copied as usize).min(rec.value.len())])
+            })
+            .flatten(),
+        pair_inodes: (syscall == Syscall::Socketpair && from_socket).then(|| {
+            let ino = |at: usize| {
+                u64::from_ne_bytes(rec.value[at..at + 8].try_into().unwrap_or_default())
+            };
+            [ino(8), ino(16)]
+        }),
         anomalies: Vec::new(),
     })
 }

@@ -65,7 +65,33 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         task_exit_code: off("task_struct", "exit_code")?,
         ..KernelLayout::UNRESOLVED
     };
-    Ok(refused_calls(btf, layout))
+    Ok(local_ends(btf, refused_calls(btf, layout)))
+}
+
+/// Adds what the programs read from sockets (see `FLAG_FROM_SOCKET`): all or nothing,
+/// logged; without it the fd table asks the live process.
+fn local_ends(btf: &Btf, mut layout: KernelLayout) -> KernelLayout {
+    let found = || -> Result<[u32; 7]> {
+        let common = member_offset(btf, "sock", "__sk_common")?;
+        Ok([
+            member_offset(btf, "inode", "i_ino")?,
+            member_offset(btf, "file", "private_data")?,
+            member_offset(btf, "socket", "sk")?,
+            common + member_offset(btf, "sock_common", "skc_family")?,
+            common + member_offset(btf, "sock_common", "skc_num")?,
+            common + member_offset(btf, "sock_common", "skc_rcv_saddr")?,
+            common + member_offset(btf, "sock_common", "skc_v6_rcv_saddr")?,
+        ])
+    };
+    match found() {
+        Ok([ino, private, sk, family, num, v4, v6]) => {
+            (layout.inode_ino, layout.file_private_data, layout.socket_sk) = (ino, private, sk);
+            (layout.sk_family, layout.sk_num, layout.sk_rcv_saddr, layout.sk_v6_rcv_saddr) =
+                (family, num, v4, v6);
+        }
+        Err(err) => tracing::debug!("reading from sockets: {err:#}"),
+    }
+    layout
 }
 
 /// Adds what the programs read for a call refused before `sys_enter` (see `FLAG_REFUSED`):
@@ -178,6 +204,14 @@ mod tests {
             assert_eq!(layout.regs_args, [112, 104, 96, 56, 72, 64]);
             assert_eq!((layout.regs_orig_ax, layout.regs_cs, layout.regs_ss), (120, 136, 160));
         }
+        // struct sock starts with sock_common, whose skc_daddr/skc_rcv_saddr pair comes first.
+        assert!(
+            layout.inode_ino > 0
+                && layout.file_private_data > 0
+                && layout.sk_num > 0
+                && layout.sk_v6_rcv_saddr > 0
+        );
+        assert_eq!(layout.sk_rcv_saddr, 4);
     }
 
     #[test]
