@@ -73,6 +73,11 @@ pub fn local_end(fd: u64) -> Option<(u16, u16, [u8; 16])> {
     let sk: u64 = read(socket + u64::from(l.socket_sk))?;
     let family: u16 = read(sk + u64::from(l.sk_family))?;
     let port: u16 = read(sk + u64::from(l.sk_num))?;
+    // Refused before connect returned (on loopback the RST comes at once): the port was
+    // released, and the socket has no local end any more.
+    if port == 0 {
+        return None;
+    }
     let ip = match family {
         AF_INET => {
             let v4: [u8; 4] = read(sk + u64::from(l.sk_rcv_saddr))?;

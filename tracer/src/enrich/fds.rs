@@ -291,7 +291,7 @@ impl FdTable {
                     && (ok || errno.is_some_and(|e| e.0 == EINPROGRESS));
                 // Read by the kernel as the call returned; else asked of the live socket.
                 let local = match ev.bound.clone() {
-                    Some(bound) => Some(bound).filter(|_| connected),
+                    Some(bound) => Some(bound).filter(|b| connected && port(b) != Some(0)),
                     None if connected => self.local_after_connect(pid, fd, addr.as_ref()),
                     None => None,
                 };
