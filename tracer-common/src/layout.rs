@@ -67,15 +67,24 @@ pub struct KernelLayout {
     pub regs_orig_ax: u32,
     pub regs_cs: u32,
     pub regs_ss: u32,
-    /// What attributes a socket error to an fd (each 0 when this kernel lacks it):
-    /// `file.private_data` (the `struct socket *` of a socket file), `socket.sk` and
-    /// `sock.sk_err`.
-    pub file_private: u32,
+    /// What reads the local end a connect gave its socket and the inodes of a socketpair
+    /// (see `FLAG_FROM_SOCKET`); all 0 when this kernel lacks one. `inode.i_ino`,
+    /// `file.private_data` (the `struct socket` of a socket file), `socket.sk`, and in
+    /// `struct sock` (its `sock_common`): `skc_family`, `skc_num` (local port, host order),
+    /// `skc_rcv_saddr` (IPv4, network order), `skc_v6_rcv_saddr`.
+    pub inode_ino: u32,
+    pub file_private_data: u32,
     pub socket_sk: u32,
+    pub sk_family: u32,
+    pub sk_num: u32,
+    pub sk_rcv_saddr: u32,
+    pub sk_v6_rcv_saddr: u32,
+    /// `sock.sk_err`: the error a socket error report is about (0 when this kernel lacks it:
+    /// socket errors are then not reported).
     pub sock_err: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 168);
+const _: () = assert!(size_of::<KernelLayout>() == 188);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -114,8 +123,13 @@ impl KernelLayout {
         regs_orig_ax: 0,
         regs_cs: 0,
         regs_ss: 0,
-        file_private: 0,
+        inode_ino: 0,
+        file_private_data: 0,
         socket_sk: 0,
+        sk_family: 0,
+        sk_num: 0,
+        sk_rcv_saddr: 0,
+        sk_v6_rcv_saddr: 0,
         sock_err: 0,
     };
 }

@@ -69,6 +69,11 @@ pub const FLAG_SECCOMP: u32 = 1 << 6;
 /// `SyscallRecord::flags`, with [`FLAG_REFUSED`]: the saved registers could not be read (no
 /// kernel layout, or none of the candidate locations checked out): the arguments are unknown.
 pub const FLAG_NO_ARGS: u32 = 1 << 7;
+/// `SyscallRecord::flags`: `value` holds what the kernel read from the sockets as the call
+/// returned. A connect that succeeded or is under way: the socket's local end (its ephemeral
+/// port) as a `sockaddr_in`/`sockaddr_in6`. A socketpair: after the two fds (`value_copied`
+/// = 8), the two sockets' inode numbers, two u64 at bytes 8..24.
+pub const FLAG_FROM_SOCKET: u32 = 1 << 8;
 
 /// One syscall, entry and exit paired: emitted once, at exit.
 #[repr(C)]

@@ -14,8 +14,8 @@ use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
     config::Counter,
     record::{
-        COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY,
-        FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
+        COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS,
+        FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
     },
 };
 
@@ -29,7 +29,7 @@ use crate::{
     output::wakeup_flags,
     sockets,
     store::{put, put_all},
-    task::{fd_is_socket, namespaces, saved_args, start_time, under_seccomp},
+    task::{self, fd_is_socket, namespaces, saved_args, start_time, under_seccomp},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
@@ -416,4 +416,72 @@ fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32) {
         Capture::AddrOut { .. } | Capture::ValueOut { .. } | Capture::Fds { .. } => {}
         Capture::None => {}
     }
+    // The port a connect was given, read now: a short-lived client has closed the socket
+    // by the time userspace could ask it.
+    if syscall == Syscall::Connect && (ret == 0 || ret == -EINPROGRESS) {
+        local_end(rec);
+    }
+    if syscall == Syscall::Socketpair && ret == 0 && rec.value_copied == 8 {
+        pair_inodes(rec);
+    }
+}
+
+/// Writes the inodes of a socketpair's two sockets after its fds in `value` and sets
+/// [`FLAG_FROM_SOCKET`]: each end names the other, as strace -yy shows them.
+#[inline(always)]
+fn pair_inodes(rec: &mut SyscallRecord) {
+    let v = &rec.value;
+    let fds = [
+        i32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+        i32::from_ne_bytes([v[4], v[5], v[6], v[7]]),
+    ];
+    let (Some(a), Some(b)) = (task::fd_inode(fds[0] as u64), task::fd_inode(fds[1] as u64)) else {
+        return;
+    };
+    let (a, b) = (a.to_ne_bytes(), b.to_ne_bytes());
+    let mut i = 0;
+    while i < 8 {
+        put(&mut rec.value[8 + i], a[i]);
+        put(&mut rec.value[16 + i], b[i]);
+        i += 1;
+    }
+    let flags = rec.flags | FLAG_FROM_SOCKET;
+    put(&mut rec.flags, flags);
+}
+
+const EINPROGRESS: i64 = 115;
+
+/// Writes the local end of the connect's socket into `value` as a sockaddr (the bytes
+/// userspace decodes like any address) and sets [`FLAG_FROM_SOCKET`].
+#[inline(always)]
+fn local_end(rec: &mut SyscallRecord) {
+    let Some((family, port, ip)) = task::local_end(rec.args[0]) else { return };
+    let v = &mut rec.value;
+    let [f0, f1] = family.to_ne_bytes();
+    let [p0, p1] = port.to_be_bytes();
+    put(&mut v[0], f0);
+    put(&mut v[1], f1);
+    put(&mut v[2], p0);
+    put(&mut v[3], p1);
+    let len = if family == task::AF_INET {
+        // sockaddr_in: the address, then 8 bytes of zero.
+        let mut i = 0;
+        while i < 12 {
+            put(&mut v[4 + i], if i < 4 { ip[i] } else { 0 });
+            i += 1;
+        }
+        16
+    } else {
+        // sockaddr_in6: flowinfo 0, the address, scope id 0.
+        let mut i = 0;
+        while i < 24 {
+            put(&mut v[4 + i], if (4..20).contains(&i) { ip[i - 4] } else { 0 });
+            i += 1;
+        }
+        28
+    };
+    put(&mut rec.value_len, len);
+    put(&mut rec.value_copied, len);
+    let flags = rec.flags | FLAG_FROM_SOCKET;
+    put(&mut rec.flags, flags);
 }

@@ -58,14 +58,14 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
 #[inline(always)]
 pub fn fd_sock(fd: u64) -> Option<u64> {
     let l: KernelLayout = LAYOUT.load();
-    if l.resolved == 0 || l.file_private == 0 || l.socket_sk == 0 {
+    if l.resolved == 0 || l.file_private_data == 0 || l.socket_sk == 0 {
         return None;
     }
     let file = fd_file(&l, fd).filter(|&f| f != 0)?;
     if is_socket(&l, file) != Some(true) {
         return None;
     }
-    let socket: u64 = read(file + u64::from(l.file_private)).filter(|&s| s != 0)?;
+    let socket: u64 = read(file + u64::from(l.file_private_data)).filter(|&s| s != 0)?;
     read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
 }
 
@@ -78,6 +78,51 @@ pub fn sock_error(sk: u64) -> Option<u32> {
     }
     read::<i32>(sk + u64::from(l.sock_err)).filter(|&e| e > 0).map(|e| e as u32)
 }
+
+/// The inode number of open file `fd` of the current process.
+#[inline(always)]
+pub fn fd_inode(fd: u64) -> Option<u64> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.inode_ino == 0 {
+        return None;
+    }
+    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
+    let inode: u64 = read(file + u64::from(l.file_inode))?;
+    read(inode + u64::from(l.inode_ino))
+}
+
+/// The local end of socket `fd` of the current process: family, port (host order) and
+/// address (IPv4 in the first 4 bytes). `None` when unknown or not an IP socket. The caller
+/// knows `fd` is a socket: connect just succeeded on it.
+#[inline(always)]
+pub fn local_end(fd: u64) -> Option<(u16, u16, [u8; 16])> {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 || l.sk_num == 0 {
+        return None;
+    }
+    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
+    let socket: u64 = read(file + u64::from(l.file_private_data))?;
+    let sk: u64 = read(socket + u64::from(l.socket_sk))?;
+    let family: u16 = read(sk + u64::from(l.sk_family))?;
+    let port: u16 = read(sk + u64::from(l.sk_num))?;
+    // Refused before connect returned (on loopback the RST comes at once): the port was
+    // released, and the socket has no local end any more.
+    if port == 0 {
+        return None;
+    }
+    let ip = match family {
+        AF_INET => {
+            let v4: [u8; 4] = read(sk + u64::from(l.sk_rcv_saddr))?;
+            [v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+        }
+        AF_INET6 => read(sk + u64::from(l.sk_v6_rcv_saddr))?,
+        _ => return None,
+    };
+    Some((family, port, ip))
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
 
 /// The current task's exit status (`task_struct.exit_code`, as wait(2) reports it), once
 /// do_exit has set it; `None` when the layout is unknown.

@@ -63,6 +63,13 @@ pub struct Event {
     /// The filters hide this call; it only keeps the fd table current (never shown or written).
     #[serde(skip)]
     pub context_only: bool,
+    /// The local end the kernel read from the socket as a connect returned (its ephemeral
+    /// port): for the fd table, which puts it in `sock.local`.
+    #[serde(skip)]
+    pub bound: Option<SockAddr>,
+    /// The inodes of a socketpair's two sockets, read by the kernel: for the fd table.
+    #[serde(skip)]
+    pub pair_inodes: Option<[u64; 2]>,
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
@@ -202,6 +209,8 @@ impl Event {
             sock: None,
             cap_effective: None,
             context_only: false,
+            bound: None,
+            pair_inodes: None,
             anomalies: Vec::new(),
         }
     }
@@ -311,6 +320,8 @@ impl SocketError {
             sock: self.sock.clone(),
             cap_effective: None,
             context_only: false,
+            bound: None,
+            pair_inodes: None,
             anomalies: self.anomalies.clone(),
         }
     }

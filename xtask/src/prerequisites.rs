@@ -15,6 +15,8 @@ pub fn install() -> Result<()> {
     debian_package("strace", "strace")?;
     // tests/knowledge.rs traces curl's non-blocking connects.
     debian_package("curl", "curl")?;
+    // tests/servers.rs attaches to an nginx master whose workers already run.
+    debian_package("nginx", "nginx")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
 }

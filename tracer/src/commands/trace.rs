@@ -39,7 +39,8 @@ pub struct TraceArgs {
     )]
     pub pids: Vec<u32>,
 
-    /// Also trace the children they fork from now on (default with -- CMD)
+    /// Also trace the children they fork from now on and, with --pid, the descendants they
+    /// already have (default with -- CMD)
     #[arg(short = 'f', long, help_heading = "What to trace")]
     pub follow_forks: bool,
 
@@ -173,12 +174,35 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let (mut kernel, ring) = Kernel::load(&opts)?;
     // Traced first, then photographed: a socket made in between is in both, and the events
     // that follow the snapshot keep the fd table right.
-    let mut snapshots = Vec::new();
     for &pid in &pids {
         kernel.trace(pid)?;
-        if !args.no_snapshot {
-            snapshots.push(snapshot(pid));
+    }
+    // -f takes in the processes' existing descendants too (an nginx master's workers): listed
+    // after the roots are traced, so a child forked meanwhile is seen by the fork tracepoint
+    // or by the next round of the walk.
+    let mut added = Vec::new();
+    if opts.follow_forks && !pids.is_empty() {
+        for _ in 0..3 {
+            let known: Vec<u32> = pids.iter().chain(&added).copied().collect();
+            let new: Vec<u32> =
+                target::descendants(&pids).into_iter().filter(|p| !known.contains(p)).collect();
+            if new.is_empty() {
+                break;
+            }
+            for &pid in &new {
+                kernel.trace(pid)?;
+            }
+            added.extend(new);
         }
+        added.sort_unstable();
+        if !added.is_empty() {
+            let list = added.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+            eprintln!("wsltrace: -f: also tracing existing descendants: pids {list}");
+        }
+    }
+    let mut snapshots = Vec::new();
+    if !args.no_snapshot {
+        snapshots.extend(pids.iter().chain(&added).map(|&pid| snapshot(pid)));
     }
     // Userspace filters; relative --since/--until and the recording count from here. The
     // file is created only now, so a trace that cannot start leaves none behind.

@@ -12,8 +12,8 @@ use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     ProcessRecord, Syscall, SyscallRecord,
     record::{
-        FLAG_CAPS, FLAG_CONTEXT, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP,
-        SocketErrorRecord,
+        FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED,
+        FLAG_SECCOMP, SocketErrorRecord,
     },
 };
 
@@ -112,6 +112,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         RefusedBy::Unknown
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
+    let from_socket = rec.flags & FLAG_FROM_SOCKET != 0;
     Some(Event {
         ts: clock.wall(rec.ts_ns),
         ts_ns: rec.ts_ns,
@@ -143,6 +144,17 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         sock: None,
         cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
         context_only: rec.flags & FLAG_CONTEXT != 0,
+        bound: (syscall == Syscall::Connect && from_socket)
+            .then(|| {
+                sockaddr::decode(&rec.value[..(rec.value_copied as usize).min(rec.value.len())])
+            })
+            .flatten(),
+        pair_inodes: (syscall == Syscall::Socketpair && from_socket).then(|| {
+            let ino = |at: usize| {
+                u64::from_ne_bytes(rec.value[at..at + 8].try_into().unwrap_or_default())
+            };
+            [ino(8), ino(16)]
+        }),
         anomalies: Vec::new(),
     })
 }
@@ -310,6 +322,28 @@ mod tests {
         let ev = decode(&rec, &clock()).unwrap();
         assert_eq!(ev.args.fds, Some([3, 4]));
         assert_eq!(ev.args.protocol.as_deref(), Some("0"));
+        assert_eq!(ev.pair_inodes, None);
+        // The inodes the kernel read follow the fds.
+        rec.value[8..16].copy_from_slice(&77_u64.to_ne_bytes());
+        rec.value[16..24].copy_from_slice(&78_u64.to_ne_bytes());
+        rec.flags |= FLAG_FROM_SOCKET;
+        let ev = decode(&rec, &clock()).unwrap();
+        assert_eq!((ev.args.fds, ev.pair_inodes), (Some([3, 4]), Some([77, 78])));
+    }
+
+    /// The local end the kernel read at connect exit, a sockaddr_in in `value`.
+    #[test]
+    fn connect_local_end() {
+        let mut rec = record(Syscall::Connect, [5, 0x7fff_0000, 16, 0, 0, 0], 0);
+        let local = [2, 0, 0x9d, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+        rec.value[..16].copy_from_slice(&local);
+        (rec.value_len, rec.value_copied) = (16, 16);
+        assert_eq!(decode(&rec, &clock()).unwrap().bound, None, "no flag, no local end");
+        rec.flags |= FLAG_FROM_SOCKET;
+        let ev = decode(&rec, &clock()).unwrap();
+        let expected = KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 40336 };
+        assert_eq!(ev.bound, Some(SockAddr::Known(expected)));
+        assert_eq!(ev.args.value, None);
     }
 
     #[test]

@@ -13,12 +13,22 @@ use tracer_common::Syscall;
 
 use crate::{
     decode::{errno::Errno, state::SockState},
-    event::{Event, OptValue, PendingConnect, SocketInfo},
+    event::{Event, KnownAddr, OptValue, PendingConnect, SockAddr, SocketInfo},
 };
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
 pub trait SocketLookup {
     fn describe(&mut self, pid: u32, fd: i32) -> Option<SocketInfo>;
+
+    /// The local and remote ends of a live socket now (the port a connect was given).
+    fn ends(&mut self, _pid: u32, _fd: i32) -> Option<(Option<SockAddr>, Option<SockAddr>)> {
+        None
+    }
+
+    /// The inode of a live socket (the peer of its socketpair twin).
+    fn inode(&mut self, _pid: u32, _fd: i32) -> Option<u64> {
+        None
+    }
 }
 
 /// No look-up: only what the traced calls tell.
@@ -136,6 +146,7 @@ impl FdTable {
     /// already carries (a recording) is kept.
     pub fn apply(&mut self, ev: &mut Event) {
         if ev.in_flight_at_attach {
+            self.accepted_in_flight(ev);
             return;
         }
         let recorded = ev.sock.take();
@@ -147,6 +158,48 @@ impl FdTable {
         if recorded_connect.is_some() {
             ev.connect = recorded_connect;
         }
+    }
+
+    /// An accept in flight at attach comes without arguments, but the fd it returned is
+    /// there to be looked up.
+    fn accepted_in_flight(&mut self, ev: &mut Event) {
+        let accept = matches!(ev.syscall, Syscall::Accept | Syscall::Accept4);
+        let Some(fd) = i32::try_from(ev.ret).ok().filter(|_| accept && ev.errno.is_none()) else {
+            return;
+        };
+        // The fd is new: whatever the table held under that number was closed before.
+        if let Some(table) = self.procs.get_mut(&ev.pid) {
+            table.remove(&fd);
+        }
+        let found = self.entry(ev.pid, fd).cloned();
+        if ev.sock.is_none() {
+            ev.sock = found;
+        }
+    }
+
+    /// The local end a connect gave the socket (its ephemeral port), asked of the live socket
+    /// when the table does not know it: a few syscalls per connect, no table dump. `None`
+    /// when the fd is no longer the socket that connected (closed, reused for another peer).
+    fn local_after_connect(
+        &mut self,
+        pid: u32,
+        fd: i32,
+        to: Option<&SockAddr>,
+    ) -> Option<SockAddr> {
+        let known = self.procs.get(&pid).and_then(|t| t.get(&fd));
+        let inet = known.is_none_or(|s| matches!(s.family.as_str(), "AF_INET" | "AF_INET6"));
+        let bound = known.and_then(|s| s.local.as_ref()).is_some_and(|l| port(l) != Some(0));
+        if !inet || bound {
+            return None;
+        }
+        let (local, peer) = self.lookup.ends(pid, fd)?;
+        // Still connecting (SYN_SENT) has no peer yet; a different peer is another socket.
+        if let (Some(peer), Some(to)) = (&peer, to)
+            && !same_endpoint(peer, to)
+        {
+            return None;
+        }
+        local.filter(|l| port(l).is_some_and(|p| p != 0))
     }
 
     fn update(&mut self, ev: &mut Event) {
@@ -175,8 +228,15 @@ impl FdTable {
             }
             Syscall::Socketpair => {
                 if let (true, Some(fds)) = (ok, a.fds) {
-                    for fd in fds {
+                    // Each end names the other by inode, as strace -yy does.
+                    let inodes = match ev.pair_inodes {
+                        Some(read) => read.map(Some),
+                        None => fds.map(|fd| self.lookup.inode(pid, fd)),
+                    };
+                    for (i, fd) in fds.into_iter().enumerate() {
                         let sock = SocketInfo {
+                            inode: inodes[i],
+                            peer_inode: inodes[1 - i],
                             fd: Some(fd),
                             family: a.domain.clone().unwrap_or_default(),
                             sock_type: a.sock_type.clone(),
@@ -187,6 +247,10 @@ impl FdTable {
                             )),
                             ..SocketInfo::default()
                         };
+                        // The event describes the first end; the text shows both.
+                        if i == 0 {
+                            ev.sock = Some(sock.clone());
+                        }
                         self.procs.entry(pid).or_default().insert(fd, sock);
                         self.connecting.remove(&(pid, fd));
                     }
@@ -238,7 +302,18 @@ impl FdTable {
                 }
                 let settled = self.async_outcome(ev, fd);
                 let (syscall, addr, errno) = (ev.syscall, ev.args.addr.clone(), ev.errno);
+                let connected = syscall == Syscall::Connect
+                    && (ok || errno.is_some_and(|e| e.0 == EINPROGRESS));
+                // Read by the kernel as the call returned; else asked of the live socket.
+                let local = match ev.bound.clone() {
+                    Some(bound) => Some(bound).filter(|b| connected && port(b) != Some(0)),
+                    None if connected => self.local_after_connect(pid, fd, addr.as_ref()),
+                    None => None,
+                };
                 let Some(sock) = self.entry(pid, fd) else { return };
+                if local.is_some() {
+                    sock.local = local;
+                }
                 match syscall {
                     Syscall::Bind | Syscall::Getsockname if ok => sock.local = addr,
                     Syscall::Listen if ok => sock.state = Some(SockState::Listen),
@@ -321,10 +396,34 @@ impl FdTable {
     }
 }
 
+fn port(addr: &SockAddr) -> Option<u16> {
+    match addr {
+        SockAddr::Known(KnownAddr::Inet { port, .. } | KnownAddr::Inet6 { port, .. }) => {
+            Some(*port)
+        }
+        _ => None,
+    }
+}
+
+/// The same IP and port (a flow label or scope given to connect is not echoed back).
+fn same_endpoint(a: &SockAddr, b: &SockAddr) -> bool {
+    use KnownAddr::{Inet, Inet6};
+    match (a, b) {
+        (SockAddr::Known(Inet { ip: x, port: p }), SockAddr::Known(Inet { ip: y, port: q })) => {
+            (x, p) == (y, q)
+        }
+        (
+            SockAddr::Known(Inet6 { ip: x, port: p, .. }),
+            SockAddr::Known(Inet6 { ip: y, port: q, .. }),
+        ) => (x, p) == (y, q),
+        _ => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Args, KnownAddr, SockAddr};
+    use crate::event::Args;
 
     fn ev(syscall: Syscall, args: Args, ret: i64) -> Event {
         Event { pid: 10, tid: 10, ..Event::for_test(syscall, args, ret) }
@@ -478,6 +577,97 @@ mod tests {
             table.apply(&mut e);
             assert_eq!(e.sock.unwrap().family, "AF_UNIX");
         }
+    }
+
+    /// A live process as the look-up sees it: fd 3's ends, inodes 100 + fd, fd 5 a socket.
+    struct Live {
+        ends: (Option<SockAddr>, Option<SockAddr>),
+    }
+
+    impl SocketLookup for Live {
+        fn describe(&mut self, _: u32, fd: i32) -> Option<SocketInfo> {
+            let (local, peer) = self.ends.clone();
+            (fd == 5).then(|| SocketInfo {
+                fd: Some(fd),
+                family: "AF_INET".into(),
+                local,
+                peer,
+                ..SocketInfo::default()
+            })
+        }
+
+        fn ends(&mut self, _: u32, fd: i32) -> Option<(Option<SockAddr>, Option<SockAddr>)> {
+            (fd == 3).then(|| self.ends.clone())
+        }
+
+        fn inode(&mut self, _: u32, fd: i32) -> Option<u64> {
+            Some(100 + fd as u64)
+        }
+    }
+
+    /// After a connect (done or under way) the socket's own port is asked of the socket; a
+    /// socket now connected elsewhere is not the one that connected.
+    #[test]
+    fn connect_learns_the_local_port() {
+        for (peer, ret) in [(lo(8080), 0), (None, -115)] {
+            let mut table = FdTable::new(Box::new(Live { ends: (lo(40000), peer) }));
+            table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+            let mut e = connect(3, 8080, ret);
+            table.apply(&mut e);
+            assert_eq!(e.sock.unwrap().local, lo(40000), "connect = {ret}");
+        }
+        let mut table = FdTable::new(Box::new(Live { ends: (lo(40000), lo(9)) }));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        let mut e = connect(3, 8080, 0);
+        table.apply(&mut e);
+        assert_eq!(e.sock.unwrap().local, None);
+        // A refused connect is not asked about.
+        let mut table = FdTable::new(Box::new(Live { ends: (lo(40000), None) }));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        let mut e = connect(3, 8080, -111);
+        table.apply(&mut e);
+        assert_eq!(e.sock.unwrap().local, None);
+    }
+
+    /// The local end the kernel read at connect exit wins; no look-up is made.
+    #[test]
+    fn connect_uses_the_local_end_the_kernel_read() {
+        let mut table = FdTable::new(Box::new(Live { ends: (lo(40000), lo(8080)) }));
+        table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
+        let mut e = connect(3, 8080, 0);
+        e.bound = lo(41000);
+        table.apply(&mut e);
+        assert_eq!(e.sock.unwrap().local, lo(41000));
+        assert_eq!(table.get(10, 3).unwrap().local, lo(41000));
+    }
+
+    /// The fd an accept in flight at attach returned is looked up.
+    #[test]
+    fn accept_in_flight_at_attach_is_described() {
+        let mut table = FdTable::new(Box::new(Live { ends: (lo(80), lo(5555)) }));
+        let mut e = ev(Syscall::Accept4, Args::default(), 5);
+        e.in_flight_at_attach = true;
+        table.apply(&mut e);
+        let sock = e.sock.unwrap();
+        assert_eq!((sock.fd, sock.local, sock.peer), (Some(5), lo(80), lo(5555)));
+    }
+
+    /// socketpair ends name each other by inode.
+    #[test]
+    fn socketpair_ends_know_their_peer() {
+        let mut table = FdTable::new(Box::new(Live { ends: (None, None) }));
+        let args = Args {
+            domain: Some("AF_UNIX".into()),
+            sock_type: Some("SOCK_STREAM".into()),
+            fds: Some([6, 7]),
+            ..Args::default()
+        };
+        let mut e = ev(Syscall::Socketpair, args, 0);
+        table.apply(&mut e);
+        let first = e.sock.unwrap();
+        assert_eq!((first.fd, first.inode, first.peer_inode), (Some(6), Some(106), Some(107)));
+        let second = table.get(10, 7).unwrap();
+        assert_eq!((second.inode, second.peer_inode), (Some(107), Some(106)));
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use anyhow::Result;
 
 use crate::{
-    event::SocketInfo,
+    event::{SockAddr, SocketInfo},
     facts::{
         fresh::Fresh,
-        sockets::{Netns, Tables, fds},
+        sockets::{self, Netns, Tables, fds},
     },
 };
 
@@ -37,6 +37,16 @@ impl super::SocketLookup for SystemLookup {
             tracing::debug!("cannot describe fd {fd} of pid {pid}: {err:#}");
             None
         })
+    }
+
+    fn ends(&mut self, pid: u32, fd: i32) -> Option<(Option<SockAddr>, Option<SockAddr>)> {
+        sockets::ends(pid, fd)
+            .inspect_err(|err| tracing::debug!("ends of fd {fd} of pid {pid}: {err:#}"))
+            .ok()
+    }
+
+    fn inode(&mut self, pid: u32, fd: i32) -> Option<u64> {
+        fds::socket_inode(pid, fd).ok().flatten()
     }
 }
 

@@ -290,6 +290,26 @@ pub fn sock_tag(sock: &SocketInfo) -> String {
         ("AF_INET" | "AF_INET6", Some("SOCK_DGRAM")) => if v6 { "UDPv6" } else { "UDP" }.to_owned(),
         (family, _) => family.trim_start_matches("AF_").to_owned(),
     };
+    // Unnamed unix sockets (socketpair ends, a client's end) are told apart by inode.
+    let unnamed = |a: &Option<SockAddr>| match a {
+        None => true,
+        Some(SockAddr::Known(KnownAddr::Unix(u))) => u.path.is_none() && u.abstract_name.is_none(),
+        Some(_) => false,
+    };
+    if let (Some(inode), "AF_UNIX") = (sock.inode, sock.family.as_str())
+        && unnamed(&sock.local)
+        && unnamed(&sock.peer)
+    {
+        match sock.peer_inode {
+            Some(peer) => {
+                let _ = write!(tag, ":[{inode}->{peer}]");
+            }
+            None => {
+                let _ = write!(tag, ":[{inode}]");
+            }
+        }
+        return tag;
+    }
     let endpoints: Vec<String> = [&sock.local, &sock.peer]
         .into_iter()
         .map(|a| a.as_ref().map_or_else(|| "?".into(), render_endpoint))
@@ -344,11 +364,21 @@ pub fn render_args(ev: &Event) -> String {
             };
             let mut s = format!("{}, {ty}, {}", opt(&a.domain), opt(&a.protocol));
             if ev.syscall == Syscall::Socketpair {
-                match a.fds {
-                    Some([x, y]) => {
+                match (a.fds, &ev.sock) {
+                    // The event describes the first end; the second is its mirror.
+                    (Some([x, y]), Some(first)) if first.peer_inode.is_some() => {
+                        let second = SocketInfo {
+                            inode: first.peer_inode,
+                            peer_inode: first.inode,
+                            ..first.clone()
+                        };
+                        let _ =
+                            write!(s, ", [{x}<{}>, {y}<{}>]", sock_tag(first), sock_tag(&second));
+                    }
+                    (Some([x, y]), _) => {
                         let _ = write!(s, ", [{x}, {y}]");
                     }
-                    None => s.push_str(", ?"),
+                    (None, _) => s.push_str(", ?"),
                 }
             }
             s

@@ -65,7 +65,7 @@ fn resolve(btf: &Btf) -> Result<KernelLayout> {
         task_exit_code: off("task_struct", "exit_code")?,
         ..KernelLayout::UNRESOLVED
     };
-    Ok(socket_errors(btf, refused_calls(btf, layout)))
+    Ok(local_ends(btf, socket_errors(btf, refused_calls(btf, layout))))
 }
 
 /// Adds what attributes a socket error to an fd (see `SocketErrorRecord`): without it, socket
@@ -80,9 +80,35 @@ fn socket_errors(btf: &Btf, mut layout: KernelLayout) -> KernelLayout {
     };
     match offsets() {
         Ok([private, sk, err]) => {
-            (layout.file_private, layout.socket_sk, layout.sock_err) = (private, sk, err);
+            (layout.file_private_data, layout.socket_sk, layout.sock_err) = (private, sk, err);
         }
         Err(err) => tracing::debug!("socket errors: {err:#}"),
+    }
+    layout
+}
+
+/// Adds what the programs read from sockets (see `FLAG_FROM_SOCKET`): all or nothing,
+/// logged; without it the fd table asks the live process.
+fn local_ends(btf: &Btf, mut layout: KernelLayout) -> KernelLayout {
+    let found = || -> Result<[u32; 7]> {
+        let common = member_offset(btf, "sock", "__sk_common")?;
+        Ok([
+            member_offset(btf, "inode", "i_ino")?,
+            member_offset(btf, "file", "private_data")?,
+            member_offset(btf, "socket", "sk")?,
+            common + member_offset(btf, "sock_common", "skc_family")?,
+            common + member_offset(btf, "sock_common", "skc_num")?,
+            common + member_offset(btf, "sock_common", "skc_rcv_saddr")?,
+            common + member_offset(btf, "sock_common", "skc_v6_rcv_saddr")?,
+        ])
+    };
+    match found() {
+        Ok([ino, private, sk, family, num, v4, v6]) => {
+            (layout.inode_ino, layout.file_private_data, layout.socket_sk) = (ino, private, sk);
+            (layout.sk_family, layout.sk_num, layout.sk_rcv_saddr, layout.sk_v6_rcv_saddr) =
+                (family, num, v4, v6);
+        }
+        Err(err) => tracing::debug!("reading from sockets: {err:#}"),
     }
     layout
 }
@@ -199,7 +225,15 @@ mod tests {
         }
         // What a socket error is attributed with: struct socket's sk follows its state, type,
         // flags and file pointer.
-        assert!(layout.file_private > 0 && layout.socket_sk > 0 && layout.sock_err > 0);
+        assert!(layout.file_private_data > 0 && layout.socket_sk > 0 && layout.sock_err > 0);
+        // struct sock starts with sock_common, whose skc_daddr/skc_rcv_saddr pair comes first.
+        assert!(
+            layout.inode_ino > 0
+                && layout.file_private_data > 0
+                && layout.sk_num > 0
+                && layout.sk_v6_rcv_saddr > 0
+        );
+        assert_eq!(layout.sk_rcv_saddr, 4);
     }
 
     #[test]

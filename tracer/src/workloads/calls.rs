@@ -170,7 +170,10 @@ pub fn invalid_arguments() -> Result<()> {
 pub fn server() -> Result<()> {
     let (listener, addr) = tcp_listener()?;
     eprintln!("listening {} {}", std::process::id(), addr.port());
-    drop(accept4_with_peer(&listener)?);
+    let conn = std::net::TcpStream::from(accept4_with_peer(&listener)?);
+    // Held until the client hangs up: a tracer that attached during the accept can still
+    // look up what the accepted fd is.
+    let _ = std::io::Read::read(&mut &conn, &mut [0; 1]);
     Ok(())
 }
 

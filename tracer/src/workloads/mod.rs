@@ -32,7 +32,8 @@ pub enum Scenario {
     Threads,
     /// A child that forks a grandchild which connects immediately
     Fork,
-    /// A server blocked in accept() until one client connects (prints its port)
+    /// A server blocked in accept() until one client connects (prints its port), then holding
+    /// the connection until the client hangs up
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,

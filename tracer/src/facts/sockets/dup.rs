@@ -51,6 +51,13 @@ pub fn describe(pid: u32, fd: i32, inode: u64) -> Result<SocketInfo> {
     })
 }
 
+/// The local and remote ends of the socket behind `fd` of `pid` (getsockname, getpeername):
+/// the few calls it takes to learn the port a connect was given, without dumping a table.
+pub fn ends(pid: u32, fd: i32) -> Result<(Option<SockAddr>, Option<SockAddr>)> {
+    let sock = borrow(pid, fd)?;
+    Ok((address(&sock, libc::getsockname), address(&sock, libc::getpeername)))
+}
+
 /// A copy of `fd` from process `pid`.
 fn borrow(pid: u32, fd: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
@@ -144,6 +151,19 @@ mod tests {
         assert!(matches!(info.local, Some(SockAddr::Known(KnownAddr::Inet6 { port: 0, .. }))));
         assert_eq!(info.peer, None);
         assert_eq!((info.fd, info.inode), (Some(sock.as_raw_fd()), Some(42)));
+    }
+
+    #[test]
+    fn ends_of_a_connected_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (local, peer) = ends(std::process::id(), client.as_raw_fd()).unwrap();
+        let inet = |a: std::net::SocketAddr| {
+            Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: a.port() }))
+        };
+        assert_eq!(local, inet(client.local_addr().unwrap()));
+        assert_eq!(peer, inet(listener.local_addr().unwrap()));
+        assert!(ends(std::process::id(), 999_999).is_err());
     }
 
     #[test]

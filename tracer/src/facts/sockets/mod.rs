@@ -20,6 +20,7 @@ use std::{collections::HashMap, net::SocketAddr};
 
 use anyhow::Result;
 
+pub use dup::ends;
 pub use netns::Netns;
 
 use crate::{
