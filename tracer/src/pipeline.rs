@@ -10,8 +10,8 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     detect::Detector,
-    enrich::Enricher,
-    event::{Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
+    enrich::{Enricher, blocked::ConnectWatch},
+    event::{Blocked, Event, Loss, ProcessExit, RecordRef, Severity, Snapshot},
     facts::Facts,
     filter::Filter,
     recording::Header,
@@ -32,6 +32,8 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
             }
             Record::Snapshot(snap) => pipeline.snapshot(&snap),
             Record::Event(mut ev) => pipeline.event(&mut ev),
+            Record::Blocked(mut b) => pipeline.blocked(&mut b),
+            Record::Tick(now_ns) => pipeline.tick(now_ns),
             Record::Loss(loss) => pipeline.loss(&loss),
             Record::Exit(exit) => pipeline.exit(&exit),
             Record::Fork { parent, child } => {
@@ -72,6 +74,8 @@ pub struct Stats {
     pub in_flight_at_attach: u64,
     /// Events the userspace filters dropped.
     pub filtered: u64,
+    /// `blocked` records shown.
+    pub blocked: u64,
     /// rule id -> (severity, title, occurrences), over the events shown.
     pub findings: BTreeMap<String, (Severity, String, u64)>,
 }
@@ -86,6 +90,8 @@ pub struct Pipeline {
     /// Processes with an event shown: only their exits are (a shell wrapper's forty helper
     /// processes that never touched a socket are not news).
     shown: HashSet<u32>,
+    /// Live, with `--blocked-after`: non-blocking connects still connecting.
+    watch: Option<ConnectWatch>,
     pub stats: Stats,
 }
 
@@ -98,8 +104,15 @@ impl Pipeline {
             filter: Filter::default(),
             sinks,
             shown: HashSet::new(),
+            watch: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Reports non-blocking connects still connecting after `after_ns` (live).
+    pub fn with_blocked_after(mut self, after_ns: u64) -> Self {
+        self.watch = (after_ns > 0).then(|| ConnectWatch::new(after_ns));
+        self
     }
 
     /// Judges the records after each header in the environment the header describes.
@@ -131,6 +144,9 @@ impl Pipeline {
             self.filter.set_start(ev.ts);
         }
         self.enricher.event(ev);
+        if let Some(watch) = &mut self.watch {
+            watch.event(ev);
+        }
         // A call the kernel filters hid: it told the fd table what an fd is, nothing more.
         if ev.context_only {
             return Ok(());
@@ -146,7 +162,12 @@ impl Pipeline {
         self.stats.events += 1;
         self.shown.insert(ev.pid);
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
-        for finding in &ev.anomalies {
+        self.count_findings(&ev.anomalies);
+        self.sinks.write(RecordRef::Event(ev))
+    }
+
+    fn count_findings(&mut self, findings: &[crate::event::Finding]) {
+        for finding in findings {
             let entry = self
                 .stats
                 .findings
@@ -154,7 +175,35 @@ impl Pipeline {
                 .or_insert_with(|| (finding.severity, finding.title.clone(), 0));
             entry.2 += 1;
         }
-        self.sinks.write(RecordRef::Event(ev))
+    }
+
+    /// A call still in progress: annotated and judged like an event, without changing the fd
+    /// table (it has done nothing yet).
+    pub fn blocked(&mut self, b: &mut Blocked) -> io::Result<()> {
+        if self.filter.needs_start() {
+            self.filter.set_start(b.ts);
+        }
+        self.enricher.blocked(b);
+        if let Some(detector) = &mut self.detector {
+            detector.detect_blocked(b, &self.enricher.fds);
+        }
+        if !self.filter.blocked(b) {
+            self.stats.filtered += 1;
+            return Ok(());
+        }
+        self.stats.blocked += 1;
+        self.shown.insert(b.pid);
+        self.count_findings(&b.anomalies);
+        self.sinks.write(RecordRef::Blocked(b))
+    }
+
+    /// Live time passes: the non-blocking connects still connecting are reported.
+    pub fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        let Some(watch) = &mut self.watch else { return Ok(()) };
+        for mut b in watch.tick(now_ns, &mut self.enricher.fds) {
+            self.blocked(&mut b)?;
+        }
+        Ok(())
     }
 
     pub fn loss(&mut self, loss: &Loss) -> io::Result<()> {
@@ -217,8 +266,11 @@ impl Pipeline {
 
     /// The last line of every trace.
     pub fn summary(&self) -> String {
-        let Stats { events, lost, in_flight_at_attach, filtered, .. } = &self.stats;
+        let Stats { events, lost, in_flight_at_attach, filtered, blocked, .. } = &self.stats;
         let mut line = format!("wsltrace: {events} events, {lost} lost");
+        if *blocked > 0 {
+            line.push_str(&format!(" ({blocked} blocked calls reported)"));
+        }
         if *in_flight_at_attach > 0 {
             line.push_str(&format!(" ({in_flight_at_attach} already in progress at attach)"));
         }

@@ -1,11 +1,15 @@
 //! Context the kernel record does not carry: cgroup paths, namespaces where the kernel could
 //! not read them, and what each fd is (the lsof part).
 
+pub mod blocked;
 pub mod cgroups;
 pub mod fds;
 pub mod sockets;
 
-use crate::{event::Event, facts::namespaces};
+use crate::{
+    event::{Blocked, Event},
+    facts::namespaces,
+};
 
 pub use fds::{FdTable, SocketLookup};
 
@@ -42,6 +46,19 @@ impl Enricher {
             }
         }
         self.fds.apply(ev);
+    }
+
+    /// A call in progress: what its fd is as the table knows it (a recorded one keeps its
+    /// own), and its namespaces. The table is not changed: the call has not done anything yet.
+    pub fn blocked(&mut self, b: &mut Blocked) {
+        if let Some((_, namespaces)) = &mut self.live
+            && b.ns.is_none()
+        {
+            b.ns = namespaces.of(b.pid);
+        }
+        if b.sock.is_none() {
+            b.sock = b.args.fd.and_then(|fd| self.fds.get(b.pid, fd)).cloned();
+        }
     }
 
     pub fn fork(&mut self, parent: u32, child: u32) {

@@ -12,7 +12,7 @@ use tracer_common::Syscall;
 
 use crate::{
     decode::errno::Errno,
-    event::{Event, Loss, ProcessExit, Snapshot},
+    event::{Blocked, Event, Loss, ProcessExit, Snapshot},
 };
 pub use addr::AddrPattern;
 pub use args::FilterArgs;
@@ -92,14 +92,27 @@ impl Filter {
     }
 
     pub fn event(&self, ev: &Event) -> bool {
-        self.process(ev.pid, &ev.comm)
-            && self.in_window(ev.ts)
-            && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
+        self.call(ev)
             // As in the kernel: on the call's outcome (SO_ERROR's error; EINPROGRESS is none).
             && (!self.failed || ev.failed())
             && (self.errnos.is_empty() || ev.outcome_errno().is_some_and(|e| self.errnos.contains(&e)))
+    }
+
+    /// Every filter but those on the result.
+    fn call(&self, ev: &Event) -> bool {
+        self.process(ev.pid, &ev.comm)
+            && self.in_window(ev.ts)
+            && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
             && (!self.anomalies_only || !ev.anomalies.is_empty())
             && (self.addrs.is_empty() || self.touches_addr(ev))
+    }
+
+    /// A call still in progress: the process, time, syscall and address filters apply as to
+    /// an event. It has no result yet: `--failed` keeps it (a call that hangs is what one
+    /// hunts failures for; its event follows, and is kept if it fails), `-e` drops it (no
+    /// errno to match; its event is selected when it returns with one).
+    pub fn blocked(&self, b: &Blocked) -> bool {
+        self.errnos.is_empty() && self.call(&b.as_event())
     }
 
     /// Process ends pass the process and time filters (the kernel's result filters do not

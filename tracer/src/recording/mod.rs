@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Event, Loss, ProcessExit, Snapshot, rfc3339_ns},
+    event::{Blocked, Event, Loss, ProcessExit, Snapshot, rfc3339_ns},
     facts::Facts,
     filter::FilterSpec,
 };
@@ -121,6 +121,9 @@ pub struct Footer {
     pub lost: u64,
     pub exits: u64,
     pub snapshots: u64,
+    /// `blocked` records (schema 1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blocked: u64,
     /// Events per syscall name.
     pub syscalls: BTreeMap<String, u64>,
 }
@@ -134,6 +137,7 @@ pub enum Record {
     Event(Box<Event>),
     Loss(Loss),
     Exit(ProcessExit),
+    Blocked(Box<Blocked>),
     Footer(Footer),
 }
 
@@ -144,6 +148,10 @@ pub enum Record {
 pub enum Frame<'a> {
     Header(&'a Header),
     Footer(&'a Footer),
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The host name in wsltrace's UTS namespace (on WSL, the Windows computer name by default).

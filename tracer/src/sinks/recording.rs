@@ -137,6 +137,7 @@ impl RecordingSink {
             RecordRef::Loss(loss) => f.lost += loss.lost,
             RecordRef::Exit(_) => f.exits += 1,
             RecordRef::Snapshot(_) => f.snapshots += 1,
+            RecordRef::Blocked(_) => f.blocked += 1,
         }
     }
 

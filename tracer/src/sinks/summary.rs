@@ -34,6 +34,10 @@ pub struct Report {
     pub processes: Vec<ProcessReport>,
     /// Most frequent first.
     pub findings: Vec<FindingReport>,
+    /// `blocked` records per syscall: calls reported while still in progress (they are
+    /// counted in `syscalls` too when they return within the trace).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -81,6 +85,7 @@ pub struct Summary {
     syscalls: BTreeMap<&'static str, SyscallTotals>,
     processes: BTreeMap<u32, ProcessReport>,
     findings: BTreeMap<String, FindingReport>,
+    blocked: BTreeMap<String, u64>,
 }
 
 struct SyscallTotals {
@@ -126,17 +131,13 @@ impl Summary {
                 p.comm.clone_from(&ev.comm);
                 p.calls += 1;
                 p.errors += u64::from(ev.errno.is_some());
-                for finding in &ev.anomalies {
-                    let f =
-                        self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
-                            id: finding.id.clone(),
-                            severity: finding.severity,
-                            title: finding.title.clone(),
-                            count: 0,
-                        });
-                    f.count += 1;
-                }
+                self.count_findings(&ev.anomalies);
                 ev.ts
+            }
+            RecordRef::Blocked(b) => {
+                *self.blocked.entry(b.syscall.name().to_owned()).or_default() += 1;
+                self.count_findings(&b.anomalies);
+                b.ts
             }
             RecordRef::Loss(loss) => {
                 self.lost += loss.lost;
@@ -147,6 +148,18 @@ impl Summary {
         };
         self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
         self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+    }
+
+    fn count_findings(&mut self, findings: &[crate::event::Finding]) {
+        for finding in findings {
+            let f = self.findings.entry(finding.id.clone()).or_insert_with(|| FindingReport {
+                id: finding.id.clone(),
+                severity: finding.severity,
+                title: finding.title.clone(),
+                count: 0,
+            });
+            f.count += 1;
+        }
     }
 
     pub fn report(&self) -> Report {
@@ -185,6 +198,7 @@ impl Summary {
             syscalls,
             processes,
             findings,
+            blocked: self.blocked.clone(),
         }
     }
 }
@@ -253,6 +267,10 @@ impl Report {
             ),
         };
         out.push_str(&lost);
+        if !self.blocked.is_empty() {
+            let counts: Vec<String> = self.blocked.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            out.push_str(&format!("blocked calls (reported while in progress): {}\n", counts.join(", ")));
+        }
         out.push_str(&format!("duration: {}\n", Duration(self.duration_ns)));
         out
     }

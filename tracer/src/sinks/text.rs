@@ -13,7 +13,7 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
+    Args, Blocked, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
     Snapshot, SockAddr, SocketInfo,
 };
 
@@ -82,7 +82,23 @@ impl<W: Write> TextSink<W> {
         self.line.push(' ');
     }
 
-    fn event(&mut self, ev: &Event) {
+    /// `connect(5<TCP:?->127.0.0.1:9999>, {AF_INET, 127.0.0.1:9999}, 16) ... blocked for 2.0s`
+    fn blocked(&mut self, b: &Blocked) {
+        let ev = b.as_event();
+        self.call(&ev);
+        self.line.push_str(") ... ");
+        let secs = b.blocked_ns as f64 / 1e9;
+        self.styled_fmt(WARN, format_args!("blocked for {secs:.1}s"));
+        if b.nonblocking {
+            self.line.push_str(" (non-blocking: still connecting)");
+        }
+        for finding in &b.anomalies {
+            self.finding(&ev, finding);
+        }
+    }
+
+    /// Time, caller and the call up to its closing parenthesis.
+    fn call(&mut self, ev: &Event) {
         self.time(ev.ts);
         self.styled_fmt(DIM, format_args!("{}[{}/{}]", ev.comm, ev.pid, ev.tid));
         self.line.push(' ');
@@ -101,6 +117,10 @@ impl<W: Write> TextSink<W> {
         } else {
             self.line.push_str(&render_args(ev));
         }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        self.call(ev);
         self.line.push_str(") = ");
         match ev.errno {
             Some(errno) => {
@@ -223,6 +243,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Loss(loss) => self.loss(loss),
             RecordRef::Exit(exit) => self.exit(exit),
             RecordRef::Snapshot(snap) => self.snapshot(snap),
+            RecordRef::Blocked(b) => self.blocked(b),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())

@@ -222,7 +222,7 @@ impl RecordingReader {
                     ));
                 }
             }
-            Record::Snapshot(_) | Record::Exit(_) => {}
+            Record::Snapshot(_) | Record::Exit(_) | Record::Blocked(_) => {}
         }
         Some(record)
     }
@@ -325,6 +325,7 @@ mod tests {
                 Record::Event(_) => "event",
                 Record::Loss(_) => "loss",
                 Record::Exit(_) => "exit",
+                Record::Blocked(_) => "blocked",
                 Record::Footer(_) => "footer",
             });
         }
