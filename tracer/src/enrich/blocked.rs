@@ -19,8 +19,9 @@ const EINPROGRESS: u16 = 115;
 
 pub struct ConnectWatch {
     after_ns: u64,
-    /// The thread that started each connect under way, and when, by (pid, fd).
-    starts: HashMap<(u32, i32), (u32, DateTime<Utc>)>,
+    /// The connect call that started each connect under way, by (pid, fd): thread, time and
+    /// arguments.
+    starts: HashMap<(u32, i32), (u32, DateTime<Utc>, Args)>,
     /// Connects already settled by the watch, by (pid, fd, start): reported, or found not to
     /// be connecting any more (a program that never asks SO_ERROR leaves them in the table).
     settled: HashSet<(u32, i32, u64)>,
@@ -36,7 +37,7 @@ impl ConnectWatch {
         if let (Syscall::Connect, Some(Errno(EINPROGRESS)), Some(fd)) =
             (ev.syscall, ev.errno, ev.args.fd)
         {
-            self.starts.insert((ev.pid, fd), (ev.tid, ev.ts));
+            self.starts.insert((ev.pid, fd), (ev.tid, ev.ts, ev.args.clone()));
         }
     }
 
@@ -64,9 +65,10 @@ impl ConnectWatch {
                 continue;
             }
             let blocked_ns = now_ns.saturating_sub(started_ns);
-            // The connect's own event said who and when; the table may have it from a fork.
-            let (tid, ts) = self.starts.get(&(pid, fd)).copied().unwrap_or_else(|| {
-                (pid, Utc::now() - chrono::Duration::nanoseconds(blocked_ns as i64))
+            // The connect's own event said who, when and how; the table may have it from a
+            // fork.
+            let (tid, ts, args) = self.starts.get(&(pid, fd)).cloned().unwrap_or_else(|| {
+                (pid, Utc::now() - chrono::Duration::nanoseconds(blocked_ns as i64), args)
             });
             blocked.push(Blocked {
                 ts,
