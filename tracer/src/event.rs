@@ -243,6 +243,25 @@ pub struct Blocked {
 }
 
 impl Blocked {
+    /// `ev`'s call, in progress for `blocked_ns`.
+    #[cfg(test)]
+    pub fn for_test(ev: Event, blocked_ns: u64) -> Blocked {
+        Blocked {
+            ts: ev.ts,
+            ts_ns: ev.ts_ns,
+            pid: ev.pid,
+            tid: ev.tid,
+            comm: ev.comm,
+            syscall: ev.syscall,
+            args: ev.args,
+            sock: ev.sock,
+            blocked_ns,
+            nonblocking: false,
+            ns: ev.ns,
+            anomalies: ev.anomalies,
+        }
+    }
+
     /// The call as an event without a result, for the filters and the rules.
     pub fn as_event(&self) -> Event {
         Event {

@@ -50,11 +50,10 @@ fn a_blocking_connect_to_a_full_accept_queue_is_reported_while_it_blocks() {
     let records = blocked(&out);
     assert_eq!(records.len(), 1, "one record per call:\n{}", out.stdout);
     let b = &records[0];
-    assert_eq!((b["syscall"].as_str(), b["pid"].as_u64(), b["tid"].as_u64()), (
-        Some("connect"),
-        Some(u64::from(pid)),
-        Some(u64::from(pid))
-    ));
+    assert_eq!(
+        (b["syscall"].as_str(), b["pid"].as_u64(), b["tid"].as_u64()),
+        (Some("connect"), Some(u64::from(pid)), Some(u64::from(pid)))
+    );
     // The address was read from the caller's memory while the call was in progress.
     assert_eq!(b["args"]["addr"]["ip"], "127.0.0.1");
     assert_eq!(b["args"]["addr"]["port"], port);
@@ -78,7 +77,8 @@ fn curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect() {
     let listener = Workload::start(&["full-queue"]);
     let url = format!("http://127.0.0.1:{}/", listener.port.expect("port"));
     // curl gives up after 3 s (exit 28), which ends the trace.
-    let out = run(wsltrace().args(["--format", "json", "--", "curl", "-s", "--max-time", "3", &url]));
+    let out =
+        run(wsltrace().args(["--format", "json", "--", "curl", "-s", "--max-time", "3", &url]));
     assert_eq!(out.status.code(), Some(28), "curl's timeout:\n{}", out.stderr);
     let records = blocked(&out);
     assert_eq!(records.len(), 1, "{}", out.stdout);

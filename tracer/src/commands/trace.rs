@@ -274,7 +274,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// `--duration`'s format, or 0 (off).
 fn parse_blocked_after(s: &str) -> Result<Duration, String> {
     match s.trim_end_matches('s').parse::<f64>() {
-        Ok(secs) if secs == 0.0 => Ok(Duration::ZERO),
+        Ok(0.0) => Ok(Duration::ZERO),
         _ => parse_duration(s),
     }
 }

@@ -201,8 +201,8 @@ mod tests {
         })))
     }
 
-    /// The rule ids that fire on `ev` in `env` with `system`.
-    fn fired(mut ev: Event, wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+    /// The built-in rules in `wsl` (networking `mode`) on `system`.
+    fn detector(wsl: WslKind, mode: Option<&str>, system: Fake) -> Detector {
         let env = Environment {
             wsl,
             networking_mode: mode.map(str::to_owned),
@@ -210,7 +210,12 @@ mod tests {
             unprivileged_port_start: 1024,
         };
         let specs = rules::parse(rules::BUILTIN_NAME, rules::BUILTIN).unwrap();
-        let mut detector = Detector::new(specs, env, Box::new(system), Some(NET));
+        Detector::new(specs, env, Box::new(system), Some(NET))
+    }
+
+    /// The rule ids that fire on `ev` in `env` with `system`.
+    fn fired(mut ev: Event, wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+        let mut detector = detector(wsl, mode, system);
         detector.detect(&mut ev, &FdTable::new(Box::new(NoLookup)));
         ev.anomalies.into_iter().map(|f| f.id).collect()
     }
@@ -455,33 +460,13 @@ mod tests {
 
     /// The rules ids that fire on a connect to `dest` still in progress.
     fn fired_blocked(dest: [u8; 4], wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
-        let env = Environment {
-            wsl,
-            networking_mode: mode.map(str::to_owned),
-            nameservers: Vec::new(),
-            unprivileged_port_start: 1024,
-        };
-        let specs = rules::parse(rules::BUILTIN_NAME, rules::BUILTIN).unwrap();
-        let mut detector = Detector::new(specs, env, Box::new(system), Some(NET));
+        let mut detector = detector(wsl, mode, system);
         let ev = event(
             Syscall::Connect,
             Args { fd: Some(3), addr: inet(dest, 8080), ..Args::default() },
             0,
         );
-        let mut blocked = Blocked {
-            ts: ev.ts,
-            ts_ns: ev.ts_ns,
-            pid: ev.pid,
-            tid: ev.tid,
-            comm: ev.comm,
-            syscall: ev.syscall,
-            args: ev.args,
-            sock: None,
-            blocked_ns: 2_000_000_000,
-            nonblocking: false,
-            ns: ev.ns,
-            anomalies: Vec::new(),
-        };
+        let mut blocked = Blocked::for_test(ev, 2_000_000_000);
         detector.detect_blocked(&mut blocked, &FdTable::new(Box::new(NoLookup)));
         blocked.anomalies.into_iter().map(|f| f.id).collect()
     }
@@ -511,8 +496,10 @@ mod tests {
         let hang = ["WSL2-MIRRORED-LOOPBACK-CONNECT-HANG"];
         assert_eq!(fired_blocked(lo, WslKind::Wsl2, Some("mirrored"), Fake::default()), hang);
         assert!(fired_blocked(lo, WslKind::Wsl2, Some("nat"), Fake::default()).is_empty());
-        assert!(fired_blocked([127, 0, 0, 2], WslKind::Wsl2, Some("mirrored"), Fake::default())
-            .is_empty());
+        assert!(
+            fired_blocked([127, 0, 0, 2], WslKind::Wsl2, Some("mirrored"), Fake::default())
+                .is_empty()
+        );
         // A finished connect is not judged by them, nor a blocked one by the others.
         let done = event(
             Syscall::Connect,

@@ -186,7 +186,7 @@ fn truncate_comm(comm: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Args, Finding, KnownAddr, Severity, SockAddr, SocketInfo};
+    use crate::event::{Args, Blocked, Finding, KnownAddr, Severity, SockAddr, SocketInfo};
 
     fn event(syscall: Syscall, ret: i64, secs: i64) -> Event {
         Event {
@@ -232,6 +232,24 @@ mod tests {
 
     /// As the kernel filters judge them: EINPROGRESS is no failure; an error read with
     /// SO_ERROR is the call's errno.
+    /// A call in progress has no result: `-e` drops it, `--failed` keeps it; the other
+    /// filters apply as to its event.
+    #[test]
+    fn blocked_calls() {
+        let lo = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 9999 });
+        let args = Args { fd: Some(5), addr: Some(lo), ..Args::default() };
+        let b =
+            Blocked::for_test(Event { args, ..event(Syscall::Connect, 0, 1_000) }, 2_000_000_000);
+        assert!(filter(&[]).blocked(&b));
+        assert!(filter(&["--failed"]).blocked(&b));
+        assert!(!filter(&["-e", "ETIMEDOUT"]).blocked(&b));
+        assert!(filter(&["-s", "connect", "--addr", "127.0.0.1:9999", "--pid", "10"]).blocked(&b));
+        assert!(!filter(&["-s", "bind"]).blocked(&b));
+        assert!(!filter(&["--addr", "127.0.0.1:80"]).blocked(&b));
+        assert!(!filter(&["--pid", "11"]).blocked(&b));
+        assert!(!filter(&["--anomalies-only"]).blocked(&b));
+    }
+
     #[test]
     fn async_connect_outcomes() {
         let in_progress = event(Syscall::Connect, -115, 0);

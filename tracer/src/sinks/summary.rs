@@ -268,8 +268,12 @@ impl Report {
         };
         out.push_str(&lost);
         if !self.blocked.is_empty() {
-            let counts: Vec<String> = self.blocked.iter().map(|(s, n)| format!("{s} {n}")).collect();
-            out.push_str(&format!("blocked calls (reported while in progress): {}\n", counts.join(", ")));
+            let counts: Vec<String> =
+                self.blocked.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            out.push_str(&format!(
+                "blocked calls (reported while in progress): {}\n",
+                counts.join(", ")
+            ));
         }
         out.push_str(&format!("duration: {}\n", Duration(self.duration_ns)));
         out

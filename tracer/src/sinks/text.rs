@@ -13,8 +13,8 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Args, Blocked, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
-    Snapshot, SockAddr, SocketInfo,
+    Args, Blocked, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy,
+    Severity, Snapshot, SockAddr, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -469,6 +469,34 @@ mod tests {
         sink.tz = FixedOffset::east_opt(0).unwrap();
         sink.write(RecordRef::Event(ev)).unwrap();
         String::from_utf8(sink.out).unwrap()
+    }
+
+    #[test]
+    fn blocked_calls_say_for_how_long() {
+        let lo = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 9999 });
+        let args =
+            Args { fd: Some(5), addr: Some(lo.clone()), addrlen: Some(16), ..Args::default() };
+        let sock = SocketInfo {
+            fd: Some(5),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            peer: Some(lo),
+            ..SocketInfo::default()
+        };
+        let ev = Event { sock: Some(sock), ..event(Syscall::Connect, args, 0) };
+        let mut b = Blocked::for_test(ev, 2_040_000_000);
+        let text = |b: &Blocked| {
+            let mut sink = TextSink::new(Vec::new(), false, Some(1));
+            sink.tz = FixedOffset::east_opt(0).unwrap();
+            sink.write(RecordRef::Blocked(b)).unwrap();
+            String::from_utf8(sink.out).unwrap()
+        };
+        assert_eq!(
+            text(&b),
+            "00:00:00.104512 server[4242/4251] connect(5<TCP:?->127.0.0.1:9999>, {AF_INET, 127.0.0.1:9999}, 16) ... blocked for 2.0s\n"
+        );
+        b.nonblocking = true;
+        assert!(text(&b).ends_with("blocked for 2.0s (non-blocking: still connecting)\n"));
     }
 
     #[test]

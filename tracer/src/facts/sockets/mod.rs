@@ -228,8 +228,13 @@ mod tests {
         let pid = std::process::id();
         let tables = Tables::read(&Netns::of_pid(pid).unwrap(), pid).unwrap();
         let found: Vec<&InetSocket> = tables.on_port(addr.port(), Proto::Tcp).collect();
-        let expected =
-            InetSocket { proto: Proto::Tcp, local: addr, state: SockState::TimeWait, inode: 0, queues: (0, 0) };
+        let expected = InetSocket {
+            proto: Proto::Tcp,
+            local: addr,
+            state: SockState::TimeWait,
+            inode: 0,
+            queues: (0, 0),
+        };
         assert_eq!(found, [&expected]);
         assert_eq!(tables.on_port(addr.port(), Proto::Udp).count(), 0);
     }
