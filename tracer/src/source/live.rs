@@ -258,9 +258,12 @@ impl Live {
         let now = monotonic_ns()?;
         let after = u64::try_from(self.blocked_after.as_nanos()).unwrap_or(u64::MAX);
         let traced: HashSet<u32> = self.kernel.traced().into_iter().collect();
+        let scan = std::time::Instant::now();
         let calls = self.kernel.calls_in_flight();
+        tracing::debug!("{} calls in flight, read in {:?}", calls.len(), scan.elapsed());
         // Forget the calls that returned: only the ones still in flight can repeat.
-        self.reported_blocked.retain(|key| calls.iter().any(|(k, c)| *key == (*k, c.ts_ns)));
+        let in_flight: HashSet<(u64, u64)> = calls.iter().map(|(k, c)| (*k, c.ts_ns)).collect();
+        self.reported_blocked.retain(|key| in_flight.contains(key));
         for (pid_tgid, call) in calls {
             let Some(syscall) = Syscall::from_id(call.syscall) else { continue };
             let blocked_ns = now.saturating_sub(call.ts_ns);
