@@ -66,6 +66,13 @@ fn a_blocking_connect_to_a_full_accept_queue_is_reported_while_it_blocks() {
     assert_eq!(finding_ids(b), [QUEUE_FULL]);
     let detail = b["anomalies"][0]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("1 connection(s) waiting to be accepted, backlog 0"), "{detail}");
+    // After the calls before it, so its fd is known.
+    assert_eq!(b["sock"]["type"], "SOCK_STREAM", "{b}");
+    let records = out.records();
+    let at = |ty: &str, syscall: &str| {
+        records.iter().position(|r| r["type"] == ty && r["syscall"] == syscall).expect(syscall)
+    };
+    assert!(at("event", "socket") < at("blocked", "connect"), "{}", out.stdout);
     // The call has not returned: no connect event.
     let events = out.events();
     assert!(!events.iter().any(|e| e["syscall"] == "connect"), "{}", out.stdout);

@@ -92,6 +92,8 @@ pub struct Live {
     blocked_after: Duration,
     /// The calls reported as blocked, by (pid_tgid, entry time): each once.
     reported_blocked: HashSet<(u64, u64)>,
+    /// Housekeeping came: look for blocked calls once the ring is drained.
+    blocked_due: bool,
 }
 
 impl Live {
@@ -131,6 +133,7 @@ impl Live {
             reported_lost: 0,
             blocked_after: Duration::ZERO,
             reported_blocked: HashSet::new(),
+            blocked_due: false,
         })
     }
 
@@ -160,7 +163,9 @@ impl Live {
             _ = self.poll.tick() => {}
             _ = self.housekeeping.tick() => {
                 self.report_losses()?;
-                self.report_blocked()?;
+                // After the drain this round starts: the records already in the ring (the
+                // socket a blocked call uses) come before.
+                self.blocked_due = !self.blocked_after.is_zero();
                 if self.all_exited() {
                     return Ok(Some(Stop::Finished));
                 }
@@ -209,6 +214,9 @@ impl Live {
         }
         let Some(item) = self.ring.get_mut().next() else {
             self.drain = None;
+            if std::mem::take(&mut self.blocked_due) {
+                self.report_blocked();
+            }
             return Some(Record::Flush);
         };
         let parsed = records::parse(&item);
@@ -251,11 +259,11 @@ impl Live {
 
     /// Queues a `blocked` record for each traced call in flight for longer than
     /// `--blocked-after` not reported yet, then a tick for the pipeline's own watch.
-    fn report_blocked(&mut self) -> Result<()> {
-        if self.blocked_after.is_zero() {
-            return Ok(());
-        }
-        let now = monotonic_ns()?;
+    fn report_blocked(&mut self) {
+        let now = match monotonic_ns() {
+            Ok(now) => now,
+            Err(err) => return tracing::warn!("cannot look for blocked calls: {err:#}"),
+        };
         let after = u64::try_from(self.blocked_after.as_nanos()).unwrap_or(u64::MAX);
         let traced: HashSet<u32> = self.kernel.traced().into_iter().collect();
         let scan = std::time::Instant::now();
@@ -280,7 +288,6 @@ impl Live {
             self.queued.push_back(Record::Blocked(blocked));
         }
         self.queued.push_back(Record::Tick(now));
-        Ok(())
     }
 
     fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {
