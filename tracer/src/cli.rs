@@ -31,6 +31,7 @@ Examples:
   sudo wsltrace demo                        watch a built-in workload
   sudo wsltrace -q --assume wsl2 -- ./srv   only the calls the knowledge base flags
   sudo wsltrace --emulate wsl2 -- ./server  trace it with WSL2's socket quirks (wsltrace emulate)
+  sudo wsltrace --blocked-after 5 -- ./app  report calls still blocked after 5 s (default 2)
 
 Traced syscalls: socket socketpair bind listen connect accept accept4 getsockopt
 setsockopt getsockname getpeername shutdown close.

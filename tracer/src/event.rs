@@ -70,6 +70,10 @@ pub struct Event {
     /// The inodes of a socketpair's two sockets, read by the kernel: for the fd table.
     #[serde(skip)]
     pub pair_inodes: Option<[u64; 2]>,
+    /// Not a finished call: a call still in progress, seen as an event only for the rules
+    /// (see [`Blocked::as_event`]); only rules that say `blocked = true` judge it.
+    #[serde(skip)]
+    pub blocked: bool,
     /// Knowledge-base rules this call matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<Finding>,
@@ -211,7 +215,91 @@ impl Event {
             context_only: false,
             bound: None,
             pair_inodes: None,
+            blocked: false,
             anomalies: Vec::new(),
+        }
+    }
+}
+
+/// A traced call still in progress after `--blocked-after`: reported while it blocks, once per
+/// call; its event follows when it returns. It has no result yet, so no `ret`/`errno`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// Wall-clock time of the call's entry.
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    /// Kernel monotonic time of the entry, as the call's event will carry it.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    #[serde(with = "syscall_name")]
+    pub syscall: Syscall,
+    pub args: Args,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketInfo>,
+    /// How long it had been in progress when it was reported.
+    pub blocked_ns: u64,
+    /// A non-blocking connect that returned EINPROGRESS and whose socket is still connecting
+    /// (SYN_SENT): the program waits for it with poll/epoll, not in the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nonblocking: bool,
+    /// The caller's namespaces, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<Namespaces>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Finding>,
+}
+
+impl Blocked {
+    /// `ev`'s call, in progress for `blocked_ns`.
+    #[cfg(test)]
+    pub fn for_test(ev: Event, blocked_ns: u64) -> Blocked {
+        Blocked {
+            ts: ev.ts,
+            ts_ns: ev.ts_ns,
+            pid: ev.pid,
+            tid: ev.tid,
+            comm: ev.comm,
+            syscall: ev.syscall,
+            args: ev.args,
+            sock: ev.sock,
+            blocked_ns,
+            nonblocking: false,
+            ns: ev.ns,
+            anomalies: ev.anomalies,
+        }
+    }
+
+    /// The call as an event without a result, for the filters and the rules.
+    pub fn as_event(&self) -> Event {
+        Event {
+            ts: self.ts,
+            ts_ns: self.ts_ns,
+            pid: self.pid,
+            tid: self.tid,
+            comm: self.comm.clone(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            syscall: self.syscall,
+            args: self.args.clone(),
+            ret: 0,
+            errno: None,
+            duration_ns: None,
+            in_flight_at_attach: false,
+            async_error: None,
+            connect: None,
+            refused_by: None,
+            ns: self.ns,
+            cgroup: None,
+            sock: self.sock.clone(),
+            cap_effective: None,
+            context_only: false,
+            bound: None,
+            pair_inodes: None,
+            blocked: true,
+            anomalies: self.anomalies.clone(),
         }
     }
 }
@@ -322,6 +410,7 @@ impl SocketError {
             context_only: false,
             bound: None,
             pair_inodes: None,
+            blocked: false,
             anomalies: self.anomalies.clone(),
         }
     }
@@ -336,6 +425,7 @@ pub enum RecordRef<'a> {
     Exit(&'a ProcessExit),
     Snapshot(&'a Snapshot),
     SocketError(&'a SocketError),
+    Blocked(&'a Blocked),
 }
 
 /// Decoded arguments; absent keys do not apply to the syscall.

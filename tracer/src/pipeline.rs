@@ -10,8 +10,10 @@ use anyhow::{Context as _, Result};
 
 use crate::{
     detect::Detector,
-    enrich::Enricher,
-    event::{Event, Finding, Loss, ProcessExit, RecordRef, Severity, Snapshot, SocketError},
+    enrich::{Enricher, blocked::ConnectWatch},
+    event::{
+        Blocked, Event, Finding, Loss, ProcessExit, RecordRef, Severity, Snapshot, SocketError,
+    },
     facts::Facts,
     filter::Filter,
     recording::Header,
@@ -33,6 +35,8 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
             Record::Snapshot(snap) => pipeline.snapshot(&snap),
             Record::Event(mut ev) => pipeline.event(&mut ev),
             Record::SocketError(mut error) => pipeline.socket_error(&mut error),
+            Record::Blocked(mut b) => pipeline.blocked(&mut b),
+            Record::Tick(now_ns) => pipeline.tick(now_ns),
             Record::Loss(loss) => pipeline.loss(&loss),
             Record::Exit(exit) => pipeline.exit(&exit),
             Record::Fork { parent, child } => {
@@ -75,6 +79,8 @@ pub struct Stats {
     pub socket_errors: u64,
     /// Events the userspace filters dropped.
     pub filtered: u64,
+    /// `blocked` records shown.
+    pub blocked: u64,
     /// rule id -> (severity, title, occurrences), over the events shown.
     pub findings: BTreeMap<String, (Severity, String, u64)>,
 }
@@ -101,6 +107,8 @@ pub struct Pipeline {
     /// Processes with an event shown: only their exits are (a shell wrapper's forty helper
     /// processes that never touched a socket are not news).
     shown: HashSet<u32>,
+    /// Live, with `--blocked-after`: non-blocking connects still connecting.
+    watch: Option<ConnectWatch>,
     pub stats: Stats,
 }
 
@@ -113,8 +121,15 @@ impl Pipeline {
             filter: Filter::default(),
             sinks,
             shown: HashSet::new(),
+            watch: None,
             stats: Stats::default(),
         }
+    }
+
+    /// Reports non-blocking connects still connecting after `after_ns` (live).
+    pub fn with_blocked_after(mut self, after_ns: u64) -> Self {
+        self.watch = (after_ns > 0).then(|| ConnectWatch::new(after_ns));
+        self
     }
 
     /// Judges the records after each header in the environment the header describes.
@@ -146,6 +161,9 @@ impl Pipeline {
             self.filter.set_start(ev.ts);
         }
         self.enricher.event(ev);
+        if let Some(watch) = &mut self.watch {
+            watch.event(ev);
+        }
         // A call the kernel filters hid: it told the fd table what an fd is, nothing more.
         if ev.context_only {
             return Ok(());
@@ -163,6 +181,35 @@ impl Pipeline {
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
         self.stats.count_findings(&ev.anomalies);
         self.sinks.write(RecordRef::Event(ev))
+    }
+
+    /// A call still in progress: annotated and judged like an event, without changing the fd
+    /// table (it has done nothing yet).
+    pub fn blocked(&mut self, b: &mut Blocked) -> io::Result<()> {
+        if self.filter.needs_start() {
+            self.filter.set_start(b.ts);
+        }
+        self.enricher.blocked(b);
+        if let Some(detector) = &mut self.detector {
+            detector.detect_blocked(b, &self.enricher.fds);
+        }
+        if !self.filter.blocked(b) {
+            self.stats.filtered += 1;
+            return Ok(());
+        }
+        self.stats.blocked += 1;
+        self.shown.insert(b.pid);
+        self.stats.count_findings(&b.anomalies);
+        self.sinks.write(RecordRef::Blocked(b))
+    }
+
+    /// Live time passes: the non-blocking connects still connecting are reported.
+    pub fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        let Some(watch) = &mut self.watch else { return Ok(()) };
+        for mut b in watch.tick(now_ns, &mut self.enricher.fds) {
+            self.blocked(&mut b)?;
+        }
+        Ok(())
     }
 
     /// A socket error no call asked for: described from the fd table, then judged and
@@ -247,10 +294,14 @@ impl Pipeline {
 
     /// The last line of every trace.
     pub fn summary(&self) -> String {
-        let Stats { events, lost, in_flight_at_attach, filtered, socket_errors, .. } = &self.stats;
+        let Stats { events, lost, in_flight_at_attach, filtered, socket_errors, blocked, .. } =
+            &self.stats;
         let mut line = format!("wsltrace: {events} events, {lost} lost");
         if *socket_errors > 0 {
             line.push_str(&format!(", {socket_errors} socket errors"));
+        }
+        if *blocked > 0 {
+            line.push_str(&format!(" ({blocked} blocked calls reported)"));
         }
         if *in_flight_at_attach > 0 {
             line.push_str(&format!(" ({in_flight_at_attach} already in progress at attach)"));

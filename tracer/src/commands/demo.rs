@@ -71,6 +71,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         knowledge: args.knowledge,
         emulation: Default::default(),
         duration: None,
+        blocked_after: std::time::Duration::from_secs(2),
         ring_size: tracer_common::config::DEFAULT_RING_BYTES,
     })
 }

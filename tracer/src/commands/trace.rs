@@ -73,6 +73,13 @@ pub struct TraceArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
+    /// Report a traced call still in progress after this many seconds (e.g. 2, 0.5), once,
+    /// while it blocks; its event follows when it returns. A non-blocking connect whose socket
+    /// is still connecting is reported too. accept/accept4 are not (waiting is their job).
+    /// 0 turns it off
+    #[arg(long, value_name = "SECS", default_value = "2s", value_parser = parse_blocked_after)]
+    pub blocked_after: Duration,
+
     /// Kernel ring buffer size: a power of two, e.g. 8M (the default), 512K, 64M
     #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
     pub ring_size: u32,
@@ -248,9 +255,13 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
         eprintln!("wsltrace: judging the calls as on {platform} (--assume overrides)");
     }
 
-    let mut live = Live::new(kernel, ring, clock, snapshots, signals, launched, args.duration)?;
+    let mut live = Live::new(kernel, ring, clock, snapshots, signals, launched, args.duration)?
+        .with_blocked_after(args.blocked_after);
     let enricher = Enricher::new(Box::new(SystemLookup::default()));
-    let mut pipeline = Pipeline::new(enricher, Some(detector), sinks).with_filter(filter);
+    let blocked_after = u64::try_from(args.blocked_after.as_nanos()).unwrap_or(u64::MAX);
+    let mut pipeline = Pipeline::new(enricher, Some(detector), sinks)
+        .with_filter(filter)
+        .with_blocked_after(blocked_after);
     pipeline::run(&mut live, &mut pipeline).await?;
     if let Some(e) = emulation {
         e.finish();
@@ -312,6 +323,14 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{s}' must be a positive number of seconds"))
 }
 
+/// `--duration`'s format, or 0 (off).
+fn parse_blocked_after(s: &str) -> Result<Duration, String> {
+    match s.trim_end_matches('s').parse::<f64>() {
+        Ok(0.0) => Ok(Duration::ZERO),
+        _ => parse_duration(s),
+    }
+}
+
 fn parse_ring_size(s: &str) -> Result<u32, String> {
     let (digits, unit) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1_u64 << 10),
@@ -340,5 +359,9 @@ mod tests {
         assert_eq!(parse_ring_size("4k"), Ok(4096));
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_blocked_after("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_blocked_after("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_blocked_after("soon").unwrap_err().contains("not a number"));
+        assert!(parse_blocked_after("-1").is_err());
     }
 }

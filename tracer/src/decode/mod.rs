@@ -155,8 +155,26 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
             };
             [ino(8), ino(16)]
         }),
+        blocked: false,
         anomalies: Vec::new(),
     })
+}
+
+/// The arguments of a call still in progress: its raw arguments (from the kernel's record of
+/// the call in flight) and the address it passed, read from its memory. Nothing the call
+/// writes back (an accepted peer, an option value) exists yet.
+pub fn pending_args(syscall: Syscall, raw: [u64; 6], addr: &[u8]) -> Args {
+    // SAFETY: SyscallRecord is plain integers and byte arrays, valid when all zero.
+    let mut rec: SyscallRecord = unsafe { std::mem::zeroed() };
+    rec.args = raw;
+    let copied = addr.len().min(rec.addr.len());
+    rec.addr[..copied].copy_from_slice(&addr[..copied]);
+    rec.addr_copied = copied as u32;
+    rec.addr_len = copied as u32;
+    // Not finished: decoded as a call without a result (ERESTARTSYS, never seen by programs),
+    // so no out-argument is read.
+    rec.ret = -512;
+    args(syscall, &rec)
 }
 
 fn args(syscall: Syscall, rec: &SyscallRecord) -> Args {

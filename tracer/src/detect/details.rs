@@ -38,12 +38,32 @@ pub fn describe(detail: Detail, ev: &Event, ctx: &mut Ctx<'_>) -> Option<String>
                 _ => format!("network namespace {ns}"),
             })
         }
+        Detail::AcceptQueue => accept_queue(ev, ctx),
         Detail::Addresses => {
             let addrs = ctx.system.addresses(ev.pid, ev.ns.map(|ns| ns.net))?;
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
             Some(format!("this network namespace has {}", list.join(", ")))
         }
     }
+}
+
+fn accept_queue(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
+    let dest = inet(ev.args.addr.as_ref()?)?;
+    let netns = ev.ns.map(|n| n.net);
+    let listeners: Vec<String> = ctx
+        .system
+        .sockets_on_port(dest.port(), crate::facts::sockets::Proto::Tcp)?
+        .iter()
+        .filter(|s| Some(s.netns) == netns && covers(s.addr, dest))
+        .filter_map(|s| {
+            let (waiting, backlog) = s.accept_queue?;
+            Some(format!(
+                "{}: {waiting} connection(s) waiting to be accepted, backlog {backlog}",
+                socket(s)
+            ))
+        })
+        .collect();
+    (!listeners.is_empty()).then(|| listeners.join("; "))
 }
 
 fn listeners(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {

@@ -71,6 +71,7 @@ impl<'a> Ctx<'a> {
                     state: t.sock.state,
                     inode: t.sock.inode.unwrap_or(0),
                     owner: Some(Owner { pid: t.pid, comm: t.comm.to_owned(), fd: t.fd }),
+                    accept_queue: None,
                 })
             })
             .collect();
@@ -98,6 +99,8 @@ impl Matcher {
             Matcher::Syscall(list) => list.contains(&ev.syscall),
             Matcher::Errno(list) => ev.errno.is_some_and(|e| list.contains(&e)),
             Matcher::Failed(failed) => ev.failed() == *failed,
+            Matcher::Blocked(blocked) => ev.blocked == *blocked,
+            Matcher::AcceptQueueFull(full) => accept_queue_full(ev, ctx)? == *full,
             Matcher::Level(names) => names.has(ev.args.level.as_deref()?),
             Matcher::Optname(names) => names.has(ev.args.optname.as_deref()?),
             Matcher::Family(names) => names.has(family(ev)?),
@@ -285,6 +288,28 @@ fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Ve
         ListenerKind::None
     };
     Some((kind, listening))
+}
+
+/// Whether the listeners that would take a connect to the destination, in the caller's
+/// namespace, have full accept queues (the kernel drops a SYN once more connections wait than
+/// the backlog: `sk_acceptq_is_full`); `None` without such a listener or its queue.
+fn accept_queue_full(ev: &Event, ctx: &mut Ctx<'_>) -> Option<bool> {
+    if ev.syscall != Syscall::Connect {
+        return None;
+    }
+    let dest = inet(ev.args.addr.as_ref()?)?;
+    let netns = ev.ns.map(|ns| ns.net).or_else(|| ctx.system.netns_of(ev.pid))?;
+    let queues: Vec<(u32, u32)> = ctx
+        .system
+        .sockets_on_port(dest.port(), Proto::Tcp)?
+        .into_iter()
+        .filter(|s| s.netns == netns && s.state == Some(SockState::Listen) && covers(s.addr, dest))
+        .filter_map(|s| s.accept_queue)
+        .collect();
+    if queues.is_empty() {
+        return None;
+    }
+    Some(queues.iter().all(|(waiting, backlog)| waiting > backlog))
 }
 
 #[cfg(test)]

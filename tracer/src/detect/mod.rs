@@ -15,7 +15,7 @@ use tracer_common::Syscall;
 
 use crate::{
     enrich::FdTable,
-    event::{Args, Event, Finding},
+    event::{Args, Blocked, Event, Finding},
     facts::system::System,
 };
 use env::Environment;
@@ -73,6 +73,14 @@ impl Detector {
         self.judge(ev, traced, Some(Syscall::Connect));
     }
 
+    /// Adds the findings of the rules written for calls in progress (`blocked = true`).
+    pub fn detect_blocked(&mut self, b: &mut Blocked, traced: &FdTable) {
+        let mut ev = b.as_event();
+        let previous = b.args.fd.and_then(|fd| self.previous.get(&(b.pid, fd)).copied());
+        self.judge(&mut ev, traced, previous);
+        b.anomalies = ev.anomalies;
+    }
+
     fn judge(&mut self, ev: &mut Event, traced: &FdTable, previous: Option<Syscall>) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         // Findings already on the event (a recording) count for their groups: an offline
@@ -85,7 +93,7 @@ impl Detector {
             .collect();
         for rule in &self.rules {
             // Most rules name one syscall: pass over the others without evaluating them.
-            if !rule.may_fire_on(ev.syscall) {
+            if !rule.may_fire_on(ev.syscall) || rule.judges_blocked() != ev.blocked {
                 continue;
             }
             if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
@@ -199,8 +207,8 @@ mod tests {
         })))
     }
 
-    /// The rule ids that fire on `ev` in `env` with `system`.
-    fn fired(mut ev: Event, wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+    /// The built-in rules in `wsl` (networking `mode`) on `system`.
+    fn detector(wsl: WslKind, mode: Option<&str>, system: Fake) -> Detector {
         let env = Environment {
             wsl,
             networking_mode: mode.map(str::to_owned),
@@ -208,7 +216,12 @@ mod tests {
             unprivileged_port_start: 1024,
         };
         let specs = rules::parse(rules::BUILTIN_NAME, rules::BUILTIN).unwrap();
-        let mut detector = Detector::new(specs, env, Box::new(system), Some(NET));
+        Detector::new(specs, env, Box::new(system), Some(NET))
+    }
+
+    /// The rule ids that fire on `ev` in `env` with `system`.
+    fn fired(mut ev: Event, wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+        let mut detector = detector(wsl, mode, system);
         detector.detect(&mut ev, &FdTable::new(Box::new(NoLookup)));
         ev.anomalies.into_iter().map(|f| f.id).collect()
     }
@@ -439,6 +452,7 @@ mod tests {
             state: Some(SockState::Listen),
             inode: 1,
             owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+            accept_queue: None,
         };
         let elsewhere = Fake { listeners: vec![listener("[::1]:8080", NET)], ..Fake::default() };
         assert_eq!(linux(connect(), elsewhere), ["CONNECT-REFUSED-OTHER-ADDRESS"]);
@@ -448,6 +462,57 @@ mod tests {
             linux(connect(), Fake { listeners: Vec::new(), ..Fake::default() }),
             ["CONNECT-REFUSED"]
         );
+    }
+
+    /// The rules ids that fire on a connect to `dest` still in progress.
+    fn fired_blocked(dest: [u8; 4], wsl: WslKind, mode: Option<&str>, system: Fake) -> Vec<String> {
+        let mut detector = detector(wsl, mode, system);
+        let ev = event(
+            Syscall::Connect,
+            Args { fd: Some(3), addr: inet(dest, 8080), ..Args::default() },
+            0,
+        );
+        let mut blocked = Blocked::for_test(ev, 2_000_000_000);
+        detector.detect_blocked(&mut blocked, &FdTable::new(Box::new(NoLookup)));
+        blocked.anomalies.into_iter().map(|f| f.id).collect()
+    }
+
+    /// Calls still in progress are judged by the rules written for them only: a full accept
+    /// queue (the kernel's test: more waiting than the backlog), WSL2 mirrored's loopback hang.
+    #[test]
+    fn blocked_connects() {
+        let listener = |queue: (u32, u32)| Fake {
+            listeners: vec![TableSocket {
+                netns: NET,
+                addr: "127.0.0.1:8080".parse().unwrap(),
+                state: Some(SockState::Listen),
+                inode: 1,
+                owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+                accept_queue: Some(queue),
+            }],
+            ..Fake::default()
+        };
+        let lo = [127, 0, 0, 1];
+        assert_eq!(
+            fired_blocked(lo, WslKind::None, None, listener((1, 0))),
+            ["CONNECT-BLOCKED-ACCEPT-QUEUE-FULL"]
+        );
+        assert!(fired_blocked(lo, WslKind::None, None, listener((16, 16))).is_empty());
+        assert!(fired_blocked(lo, WslKind::None, None, Fake::default()).is_empty());
+        let hang = ["WSL2-MIRRORED-LOOPBACK-CONNECT-HANG"];
+        assert_eq!(fired_blocked(lo, WslKind::Wsl2, Some("mirrored"), Fake::default()), hang);
+        assert!(fired_blocked(lo, WslKind::Wsl2, Some("nat"), Fake::default()).is_empty());
+        assert!(
+            fired_blocked([127, 0, 0, 2], WslKind::Wsl2, Some("mirrored"), Fake::default())
+                .is_empty()
+        );
+        // A finished connect is not judged by them, nor a blocked one by the others.
+        let done = event(
+            Syscall::Connect,
+            Args { fd: Some(3), addr: inet(lo, 8080), ..Args::default() },
+            -110,
+        );
+        assert!(!linux(done, listener((1, 0))).iter().any(|id| id.contains("BLOCKED")));
     }
 
     /// getsockopt(SO_ERROR) reading ECONNREFUSED after a connect in progress: judged as that
@@ -460,6 +525,7 @@ mod tests {
             state: Some(SockState::Listen),
             inode: 1,
             owner: Some(Owner { pid: 7, comm: "srv".into(), fd: 3 }),
+            accept_queue: None,
         };
         let args = Args {
             fd: Some(3),

@@ -112,6 +112,8 @@ pub enum Detail {
     Netns,
     /// The addresses the caller's network namespace has.
     Addresses,
+    /// The listener a connect reaches, with its accept queue and backlog.
+    AcceptQueue,
 }
 
 /// A problem in a rule file, with where it is.
@@ -268,6 +270,12 @@ impl Rule {
 
     /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
     /// leaves it out.
+    /// Whether the rule judges calls still in progress (`blocked = true`) rather than
+    /// finished calls: a rule judges one kind or the other, never both.
+    pub fn judges_blocked(&self) -> bool {
+        self.spec.when.matchers().contains(&Matcher::Blocked(true))
+    }
+
     pub fn may_fire_on(&self, syscall: Syscall) -> bool {
         self.syscalls & syscall_bit(syscall) != 0
     }

@@ -132,6 +132,10 @@ vocabulary! {
         "[\"10.255.255.254\", ...]", "a nameserver in resolv.conf";
     "refused_by" => RefusedBy(Vec<RefusedBy>), cost 0,
         "[seccomp|unknown]", "refused before it entered the kernel (under a seccomp filter, or not)";
+    "blocked" => Blocked(bool), cost 0,
+        "true | false", "a call still in progress after --blocked-after (a `blocked` record); rules without it judge finished calls only";
+    "accept_queue_full" => AcceptQueueFull(bool), cost 2,
+        "true | false", "the listener the connect reaches, in the caller's namespace, has a full accept queue";
     "port_held" => PortHeld(bool), cost 2,
         "true | false", "another socket in the caller's namespace holds the port (bind, listen)";
 }

@@ -80,9 +80,19 @@ impl FdTable {
         }
     }
 
-    #[cfg(test)]
     pub fn get(&self, pid: u32, fd: i32) -> Option<&SocketInfo> {
         self.procs.get(&pid)?.get(&fd)
+    }
+
+    /// What `fd` of `pid` is now, from the system (live; nothing offline), without changing
+    /// the table.
+    pub fn look_up(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
+        self.lookup.describe(pid, fd)
+    }
+
+    /// The non-blocking connects under way: (pid, fd, the connect).
+    pub fn all_connecting(&self) -> impl Iterator<Item = (u32, i32, &PendingConnect)> {
+        self.connecting.iter().map(|((pid, fd), c)| (*pid, *fd, c))
     }
 
     /// A forked child inherits its parent's fds.

@@ -1,6 +1,7 @@
 //! Context the kernel record does not carry: cgroup paths, namespaces where the kernel could
 //! not read them, and what each fd is (the lsof part).
 
+pub mod blocked;
 pub mod cgroups;
 pub mod fds;
 pub mod sockets;
@@ -8,7 +9,7 @@ pub mod sockets;
 use std::collections::HashMap;
 
 use crate::{
-    event::{Event, Namespaces, SocketError},
+    event::{Blocked, Event, Namespaces, SocketError},
     facts::namespaces,
 };
 
@@ -75,6 +76,19 @@ impl Enricher {
             && let Some((_, namespaces)) = &mut self.live
         {
             error.ns = namespaces.of(error.pid);
+        }
+    }
+
+    /// A call in progress: what its fd is as the table knows it (a recorded one keeps its
+    /// own), and its namespaces. The table is not changed: the call has not done anything yet.
+    pub fn blocked(&mut self, b: &mut Blocked) {
+        if let Some((_, namespaces)) = &mut self.live
+            && b.ns.is_none()
+        {
+            b.ns = namespaces.of(b.pid);
+        }
+        if b.sock.is_none() {
+            b.sock = b.args.fd.and_then(|fd| self.fds.get(b.pid, fd)).cloned();
         }
     }
 

@@ -28,6 +28,8 @@ pub struct TableSocket {
     pub state: Option<SockState>,
     pub inode: u64,
     pub owner: Option<Owner>,
+    /// For a LISTEN socket read from the tables: (connections in its accept queue, backlog).
+    pub accept_queue: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,6 +229,7 @@ impl System for Live {
                 state: Some(s.state),
                 inode: s.inode,
                 owner: owners.get(&s.inode).cloned(),
+                accept_queue: (s.state == SockState::Listen).then_some(s.queues),
             })
             .collect();
         found.sort_by_key(|s| (s.netns, s.addr, s.inode));

@@ -12,7 +12,7 @@ use tracer_common::Syscall;
 
 use crate::{
     decode::errno::Errno,
-    event::{Event, Loss, ProcessExit, Snapshot},
+    event::{Blocked, Event, Loss, ProcessExit, Snapshot},
 };
 pub use addr::AddrPattern;
 pub use args::FilterArgs;
@@ -92,14 +92,27 @@ impl Filter {
     }
 
     pub fn event(&self, ev: &Event) -> bool {
-        self.process(ev.pid, &ev.comm)
-            && self.in_window(ev.ts)
-            && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
+        self.call(ev)
             // As in the kernel: on the call's outcome (SO_ERROR's error; EINPROGRESS is none).
             && (!self.failed || ev.failed())
             && (self.errnos.is_empty() || ev.outcome_errno().is_some_and(|e| self.errnos.contains(&e)))
+    }
+
+    /// Every filter but those on the result.
+    fn call(&self, ev: &Event) -> bool {
+        self.process(ev.pid, &ev.comm)
+            && self.in_window(ev.ts)
+            && (self.syscalls.is_empty() || self.syscalls.contains(&ev.syscall))
             && (!self.anomalies_only || !ev.anomalies.is_empty())
             && (self.addrs.is_empty() || self.touches_addr(ev))
+    }
+
+    /// A call still in progress: the process, time, syscall and address filters apply as to
+    /// an event. It has no result yet: `--failed` keeps it (a call that hangs is what one
+    /// hunts failures for; its event follows, and is kept if it fails), `-e` drops it (no
+    /// errno to match; its event is selected when it returns with one).
+    pub fn blocked(&self, b: &Blocked) -> bool {
+        self.errnos.is_empty() && self.call(&b.as_event())
     }
 
     /// Process ends pass the process and time filters (the kernel's result filters do not
@@ -173,7 +186,7 @@ fn truncate_comm(comm: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Args, Finding, KnownAddr, Severity, SockAddr, SocketInfo};
+    use crate::event::{Args, Blocked, Finding, KnownAddr, Severity, SockAddr, SocketInfo};
 
     fn event(syscall: Syscall, ret: i64, secs: i64) -> Event {
         Event {
@@ -219,6 +232,24 @@ mod tests {
 
     /// As the kernel filters judge them: EINPROGRESS is no failure; an error read with
     /// SO_ERROR is the call's errno.
+    /// A call in progress has no result: `-e` drops it, `--failed` keeps it; the other
+    /// filters apply as to its event.
+    #[test]
+    fn blocked_calls() {
+        let lo = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 9999 });
+        let args = Args { fd: Some(5), addr: Some(lo), ..Args::default() };
+        let b =
+            Blocked::for_test(Event { args, ..event(Syscall::Connect, 0, 1_000) }, 2_000_000_000);
+        assert!(filter(&[]).blocked(&b));
+        assert!(filter(&["--failed"]).blocked(&b));
+        assert!(!filter(&["-e", "ETIMEDOUT"]).blocked(&b));
+        assert!(filter(&["-s", "connect", "--addr", "127.0.0.1:9999", "--pid", "10"]).blocked(&b));
+        assert!(!filter(&["-s", "bind"]).blocked(&b));
+        assert!(!filter(&["--addr", "127.0.0.1:80"]).blocked(&b));
+        assert!(!filter(&["--pid", "11"]).blocked(&b));
+        assert!(!filter(&["--anomalies-only"]).blocked(&b));
+    }
+
     #[test]
     fn async_connect_outcomes() {
         let in_progress = event(Syscall::Connect, -115, 0);

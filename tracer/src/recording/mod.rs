@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Event, Loss, ProcessExit, Snapshot, SocketError, rfc3339_ns},
+    event::{Blocked, Event, Loss, ProcessExit, Snapshot, SocketError, rfc3339_ns},
     facts::Facts,
     filter::FilterSpec,
 };
@@ -124,6 +124,9 @@ pub struct Footer {
     /// `socket_error` records in this file (schema 1.1).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub socket_errors: u64,
+    /// `blocked` records (schema 1.1).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blocked: u64,
     /// Events per syscall name.
     pub syscalls: BTreeMap<String, u64>,
 }
@@ -138,6 +141,7 @@ pub enum Record {
     Loss(Loss),
     Exit(ProcessExit),
     SocketError(Box<SocketError>),
+    Blocked(Box<Blocked>),
     Footer(Footer),
 }
 

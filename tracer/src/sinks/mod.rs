@@ -49,6 +49,11 @@ impl Sink for Quiet {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
         match record {
             RecordRef::Event(ev) if ev.anomalies.is_empty() => Ok(()),
+            RecordRef::Blocked(b) if b.anomalies.is_empty() => Ok(()),
+            RecordRef::Blocked(b) => {
+                self.shown.insert(b.pid);
+                self.sink.write(record)
+            }
             RecordRef::Event(ev) => {
                 self.shown.insert(ev.pid);
                 self.sink.write(record)

@@ -138,6 +138,7 @@ impl RecordingSink {
             RecordRef::Exit(_) => f.exits += 1,
             RecordRef::Snapshot(_) => f.snapshots += 1,
             RecordRef::SocketError(_) => f.socket_errors += 1,
+            RecordRef::Blocked(_) => f.blocked += 1,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct Report {
     /// Socket errors no call asked for (`socket_error` records), per errno name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub socket_errors: BTreeMap<String, u64>,
+    /// `blocked` records per syscall: calls reported while still in progress (they are
+    /// counted in `syscalls` too when they return within the trace).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub blocked: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -85,6 +89,7 @@ pub struct Summary {
     processes: BTreeMap<u32, ProcessReport>,
     findings: BTreeMap<String, FindingReport>,
     socket_errors: BTreeMap<String, u64>,
+    blocked: BTreeMap<String, u64>,
 }
 
 struct SyscallTotals {
@@ -137,6 +142,11 @@ impl Summary {
                 *self.socket_errors.entry(error.error.name().into_owned()).or_default() += 1;
                 self.count_findings(&error.anomalies);
                 error.ts
+            }
+            RecordRef::Blocked(b) => {
+                *self.blocked.entry(b.syscall.name().to_owned()).or_default() += 1;
+                self.count_findings(&b.anomalies);
+                b.ts
             }
             RecordRef::Loss(loss) => {
                 self.lost += loss.lost;
@@ -198,6 +208,7 @@ impl Summary {
             processes,
             findings,
             socket_errors: self.socket_errors.clone(),
+            blocked: self.blocked.clone(),
         }
     }
 }
@@ -271,6 +282,14 @@ impl Report {
             ),
         };
         out.push_str(&lost);
+        if !self.blocked.is_empty() {
+            let counts: Vec<String> =
+                self.blocked.iter().map(|(s, n)| format!("{s} {n}")).collect();
+            out.push_str(&format!(
+                "blocked calls (reported while in progress): {}\n",
+                counts.join(", ")
+            ));
+        }
         out.push_str(&format!("duration: {}\n", Duration(self.duration_ns)));
         out
     }

@@ -13,8 +13,8 @@ use tracer_common::Syscall;
 
 use super::Sink;
 use crate::event::{
-    Args, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy, Severity,
-    Snapshot, SockAddr, SocketError, SocketInfo,
+    Args, Blocked, Event, Finding, KnownAddr, Loss, OptValue, ProcessExit, RecordRef, RefusedBy,
+    Severity, Snapshot, SockAddr, SocketError, SocketInfo,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -82,7 +82,23 @@ impl<W: Write> TextSink<W> {
         self.line.push(' ');
     }
 
-    fn event(&mut self, ev: &Event) {
+    /// `connect(5<TCP:?->127.0.0.1:9999>, {AF_INET, 127.0.0.1:9999}, 16) ... blocked for 2.0s`
+    fn blocked(&mut self, b: &Blocked) {
+        let ev = b.as_event();
+        self.call(&ev);
+        self.line.push_str(") ... ");
+        let secs = b.blocked_ns as f64 / 1e9;
+        self.styled_fmt(WARN, format_args!("blocked for {secs:.1}s"));
+        if b.nonblocking {
+            self.line.push_str(" (non-blocking: still connecting)");
+        }
+        for finding in &b.anomalies {
+            self.finding(&ev, finding);
+        }
+    }
+
+    /// Time, caller and the call up to its closing parenthesis.
+    fn call(&mut self, ev: &Event) {
         self.time(ev.ts);
         self.styled_fmt(DIM, format_args!("{}[{}/{}]", ev.comm, ev.pid, ev.tid));
         self.line.push(' ');
@@ -101,6 +117,10 @@ impl<W: Write> TextSink<W> {
         } else {
             self.line.push_str(&render_args(ev));
         }
+    }
+
+    fn event(&mut self, ev: &Event) {
+        self.call(ev);
         self.line.push_str(") = ");
         match ev.errno {
             Some(errno) => {
@@ -244,6 +264,7 @@ impl<W: Write> Sink for TextSink<W> {
             RecordRef::Exit(exit) => self.exit(exit),
             RecordRef::Snapshot(snap) => self.snapshot(snap),
             RecordRef::SocketError(error) => self.socket_error(error),
+            RecordRef::Blocked(b) => self.blocked(b),
         }
         self.line.push('\n');
         self.out.write_all(self.line.as_bytes())
@@ -499,6 +520,34 @@ mod tests {
         sink.tz = FixedOffset::east_opt(0).unwrap();
         sink.write(RecordRef::Event(ev)).unwrap();
         String::from_utf8(sink.out).unwrap()
+    }
+
+    #[test]
+    fn blocked_calls_say_for_how_long() {
+        let lo = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 9999 });
+        let args =
+            Args { fd: Some(5), addr: Some(lo.clone()), addrlen: Some(16), ..Args::default() };
+        let sock = SocketInfo {
+            fd: Some(5),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            peer: Some(lo),
+            ..SocketInfo::default()
+        };
+        let ev = Event { sock: Some(sock), ..event(Syscall::Connect, args, 0) };
+        let mut b = Blocked::for_test(ev, 2_040_000_000);
+        let text = |b: &Blocked| {
+            let mut sink = TextSink::new(Vec::new(), false, Some(1));
+            sink.tz = FixedOffset::east_opt(0).unwrap();
+            sink.write(RecordRef::Blocked(b)).unwrap();
+            String::from_utf8(sink.out).unwrap()
+        };
+        assert_eq!(
+            text(&b),
+            "00:00:00.104512 server[4242/4251] connect(5<TCP:?->127.0.0.1:9999>, {AF_INET, 127.0.0.1:9999}, 16) ... blocked for 2.0s\n"
+        );
+        b.nonblocking = true;
+        assert!(text(&b).ends_with("blocked for 2.0s (non-blocking: still connecting)\n"));
     }
 
     #[test]

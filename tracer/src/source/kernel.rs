@@ -5,16 +5,16 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
-    IDENTITY_CHANGES, Syscall,
+    IDENTITY_CHANGES, PendingCall, Syscall,
     config::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_TRACED,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -50,6 +50,9 @@ pub struct Kernel {
     _ebpf: Ebpf,
     traced: HashMap<MapData, u32, u64>,
     counters: PerCpuArray<MapData, u64>,
+    /// The calls in flight, read for `--blocked-after`: a handle of its own, since emulation
+    /// may take the object's.
+    pending: HashMap<MapData, u64, PendingCall>,
     /// The selected syscalls whose tracepoints are attached.
     pub syscalls: Vec<Syscall>,
 }
@@ -125,7 +128,8 @@ impl Kernel {
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
-        Ok((Kernel { _ebpf: ebpf, traced, counters, syscalls }, ring))
+        let pending = pending_handle(&ebpf)?;
+        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, syscalls }, ring))
     }
 
     /// The loaded object, for features that attach programs of their own (emulation).
@@ -136,9 +140,7 @@ impl Kernel {
     /// Starts recording process `tgid` (all its threads). The time it is added tells the
     /// programs which threads were traced from their first call (see `FLAG_REFUSED`).
     pub fn trace(&mut self, tgid: u32) -> Result<()> {
-        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-            .context("reading the monotonic clock")?;
-        let since = u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?;
+        let since = monotonic_ns()?;
         self.traced
             .insert(tgid, since, 0)
             .with_context(|| format!("adding pid {tgid} to the traced set"))
@@ -178,12 +180,39 @@ impl Kernel {
         // references this is instant, otherwise it takes the time described above.
     }
 
+    /// Every call in flight in a traced thread: (pid_tgid, the call). A thread's slot stays
+    /// between its calls, marked idle ([`PendingCall::NONE`]); those are left out.
+    pub fn calls_in_flight(&self) -> Vec<(u64, PendingCall)> {
+        self.pending
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, call)| call.syscall != PendingCall::NONE)
+            .collect()
+    }
+
     pub fn counters(&self) -> Result<Counters> {
         let sum = |counter: Counter| -> Result<u64> {
             Ok(self.counters.get(&(counter as u32), 0)?.iter().sum())
         };
         Ok(Counters { lost: sum(Counter::RingFull)?, no_entry: sum(Counter::NoEntry)? })
     }
+}
+
+/// The kernel's CLOCK_MONOTONIC now, the clock of the records' `ts_ns`.
+pub fn monotonic_ns() -> Result<u64> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .context("reading the monotonic clock")?;
+    Ok(u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?)
+}
+
+/// A second fd on the PENDING map (the same kernel map, opened by id).
+fn pending_handle(ebpf: &Ebpf) -> Result<HashMap<MapData, u64, PendingCall>> {
+    let id = match ebpf.map(MAP_PENDING) {
+        Some(Map::LruHashMap(data) | Map::HashMap(data)) => data.info()?.id(),
+        _ => bail!("map {MAP_PENDING} missing from the eBPF object"),
+    };
+    let data = MapData::from_id(id).context("opening the map of calls in flight")?;
+    Ok(HashMap::try_from(Map::LruHashMap(data))?)
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {

@@ -3,7 +3,13 @@
 //! records. It ends when every traced process has exited, at the deadline, on a signal, or
 //! when the output goes away; whatever the kernel submitted before that is still delivered.
 
-use std::{collections::VecDeque, io, process::ExitStatus, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    io,
+    os::unix::fs::FileExt as _,
+    process::ExitStatus,
+    time::Duration,
+};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
@@ -16,14 +22,16 @@ use tokio::{
 
 use super::{
     Record, Source,
-    kernel::Kernel,
+    kernel::{Kernel, monotonic_ns},
     launch::{self, Launched},
     records::{self, RecordError},
     target,
 };
+use tracer_common::{PendingCall, Syscall, record::ADDR_CAP};
+
 use crate::{
     decode::{self, Clock},
-    event::{Loss, Snapshot},
+    event::{Blocked, Loss, Namespaces, Snapshot},
 };
 
 /// How often the ring is drained when no wakeup came: records are submitted without waking
@@ -80,6 +88,12 @@ pub struct Live {
     /// The last drain stopped at MAX_DRAIN with records left in the ring.
     backlog: bool,
     reported_lost: u64,
+    /// `--blocked-after`: calls in flight longer than this are reported; zero: never.
+    blocked_after: Duration,
+    /// The calls reported as blocked, by (pid_tgid, entry time): each once.
+    reported_blocked: HashSet<(u64, u64)>,
+    /// Housekeeping came: look for blocked calls once the ring is drained.
+    blocked_due: bool,
 }
 
 impl Live {
@@ -117,7 +131,16 @@ impl Live {
             drain: None,
             backlog: false,
             reported_lost: 0,
+            blocked_after: Duration::ZERO,
+            reported_blocked: HashSet::new(),
+            blocked_due: false,
         })
+    }
+
+    /// Reports the calls still in progress after `after` (zero: never).
+    pub fn with_blocked_after(mut self, after: Duration) -> Self {
+        self.blocked_after = after;
+        self
     }
 
     /// Why tracing stopped, and the command's exit status if it exited.
@@ -140,6 +163,9 @@ impl Live {
             _ = self.poll.tick() => {}
             _ = self.housekeeping.tick() => {
                 self.report_losses()?;
+                // After the drain this round starts: the records already in the ring (the
+                // socket a blocked call uses) come before.
+                self.blocked_due = !self.blocked_after.is_zero();
                 if self.all_exited() {
                     return Ok(Some(Stop::Finished));
                 }
@@ -188,6 +214,9 @@ impl Live {
         }
         let Some(item) = self.ring.get_mut().next() else {
             self.drain = None;
+            if std::mem::take(&mut self.blocked_due) {
+                self.report_blocked();
+            }
             return Some(Record::Flush);
         };
         let parsed = records::parse(&item);
@@ -229,6 +258,71 @@ impl Live {
             self.queued.push_back(Record::Loss(loss));
         }
         Ok(())
+    }
+
+    /// Queues a `blocked` record for each traced call in flight for longer than
+    /// `--blocked-after` not reported yet, then a tick for the pipeline's own watch.
+    fn report_blocked(&mut self) {
+        let now = match monotonic_ns() {
+            Ok(now) => now,
+            Err(err) => return tracing::warn!("cannot look for blocked calls: {err:#}"),
+        };
+        let after = u64::try_from(self.blocked_after.as_nanos()).unwrap_or(u64::MAX);
+        let traced: HashSet<u32> = self.kernel.traced().into_iter().collect();
+        let scan = std::time::Instant::now();
+        let calls = self.kernel.calls_in_flight();
+        tracing::debug!("{} calls in flight, read in {:?}", calls.len(), scan.elapsed());
+        // Forget the calls that returned: only the ones still in flight can repeat.
+        let in_flight: HashSet<(u64, u64)> = calls.iter().map(|(k, c)| (*k, c.ts_ns)).collect();
+        self.reported_blocked.retain(|key| in_flight.contains(key));
+        for (pid_tgid, call) in calls {
+            let Some(syscall) = Syscall::from_id(call.syscall) else { continue };
+            let blocked_ns = now.saturating_sub(call.ts_ns);
+            // accept/accept4 wait by design; unselected (context) calls are not shown.
+            if blocked_ns < after
+                || matches!(syscall, Syscall::Accept | Syscall::Accept4)
+                || !self.kernel.syscalls.contains(&syscall)
+                || !traced.contains(&((pid_tgid >> 32) as u32))
+                || !self.reported_blocked.insert((pid_tgid, call.ts_ns))
+            {
+                continue;
+            }
+            let blocked = self.blocked(pid_tgid, &call, syscall, blocked_ns);
+            self.queued.push_back(Record::Blocked(blocked));
+        }
+        self.queued.push_back(Record::Tick(now));
+    }
+
+    fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {
+        let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .map(|c| c.trim_end().to_owned())
+            .unwrap_or_default();
+        let addr = match syscall {
+            Syscall::Connect | Syscall::Bind => read_user(pid, call.args[1], call.args[2]),
+            _ => Vec::new(),
+        };
+        let id = call.identity;
+        Blocked {
+            ts: self.clock.wall(call.ts_ns),
+            ts_ns: call.ts_ns,
+            pid,
+            tid,
+            comm,
+            syscall,
+            args: decode::pending_args(syscall, call.args, &addr),
+            sock: None,
+            blocked_ns: ns,
+            nonblocking: false,
+            ns: (id.known != 0 && id.ns.net != 0).then_some(Namespaces {
+                net: id.ns.net,
+                mnt: id.ns.mnt,
+                pid: id.ns.pid,
+                user: id.ns.user,
+                uts: id.ns.uts,
+            }),
+            anomalies: Vec::new(),
+        }
     }
 
     /// True once no traced process is left. The kernel removes processes as they exit; a
@@ -301,6 +395,17 @@ impl Source for Live {
 async fn readable(ring: &mut AsyncFd<RingBuf<MapData>>) -> io::Result<()> {
     ring.readable_mut().await?.clear_ready();
     Ok(())
+}
+
+/// `len` bytes (at most a sockaddr_storage) at `ptr` in process `pid`'s memory, through
+/// /proc/PID/mem: the address a call in progress passed. Empty when it cannot be read.
+fn read_user(pid: u32, ptr: u64, len: u64) -> Vec<u8> {
+    let mut buf = vec![0; usize::try_from(len).unwrap_or(0).min(ADDR_CAP)];
+    let read = std::fs::File::open(format!("/proc/{pid}/mem"))
+        .and_then(|mem| mem.read_at(&mut buf, ptr))
+        .unwrap_or(0);
+    buf.truncate(read);
+    buf
 }
 
 async fn wait(launched: Option<&mut Launched>) -> io::Result<ExitStatus> {

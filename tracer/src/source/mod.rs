@@ -15,7 +15,7 @@ pub mod tracefs;
 use std::{fmt, path::PathBuf};
 
 use crate::{
-    event::{Event, Loss, ProcessExit, Snapshot, SocketError},
+    event::{Blocked, Event, Loss, ProcessExit, Snapshot, SocketError},
     recording::Header,
 };
 
@@ -32,6 +32,11 @@ pub enum Record {
     Event(Event),
     /// A socket error no call asked for.
     SocketError(SocketError),
+    /// A call still in progress after `--blocked-after` (live), or as recorded.
+    Blocked(Blocked),
+    /// Live only, at each housekeeping round: the kernel's monotonic time now, for what the
+    /// pipeline watches over time (non-blocking connects still connecting).
+    Tick(u64),
     /// Records the kernel had no room for.
     Loss(Loss),
     Exit(ProcessExit),

@@ -79,6 +79,22 @@ pub fn listen_on(target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// A listener whose accept queue is full: listen(backlog 0) takes one connection (the kernel
+/// drops a SYN once more wait than the backlog), which is never accepted.
+pub fn full_queue() -> Result<()> {
+    let listener = super::tcp_socket()?;
+    bind(listener.as_raw_fd(), &super::loopback(0))?;
+    listen(&listener, Backlog::new(0)?)?;
+    let addr: SockaddrIn = getsockname(listener.as_raw_fd())?;
+    let waiting = super::tcp_socket()?;
+    connect(waiting.as_raw_fd(), &addr).context("filling the accept queue")?;
+    eprintln!("listening {} {}", std::process::id(), addr.port());
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    drop((waiting, listener));
+    Ok(())
+}
+
 /// `count` connections to `target`, each closed at once; failures are the point.
 pub fn connect_to(target: &Target, count: u64) -> Result<()> {
     for _ in 0..count {

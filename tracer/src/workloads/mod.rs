@@ -43,6 +43,10 @@ pub enum Scenario {
     Connect,
     /// A plain echo server on 0.0.0.0 and a client: nothing unusual at all
     Echo,
+    /// A TCP listener on 127.0.0.1 whose accept queue is full (backlog 0, one connection
+    /// waiting, never accepted): the SYN of any further connect is dropped, so it hangs. Prints
+    /// "listening PID PORT" and holds it until a line arrives on stdin
+    FullQueue,
     /// Holds sockets of every kind (TCP listener and connection on 127.0.0.1, UDP on ::1, unix
     /// path, abstract and connected, netlink), prints "ready PID" and waits for a line on stdin
     Holder,
@@ -96,6 +100,7 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Listen => return addressed::listen_on(&addressed::target(params)?),
         // Holding is the point: it always says where it is and waits.
         Scenario::Holder => return holder::holder(),
+        Scenario::FullQueue => return addressed::full_queue(),
         _ => ready()?,
     }
     match scenario {
@@ -118,7 +123,11 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Quirks => quirks::run(),
         Scenario::Identity => calls::identity_changes(),
         Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
-        Scenario::Threads | Scenario::Burst | Scenario::Listen | Scenario::Holder => Ok(()),
+        Scenario::Threads
+        | Scenario::Burst
+        | Scenario::Listen
+        | Scenario::Holder
+        | Scenario::FullQueue => Ok(()),
     }
 }
 

@@ -159,6 +159,7 @@ pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(InetSocket, Socke
         local: std::net::SocketAddr::new(id.source_address, id.source_port),
         state,
         inode: header.inode.into(),
+        queues: (header.recv_queue, header.send_queue),
     };
     let info = SocketInfo {
         flags: None,

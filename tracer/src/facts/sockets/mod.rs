@@ -42,6 +42,9 @@ pub struct InetSocket {
     pub local: SocketAddr,
     pub state: SockState,
     pub inode: u64,
+    /// sock_diag's (idiag_rqueue, idiag_wqueue); for a LISTEN socket: the connections waiting
+    /// in its accept queue, and its backlog.
+    pub queues: (u32, u32),
 }
 
 /// Every socket fd `pid` holds, sorted by fd.
@@ -226,8 +229,13 @@ mod tests {
         let pid = std::process::id();
         let tables = Tables::read(&Netns::of_pid(pid).unwrap(), pid).unwrap();
         let found: Vec<&InetSocket> = tables.on_port(addr.port(), Proto::Tcp).collect();
-        let expected =
-            InetSocket { proto: Proto::Tcp, local: addr, state: SockState::TimeWait, inode: 0 };
+        let expected = InetSocket {
+            proto: Proto::Tcp,
+            local: addr,
+            state: SockState::TimeWait,
+            inode: 0,
+            queues: (0, 0),
+        };
         assert_eq!(found, [&expected]);
         assert_eq!(tables.on_port(addr.port(), Proto::Udp).count(), 0);
     }

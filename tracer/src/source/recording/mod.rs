@@ -127,6 +127,7 @@ impl Recordings {
                         Record::Loss(loss) => Some(SourceRecord::Loss(loss)),
                         Record::Exit(exit) => Some(SourceRecord::Exit(exit)),
                         Record::SocketError(error) => Some(SourceRecord::SocketError(*error)),
+                        Record::Blocked(b) => Some(SourceRecord::Blocked(*b)),
                         // Checked by the reader; nothing for the pipeline.
                         Record::Footer(_) => None,
                     };

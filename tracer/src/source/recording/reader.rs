@@ -20,7 +20,7 @@ use crate::{
 
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const KNOWN_TYPES: &[&str] =
-    &["header", "snapshot", "event", "loss", "exit", "socket_error", "footer"];
+    &["header", "snapshot", "event", "loss", "exit", "socket_error", "blocked", "footer"];
 
 /// The records of one file, in order.
 pub struct RecordingReader {
@@ -246,7 +246,8 @@ impl RecordingReader {
                     ));
                 }
             }
-            Record::Snapshot(_) | Record::Exit(_) | Record::SocketError(_) => {}
+            Record::Snapshot(_) | Record::Exit(_) | Record::SocketError(_) | Record::Blocked(_) => {
+            }
         }
         Some(record)
     }

@@ -38,6 +38,7 @@ fn read(name: &str, content: &[u8], zstd: bool) -> (Vec<&'static str>, Vec<Strin
             Record::Loss(_) => "loss",
             Record::Exit(_) => "exit",
             Record::SocketError(_) => "socket_error",
+            Record::Blocked(_) => "blocked",
             Record::Footer(_) => "footer",
         });
     }

@@ -1,0 +1,150 @@
+//! Calls that hang, reported while they block (`--blocked-after`): a blocking connect and curl's
+//! non-blocking one against a listener whose accept queue is full (the kernel drops their SYNs),
+//! judged by the knowledge base, kept by recordings and `analyze`; nothing for calls shorter
+//! than the delay or with the report turned off. Real kernel, real programs, run as root.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Output, Tracer, Workload, run, wsltrace};
+use serde_json::Value;
+
+const QUEUE_FULL: &str = "CONNECT-BLOCKED-ACCEPT-QUEUE-FULL";
+
+fn blocked(out: &Output) -> Vec<Value> {
+    out.records().into_iter().filter(|r| r["type"] == "blocked").collect()
+}
+
+fn finding_ids(record: &Value) -> Vec<&str> {
+    let anomalies = record["anomalies"].as_array().map(Vec::as_slice).unwrap_or_default();
+    anomalies.iter().filter_map(|f| f["id"].as_str()).collect()
+}
+
+/// A listener with a full accept queue, and a client (waiting for `go`) whose blocking
+/// connect to it hangs. Both are killed when dropped.
+fn full_queue_and_client() -> (Workload, Workload, u16) {
+    let listener = Workload::start(&["full-queue"]);
+    let port = listener.port.expect("the listener's port");
+    let addr = format!("127.0.0.1:{port}");
+    let client = Workload::start(&["--wait", "connect", "--addr", &addr]);
+    (listener, client, port)
+}
+
+/// Traces the client's hanging connect for 3 s with `opts`.
+fn trace_hanging_connect(opts: &[&str]) -> (Output, u32, u16) {
+    let (_listener, mut client, port) = full_queue_and_client();
+    let pid = client.pid.to_string();
+    let mut args = vec!["--pid", &pid, "--format", "json", "--duration", "3"];
+    args.extend_from_slice(opts);
+    let tracer = Tracer::attach(&args);
+    client.go();
+    let out = tracer.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    (out, client.pid, port)
+}
+
+#[test]
+fn a_blocking_connect_to_a_full_accept_queue_is_reported_while_it_blocks() {
+    let (out, pid, port) = trace_hanging_connect(&[]);
+    let records = blocked(&out);
+    assert_eq!(records.len(), 1, "one record per call:\n{}", out.stdout);
+    let b = &records[0];
+    assert_eq!(
+        (b["syscall"].as_str(), b["pid"].as_u64(), b["tid"].as_u64()),
+        (Some("connect"), Some(u64::from(pid)), Some(u64::from(pid)))
+    );
+    // The address was read from the caller's memory while the call was in progress.
+    assert_eq!(b["args"]["addr"]["ip"], "127.0.0.1");
+    assert_eq!(b["args"]["addr"]["port"], port);
+    assert_eq!(b["args"]["addrlen"], 16);
+    assert!(b.get("nonblocking").is_none(), "a blocking call");
+    assert!(b.get("ret").is_none() && b.get("errno").is_none(), "no result yet: {b}");
+    // Reported within the 3 s traced, after the 2 s default.
+    let blocked_ns = b["blocked_ns"].as_u64().expect("blocked_ns");
+    assert!((2_000_000_000..3_000_000_000).contains(&blocked_ns), "{blocked_ns}");
+    assert_eq!(finding_ids(b), [QUEUE_FULL]);
+    let detail = b["anomalies"][0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("1 connection(s) waiting to be accepted, backlog 0"), "{detail}");
+    // After the calls before it, so its fd is known.
+    assert_eq!(b["sock"]["type"], "SOCK_STREAM", "{b}");
+    let records = out.records();
+    let at = |ty: &str, syscall: &str| {
+        records.iter().position(|r| r["type"] == ty && r["syscall"] == syscall).expect(syscall)
+    };
+    assert!(at("event", "socket") < at("blocked", "connect"), "{}", out.stdout);
+    // The call has not returned: no connect event.
+    let events = out.events();
+    assert!(!events.iter().any(|e| e["syscall"] == "connect"), "{}", out.stdout);
+    assert!(out.stderr.contains("(1 blocked calls reported)"), "{}", out.stderr);
+}
+
+#[test]
+fn curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect() {
+    let listener = Workload::start(&["full-queue"]);
+    let url = format!("http://127.0.0.1:{}/", listener.port.expect("port"));
+    // curl gives up after 3 s (exit 28), which ends the trace.
+    let out =
+        run(wsltrace().args(["--format", "json", "--", "curl", "-s", "--max-time", "3", &url]));
+    assert_eq!(out.status.code(), Some(28), "curl's timeout:\n{}", out.stderr);
+    let records = blocked(&out);
+    assert_eq!(records.len(), 1, "{}", out.stdout);
+    let b = &records[0];
+    assert_eq!((b["syscall"].as_str(), b["nonblocking"].as_bool()), (Some("connect"), Some(true)));
+    assert_eq!(b["comm"], "curl");
+    assert_eq!(b["sock"]["state"], "SYN_SENT", "confirmed by the socket tables: {b}");
+    assert_eq!(b["args"]["addrlen"], 16);
+    assert!(b["blocked_ns"].as_u64().expect("blocked_ns") >= 2_000_000_000);
+    assert_eq!(finding_ids(b), [QUEUE_FULL]);
+    // The connect that started it came first, with its EINPROGRESS and the same start.
+    let connect = out
+        .events()
+        .into_iter()
+        .find(|e| e["syscall"] == "connect" && e["errno"] == "EINPROGRESS")
+        .expect("curl's connect");
+    assert_eq!((&connect["ts_ns"], &connect["tid"]), (&b["ts_ns"], &b["tid"]));
+}
+
+#[test]
+fn calls_shorter_than_the_delay_or_with_the_report_off_give_none() {
+    for opts in [&["--blocked-after", "4"][..], &["--blocked-after", "0"]] {
+        let (out, ..) = trace_hanging_connect(opts);
+        assert!(blocked(&out).is_empty(), "{opts:?}:\n{}", out.stdout);
+        assert!(!out.stderr.contains("blocked calls"), "{}", out.stderr);
+    }
+    let bad = run(wsltrace().args(["--blocked-after", "soon", "--pid", "1"]));
+    assert!(!bad.status.success());
+    assert!(bad.stderr.contains("'soon' is not a number of seconds"), "{}", bad.stderr);
+}
+
+#[test]
+fn blocked_records_are_recorded_counted_and_analyzed() {
+    let dir = std::env::temp_dir().join(format!("wsltrace-blocked-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let file: PathBuf = dir.join("hang.jsonl");
+    let path = file.to_str().expect("utf-8 path");
+    let (out, pid, _) = trace_hanging_connect(&["-o", path]);
+    assert_eq!(blocked(&out).len(), 1, "{}", out.stdout);
+
+    let text = std::fs::read_to_string(&file).expect("the recording");
+    let recorded = common::parse_records(&text);
+    let footer = recorded.iter().find(|r| r["type"] == "footer").expect("footer");
+    assert_eq!(footer["blocked"], 1);
+
+    let analyzed = run(wsltrace().args(["analyze", "--format", "json", path]));
+    assert!(analyzed.status.success(), "{}", analyzed.stderr);
+    let records = blocked(&analyzed);
+    assert_eq!(records.len(), 1, "{}", analyzed.stdout);
+    assert_eq!(records[0]["pid"], pid);
+    assert_eq!(finding_ids(&records[0]), [QUEUE_FULL], "the finding made live is kept");
+
+    // -c counts them per syscall; -e selects by errno, which a blocked call does not have yet.
+    let summary = run(wsltrace().args(["analyze", "-c", "--format", "json", path]));
+    let report: Value = serde_json::from_str(summary.stdout.trim()).expect("one JSON object");
+    assert_eq!(report["blocked"]["connect"], 1, "{report}");
+    let by_errno = run(wsltrace().args(["analyze", "--format", "json", "-e", "ETIMEDOUT", path]));
+    assert!(blocked(&by_errno).is_empty(), "{}", by_errno.stdout);
+    let failed = run(wsltrace().args(["analyze", "--format", "json", "--failed", path]));
+    assert_eq!(blocked(&failed).len(), 1, "--failed keeps calls that hang");
+    let _ = std::fs::remove_dir_all(&dir);
+}
