@@ -545,17 +545,6 @@ fn command_exit_status_is_passed_through() {
     assert_eq!(out.status.code(), Some(128 + 15));
 }
 
-#[test]
-fn missing_command_fails_like_a_shell() {
-    let out = trace(&["--", "/nonexistent/server"]);
-    assert_eq!(out.status.code(), Some(127));
-    assert!(
-        out.stderr.contains("wsltrace: cannot run /nonexistent/server: No such file"),
-        "{}",
-        out.stderr
-    );
-}
-
 /// SIGTERM ends a --pid trace at once, with the summary line.
 #[test]
 fn sigterm_stops_a_pid_trace() {
