@@ -4,6 +4,7 @@ pub mod args;
 pub mod file;
 pub mod json;
 pub mod recording;
+pub mod render;
 pub mod summary;
 pub mod text;
 

@@ -31,7 +31,7 @@ use tracer_common::{PendingCall, Syscall, record::ADDR_CAP};
 
 use crate::{
     decode::{self, Clock},
-    event::{Blocked, Loss, Namespaces, Snapshot},
+    event::{Blocked, Loss, Snapshot},
 };
 
 /// How often the ring is drained when no wakeup came: records are submitted without waking
@@ -302,27 +302,7 @@ impl Live {
             Syscall::Connect | Syscall::Bind => read_user(pid, call.args[1], call.args[2]),
             _ => Vec::new(),
         };
-        let id = call.identity;
-        Blocked {
-            ts: self.clock.wall(call.ts_ns),
-            ts_ns: call.ts_ns,
-            pid,
-            tid,
-            comm,
-            syscall,
-            args: decode::pending_args(syscall, call.args, &addr),
-            sock: None,
-            blocked_ns: ns,
-            nonblocking: false,
-            ns: (id.known != 0 && id.ns.net != 0).then_some(Namespaces {
-                net: id.ns.net,
-                mnt: id.ns.mnt,
-                pid: id.ns.pid,
-                user: id.ns.user,
-                uts: id.ns.uts,
-            }),
-            anomalies: Vec::new(),
-        }
+        decode::blocked(&self.clock, pid_tgid, call, syscall, ns, comm, &addr)
     }
 
     /// True once no traced process is left. The kernel removes processes as they exit; a

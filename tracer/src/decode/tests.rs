@@ -1,0 +1,155 @@
+use super::*;
+use crate::event::{KnownAddr, OptValue, SockAddr};
+use tracer_common::{Header, RecordKind};
+
+fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> SyscallRecord {
+    SyscallRecord {
+        header: Header::new(RecordKind::Syscall),
+        ts_ns: 1_000,
+        duration_ns: 31_000,
+        cgroup_id: 1,
+        ret,
+        args,
+        tgid: 4242,
+        tid: 4251,
+        uid: 0,
+        gid: 0,
+        syscall: syscall as u32,
+        flags: 0,
+        addr_len: 0,
+        value_len: 0,
+        addr_copied: 0,
+        value_copied: 0,
+        comm: *b"server\0\0\0\0\0\0\0\0\0\0",
+        ns: Default::default(),
+        cap_effective: 0,
+        addr: [0; 128],
+        value: [0; 128],
+    }
+}
+
+fn clock() -> Clock {
+    Clock { offset_ns: 0 }
+}
+
+#[test]
+fn socket_with_type_flags() {
+    let rec = record(Syscall::Socket, [2, 1 | 0o2000000, 6, 0, 0, 0], 3);
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!(ev.args.domain.as_deref(), Some("AF_INET"));
+    assert_eq!(ev.args.sock_type.as_deref(), Some("SOCK_STREAM"));
+    assert_eq!(ev.args.flags.as_deref(), Some("SOCK_CLOEXEC"));
+    assert_eq!(ev.args.protocol.as_deref(), Some("IPPROTO_TCP"));
+    assert_eq!((ev.pid, ev.tid, ev.comm.as_str(), ev.errno), (4242, 4251, "server", None));
+}
+
+#[test]
+fn refused_connect() {
+    let mut rec = record(Syscall::Connect, [7, 0x7fff_0000, 16, 0, 0, 0], -111);
+    rec.addr[..2].copy_from_slice(&2_u16.to_ne_bytes());
+    rec.addr[2..4].copy_from_slice(&8080_u16.to_be_bytes());
+    rec.addr[4..8].copy_from_slice(&[127, 0, 0, 1]);
+    rec.addr_len = 16;
+    rec.addr_copied = 16;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!(ev.errno, Some(Errno(111)));
+    assert_eq!(ev.args.fd, Some(7));
+    assert_eq!(
+        ev.args.addr,
+        Some(SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 8080 }))
+    );
+    let json = serde_json::to_value(&ev).unwrap();
+    assert_eq!(json["errno"], "ECONNREFUSED");
+    assert_eq!(json["syscall"], "connect");
+    assert_eq!(json["duration_ns"], 31_000);
+    assert_eq!(json["args"]["addr"]["port"], 8080);
+    let back: Event = serde_json::from_value(json).unwrap();
+    assert_eq!(back, ev);
+}
+
+#[test]
+fn getsockopt_value_only_on_success() {
+    let mut rec = record(Syscall::Getsockopt, [5, 1, 17, 0x7fff_0000, 0x7fff_0100, 0], 0);
+    rec.value[..12]
+        .copy_from_slice(&[1_i32, 0, 0].iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<_>>());
+    rec.value_len = 12;
+    rec.value_copied = 12;
+    let ok = decode(&rec, &clock()).unwrap();
+    assert_eq!(ok.args.optname.as_deref(), Some("SO_PEERCRED"));
+    assert_eq!(ok.args.value, Some(OptValue::Cred { pid: 1, uid: 0, gid: 0 }));
+    rec.ret = -92;
+    let failed = decode(&rec, &clock()).unwrap();
+    assert_eq!((failed.args.value, failed.args.optlen), (None, None));
+    assert_eq!(failed.errno.map(|e| e.name().into_owned()).as_deref(), Some("ENOPROTOOPT"));
+}
+
+#[test]
+fn socketpair_fds() {
+    let mut rec = record(Syscall::Socketpair, [1, 1, 0, 0x7fff_0000, 0, 0], 0);
+    rec.value[..8]
+        .copy_from_slice(&[3_i32, 4].iter().flat_map(|x| x.to_ne_bytes()).collect::<Vec<_>>());
+    rec.value_len = 8;
+    rec.value_copied = 8;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!(ev.args.fds, Some([3, 4]));
+    assert_eq!(ev.args.protocol.as_deref(), Some("0"));
+    assert_eq!(ev.pair_inodes, None);
+    // The inodes the kernel read follow the fds.
+    rec.value[8..16].copy_from_slice(&77_u64.to_ne_bytes());
+    rec.value[16..24].copy_from_slice(&78_u64.to_ne_bytes());
+    rec.flags |= FLAG_FROM_SOCKET;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!((ev.args.fds, ev.pair_inodes), (Some([3, 4]), Some([77, 78])));
+}
+
+/// The local end the kernel read at connect exit, a sockaddr_in in `value`.
+#[test]
+fn connect_local_end() {
+    let mut rec = record(Syscall::Connect, [5, 0x7fff_0000, 16, 0, 0, 0], 0);
+    let local = [2, 0, 0x9d, 0x90, 127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
+    rec.value[..16].copy_from_slice(&local);
+    (rec.value_len, rec.value_copied) = (16, 16);
+    assert_eq!(decode(&rec, &clock()).unwrap().bound, None, "no flag, no local end");
+    rec.flags |= FLAG_FROM_SOCKET;
+    let ev = decode(&rec, &clock()).unwrap();
+    let expected = KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 40336 };
+    assert_eq!(ev.bound, Some(SockAddr::Known(expected)));
+    assert_eq!(ev.args.value, None);
+}
+
+#[test]
+fn exit_without_entry_has_no_args() {
+    let mut rec = record(Syscall::Accept4, [0; 6], 5);
+    rec.flags = FLAG_NO_ENTRY;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert!(ev.in_flight_at_attach);
+    assert_eq!((ev.args, ev.duration_ns), (Args::default(), None));
+}
+
+#[test]
+fn refused_calls_keep_their_args_and_lose_their_duration() {
+    let mut rec = record(Syscall::Listen, [3, 50, 0, 0, 0, 0], -98);
+    rec.flags = FLAG_REFUSED | FLAG_SECCOMP;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!((ev.args.fd, ev.args.backlog), (Some(3), Some(50)));
+    assert_eq!((ev.refused_by, ev.duration_ns), (Some(RefusedBy::Seccomp), None));
+    assert!(!ev.in_flight_at_attach);
+    rec.flags = FLAG_REFUSED | FLAG_NO_ARGS;
+    let ev = decode(&rec, &clock()).unwrap();
+    assert_eq!((ev.refused_by, ev.args), (Some(RefusedBy::Unknown), Args::default()));
+}
+
+#[test]
+fn unknown_syscall_id_is_skipped() {
+    let mut rec = record(Syscall::Close, [3, 0, 0, 0, 0, 0], 0);
+    rec.syscall = 999;
+    assert!(decode(&rec, &clock()).is_none());
+}
+
+#[test]
+fn shutdown_and_listen() {
+    let ev = decode(&record(Syscall::Shutdown, [3, 1, 0, 0, 0, 0], 0), &clock()).unwrap();
+    assert_eq!(ev.args.how.as_deref(), Some("SHUT_WR"));
+    let ev = decode(&record(Syscall::Listen, [3, 128, 0, 0, 0, 0], 0), &clock()).unwrap();
+    assert_eq!(ev.args.backlog, Some(128));
+}

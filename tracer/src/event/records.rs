@@ -1,0 +1,218 @@
+//! The records of the JSON stream besides events: calls still in progress, socket errors no
+//! call asked for, losses, exits, snapshots; and `RecordRef`, one line of the stream.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracer_common::Syscall;
+
+use super::{
+    Args, Event, Finding, Namespaces, PendingConnect, SocketInfo, rfc3339_ns, syscall_name,
+};
+use crate::decode::errno::Errno;
+
+/// A traced call still in progress after `--blocked-after`: reported while it blocks, once per
+/// call; its event follows when it returns. It has no result yet, so no `ret`/`errno`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Blocked {
+    /// Wall-clock time of the call's entry.
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    /// Kernel monotonic time of the entry, as the call's event will carry it.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    #[serde(with = "syscall_name")]
+    pub syscall: Syscall,
+    pub args: Args,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketInfo>,
+    /// How long it had been in progress when it was reported.
+    pub blocked_ns: u64,
+    /// A non-blocking connect that returned EINPROGRESS and whose socket is still connecting
+    /// (SYN_SENT): the program waits for it with poll/epoll, not in the call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nonblocking: bool,
+    /// The caller's namespaces, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns: Option<Namespaces>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Finding>,
+}
+
+impl Blocked {
+    /// `ev`'s call, in progress for `blocked_ns`.
+    #[cfg(test)]
+    pub fn for_test(ev: Event, blocked_ns: u64) -> Blocked {
+        Blocked {
+            ts: ev.ts,
+            ts_ns: ev.ts_ns,
+            pid: ev.pid,
+            tid: ev.tid,
+            comm: ev.comm,
+            syscall: ev.syscall,
+            args: ev.args,
+            sock: ev.sock,
+            blocked_ns,
+            nonblocking: false,
+            ns: ev.ns,
+            anomalies: ev.anomalies,
+        }
+    }
+
+    /// The call as an event without a result, for the filters and the rules.
+    pub fn as_event(&self) -> Event {
+        Event {
+            ts: self.ts,
+            ts_ns: self.ts_ns,
+            pid: self.pid,
+            tid: self.tid,
+            comm: self.comm.clone(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            syscall: self.syscall,
+            args: self.args.clone(),
+            ret: 0,
+            errno: None,
+            duration_ns: None,
+            in_flight_at_attach: false,
+            async_error: None,
+            connect: None,
+            refused_by: None,
+            ns: self.ns,
+            cgroup: None,
+            sock: self.sock.clone(),
+            cap_effective: None,
+            context_only: false,
+            bound: None,
+            pair_inodes: None,
+            blocked: true,
+            anomalies: self.anomalies.clone(),
+        }
+    }
+}
+
+/// Events the kernel could not deliver (ring buffer full) since the previous loss record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Loss {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub lost: u64,
+    pub total_lost: u64,
+}
+
+/// A traced process ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessExit {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub comm: String,
+    /// The exit code, for a process that exited (`exit(3)`: 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
+    /// The signal that killed it (`SIGKILL`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub core_dumped: bool,
+}
+
+/// The sockets a process held at one moment (taken when tracing starts), as lsof shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    pub pid: u32,
+    pub comm: String,
+    pub sockets: Vec<SocketInfo>,
+}
+
+/// A socket error the kernel reported on a socket a traced thread connected, without any call
+/// asking for it (the program only polls, reads or writes): a refused or timed-out connect, a
+/// reset. Judged as the failure of the connect it follows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SocketError {
+    /// Wall-clock time of the report.
+    #[serde(with = "rfc3339_ns")]
+    pub ts: DateTime<Utc>,
+    /// Kernel monotonic time of the report.
+    pub ts_ns: u64,
+    /// The process and thread that connected the socket.
+    pub pid: u32,
+    pub tid: u32,
+    /// The process's command, as of its last event (empty when none was seen).
+    #[serde(default)]
+    pub comm: String,
+    /// The fd the socket was connected through.
+    pub fd: i32,
+    /// What the fd is, from the fd table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<SocketInfo>,
+    /// The error (`sk_err`).
+    pub error: Errno,
+    /// The connect it follows: its destination and when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<PendingConnect>,
+    /// The process's namespaces, for the knowledge base (not written out).
+    #[serde(skip)]
+    pub ns: Option<Namespaces>,
+    /// Knowledge-base rules the failed connect matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Finding>,
+}
+
+impl SocketError {
+    /// The error seen as the connect on `fd` failing with it: what the filters and the rules
+    /// judge (the same rules as a blocking connect that fails).
+    pub fn as_failed_connect(&self) -> Event {
+        let addr = self
+            .connect
+            .as_ref()
+            .map(|c| c.addr.clone())
+            .or_else(|| self.sock.as_ref().and_then(|s| s.peer.clone()));
+        let ret = -i64::from(self.error.0);
+        Event {
+            ts: self.ts,
+            ts_ns: self.ts_ns,
+            pid: self.pid,
+            tid: self.tid,
+            comm: self.comm.clone(),
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            syscall: Syscall::Connect,
+            args: Args { fd: Some(self.fd), addr, ..Args::default() },
+            ret,
+            errno: Some(self.error),
+            duration_ns: None,
+            in_flight_at_attach: false,
+            async_error: None,
+            connect: None,
+            refused_by: None,
+            ns: self.ns,
+            cgroup: None,
+            sock: self.sock.clone(),
+            cap_effective: None,
+            context_only: false,
+            bound: None,
+            pair_inodes: None,
+            blocked: false,
+            anomalies: self.anomalies.clone(),
+        }
+    }
+}
+
+/// One line of the JSON stream.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RecordRef<'a> {
+    Event(&'a Event),
+    Loss(&'a Loss),
+    Exit(&'a ProcessExit),
+    Snapshot(&'a Snapshot),
+    SocketError(&'a SocketError),
+    Blocked(&'a Blocked),
+}
