@@ -189,24 +189,34 @@ impl Event {
         u16::try_from(self.outcome().errno).ok().filter(|&e| e != 0).map(Errno)
     }
 
-    /// A call by `server[4242/4251]` at 00:00:00.104512 UTC that took 31us: tests change
-    /// what they need with struct update syntax.
-    #[cfg(test)]
-    pub fn for_test(syscall: Syscall, args: Args, ret: i64) -> Event {
+    /// A call made by the tracer's own reasoning, not read from the kernel (a blocked call, a
+    /// socket error seen as the connect it ends): the given fields, no result details, nothing
+    /// known of its caller beyond them.
+    #[expect(clippy::too_many_arguments, reason = "one field each; a builder would add nothing")]
+    pub fn made_up(
+        ts: DateTime<Utc>,
+        ts_ns: u64,
+        pid: u32,
+        tid: u32,
+        comm: String,
+        syscall: Syscall,
+        args: Args,
+        ret: i64,
+    ) -> Event {
         Event {
-            ts: DateTime::from_timestamp(0, 104_512_000).expect("a valid time"),
-            ts_ns: 1,
-            pid: 4242,
-            tid: 4251,
-            comm: "server".into(),
+            ts,
+            ts_ns,
+            pid,
+            tid,
+            comm,
             uid: 0,
             gid: 0,
-            cgroup_id: 1,
+            cgroup_id: 0,
             syscall,
             args,
             ret,
             errno: Errno::from_ret(ret),
-            duration_ns: Some(31_000),
+            duration_ns: None,
             in_flight_at_attach: false,
             async_error: None,
             connect: None,
@@ -220,6 +230,18 @@ impl Event {
             pair_inodes: None,
             blocked: false,
             anomalies: Vec::new(),
+        }
+    }
+
+    /// A call by `server[4242/4251]` at 00:00:00.104512 UTC that took 31us: tests change
+    /// what they need with struct update syntax.
+    #[cfg(test)]
+    pub fn for_test(syscall: Syscall, args: Args, ret: i64) -> Event {
+        let ts = DateTime::from_timestamp(0, 104_512_000).expect("a valid time");
+        Event {
+            cgroup_id: 1,
+            duration_ns: Some(31_000),
+            ..Event::made_up(ts, 1, 4242, 4251, "server".into(), syscall, args, ret)
         }
     }
 }

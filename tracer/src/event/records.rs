@@ -62,33 +62,15 @@ impl Blocked {
 
     /// The call as an event without a result, for the filters and the rules.
     pub fn as_event(&self) -> Event {
+        let (comm, args) = (self.comm.clone(), self.args.clone());
+        let ev =
+            Event::made_up(self.ts, self.ts_ns, self.pid, self.tid, comm, self.syscall, args, 0);
         Event {
-            ts: self.ts,
-            ts_ns: self.ts_ns,
-            pid: self.pid,
-            tid: self.tid,
-            comm: self.comm.clone(),
-            uid: 0,
-            gid: 0,
-            cgroup_id: 0,
-            syscall: self.syscall,
-            args: self.args.clone(),
-            ret: 0,
-            errno: None,
-            duration_ns: None,
-            in_flight_at_attach: false,
-            async_error: None,
-            connect: None,
-            refused_by: None,
             ns: self.ns,
-            cgroup: None,
             sock: self.sock.clone(),
-            cap_effective: None,
-            context_only: false,
-            bound: None,
-            pair_inodes: None,
             blocked: true,
             anomalies: self.anomalies.clone(),
+            ..ev
         }
     }
 }
@@ -174,34 +156,19 @@ impl SocketError {
             .map(|c| c.addr.clone())
             .or_else(|| self.sock.as_ref().and_then(|s| s.peer.clone()));
         let ret = -i64::from(self.error.0);
-        Event {
-            ts: self.ts,
-            ts_ns: self.ts_ns,
-            pid: self.pid,
-            tid: self.tid,
-            comm: self.comm.clone(),
-            uid: 0,
-            gid: 0,
-            cgroup_id: 0,
-            syscall: Syscall::Connect,
-            args: Args { fd: Some(self.fd), addr, ..Args::default() },
+        let args = Args { fd: Some(self.fd), addr, ..Args::default() };
+        let comm = self.comm.clone();
+        let ev = Event::made_up(
+            self.ts,
+            self.ts_ns,
+            self.pid,
+            self.tid,
+            comm,
+            Syscall::Connect,
+            args,
             ret,
-            errno: Some(self.error),
-            duration_ns: None,
-            in_flight_at_attach: false,
-            async_error: None,
-            connect: None,
-            refused_by: None,
-            ns: self.ns,
-            cgroup: None,
-            sock: self.sock.clone(),
-            cap_effective: None,
-            context_only: false,
-            bound: None,
-            pair_inodes: None,
-            blocked: false,
-            anomalies: self.anomalies.clone(),
-        }
+        );
+        Event { ns: self.ns, sock: self.sock.clone(), anomalies: self.anomalies.clone(), ..ev }
     }
 }
 
