@@ -33,6 +33,10 @@ pub struct OutputArgs {
     #[arg(short = 'c', long, help_heading = "Output")]
     pub summary: bool,
 
+    /// With -c: one row per process instead of one per command name
+    #[arg(long, requires = "summary", help_heading = "Output")]
+    pub per_pid: bool,
+
     /// Colours: auto (on a terminal, unless NO_COLOR is set), always, never
     #[arg(long, value_enum, default_value_t = ColorWhen::Auto, help_heading = "Output")]
     pub color: ColorWhen,

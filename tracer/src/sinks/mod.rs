@@ -123,7 +123,9 @@ pub fn terminal(output: &OutputArgs, quiet: bool) -> Sinks {
     let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
     match output.format {
         // -c: the summary replaces the line per call, like strace -c.
-        _ if output.summary => sinks.push(Box::new(SummarySink::new(stdout, output.format))),
+        _ if output.summary => {
+            sinks.push(Box::new(SummarySink::new(stdout, output.format, output.per_pid)));
+        }
         Format::Json => sinks.push(quieted(Box::new(JsonSink::new(stdout)), quiet)),
         Format::Text => {
             let color = output.color.on_stdout();

@@ -32,6 +32,9 @@ pub struct Report {
     /// Most called first.
     pub syscalls: Vec<SyscallReport>,
     pub processes: Vec<ProcessReport>,
+    /// The processes grouped by command name (a 200-curl loop is one row), most calls first.
+    #[serde(default)]
+    pub commands: Vec<CommandReport>,
     /// Most frequent first.
     pub findings: Vec<FindingReport>,
     /// Socket errors no call asked for (`socket_error` records), per errno name.
@@ -60,6 +63,15 @@ pub struct Latency {
     pub p90: u64,
     pub p99: u64,
     pub max: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandReport {
+    pub comm: String,
+    /// How many processes ran it.
+    pub processes: u64,
+    pub calls: u64,
+    pub errors: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -191,6 +203,18 @@ impl Summary {
         syscalls.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.syscall.cmp(&b.syscall)));
         let mut processes: Vec<ProcessReport> = self.processes.values().cloned().collect();
         processes.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.pid.cmp(&b.pid)));
+        let mut by_comm: BTreeMap<&str, CommandReport> = BTreeMap::new();
+        for p in &processes {
+            let c = by_comm.entry(p.comm.as_str()).or_insert_with(|| CommandReport {
+                comm: p.comm.clone(),
+                ..CommandReport::default()
+            });
+            c.processes += 1;
+            c.calls += p.calls;
+            c.errors += p.errors;
+        }
+        let mut commands: Vec<CommandReport> = by_comm.into_values().collect();
+        commands.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.comm.cmp(&b.comm)));
         let mut findings: Vec<FindingReport> = self.findings.values().cloned().collect();
         findings.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.id.cmp(&b.id)));
         let stamp = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -206,6 +230,7 @@ impl Summary {
             duration_ns,
             syscalls,
             processes,
+            commands,
             findings,
             socket_errors: self.socket_errors.clone(),
             blocked: self.blocked.clone(),
@@ -215,7 +240,8 @@ impl Summary {
 
 impl Report {
     /// The tables, as printed on the terminal.
-    pub fn render(&self) -> String {
+    /// The tables for a terminal; processes one row per command name unless `per_pid`.
+    pub fn render(&self, per_pid: bool) -> String {
         let mut out = String::new();
         let mut calls =
             table(&["syscall", "calls", "errors", "errnos", "p50", "p90", "p99", "max"]);
@@ -241,16 +267,31 @@ impl Report {
         out.push_str(&calls.to_string());
         out.push_str("\n\n");
 
-        let mut procs = table(&["pid", "process", "calls", "errors"]);
-        for p in &self.processes {
-            procs.add_row(vec![
-                p.pid.to_string(),
-                p.comm.clone(),
-                p.calls.to_string(),
-                p.errors.to_string(),
-            ]);
-        }
-        align_right(&mut procs, &[0, 2, 3]);
+        let procs = if per_pid {
+            let mut procs = table(&["pid", "process", "calls", "errors"]);
+            for p in &self.processes {
+                procs.add_row(vec![
+                    p.pid.to_string(),
+                    p.comm.clone(),
+                    p.calls.to_string(),
+                    p.errors.to_string(),
+                ]);
+            }
+            align_right(&mut procs, &[0, 2, 3]);
+            procs
+        } else {
+            let mut procs = table(&["process", "pids", "calls", "errors"]);
+            for c in &self.commands {
+                procs.add_row(vec![
+                    c.comm.clone(),
+                    c.processes.to_string(),
+                    c.calls.to_string(),
+                    c.errors.to_string(),
+                ]);
+            }
+            align_right(&mut procs, &[1, 2, 3]);
+            procs
+        };
         out.push_str(&procs.to_string());
         out.push_str("\n\n");
 
@@ -316,13 +357,14 @@ fn align_right(t: &mut Table, columns: &[usize]) {
 pub struct SummarySink<W: Write> {
     out: W,
     format: Format,
+    per_pid: bool,
     summary: Summary,
     printed: bool,
 }
 
 impl<W: Write> SummarySink<W> {
-    pub fn new(out: W, format: Format) -> Self {
-        SummarySink { out, format, summary: Summary::default(), printed: false }
+    pub fn new(out: W, format: Format, per_pid: bool) -> Self {
+        SummarySink { out, format, per_pid, summary: Summary::default(), printed: false }
     }
 }
 
@@ -352,7 +394,7 @@ impl<W: Write> Sink for SummarySink<W> {
                 serde_json::to_writer(&mut self.out, &Line::Summary(&report))?;
                 self.out.write_all(b"\n")?;
             }
-            Format::Text => self.out.write_all(report.render().as_bytes())?,
+            Format::Text => self.out.write_all(report.render(self.per_pid).as_bytes())?,
         }
         self.out.flush()
     }

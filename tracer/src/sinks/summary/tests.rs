@@ -55,7 +55,7 @@ fn counts_latencies_processes_findings_and_losses() {
     assert_eq!(report.findings[0].id, "WSL-PEERCRED-ENOPROTOOPT");
     assert_eq!(report.findings[0].count, 1);
 
-    let text = report.render();
+    let text = report.render(false);
     let connect_row = text.lines().find(|l| l.trim_start().starts_with("connect")).unwrap();
     for cell in ["100", "10", "ECONNREFUSED 10", "50us", "100us"] {
         assert!(connect_row.contains(cell), "{cell} in {connect_row}");
@@ -66,7 +66,7 @@ fn counts_latencies_processes_findings_and_losses() {
 
 #[test]
 fn json_is_one_object() {
-    let mut sink = SummarySink::new(Vec::new(), Format::Json);
+    let mut sink = SummarySink::new(Vec::new(), Format::Json, false);
     sink.write(RecordRef::Event(&event(1, Syscall::Close, 0, Some(5)))).unwrap();
     sink.finish().unwrap();
     sink.finish().unwrap();
@@ -75,4 +75,25 @@ fn json_is_one_object() {
     assert!(text.starts_with(r#"{"type":"summary","events":1,"#), "{text}");
     let report: Report = serde_json::from_str(&text).unwrap();
     assert_eq!(report.syscalls[0].latency_ns, Some(Latency { p50: 5, p90: 5, p99: 5, max: 5 }));
+}
+
+/// A loop of 200 curls is one row by command name; `--per-pid` gives one per process.
+#[test]
+fn processes_are_grouped_by_command_name() {
+    let mut summary = Summary::default();
+    for pid in 10..210 {
+        let ev = Event { comm: "curl".into(), ..event(pid, Syscall::Connect, -111, Some(5)) };
+        summary.add(RecordRef::Event(&ev));
+    }
+    summary.add(RecordRef::Event(&event(7, Syscall::Accept4, 3, Some(5))));
+    let report = summary.report();
+    let commands: Vec<(&str, u64, u64, u64)> = (report.commands.iter())
+        .map(|c| (c.comm.as_str(), c.processes, c.calls, c.errors))
+        .collect();
+    assert_eq!(commands, [("curl", 200, 200, 200), ("p7", 1, 1, 0)]);
+    assert_eq!(report.processes.len(), 201);
+
+    let rows = |text: &str| text.lines().filter(|l| l.contains("curl")).count();
+    assert_eq!(rows(&report.render(false)), 1);
+    assert_eq!(rows(&report.render(true)), 200);
 }
