@@ -267,31 +267,23 @@ impl Report {
         out.push_str(&calls.to_string());
         out.push_str("\n\n");
 
-        let procs = if per_pid {
-            let mut procs = table(&["pid", "process", "calls", "errors"]);
-            for p in &self.processes {
-                procs.add_row(vec![
-                    p.pid.to_string(),
-                    p.comm.clone(),
-                    p.calls.to_string(),
-                    p.errors.to_string(),
-                ]);
-            }
-            align_right(&mut procs, &[0, 2, 3]);
-            procs
+        // One table either way: per process, or per command name.
+        let (header, right, rows): (&[&str], &[usize], Vec<[String; 4]>) = if per_pid {
+            let rows = self.processes.iter().map(|p| {
+                [p.pid.to_string(), p.comm.clone(), p.calls.to_string(), p.errors.to_string()]
+            });
+            (&["pid", "process", "calls", "errors"], &[0, 2, 3], rows.collect())
         } else {
-            let mut procs = table(&["process", "pids", "calls", "errors"]);
-            for c in &self.commands {
-                procs.add_row(vec![
-                    c.comm.clone(),
-                    c.processes.to_string(),
-                    c.calls.to_string(),
-                    c.errors.to_string(),
-                ]);
-            }
-            align_right(&mut procs, &[1, 2, 3]);
-            procs
+            let rows = self.commands.iter().map(|c| {
+                [c.comm.clone(), c.processes.to_string(), c.calls.to_string(), c.errors.to_string()]
+            });
+            (&["process", "pids", "calls", "errors"], &[1, 2, 3], rows.collect())
         };
+        let mut procs = table(header);
+        for row in rows {
+            procs.add_row(row);
+        }
+        align_right(&mut procs, right);
         out.push_str(&procs.to_string());
         out.push_str("\n\n");
 
