@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{WSLTRACE, trace};
+use common::{WSLTRACE, python, trace};
 use serde_json::Value;
 
 fn exits(records: &[Value]) -> Vec<&Value> {
@@ -16,14 +16,14 @@ fn exits(records: &[Value]) -> Vec<&Value> {
 #[test]
 fn an_exit_code_is_reported() {
     let script = "import socket, sys; socket.socket().close(); sys.exit(3)";
-    let out = trace(&["--format", "json", "--", "python3", "-c", script]);
+    let out = trace(&["--format", "json", "--", python(), "-c", script]);
     assert_eq!(out.status.code(), Some(3), "{}", out.stderr);
     let records = out.records();
     let exits = exits(&records);
     assert_eq!(exits.len(), 1, "{records:?}");
     assert_eq!((exits[0]["code"].as_i64(), &exits[0]["signal"]), (Some(3), &Value::Null));
 
-    let out = trace(&["--", "python3", "-c", script]);
+    let out = trace(&["--", python(), "-c", script]);
     assert!(out.stdout.contains("] +++ exited with 3 +++"), "{}", out.stdout);
 }
 
@@ -31,14 +31,14 @@ fn an_exit_code_is_reported() {
 #[test]
 fn a_fatal_signal_is_reported() {
     let script = "import os, signal, socket; socket.socket(); os.kill(os.getpid(), signal.SIGKILL)";
-    let out = trace(&["--format", "json", "--", "python3", "-c", script]);
+    let out = trace(&["--format", "json", "--", python(), "-c", script]);
     assert_eq!(out.status.code(), Some(128 + 9), "{}", out.stderr);
     let records = out.records();
     let exits = exits(&records);
     assert_eq!(exits.len(), 1, "{records:?}");
     assert_eq!((&exits[0]["signal"], &exits[0]["code"]), (&Value::from("SIGKILL"), &Value::Null));
 
-    let out = trace(&["--", "python3", "-c", script]);
+    let out = trace(&["--", python(), "-c", script]);
     assert!(out.stdout.contains("] +++ killed by SIGKILL +++"), "{}", out.stdout);
 }
 

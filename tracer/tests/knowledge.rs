@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Output, WSLTRACE, Workload, run, run_cmd_json, traced, traced_in, wsltrace};
+use common::{Output, WSLTRACE, Workload, python, run, run_cmd_json, traced, traced_in, wsltrace};
 use serde_json::{Value, json};
 
 /// The findings on the events of a JSON trace: (syscall, rule id, detail).
@@ -304,15 +304,14 @@ fn udp_server_is_not_relayed_on_wsl2_nat() {
     let script = format!(
         "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', {port}))\nc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\nc.bind(('127.0.0.1', 0))\n"
     );
-    let out = common::trace(&[
-        "--assume", "wsl2,nat", "--format", "json", "--", "python3", "-c", &script,
-    ]);
+    let out =
+        common::trace(&["--assume", "wsl2,nat", "--format", "json", "--", python(), "-c", &script]);
     assert!(out.status.success(), "{}", out.stderr);
     let binds = out.events().into_iter().filter(|e| e["syscall"] == "bind").count();
     assert_eq!(binds, 2, "{}", out.stdout);
     assert_eq!(ids(&out), ["WSL2-RELAY-UDP"]);
     let out =
-        common::trace(&["--assume", "linux", "--format", "json", "--", "python3", "-c", &script]);
+        common::trace(&["--assume", "linux", "--format", "json", "--", python(), "-c", &script]);
     assert!(ids(&out).is_empty());
 }
 
@@ -445,12 +444,7 @@ fn async_clients(port: u16) -> Vec<Vec<String>> {
 }
 
 fn asyncio_client(host: &str, port: u16) -> Vec<String> {
-    let python = if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    };
-    [python, "-c", ASYNCIO_CLIENT, host, &port.to_string()].map(str::to_owned).to_vec()
+    [python(), "-c", ASYNCIO_CLIENT, host, &port.to_string()].map(str::to_owned).to_vec()
 }
 
 /// A non-blocking connect to a local DNS resolver (127.0.0.42, WSL's early tunnel address:
@@ -680,10 +674,6 @@ except BlockingIOError:
     pass
 select.select([], [s], [], 2)
 ";
-
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
-}
 
 /// The `socket_error` records of a JSON trace.
 fn socket_errors(out: &Output) -> Vec<Value> {

@@ -12,6 +12,13 @@ use serde_json::Value;
 
 pub const WSLTRACE: &str = env!("CARGO_BIN_EXE_wsltrace");
 
+/// The Python interpreter itself, not a version manager's shim: a pyenv shim is a chain of
+/// bash processes, each of which, in a bare environment (no USER), looks the user up through
+/// nscd's socket, and those calls would be traced too.
+pub fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
+}
+
 pub fn wsltrace() -> Command {
     let mut cmd = Command::new(WSLTRACE);
     cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
