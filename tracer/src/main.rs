@@ -1,30 +1,13 @@
-//! `wsltrace`: trace the socket syscalls of a process with eBPF and explain them.
-//!
-//! The pipeline: `source` (kernel programs and ring buffer, or a recording) -> `decode`
-//! (typed events) -> `pipeline`: `enrich` (cgroup paths, namespaces, what each fd is) ->
-//! `detect` (the knowledge base) -> `filter` -> `sinks` (text, JSON Lines, recording, summary).
-//! `recording` is the file format shared by the recording sink and source.
-
-mod cli;
-mod commands;
-mod decode;
-mod detect;
-mod emulate;
-mod enrich;
-mod event;
-mod facts;
-mod filter;
-mod pipeline;
-mod recording;
-mod sinks;
-mod source;
-mod workloads;
+//! The `wsltrace` binary: parses the command line and runs a command of the library.
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use cli::{Cli, Command};
+use tracer::{
+    cli::{Cli, Command},
+    commands, emulate, source,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

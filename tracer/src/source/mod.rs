@@ -54,6 +54,10 @@ pub enum Record {
 
 /// A source of records. `next` is async because the live source waits on the kernel, signals
 /// and the traced command; a recording never waits.
+#[expect(
+    async_fn_in_trait,
+    reason = "implemented and awaited only inside wsltrace, on a current-thread runtime: no Send bound is needed"
+)]
 pub trait Source {
     /// The next record; `None` once the source has ended.
     async fn next(&mut self) -> anyhow::Result<Option<Record>>;
