@@ -26,13 +26,15 @@ impl TimeBound {
             .map_err(|_| format!("'{s}' is not a time: {usage}"))
     }
 
-    /// The point in time, given when the trace started.
+    /// The point in time, given when the trace started. An offset past the last time chrono
+    /// can hold (`+1e15s`, or a recording header's start near that end) is that last time.
     pub fn resolve(self, start: DateTime<Utc>) -> DateTime<Utc> {
         match self {
             TimeBound::At(t) => t,
-            TimeBound::AfterStart(d) => {
-                start + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-            }
+            TimeBound::AfterStart(d) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| start.checked_add_signed(d))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
         }
     }
 }
@@ -111,5 +113,16 @@ mod tests {
         let t = TimeBound::parse("+1m").unwrap().resolve(start);
         assert_eq!(t, DateTime::from_timestamp(1060, 0).unwrap());
         assert_eq!(TimeBound::parse("+1m").unwrap().to_string(), "+60s");
+    }
+
+    /// Found by the cli_values fuzz target: `DateTime + TimeDelta` panicked on overflow.
+    #[test]
+    fn offsets_past_the_end_of_time_resolve_to_it() {
+        let end = DateTime::<Utc>::MAX_UTC;
+        // The crashing input, against the latest start a recording header can give.
+        assert_eq!(TimeBound::parse("+90").unwrap().resolve(end), end);
+        // A start of today and an offset of 30 million years.
+        let start = DateTime::from_timestamp(1_764_000_000, 0).unwrap();
+        assert_eq!(TimeBound::parse("+1e15").unwrap().resolve(start), end);
     }
 }
