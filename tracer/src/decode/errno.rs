@@ -83,16 +83,18 @@ impl Errno {
         TABLE.get(&self.0).map_or("Unknown error", |e| e.message)
     }
 
-    /// Parses `ECONNREFUSED`, `econnrefused` or `111`.
+    /// Parses `ECONNREFUSED`, `econnrefused`, `111`, or `E4000` (how [`Errno::name`] writes a
+    /// code without a name).
     pub fn parse(s: &str) -> Result<Errno, String> {
         let s = s.trim();
-        if let Ok(code) = s.parse::<u16>() {
+        let upper = s.to_ascii_uppercase();
+        let number = upper.strip_prefix('E').unwrap_or(&upper);
+        if let Ok(code) = number.parse::<u16>() {
             return match code {
                 1..=4095 => Ok(Errno(code)),
                 _ => Err(format!("errno {code} is out of range (1-4095)")),
             };
         }
-        let upper = s.to_ascii_uppercase();
         if let Some(code) = BY_NAME.get(upper.as_str()) {
             return Ok(Errno(*code));
         }
@@ -132,6 +134,17 @@ impl<'de> Deserialize<'de> for Errno {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the cli_values fuzz target: `-e 4095` was shown as `E4095`, which `-e` refused.
+    #[test]
+    fn names_of_codes_without_one_parse_back() {
+        assert_eq!(Errno::parse("4095"), Ok(Errno(4095)));
+        assert_eq!(Errno::parse(&Errno(4095).name()), Ok(Errno(4095)));
+        assert_eq!(Errno::parse("e4000"), Ok(Errno(4000)));
+        assert!(Errno::parse("E4096").is_err());
+        // A name made of E and digits is still a name.
+        assert_eq!(Errno::parse("E2BIG"), Ok(Errno(7)));
+    }
 
     #[test]
     fn names_and_messages() {
