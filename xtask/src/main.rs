@@ -1,8 +1,10 @@
 //! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo),
-//! `cargo xtask test` (lints and every test, as root) and `cargo xtask bench` (what tracing
-//! costs, next to strace and bpftrace).
+//! `cargo xtask test` (lints and every test, as root), `cargo xtask bench` (what tracing
+//! costs, next to strace and bpftrace) and `cargo xtask fuzz` (the fuzz targets, for a bounded
+//! time each).
 
 mod bench;
+mod fuzz;
 mod prerequisites;
 
 use std::process::{Command, ExitCode};
@@ -35,6 +37,10 @@ enum Task {
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
     /// bench/results.json (as root; installs strace and bpftrace when missing)
     Bench(bench::BenchArgs),
+    /// Run every fuzz target (fuzz/, cargo-fuzz on nightly) for a bounded time each, one
+    /// after the other: one line per target with its executions and coverage; fails on a
+    /// crash. Installs cargo-fuzz when missing
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
             cargo(&args)
         }
         Task::Bench(args) => bench::run(args),
+        Task::Fuzz(args) => fuzz::run(args),
     }
 }
 

@@ -8,6 +8,8 @@ use crate::run_cmd;
 
 /// bpf-linker 0.11+ needs an external LLVM; 0.10.3 uses rustc's own (see shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";
+/// The newest cargo-fuzz that builds with the stable toolchain here (rustc 1.95).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 pub fn install() -> Result<()> {
     nightly_with_rust_src()?;
@@ -19,6 +21,19 @@ pub fn install() -> Result<()> {
     debian_package("nginx", "nginx")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
+}
+
+/// What `cargo xtask fuzz` needs: nightly (libFuzzer's sanitizer flags), bpf-linker (the
+/// tracer library embeds the kernel programs) and cargo-fuzz.
+pub fn install_for_fuzzing() -> Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()?;
+    cargo_install(
+        "cargo-fuzz",
+        CARGO_FUZZ_VERSION,
+        Command::new("cargo").args(["fuzz", "--version"]),
+        "about two minutes",
+    )
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -64,14 +79,23 @@ fn nightly_with_rust_src() -> Result<()> {
 }
 
 fn bpf_linker() -> Result<()> {
-    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
-    if version.contains(BPF_LINKER_VERSION) {
+    cargo_install(
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        Command::new("bpf-linker").arg("--version"),
+        "about a minute",
+    )
+}
+
+/// `cargo install`s `krate` at `version` unless `version_cmd` already prints that version.
+fn cargo_install(krate: &str, version: &str, version_cmd: &mut Command, takes: &str) -> Result<()> {
+    if output(version_cmd).unwrap_or_default().contains(version) {
         return Ok(());
     }
-    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+    eprintln!("xtask: installing {krate} {version} ({takes})");
     run_cmd(Command::new("cargo").args([
         "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        &format!("{krate}@{version}"),
         "--locked",
         "--force",
     ]))
