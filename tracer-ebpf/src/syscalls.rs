@@ -240,11 +240,11 @@ fn without_entry(
     }
     let Some(flags) = verdict(syscall, ret, None) else { return };
     let nr: i32 = read_ctx(ctx, NR_OFFSET);
-    let args = saved_args(nr as u64);
+    let mut args = [0u64; 6];
+    let have_args = saved_args(nr as u64, &mut args);
     // close() of a file has no entry either (the entry program passes it over): the exit is
     // a refused close only when it failed and its fd is still an open socket.
-    if syscall == Syscall::Close
-        && (ret >= 0 || args.is_none_or(|a| fd_is_socket(a[0]) != Some(true)))
+    if syscall == Syscall::Close && (ret >= 0 || !have_args || fd_is_socket(args[0]) != Some(true))
     {
         return;
     }
@@ -252,7 +252,7 @@ fn without_entry(
     if under_seccomp() == Some(true) {
         flags |= FLAG_SECCOMP;
     }
-    if args.is_none() {
+    if !have_args {
         flags |= FLAG_NO_ARGS;
     }
     // SAFETY: helper without arguments.
@@ -270,7 +270,7 @@ fn without_entry(
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = unsafe { &mut *slot };
     put(&mut call.ts_ns, now);
-    put_all(&mut call.args, &args.unwrap_or([0; 6]));
+    put_all(&mut call.args, &args);
     // Nothing was written back: out buffers are not read.
     put(&mut call.offered, 0);
     emit_call(syscall, pid_tgid, ret, flags, Some(call));

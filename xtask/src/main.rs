@@ -3,6 +3,7 @@
 //! costs, next to strace and bpftrace).
 
 mod bench;
+mod kernels;
 mod prerequisites;
 
 use std::process::{Command, ExitCode};
@@ -27,10 +28,19 @@ enum Task {
         /// Skip `cargo fmt --check` and clippy
         #[arg(long)]
         no_lint: bool,
-        /// Extra arguments for `cargo test` (e.g. a test name)
+        /// Skip the kernel matrix (`cargo xtask kernels`, run after the tests on this kernel)
+        #[arg(long)]
+        no_kernels: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name); the kernel matrix is then
+        /// skipped
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Run the kernel-facing integration tests on other kernels (Debian's 5.10, 6.1 and
+    /// 6.12), each booted in a qemu guest sharing this machine's files; prints one line per
+    /// kernel and a table, and fails if any kernel fails (as root; installs qemu, fetches
+    /// the kernels into target/kernels)
+    Kernels(kernels::KernelsArgs),
     /// Measure wsltrace's overhead next to strace and bpftrace, its lossless throughput,
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
     /// bench/results.json (as root; installs strace and bpftrace when missing)
@@ -55,7 +65,7 @@ fn run(cli: Cli) -> Result<()> {
             require_root("the demo loads eBPF programs")?;
             run_cmd(Command::new("target/release/wsltrace").arg("demo"))
         }
-        Task::Test { no_lint, cargo_args } => {
+        Task::Test { no_lint, no_kernels, cargo_args } => {
             prerequisites::install()?;
             if !no_lint {
                 cargo(&["fmt", "--all", "--check"])?;
@@ -80,8 +90,26 @@ fn run(cli: Cli) -> Result<()> {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            cargo(&args)
+            cargo(&args)?;
+            if no_kernels {
+                return Ok(());
+            }
+            if !cargo_args.is_empty() {
+                eprintln!("xtask: kernel matrix skipped: a test filter was given");
+                return Ok(());
+            }
+            // Here, a machine that cannot run guests is said, not a failure.
+            match kernels::run(&kernels::KernelsArgs::default()) {
+                Ok(verdict) => verdict,
+                Err(kernels::Unavailable(why)) => {
+                    eprintln!("xtask: the kernel matrix did not run: {why:#}");
+                    Ok(())
+                }
+            }
         }
+        Task::Kernels(args) => kernels::run(&args).unwrap_or_else(|kernels::Unavailable(why)| {
+            Err(why.context("the kernel matrix cannot run here"))
+        }),
         Task::Bench(args) => bench::run(args),
     }
 }

@@ -21,6 +21,21 @@ pub fn install() -> Result<()> {
     debian_package("ss", "iproute2")
 }
 
+/// What `cargo xtask kernels` boots guests with: qemu, a static busybox for the initramfs
+/// and cpio to pack it.
+pub fn vm_tools() -> Result<()> {
+    debian_package("qemu-system-x86_64", "qemu-system-x86")?;
+    debian_package("cpio", "cpio")?;
+    // A dynamic busybox would find no libc in the initramfs.
+    let installed =
+        output(Command::new("dpkg-query").args(["-W", "-f", "${Status}", "busybox-static"]))
+            .is_some_and(|s| s.contains("install ok installed"));
+    if !installed {
+        apt_install("busybox-static")?;
+    }
+    Ok(())
+}
+
 fn succeeds(cmd: &mut Command) -> bool {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
@@ -82,6 +97,14 @@ fn debian_package(binary: &str, package: &str) -> Result<()> {
     if succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
         return Ok(());
     }
+    apt_install(package)?;
+    if !succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
+        bail!("{binary} is still missing after installing {package}");
+    }
+    Ok(())
+}
+
+fn apt_install(package: &str) -> Result<()> {
     eprintln!("xtask: installing {package}");
     if !succeeds(
         Command::new("apt-get")
@@ -94,9 +117,6 @@ fn debian_package(binary: &str, package: &str) -> Result<()> {
                 .args(["install", "-y", "-q", package])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-    }
-    if !succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
-        bail!("{binary} is still missing after installing {package}");
     }
     Ok(())
 }

@@ -185,9 +185,9 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::programs::
 /// `sk->sk_socket->file->f_flags` offsets, to tell non-blocking sockets apart.
 fn sock_layout() -> Result<SockLayout> {
     const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
-    let btf = btf_rs::Btf::from_file_with_backend(VMLINUX, btf_rs::Backend::Mmap).map_err(|err| {
+    let btf = crate::source::btf::open_vmlinux().map_err(|err| {
         anyhow::anyhow!(
-            "cannot read {VMLINUX} ({err}): the non-blocking connect quirk needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)"
+            "cannot read {VMLINUX} ({err:#}): the non-blocking connect quirk needs a kernel with BTF (CONFIG_DEBUG_INFO_BTF)"
         )
     })?;
     let off = |s: &str, m: &str| crate::source::btf::member_offset(&btf, s, m);
