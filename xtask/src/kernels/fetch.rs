@@ -99,12 +99,11 @@ impl Apt {
         .flat_map(|o| ["-o".to_owned(), o])
         .collect();
         let apt = Apt { options, debs };
-        let fresh = fs::read_dir(&lists)?.filter_map(|e| e.ok()).any(|e| {
-            e.file_name().to_string_lossy().ends_with("_Packages")
-                && e.metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 24 * 3600))
-        });
+        // apt keeps the server's dates on the lists: a stamp of our own says when they came.
+        let stamp = dir.join("updated");
+        let fresh = fs::metadata(&stamp)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() < 24 * 3600));
         if !fresh {
             run_cmd(
                 Command::new("apt-get")
@@ -112,6 +111,7 @@ impl Apt {
                     .args(["update", "-q"])
                     .stdout(std::io::stderr()),
             )?;
+            fs::write(&stamp, "")?;
         }
         Ok(apt)
     }
