@@ -40,7 +40,7 @@ pub const MATRIX: &[Kernel] = &[
 /// wsltrace run takes 20-60 s (the verifier and start-up run 20-50 times slower), so the
 /// subset is what loads every kind of program and checks its records exactly: the demo
 /// workload decoded call by call (tracepoints, every traced syscall), process exits (sched
-/// tracepoints) and the blocked-call suite (cgroup sock_addr and sockopt programs).
+/// tracepoints) and calls reported while they hang (the programs' in-flight map).
 pub const DEFAULT_SUITES: &[(&str, &[&str])] =
     &[("trace", &["demo_workload_is_decoded_exactly"]), ("exits", &[]), ("blocked", &[])];
 
