@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     commands::{
-        analyze::AnalyzeArgs, demo::DemoArgs, doctor::args::DoctorArgs, rules::RulesArgs,
-        trace::TraceArgs,
+        analyze::AnalyzeArgs, completions::CompletionsArgs, demo::DemoArgs,
+        doctor::args::DoctorArgs, manpages::ManpagesArgs, rules::RulesArgs, trace::TraceArgs,
     },
     emulate::args::EmulateArgs,
 };
@@ -77,6 +77,12 @@ pub enum Command {
     /// Run a command with WSL1/WSL2 socket quirks reproduced in the kernel (or --list them)
     #[command(after_help = crate::emulate::args::EXAMPLES)]
     Emulate(EmulateArgs),
+    /// Print a shell completion script (bash, zsh, fish...) for wsltrace
+    #[command(after_help = crate::commands::completions::EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Internal: write the man pages (wsltrace.1 and one per sub-command) into DIR
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {

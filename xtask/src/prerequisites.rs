@@ -8,10 +8,18 @@ use crate::run_cmd;
 
 /// bpf-linker 0.11+ needs an external LLVM; 0.10.3 uses rustc's own (see shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";
+/// `cargo xtask deb`'s packer; 3.8.0 builds with rustc 1.95.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
+/// What building and testing need.
 pub fn install() -> Result<()> {
-    nightly_with_rust_src()?;
-    bpf_linker()?;
+    build_tools()?;
+    // tests/package.rs builds the package, installs it with dpkg, reads its man page and
+    // checks its completion scripts with each shell.
+    cargo_deb()?;
+    debian_package("man", "man-db")?;
+    debian_package("zsh", "zsh")?;
+    debian_package("fish", "fish")?;
     debian_package("strace", "strace")?;
     // tests/knowledge.rs traces curl's non-blocking connects.
     debian_package("curl", "curl")?;
@@ -28,6 +36,12 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What building the release binary needs (the eBPF object is built by tracer/build.rs).
+pub fn build_tools() -> Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()
 }
 
 /// The kernel programs build with `-Z build-std=core` on nightly.
@@ -72,6 +86,20 @@ fn bpf_linker() -> Result<()> {
     run_cmd(Command::new("cargo").args([
         "install",
         &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        "--locked",
+        "--force",
+    ]))
+}
+
+pub fn cargo_deb() -> Result<()> {
+    let version = output(Command::new("cargo").args(["deb", "--version"])).unwrap_or_default();
+    if version.contains(CARGO_DEB_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-deb {CARGO_DEB_VERSION} (a few minutes)");
+    run_cmd(Command::new("cargo").args([
+        "install",
+        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
         "--locked",
         "--force",
     ]))
