@@ -81,7 +81,8 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn completions_load_in_each_shell() {
     let dir = temp_dir("completions");
-    for (shell, file) in [("bash", "wsltrace.bash"), ("zsh", "_wsltrace"), ("fish", "wsltrace.fish")]
+    for (shell, file) in
+        [("bash", "wsltrace.bash"), ("zsh", "_wsltrace"), ("fish", "wsltrace.fish")]
     {
         let script = ok(wsltrace().args(["completions", shell]));
         for sub in SUBCOMMANDS {
@@ -115,8 +116,7 @@ fn manpages_cover_every_subcommand() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
-    let mut expected: Vec<String> =
-        SUBCOMMANDS.iter().map(|s| format!("wsltrace-{s}.1")).collect();
+    let mut expected: Vec<String> = SUBCOMMANDS.iter().map(|s| format!("wsltrace-{s}.1")).collect();
     expected.push("wsltrace.1".to_owned());
     expected.sort();
     assert_eq!(pages, expected);
@@ -136,7 +136,12 @@ fn dpkg(args: &[&str]) {
             return;
         }
         let locked = out.stderr.contains("lock");
-        assert!(locked && Instant::now() < deadline, "dpkg {args:?}:\n{}{}", out.stdout, out.stderr);
+        assert!(
+            locked && Instant::now() < deadline,
+            "dpkg {args:?}:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
         std::thread::sleep(Duration::from_secs(2));
     }
 }
@@ -171,11 +176,8 @@ fn the_debian_package_installs_and_works() {
     eprintln!("cargo xtask deb: {:.1} s", started.elapsed().as_secs_f64());
     let arch = ok(Command::new("dpkg").arg("--print-architecture"));
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    let deb = target.join(format!(
-        "debian/wsltrace_{}_{}.deb",
-        env!("CARGO_PKG_VERSION"),
-        arch.trim()
-    ));
+    let deb =
+        target.join(format!("debian/wsltrace_{}_{}.deb", env!("CARGO_PKG_VERSION"), arch.trim()));
     let deb = deb.to_str().expect("utf-8 path");
     let size = std::fs::metadata(deb).unwrap_or_else(|e| panic!("{deb}: {e}")).len();
     eprintln!("{deb}: {size} bytes");
@@ -217,25 +219,38 @@ fn the_debian_package_installs_and_works() {
     let out = run(user("wsltrace").args(["demo", "refused"]).env("NO_COLOR", "1"));
     assert!(out.ok, "{}", out.stderr);
     assert!(out.stdout.contains("ECONNREFUSED (Connection refused)"), "{}", out.stdout);
-    assert!(out.stderr.lines().last().is_some_and(|l| l.ends_with(" events, 0 lost")), "{}", out.stderr);
+    assert!(
+        out.stderr.lines().last().is_some_and(|l| l.ends_with(" events, 0 lost")),
+        "{}",
+        out.stderr
+    );
 
-    let man = ok(user("man").args(["-P", "cat", "wsltrace"]));
+    // Without justification or hyphenation, so that words and options read whole.
+    let man_page = |page: &str| ok(user("man").args(["--nj", "--nh", "-P", "cat", page]));
+    let man = man_page("wsltrace");
     assert!(man.contains("NAME") && man.contains("wsltrace - Trace the socket syscalls"), "{man}");
     for sub in SUBCOMMANDS {
         assert!(man.contains(&format!("wsltrace-{sub}(1)")), "wsltrace-{sub}(1) not in:\n{man}");
     }
     assert!(man.contains("--blocked-after"), "{man}");
-    let analyze = ok(user("man").args(["-P", "cat", "wsltrace-analyze"]));
+    let analyze = man_page("wsltrace-analyze");
     assert!(analyze.contains("wsltrace-analyze") && analyze.contains("--since"), "{analyze}");
 
-    let complete =
-        ok(user("bash").args(["--norc", "-c", &format!("source {BASH_COMPLETION}; complete -p wsltrace")]));
+    let complete = ok(user("bash").args([
+        "--norc",
+        "-c",
+        &format!("source {BASH_COMPLETION}; complete -p wsltrace"),
+    ]));
     assert!(complete.contains("-F ") && complete.trim_end().ends_with(" wsltrace"), "{complete}");
     assert_eq!(bash_completes(Path::new(BASH_COMPLETION), &["wsltrace", "an"]), ["analyze"]);
     syntax_check("zsh", Path::new(ZSH_COMPLETION));
     syntax_check("fish", Path::new(FISH_COMPLETION));
-    // fish loads the script from its vendor directory by itself.
-    let fish = ok(user("fish").args(["--no-config", "-c", "complete --do-complete 'wsltrace ana'"]));
+    // fish loads the script from its vendor directory by itself (the search path is set up by
+    // its own config, hence no --no-config; a scratch HOME keeps the user's out of it).
+    let home = temp_dir("fish-home");
+    let fish =
+        ok(user("fish").env("HOME", &home).args(["-c", "complete --do-complete 'wsltrace ana'"]));
+    let _ = std::fs::remove_dir_all(&home);
     assert!(fish.lines().any(|l| l.starts_with("analyze")), "fish offers:\n{fish}");
 
     for doc in ["README.md", "docs/trace-format.md"] {

@@ -39,14 +39,13 @@ pub fn run() -> Result<()> {
     ));
     let _ = std::fs::remove_file(&deb);
     // --no-build: the binary was just built above, as `cargo xtask setup` builds it.
-    run_cmd(Command::new(crate::env_or("CARGO", "cargo")).args([
-        "deb",
-        "--package",
-        "tracer",
-        "--no-build",
-        "--output",
-    ]).arg(&deb))?;
-    let size = std::fs::metadata(&deb).with_context(|| format!("{} was not made", deb.display()))?;
+    run_cmd(
+        Command::new(crate::env_or("CARGO", "cargo"))
+            .args(["deb", "--package", "tracer", "--no-build", "--output"])
+            .arg(&deb),
+    )?;
+    let size =
+        std::fs::metadata(&deb).with_context(|| format!("{} was not made", deb.display()))?;
     eprintln!(
         "xtask: built {} ({:.1} MB) in {:.1} s; install it with `dpkg -i {}`",
         deb.display(),
@@ -62,9 +61,8 @@ fn target_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask/ has no parent directory")?;
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask/ has no parent directory")?;
     Ok(root.join("target"))
 }
 
@@ -89,9 +87,8 @@ fn generate_assets(wsltrace: &Path, dir: &Path) -> Result<()> {
     }
     let man = dir.join("man");
     run_cmd(Command::new(wsltrace).arg("manpages").arg(&man))?;
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(&man)?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut pages: Vec<PathBuf> =
+        std::fs::read_dir(&man)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     pages.sort();
     if pages.is_empty() {
         bail!("wsltrace manpages wrote nothing to {}", man.display());

@@ -78,28 +78,32 @@ fn nightly_with_rust_src() -> Result<()> {
 }
 
 fn bpf_linker() -> Result<()> {
-    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
-    if version.contains(BPF_LINKER_VERSION) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
-    run_cmd(Command::new("cargo").args([
-        "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        "--locked",
-        "--force",
-    ]))
+    cargo_tool(
+        Command::new("bpf-linker").arg("--version"),
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        "about a minute",
+    )
 }
 
 pub fn cargo_deb() -> Result<()> {
-    let version = output(Command::new("cargo").args(["deb", "--version"])).unwrap_or_default();
-    if version.contains(CARGO_DEB_VERSION) {
+    cargo_tool(
+        Command::new("cargo").args(["deb", "--version"]),
+        "cargo-deb",
+        CARGO_DEB_VERSION,
+        "a few minutes",
+    )
+}
+
+/// `cargo install CRATE@VERSION` unless `version_cmd` already reports that version.
+fn cargo_tool(version_cmd: &mut Command, krate: &str, version: &str, takes: &str) -> Result<()> {
+    if output(version_cmd).unwrap_or_default().contains(version) {
         return Ok(());
     }
-    eprintln!("xtask: installing cargo-deb {CARGO_DEB_VERSION} (a few minutes)");
+    eprintln!("xtask: installing {krate} {version} ({takes})");
     run_cmd(Command::new("cargo").args([
         "install",
-        &format!("cargo-deb@{CARGO_DEB_VERSION}"),
+        &format!("{krate}@{version}"),
         "--locked",
         "--force",
     ]))
