@@ -47,3 +47,28 @@ fn visible_command() -> Command {
     }
     root
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rebuilt root completes what the real one accepts, less the hidden sub-commands.
+    #[test]
+    fn the_completed_command_is_the_real_one_without_hidden_subcommands() {
+        let full = Cli::command();
+        let visible = visible_command();
+        visible.clone().debug_assert();
+        let ids =
+            |cmd: &Command| cmd.get_arguments().map(|a| a.get_id().clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&visible), ids(&full));
+        let names = |cmd: &Command, hidden: bool| {
+            cmd.get_subcommands()
+                .filter(|s| hidden || !s.is_hide_set())
+                .map(|s| s.get_name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&visible, true), names(&full, false));
+        assert!(names(&full, true).iter().any(|n| n == "exec-gate"));
+        assert!(!names(&visible, true).iter().any(|n| n == "exec-gate" || n == "manpages"));
+    }
+}
