@@ -32,11 +32,13 @@ pub fn run() -> Result<()> {
     let wsltrace = target.join("release/wsltrace");
     generate_assets(&wsltrace, &target.join(ASSETS))?;
 
+    // The workspace's version, which tracer has too.
     let deb = target.join("debian").join(format!(
         "wsltrace_{}_{}.deb",
         env!("CARGO_PKG_VERSION"),
         architecture()?
     ));
+    // A failed run must not leave the last package looking like its result.
     let _ = std::fs::remove_file(&deb);
     // --no-build: the binary was just built above, as `cargo xtask setup` builds it.
     run_cmd(
