@@ -12,8 +12,29 @@ use std::{
 
 use common::wsltrace;
 
-/// The visible sub-commands, which every script and the man page must name.
-const SUBCOMMANDS: [&str; 6] = ["demo", "rules", "analyze", "doctor", "emulate", "completions"];
+/// Sub-commands that exist today; the tests check all of `subcommands()`.
+const KNOWN: [&str; 6] = ["demo", "rules", "analyze", "doctor", "emulate", "completions"];
+
+/// The visible sub-commands, as `wsltrace --help` lists them: every script and the man page
+/// must name each.
+fn subcommands() -> Vec<String> {
+    let help = ok(wsltrace().arg("--help"));
+    let listed: Vec<String> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        // A wrapped description continues further in.
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    for known in KNOWN {
+        assert!(listed.iter().any(|l| l == known), "{known} not read from:\n{help}");
+    }
+    listed
+}
 
 const BASH_COMPLETION: &str = "/usr/share/bash-completion/completions/wsltrace";
 const ZSH_COMPLETION: &str = "/usr/share/zsh/vendor-completions/_wsltrace";
@@ -81,12 +102,13 @@ fn temp_dir(name: &str) -> PathBuf {
 #[test]
 fn completions_load_in_each_shell() {
     let dir = temp_dir("completions");
+    let subcommands = subcommands();
     for (shell, file) in
         [("bash", "wsltrace.bash"), ("zsh", "_wsltrace"), ("fish", "wsltrace.fish")]
     {
         let script = ok(wsltrace().args(["completions", shell]));
-        for sub in SUBCOMMANDS {
-            assert!(script.contains(sub), "{shell} script without {sub}:\n{script}");
+        for sub in &subcommands {
+            assert!(script.contains(sub.as_str()), "{shell} script without {sub}:\n{script}");
         }
         for hidden in ["exec-gate", "manpages"] {
             assert!(!script.contains(hidden), "{shell} script offers {hidden}");
@@ -116,7 +138,8 @@ fn manpages_cover_every_subcommand() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     pages.sort();
-    let mut expected: Vec<String> = SUBCOMMANDS.iter().map(|s| format!("wsltrace-{s}.1")).collect();
+    let mut expected: Vec<String> =
+        subcommands().iter().map(|s| format!("wsltrace-{s}.1")).collect();
     expected.push("wsltrace.1".to_owned());
     expected.sort();
     assert_eq!(pages, expected);
@@ -229,7 +252,7 @@ fn the_debian_package_installs_and_works() {
     let man_page = |page: &str| ok(user("man").args(["--nj", "--nh", "-P", "cat", page]));
     let man = man_page("wsltrace");
     assert!(man.contains("NAME") && man.contains("wsltrace - Trace the socket syscalls"), "{man}");
-    for sub in SUBCOMMANDS {
+    for sub in subcommands() {
         assert!(man.contains(&format!("wsltrace-{sub}(1)")), "wsltrace-{sub}(1) not in:\n{man}");
     }
     assert!(man.contains("--blocked-after"), "{man}");
