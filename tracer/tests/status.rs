@@ -105,6 +105,27 @@ impl<'a> Screen<'a> {
     }
 }
 
+/// A path for a recording, in a directory of the test's own, removed when dropped.
+struct Recording {
+    dir: std::path::PathBuf,
+    path: String,
+}
+
+impl Recording {
+    fn new(test: &str) -> Recording {
+        let dir = std::env::temp_dir().join(format!("wsltrace-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("trace.jsonl").to_str().expect("a UTF-8 path").to_owned();
+        Recording { dir, path }
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `wsltrace: 0:01, 1870 events, 1848/s, 0 lost, 0 findings, 903.1 KiB written`: the events.
 fn events_in(draw: &str) -> u64 {
     let (_, rest) = draw.split_once(", ").expect("fields");
@@ -113,11 +134,8 @@ fn events_in(draw: &str) -> u64 {
 
 #[test]
 fn refreshes_at_most_4_times_a_second_then_is_erased() {
-    let dir = std::env::temp_dir().join(format!("wsltrace-status-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("trace.jsonl");
-    let _ = std::fs::remove_file(&file);
-    let file = file.to_str().expect("a UTF-8 path");
+    let recording = Recording::new("status");
+    let file = recording.path.as_str();
     let (raw, took) = on_terminal(&["-q", "-o", file], &workload(2.0, 0.002), true);
     let screen = Screen::new(&raw);
     let draws = screen.draws();
@@ -157,24 +175,19 @@ fn refreshes_at_most_4_times_a_second_then_is_erased() {
     assert!(events[events.len() - 1] <= shown && !summary.contains('\n'), "{summary:?}");
     // The recording holds every event.
     assert_eq!(recorded.lines().filter(|l| l.contains(r#""type":"event""#)).count() as u64, shown);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn trace_lines_on_the_same_terminal_take_it_off_first() {
-    let dir = std::env::temp_dir().join(format!("wsltrace-status-lines-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("trace.jsonl");
-    let _ = std::fs::remove_file(&file);
+    let recording = Recording::new("status-lines");
     // -o FILE, text on the terminal too: a call every 100 ms among the refreshes.
-    let (raw, _) = on_terminal(&["-o", file.to_str().expect("UTF-8")], &workload(1.5, 0.1), false);
+    let (raw, _) = on_terminal(&["-o", &recording.path], &workload(1.5, 0.1), false);
     let screen = Screen::new(&raw);
     assert!(screen.draws().len() >= 2, "{raw:?}");
     assert!(raw.contains("socketpair("), "{raw:?}");
     assert_eq!(screen.written_over(), Vec::<&str>::new(), "{raw:?}");
     // Colours on a terminal without NO_COLOR.
     assert!(screen.pieces.iter().any(|p| Screen::is_draw(p) && p.contains("\x1b[1m")), "{raw:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -186,19 +199,15 @@ fn none_without_o_or_q() {
 
 #[test]
 fn never_on_a_pipe() {
-    let dir = std::env::temp_dir().join(format!("wsltrace-status-pipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("trace.jsonl");
-    let _ = std::fs::remove_file(&file);
+    let recording = Recording::new("status-pipe");
     let out = common::run(
         wsltrace()
             .env("TERM", "xterm")
-            .args(["-q", "-o", file.to_str().expect("UTF-8"), "--", python(), "-c"])
+            .args(["-q", "-o", &recording.path, "--", python(), "-c"])
             .arg(workload(1.0, 0.01)),
     );
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains('\r') && !out.stderr.contains('\x1b'), "{:?}", out.stderr);
     assert!(!out.stderr.contains("/s, "), "{}", out.stderr);
     assert!(out.summary().0 > 0);
-    let _ = std::fs::remove_dir_all(&dir);
 }

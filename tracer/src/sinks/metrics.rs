@@ -31,7 +31,7 @@ use tracer_common::Syscall;
 
 pub use self::server::{bind, serve};
 use super::Sink;
-use crate::event::{Blocked, Event, Finding, RecordRef, Severity};
+use crate::event::{Blocked, Event, Finding, RecordRef};
 
 /// Latency buckets, in seconds: 1 us to 16 s by factors of 4 (a loopback connect takes tens
 /// of microseconds; a connect to a dead host, seconds).
@@ -51,7 +51,7 @@ struct ErrorLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FindingLabels {
     rule: String,
-    severity: &'static str,
+    severity: String,
 }
 
 type LatencyFamily = Family<SyscallLabels, Histogram, fn() -> Histogram>;
@@ -233,12 +233,8 @@ impl MetricsSink {
 
     fn count_findings(&self, findings: &[Finding]) {
         for finding in findings {
-            let severity = match finding.severity {
-                Severity::Info => "info",
-                Severity::Warning => "warning",
-                Severity::Error => "error",
-            };
-            let labels = FindingLabels { rule: finding.id.clone(), severity };
+            let labels =
+                FindingLabels { rule: finding.id.clone(), severity: finding.severity.to_string() };
             self.metrics.findings.get_or_create(&labels).inc();
         }
     }

@@ -47,7 +47,7 @@ impl StatusLine {
     pub fn for_trace(output: &OutputArgs, quiet: bool) -> Option<Rc<StatusLine>> {
         let stderr = io::stderr();
         let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
-        let wanted = (output.output.is_some() || quiet) && !output.summary;
+        let wanted = output.output.is_some() || quiet;
         (wanted && stderr.is_terminal() && !dumb).then(|| {
             let color = match output.color {
                 ColorWhen::Always => true,

@@ -2,7 +2,7 @@ use chrono::DateTime;
 use tracer_common::Syscall;
 
 use super::*;
-use crate::event::{Args, Loss, ProcessExit};
+use crate::event::{Args, Loss, ProcessExit, Severity};
 
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
