@@ -42,8 +42,17 @@ struct Traced {
 
 impl Traced {
     fn start() -> Traced {
+        Traced::start_with(&[], WORKLOAD, &[])
+    }
+
+    /// `wsltrace --metrics 127.0.0.1:0 --format json OPTIONS -- python -c CODE ARGS`: CODE
+    /// says "done" on stderr, then waits for a line on stdin.
+    fn start_with(options: &[&str], code: &str, args: &[&str]) -> Traced {
         let mut child = wsltrace()
-            .args(["--metrics", "127.0.0.1:0", "--format", "json", "--", python(), "-c", WORKLOAD])
+            .args(["--metrics", "127.0.0.1:0", "--format", "json"])
+            .args(options)
+            .args(["--", python(), "-c", code])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -296,6 +305,34 @@ fn a_prometheus_server_scrapes_wsltrace() {
     // `value` is [time, "5"].
     assert_eq!(series["value"][1], refused.to_string(), "{series}");
     assert_eq!(sample(&text, REFUSED), Some(refused as f64));
+}
+
+/// A connect that hangs (a listener whose accept queue is full drops the SYN), in a thread;
+/// the main thread waits for a line on stdin, then exits.
+const HANGING_CONNECT: &str = r#"
+import socket, sys, threading
+def hang():
+    socket.socket().connect(("127.0.0.1", int(sys.argv[1])))
+threading.Thread(target=hang, daemon=True).start()
+sys.stderr.write("done\n"); sys.stderr.flush()
+sys.stdin.readline()
+"#;
+
+#[test]
+fn a_hanging_connect_is_a_blocked_call_while_it_hangs() {
+    let listener = common::Workload::start(&["full-queue"]);
+    let port = listener.port.expect("a port").to_string();
+    let traced = Traced::start_with(&["--blocked-after", "0.3"], HANGING_CONNECT, &[&port]);
+    let text = metrics_when(&traced.addr, "wsltrace_blocked_calls", 1.0);
+    let (records, stderr) = traced.finish();
+    drop(listener);
+
+    let blocked: Vec<&Value> = records.iter().filter(|r| r["type"] == "blocked").collect();
+    assert_eq!(blocked.len(), 1, "{stderr}");
+    assert_eq!(blocked[0]["syscall"], "connect");
+    assert_eq!(sample(&text, "wsltrace_blocked_calls"), Some(1.0), "{text}");
+    // Still in progress: no event for it, so no latency either.
+    assert_eq!(sample(&text, r#"wsltrace_events_total{syscall="connect"}"#), Some(0.0));
 }
 
 #[test]
