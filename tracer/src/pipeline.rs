@@ -45,8 +45,9 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
             }
             Record::Flush => pipeline.flush(),
             Record::Problem(problem) => {
-                // In order with the output that came before.
+                // In order with the output that came before, on a line of its own.
                 let _ = pipeline.flush();
+                pipeline.make_way();
                 errors += problem.report();
                 Ok(())
             }
@@ -268,6 +269,11 @@ impl Pipeline {
 
     pub fn flush(&mut self) -> io::Result<()> {
         self.sinks.flush()
+    }
+
+    /// Something else writes to the terminal next: the status line goes.
+    pub fn make_way(&mut self) {
+        self.sinks.make_way();
     }
 
     /// The end of the trace: footers, summary tables.

@@ -25,6 +25,8 @@ pub fn install() -> Result<()> {
     debian_package("curl", "curl")?;
     // tests/servers.rs attaches to an nginx master whose workers already run.
     debian_package("nginx", "nginx")?;
+    // tests/metrics.rs checks --metrics with promtool and scrapes it with a Prometheus server.
+    debian_package("promtool", "prometheus")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
 }

@@ -68,6 +68,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         command,
         filter: Default::default(),
         output: args.output,
+        metrics: None,
         knowledge: args.knowledge,
         emulation: Default::default(),
         duration: None,
