@@ -306,12 +306,23 @@ pub fn emulate_ingress(ctx: SkBuffContext) -> i32 {
     let header = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let saddr = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let Ok(l4) = ctx.load::<[u8; 14]>(header) else { return DELIVER };
-    let sport = u16::from_ne_bytes([l4[0], l4[1]]);
-    if ip[9] == IPPROTO_TCP as u8
+    // The ports are the first 4 bytes of both TCP and UDP headers; a short datagram has no
+    // more than 8.
+    let Ok(ports) = ctx.load::<[u8; 4]>(header) else { return DELIVER };
+    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    let tcp = ip[9] == IPPROTO_TCP as u8;
+    // TCP: data offset (high nibble) and flags, bytes 12 and 13 of the header.
+    let (offset, flags) = match tcp {
+        true => match ctx.load::<[u8; 2]>(header + 12) {
+            Ok(b) => (usize::from(b[0] >> 4) * 4, b[1]),
+            Err(_) => return DELIVER,
+        },
+        false => (0, 0),
+    };
+    if tcp
         && rule.hang_slot != 0
         && saddr == LOOPBACK4
-        && l4[13] & TCP_FLAG_RST != 0
+        && flags & TCP_FLAG_RST != 0
         && connecting(&ctx)
     {
         count_drop(rule.hang_slot - 1);
@@ -324,7 +335,7 @@ pub fn emulate_ingress(ctx: SkBuffContext) -> i32 {
     // answer never comes.
     let data = match ip[9] {
         IPPROTO_UDP => true,
-        p if p == IPPROTO_TCP as u8 => total > header + usize::from(l4[12] >> 4) * 4,
+        _ if tcp => total > header + offset,
         _ => false,
     };
     if !data {
