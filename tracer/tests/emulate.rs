@@ -579,6 +579,19 @@ fn script<'a>(code: &'a str, args: &'a [String]) -> Vec<&'a str> {
     [python(), "-c", code].into_iter().chain(args.iter().map(String::as_str)).collect()
 }
 
+/// The script run plainly: what the kernel answers without emulation.
+fn plain_script(code: &str, args: &[String]) -> Results {
+    script_results(&run(Command::new(python()).args(&script(code, args)[1..])).stderr)
+}
+
+/// `wsltrace OPTS -- python -c SCRIPT ARGS`, which must succeed, and the script's results.
+fn emulated_script(opts: &[&str], code: &str, args: &[String]) -> (Output, Results) {
+    let out = run(wsltrace().args(opts).arg("--").args(script(code, args)));
+    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
+    let results = script_results(&out.stderr);
+    (out, results)
+}
+
 fn local_port_range() -> (u16, u16) {
     let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
     let mut words = text.split_whitespace().map(|w| w.parse().unwrap());
@@ -648,21 +661,16 @@ fn port_tracker_refuses_windows_held_ports_before_entry() {
         .unwrap_or(0);
     let args: Vec<String> =
         [held, free, busy.local_addr().unwrap().port(), eph].iter().map(u16::to_string).collect();
-    let plain = run(Command::new(python()).args(&script(BINDS, &args)[1..]));
-    let plain = script_results(&plain.stderr);
+    let plain = plain_script(BINDS, &args);
     for label in ["held-127.0.0.1", "held-127.0.0.2", "held-::1", "held-udp", "free", "port-0"] {
         assert_eq!(plain[label], "0", "{label} without emulation");
     }
     assert_eq!(plain["busy"], "EADDRINUSE");
 
     let held_arg = held.to_string();
-    let out = run(wsltrace()
-        .args(["--emulate", "wsl2-mirrored", "--bind-ports", &held_arg, "--format", "json"])
-        .arg("--")
-        .args(script(BINDS, &args)));
-    assert!(out.status.success(), "{}", out.stderr);
+    let opts = ["--emulate", "wsl2-mirrored", "--bind-ports", &held_arg, "--format", "json"];
+    let (out, emulated) = emulated_script(&opts, BINDS, &args);
     assert!(out.stderr.contains("judging the calls as on wsl2,mirrored"), "{}", out.stderr);
-    let emulated = script_results(&out.stderr);
     let mut expected = plain.clone();
     for label in ["held-127.0.0.1", "held-::1", "held-udp"] {
         expected.insert(label.to_owned(), "EADDRINUSE".to_owned());
@@ -762,15 +770,9 @@ fn mirrored_loopback_connect_hangs_where_nothing_listens() {
     let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let args = [dead.to_string(), live.local_addr().unwrap().port().to_string()];
-    let plain = run(Command::new(python()).args(&script(CONNECTS, &args)[1..]));
-    let plain = script_results(&plain.stderr);
-    assert_eq!(plain["dead-127.0.0.1"], "ECONNREFUSED");
-
-    let out = run(wsltrace()
-        .args(["--emulate", "wsl2-mirrored", "--format", "json", "--"])
-        .args(script(CONNECTS, &args)));
-    assert!(out.status.success(), "{}", out.stderr);
-    let emulated = script_results(&out.stderr);
+    assert_eq!(plain_script(CONNECTS, &args)["dead-127.0.0.1"], "ECONNREFUSED");
+    let opts = ["--emulate", "wsl2-mirrored", "--format", "json"];
+    let (out, emulated) = emulated_script(&opts, CONNECTS, &args);
     assert_eq!(emulated["dead-127.0.0.1"], "timeout", "{}", out.stderr);
     assert_eq!(emulated["dead-127.0.0.2"], "ECONNREFUSED");
     assert_eq!(emulated["live-127.0.0.1"], "0");
@@ -844,15 +846,11 @@ fn dns_tunnel_drop_leaves_queries_unanswered() {
         }
     });
     let args = [port.to_string()];
-    let plain =
-        script_results(&run(Command::new(python()).args(&script(DNS_CLIENT, &args)[1..])).stderr);
+    let plain = plain_script(DNS_CLIENT, &args);
     assert_eq!((plain["udp"].as_str(), plain["tcp"].as_str()), ("answer", "answer"));
     let server_arg = format!("127.0.0.1:{port}");
-    let out = run(wsltrace()
-        .args(["emulate", "--quirk", "dns-tunnel-drop", "--dns-server", &server_arg, "--"])
-        .args(script(DNS_CLIENT, &args)));
-    assert!(out.status.success(), "{}", out.stderr);
-    let emulated = script_results(&out.stderr);
+    let opts = ["emulate", "--quirk", "dns-tunnel-drop", "--dns-server", &server_arg];
+    let (out, emulated) = emulated_script(&opts, DNS_CLIENT, &args);
     assert_eq!(emulated["udp"], "timeout", "{}", out.stderr);
     assert_eq!(emulated["tcp-connect"], "0");
     assert_eq!(emulated["tcp"], "timeout");
