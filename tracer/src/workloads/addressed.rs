@@ -109,7 +109,7 @@ pub fn connect_to(target: &Target, count: u64) -> Result<()> {
 pub fn seccomp_refused(target: &Target) -> Result<()> {
     let sock = target_socket(target)?;
     let action = libc::SECCOMP_RET_ERRNO | libc::EADDRINUSE as u32;
-    let mut filter = crate::emulate::unix_bind::bind_filter(action);
+    let mut filter = crate::emulate::supervisor::bind_filter(action);
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
     // SAFETY: prctl with integer arguments; then a valid filter program that outlives the call.
     let installed = unsafe {
