@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Header, RecordKind, Syscall,
+    config::Counter,
     record::{SocketErrorRecord, SocketOwner},
 };
 
@@ -98,13 +99,16 @@ fn report(owner: &SocketOwner, ts_ns: u64, error: u32) {
     if ERRNO_FILTER.load() != 0 && !errno_selected(error) {
         return;
     }
-    emit(&SocketErrorRecord {
-        header: Header::new(RecordKind::SocketError),
-        ts_ns,
-        connect_ns: owner.connect_ns,
-        tgid: owner.tgid,
-        tid: owner.tid,
-        fd: owner.fd,
-        error,
-    });
+    emit(
+        &SocketErrorRecord {
+            header: Header::new(RecordKind::SocketError),
+            ts_ns,
+            connect_ns: owner.connect_ns,
+            tgid: owner.tgid,
+            tid: owner.tid,
+            fd: owner.fd,
+            error,
+        },
+        Counter::LostSocketError,
+    );
 }

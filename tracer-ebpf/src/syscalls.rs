@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
-    config::Counter,
+    config::{Counter, lost_index},
     record::{
         COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS,
         FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
@@ -23,8 +23,8 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, errno_selected, is_traced,
-        traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, count_at, errno_selected,
+        is_traced, traced_since,
     },
     output::wakeup_flags,
     sockets,
@@ -298,7 +298,8 @@ fn emit_call(
 ) {
     let wakeup = wakeup_flags(size_of::<SyscallRecord>() as u64);
     let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
-        count(Counter::RingFull);
+        // Per syscall, and context apart: `lost` counts only what the user asked for.
+        count_at(lost_index(syscall, flags & FLAG_CONTEXT != 0));
         return;
     };
     // SAFETY: every bit pattern is a valid SyscallRecord; each field is written below (the
