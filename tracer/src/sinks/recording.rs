@@ -147,7 +147,7 @@ impl RecordingSink {
                 f.events += 1;
                 *f.syscalls.entry(ev.syscall.name().to_owned()).or_default() += 1;
             }
-            RecordRef::Loss(loss) => f.lost += loss.lost,
+            RecordRef::Loss(loss) => f.count_loss(loss),
             RecordRef::Exit(_) => f.exits += 1,
             RecordRef::Snapshot(_) => f.snapshots += 1,
             RecordRef::SocketError(_) => f.socket_errors += 1,

@@ -37,6 +37,9 @@ pub enum Scenario {
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,
+    /// --threads threads making --count rounds of socketpair, getsockopt(SO_TYPE) and two
+    /// closes as fast as they can (with -s getsockopt, the others are context)
+    Pairs,
     /// Listen on --addr, print "listening PID PORT" and hold it until a line arrives on stdin
     Listen,
     /// Connect to --addr (--count times, default once)
@@ -69,12 +72,13 @@ pub struct Params {
     #[arg(long, value_name = "ADDR")]
     pub addr: Option<String>,
 
-    /// burst: getsockopt calls to make in all (default 100000); connect: connections to try
+    /// burst: getsockopt calls to make in all (default 100000); pairs: rounds (default
+    /// 100000); connect: connections to try
     /// (default 1)
     #[arg(long)]
     pub count: Option<u64>,
 
-    /// burst: threads making them
+    /// burst, pairs: threads making them
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub threads: u64,
 }
@@ -96,6 +100,10 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Burst => {
             let count = params.count.unwrap_or(100_000);
             return concurrency::burst(count, params.threads as usize, ready);
+        }
+        Scenario::Pairs => {
+            let count = params.count.unwrap_or(100_000);
+            return concurrency::pairs(count, params.threads as usize, ready);
         }
         Scenario::Listen => return addressed::listen_on(&addressed::target(params)?),
         // Holding is the point: it always says where it is and waits.
@@ -125,6 +133,7 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
         Scenario::Threads
         | Scenario::Burst
+        | Scenario::Pairs
         | Scenario::Listen
         | Scenario::Holder
         | Scenario::FullQueue => Ok(()),
