@@ -30,8 +30,8 @@ fn counts_errors_findings_losses_and_latency() {
     let ok = Event { duration_ns: None, ..Event::for_test(Syscall::Connect, Args::default(), 0) };
     sink.write(RecordRef::Event(&ok)).unwrap();
     let ts = DateTime::from_timestamp(1, 0).unwrap();
-    sink.write(RecordRef::Loss(&Loss { ts, lost: 3, total_lost: 3 })).unwrap();
-    sink.write(RecordRef::Loss(&Loss { ts, lost: 4, total_lost: 7 })).unwrap();
+    sink.write(RecordRef::Loss(&Loss { ts, lost: 3, total_lost: 3, ..Loss::default() })).unwrap();
+    sink.write(RecordRef::Loss(&Loss { ts, lost: 4, total_lost: 7, ..Loss::default() })).unwrap();
 
     let text = encode(&sink.metrics.registry, Exposition::OpenMetrics);
     assert_eq!(sample(&text, r#"wsltrace_events_total{syscall="connect"}"#), Some(6.0), "{text}");
