@@ -60,6 +60,11 @@ pub enum Scenario {
     /// does when Windows holds the port), a bind to --addr from the main thread, then one from
     /// a thread started afterwards
     Seccomp,
+    /// Connections to a listener on 127.0.0.1, all held open, until connect() fails (at most
+    /// --count, default 64): with a narrowed net.ipv4.ip_local_port_range (in a network
+    /// namespace of its own) the local ports run out with EADDRNOTAVAIL, as in WSL2 mirrored
+    /// networking's 4096-port window
+    Exhaust,
 }
 
 /// What some workloads take besides their name.
@@ -123,6 +128,7 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Quirks => quirks::run(),
         Scenario::Identity => calls::identity_changes(),
         Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
+        Scenario::Exhaust => addressed::exhaust_ports(params.count.unwrap_or(64)),
         Scenario::Threads
         | Scenario::Burst
         | Scenario::Listen
