@@ -3,5 +3,6 @@
 pub mod analyze;
 pub mod demo;
 pub mod doctor;
+pub mod probe;
 pub mod rules;
 pub mod trace;
