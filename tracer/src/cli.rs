@@ -9,8 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::{
     commands::{
         analyze::AnalyzeArgs, demo::DemoArgs, doctor::args::DoctorArgs, probe::ProbeArgs,
-        rules::RulesArgs,
-        trace::TraceArgs,
+        rules::RulesArgs, trace::TraceArgs,
     },
     emulate::args::EmulateArgs,
 };

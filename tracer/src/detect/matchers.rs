@@ -160,9 +160,9 @@ impl Matcher {
             Matcher::Nameserver(ips) => ctx.env.nameservers.iter().any(|ns| ips.contains(ns)),
             Matcher::RefusedBy(set) => ev.refused_by.is_some_and(|by| set.contains(&by)),
             Matcher::PortHeld(held) => port_holders(ev, ctx)?.is_empty() != *held,
-            Matcher::PortHeldOn(nets) => {
-                port_holders(ev, ctx)?.iter().any(|s| nets.0.iter().any(|n| n.contains(s.addr.ip())))
-            }
+            Matcher::PortHeldOn(nets) => port_holders(ev, ctx)?
+                .iter()
+                .any(|s| nets.0.iter().any(|n| n.contains(s.addr.ip()))),
             Matcher::Proxy(is) => proxy_of(ev, ctx).is_some() == *is,
         })
     }

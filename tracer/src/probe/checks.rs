@@ -63,7 +63,9 @@ pub fn peercred(_: &Ctx) -> Outcome {
         Err(e @ (Errno::ENOPROTOOPT | Errno::EINVAL)) => {
             Outcome::Seen(format!("{what} failed with {}", name(e)))
         }
-        Err(e) => Outcome::Skipped(format!("{what} failed with {}, not the reported errno", name(e))),
+        Err(e) => {
+            Outcome::Skipped(format!("{what} failed with {}, not the reported errno", name(e)))
+        }
     }
 }
 
@@ -161,7 +163,8 @@ pub fn bind_pair(_: &Ctx) -> Outcome {
     let used = ports_in_use();
     let start = 49152 + (std::process::id() % 4096) as u16;
     let candidates = (start..=65535).chain(49152..start);
-    let Some(port) = candidates.into_iter().find(|p| !(low..=high).contains(p) && !used.contains(p))
+    let Some(port) =
+        candidates.into_iter().find(|p| !(low..=high).contains(p) && !used.contains(p))
     else {
         return Outcome::Skipped("no free port in 49152-65535 outside the local range".into());
     };
@@ -257,8 +260,7 @@ fn install_listener_and_exit() -> ! {
 
 /// A DNS query for the root's NS records (any recursive resolver answers it, even with an
 /// error) sent to the first nameserver of resolv.conf.
-const ROOT_NS_QUERY: [u8; 17] =
-    [0x57, 0x54, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
+const ROOT_NS_QUERY: [u8; 17] = [0x57, 0x54, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1];
 
 const RCODES: [&str; 6] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"];
 
@@ -283,7 +285,9 @@ pub fn dns_answer(ctx: &Ctx) -> Outcome {
     let result = sock.send(&ROOT_NS_QUERY).and_then(|_| sock.recv(&mut answer));
     let elapsed = took(start.elapsed());
     let not_tunnel = |s: String| {
-        Outcome::Skipped(format!("{s}; {ns} is not WSL's DNS tunnel, so this says nothing about it"))
+        Outcome::Skipped(format!(
+            "{s}; {ns} is not WSL's DNS tunnel, so this says nothing about it"
+        ))
     };
     match result {
         Ok(n) if n >= 4 && answer[..2] == ROOT_NS_QUERY[..2] => {
@@ -291,9 +295,18 @@ pub fn dns_answer(ctx: &Ctx) -> Outcome {
             Outcome::NotSeen(format!("{what} was answered in {elapsed} ({rcode})"))
         }
         Ok(n) => Outcome::Skipped(format!("{what}: a {n}-byte reply that is not an answer")),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
             let s = format!("{what} got no answer within {elapsed}");
-            if tunnel { Outcome::Seen(format!("{s}: the tunnel dropped it")) } else { not_tunnel(s) }
+            if tunnel {
+                Outcome::Seen(format!("{s}: the tunnel dropped it"))
+            } else {
+                not_tunnel(s)
+            }
         }
         Err(e) => {
             let s = format!("{what} failed with {}", io_name(&e));
@@ -307,7 +320,10 @@ pub fn ipv6_loopback(ctx: &Ctx) -> Outcome {
     let listener = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
         Ok(l) => l,
         Err(e) => {
-            return Outcome::Seen(format!("bind [::1]:0 failed with {}: no IPv6 loopback", io_name(&e)));
+            return Outcome::Seen(format!(
+                "bind [::1]:0 failed with {}: no IPv6 loopback",
+                io_name(&e)
+            ));
         }
     };
     let Ok(addr) = listener.local_addr() else {
@@ -318,16 +334,21 @@ pub fn ipv6_loopback(ctx: &Ctx) -> Outcome {
             "a connect to a listener on {addr} succeeded (inside Linux; from Windows, NAT's relay \
              reaches [::] and [::1] listeners at [::1] only)"
         )),
-        Err(e) => Outcome::Seen(format!("a connect to a listener on {addr} failed: {}", io_name(&e))),
+        Err(e) => {
+            Outcome::Seen(format!("a connect to a listener on {addr} failed: {}", io_name(&e)))
+        }
     }
 }
 
 /// A route lookup only: connecting a UDP socket sends nothing.
 pub fn ipv6_route(_: &Ctx) -> Outcome {
-    let target: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888)), 53);
+    let target: SocketAddr =
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888)), 53);
     let sock = match UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)) {
         Ok(s) => s,
-        Err(e) => return Outcome::Seen(format!("an IPv6 UDP socket: {}: IPv6 is off", io_name(&e))),
+        Err(e) => {
+            return Outcome::Seen(format!("an IPv6 UDP socket: {}: IPv6 is off", io_name(&e)));
+        }
     };
     let what = format!("a UDP connect to {target} (a route lookup, no packet sent)");
     match sock.connect(target) {
@@ -381,7 +402,10 @@ pub fn unix_on_drvfs(_: &Ctx) -> Outcome {
             Ok(listener) => {
                 drop(listener);
                 let _ = std::fs::remove_file(&path);
-                return Outcome::NotSeen(format!("bind of a unix socket at {} worked", path.display()));
+                return Outcome::NotSeen(format!(
+                    "bind of a unix socket at {} worked",
+                    path.display()
+                ));
             }
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 return Outcome::Seen(format!("bind at {} failed with EOPNOTSUPP", path.display()));
@@ -392,16 +416,16 @@ pub fn unix_on_drvfs(_: &Ctx) -> Outcome {
     Outcome::Skipped(format!("no directory of /mnt/c took the socket ({})", refusals.join(", ")))
 }
 
-/// A vsock connect to the host (CID 2) on a port nothing listens on: Hyper-V gives no
-/// refusal unless a Windows listener bound this VM's id, so WSL2's connects time out.
-pub fn vsock_host(ctx: &Ctx) -> Outcome {
-    let sock = match socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None) {
-        Ok(s) => s,
-        Err(e) => return Outcome::Skipped(format!("socket(AF_VSOCK): {}: no vsock here", name(e))),
-    };
-    let timeout = timeout_timespec(ctx.timeout);
-    // SAFETY: a valid fd, a pointer to a timeval and its size (SO_VM_SOCKETS_CONNECT_TIMEOUT_OLD
-    // takes a struct timeval on 64-bit kernels).
+/// The vsock port the probe and `demo vsock-host` connect to: nothing listens on it.
+pub const VSOCK_PORT: u32 = 0x5754_5052;
+
+/// A blocking vsock connect to the host (CID 2) at `port`, bounded by
+/// SO_VM_SOCKETS_CONNECT_TIMEOUT: its result and how long it took.
+pub fn vsock_connect_host(port: u32, timeout: Duration) -> nix::Result<Duration> {
+    let sock = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let timeout = timeout_timespec(timeout);
+    // SAFETY: a valid fd, a pointer to a timeval and its size (SO_VM_SOCKETS_CONNECT_TIMEOUT_OLD,
+    // 6, takes a struct timeval on 64-bit kernels).
     let set = unsafe {
         libc::setsockopt(
             sock.as_raw_fd(),
@@ -411,24 +435,29 @@ pub fn vsock_host(ctx: &Ctx) -> Outcome {
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    if set != 0 {
-        return Outcome::Skipped(format!(
-            "setsockopt(SO_VM_SOCKETS_CONNECT_TIMEOUT): {}",
-            name(Errno::last())
-        ));
-    }
-    const PORT: u32 = 0x5754_5052;
+    Errno::result(set)?;
     let start = Instant::now();
-    let result = connect(sock.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_HOST, PORT));
-    let what = format!("a vsock connect to CID 2 port {PORT} (nothing listens)");
+    connect(sock.as_raw_fd(), &VsockAddr::new(libc::VMADDR_CID_HOST, port))?;
+    Ok(start.elapsed())
+}
+
+/// A vsock connect to the host (CID 2) on a port nothing listens on: Hyper-V gives no
+/// refusal unless a Windows listener bound this VM's id, so WSL2's connects time out.
+pub fn vsock_host(ctx: &Ctx) -> Outcome {
+    let start = Instant::now();
+    let result = vsock_connect_host(VSOCK_PORT, ctx.timeout);
+    let what = format!("a vsock connect to CID 2 port {VSOCK_PORT} (nothing listens)");
     let elapsed = took(start.elapsed());
     match result {
+        Err(e @ (Errno::EAFNOSUPPORT | Errno::ENODEV)) => {
+            Outcome::Skipped(format!("{what}: {}: no vsock transport here", name(e)))
+        }
         Err(Errno::ETIMEDOUT) => Outcome::Seen(format!("{what} timed out after {elapsed}")),
         Err(e @ (Errno::ECONNRESET | Errno::ECONNREFUSED)) => {
             Outcome::NotSeen(format!("{what} was refused at once ({}, {elapsed})", name(e)))
         }
-        Err(e) => Outcome::Skipped(format!("{what} failed with {}: no host transport", name(e))),
-        Ok(()) => Outcome::Skipped(format!("{what} succeeded: something listens there")),
+        Err(e) => Outcome::Skipped(format!("{what} failed with {}", name(e))),
+        Ok(_) => Outcome::Skipped(format!("{what} succeeded: something listens there")),
     }
 }
 

@@ -6,6 +6,8 @@
 
 mod checks;
 
+pub use checks::{VSOCK_PORT, vsock_connect_host};
+
 use std::{cell::OnceCell, net::IpAddr, time::Duration};
 
 use serde::Serialize;
@@ -171,7 +173,7 @@ const PROBES: &[Def] = &[
     },
     Def {
         id: "vsock-host-connect",
-        rule: None,
+        rule: Some("WSL2-VSOCK-HOST-CONNECT-TIMEOUT"),
         platforms: &["wsl2"],
         wsl_only: true,
         run: checks::vsock_host,
