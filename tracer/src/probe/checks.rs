@@ -241,20 +241,14 @@ fn install_listener_and_exit() -> ! {
     // SAFETY: prctl with integer arguments, then seccomp with a valid one-instruction program
     // that outlives the call; _exit ends the child without running the parent's destructors.
     unsafe {
-        let code = if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            Errno::last_raw()
-        } else if libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &raw const prog,
-        ) < 0
-        {
-            Errno::last_raw()
-        } else {
-            0
-        };
-        libc::_exit(code)
+        let failed = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &raw const prog,
+            ) < 0;
+        libc::_exit(if failed { Errno::last_raw() } else { 0 })
     }
 }
 
