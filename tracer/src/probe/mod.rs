@@ -5,8 +5,9 @@
 //! (a socket file made on /mnt/c is removed at once).
 
 mod checks;
+mod host;
 
-pub use checks::{VSOCK_PORT, vsock_connect_host};
+pub use host::{VSOCK_PORT, vsock_connect_host};
 
 use std::{cell::OnceCell, net::IpAddr, time::Duration};
 
@@ -134,14 +135,14 @@ const PROBES: &[Def] = &[
         rule: Some("WSL2-PORT-TRACKER-GONE"),
         platforms: &["wsl2-mirrored", "wsl2-consomme"],
         wsl_only: true,
-        run: checks::seccomp_listener,
+        run: host::seccomp_listener,
     },
     Def {
         id: "dns-nameserver-answer",
         rule: Some("DNS-STUB-UNREACHABLE"),
         platforms: &["wsl2-nat", "wsl2-mirrored"],
         wsl_only: true,
-        run: checks::dns_answer,
+        run: host::dns_answer,
     },
     Def {
         id: "ipv6-loopback",
@@ -169,14 +170,14 @@ const PROBES: &[Def] = &[
         rule: Some("BIND-EACCES-UNIX-DRVFS"),
         platforms: &["wsl1", "wsl2"],
         wsl_only: false,
-        run: checks::unix_on_drvfs,
+        run: host::unix_on_drvfs,
     },
     Def {
         id: "vsock-host-connect",
         rule: Some("WSL2-VSOCK-HOST-CONNECT-TIMEOUT"),
         platforms: &["wsl2"],
         wsl_only: true,
-        run: checks::vsock_host,
+        run: host::vsock_host,
     },
 ];
 
@@ -205,7 +206,7 @@ pub fn run(timeout: Duration) -> Report {
         networking_mode: wsl.networking_mode,
         networking_mode_source: wsl.networking_mode_source,
         uid: nix::unistd::getuid().as_raw(),
-        seccomp: checks::seccomp_mode(),
+        seccomp: host::seccomp_mode(),
         nameservers: dns.nameservers.iter().map(|n| n.ip).collect(),
         ip_local_port_range: checks::local_port_range(),
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
