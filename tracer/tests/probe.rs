@@ -87,46 +87,17 @@ fn probe_runs_unprivileged() {
 }
 
 /// Under a seccomp filter that has a user-notification listener (what WSL's init gives every
-/// process in mirrored mode, made here by the test before exec), the listener probe sees it:
-/// the probe is not blind. Off WSL it says so and stays `skipped`, never `present`.
+/// process in mirrored mode; `wsltrace demo supervised` installs one, then probes), the
+/// listener probe sees it: the probe is not blind. Off WSL it says so and stays `skipped`.
 #[test]
 fn the_listener_probe_sees_a_supervisor() {
-    use std::os::unix::process::CommandExt as _;
-    let mut cmd = wsltrace();
-    cmd.args(["probe", "--timeout", "1"]);
-    // SAFETY: only raw syscalls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let mut allow = [libc::sock_filter {
-                code: (libc::BPF_RET | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 0,
-                k: libc::SECCOMP_RET_ALLOW,
-            }];
-            let prog = libc::sock_fprog { len: 1, filter: allow.as_mut_ptr() };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let listener = libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &raw const prog,
-            );
-            // The listener is close-on-exec; a copy without the flag keeps it (and the
-            // filter's supervisor slot) alive in wsltrace, as WSL's supervisor keeps its own.
-            if listener < 0 || libc::dup(listener as i32) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = run(&mut cmd);
+    let out = run(wsltrace().args(["demo", "--untraced", "supervised"]));
     assert!(out.status.success(), "{}", out.stderr);
     let line = out.stdout.lines().find(|l| l.contains("seccomp-listener-taken")).unwrap();
     assert!(line.starts_with("skipped"), "{}", out.stdout);
     assert!(out.stdout.contains("failed with EBUSY"), "{}", out.stdout);
     assert!(out.stdout.contains("(Seccomp: 2;"), "{}", out.stdout);
+    assert!(!out.stdout.lines().any(|l| l.starts_with("present")), "{}", out.stdout);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd as _,
+    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::Path,
     time::{Duration, Instant},
 };
@@ -59,6 +59,19 @@ pub fn seccomp_listener(_: &Ctx) -> Outcome {
 
 /// The child of [`seccomp_listener`]: exits 0 on success, else with the errno.
 fn install_listener_and_exit() -> ! {
+    let code = match install_listener() {
+        Ok(_listener) => 0,
+        Err(e) => e as i32,
+    };
+    // SAFETY: ends the child without running the parent's destructors or atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+/// Puts the calling thread under a seccomp filter that allows every call and has a
+/// user-notification listener (SECCOMP_FILTER_FLAG_NEW_LISTENER), as WSL's init does for every
+/// process in mirrored mode (its filter traps bind and listen; this one traps nothing). Sets
+/// no_new_privs first. Raw syscalls only: fine between fork and exec.
+pub fn install_listener() -> nix::Result<OwnedFd> {
     let mut allow = [libc::sock_filter {
         code: (libc::BPF_RET | libc::BPF_K) as u16,
         jt: 0,
@@ -66,18 +79,20 @@ fn install_listener_and_exit() -> ! {
         k: libc::SECCOMP_RET_ALLOW,
     }];
     let prog = libc::sock_fprog { len: 1, filter: allow.as_mut_ptr() };
-    // SAFETY: prctl with integer arguments, then seccomp with a valid one-instruction program
-    // that outlives the call; _exit ends the child without running the parent's destructors.
-    unsafe {
-        let failed = libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                &raw const prog,
-            ) < 0;
-        libc::_exit(if failed { Errno::last_raw() } else { 0 })
-    }
+    // SAFETY: prctl with integer arguments.
+    Errno::result(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    // SAFETY: a valid one-instruction program that outlives the call.
+    let fd = Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &raw const prog,
+        )
+    })?;
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the listener fd the kernel just returned, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A DNS query for the root's NS records (any recursive resolver answers it, even with an

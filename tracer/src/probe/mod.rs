@@ -7,7 +7,7 @@
 mod checks;
 mod host;
 
-pub use host::{VSOCK_PORT, vsock_connect_host};
+pub use host::{VSOCK_PORT, install_listener, vsock_connect_host};
 
 use std::{cell::OnceCell, net::IpAddr, time::Duration};
 

@@ -69,6 +69,9 @@ pub enum Scenario {
     /// --timeout-ms (SO_VM_SOCKETS_CONNECT_TIMEOUT), until one times out (at most --count,
     /// default 1); prints `vsock-host: ERRNO` for each on stderr
     VsockHost,
+    /// Under a seccomp filter with a user-notification listener (the kind WSL's init gives
+    /// every process in mirrored mode; this one traps no call), runs `wsltrace probe`
+    Supervised,
 }
 
 /// What some workloads take besides their name.
@@ -137,6 +140,12 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Identity => calls::identity_changes(),
         Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
         Scenario::Exhaust => addressed::exhaust_ports(params.count.unwrap_or(64)),
+        Scenario::Supervised => {
+            let _listener = crate::probe::install_listener()?;
+            let report = crate::probe::run(std::time::Duration::from_secs(1));
+            print!("{}", crate::probe::render(&report));
+            Ok(())
+        }
         Scenario::VsockHost => {
             let timeout = std::time::Duration::from_millis(params.timeout_ms);
             for _ in 0..params.count.unwrap_or(1) {
