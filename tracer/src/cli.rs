@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use crate::{
     commands::{
         analyze::AnalyzeArgs, completions::CompletionsArgs, demo::DemoArgs,
-        doctor::args::DoctorArgs, manpages::ManpagesArgs, rules::RulesArgs, trace::TraceArgs,
+        doctor::args::DoctorArgs, manpages::ManpagesArgs, probe::ProbeArgs, rules::RulesArgs,
+        trace::TraceArgs,
     },
     emulate::args::EmulateArgs,
 };
@@ -74,6 +75,9 @@ pub enum Command {
     /// Check the machine, WSL and DNS, and with --pid a process's namespaces and sockets
     #[command(after_help = crate::commands::doctor::args::EXAMPLES)]
     Doctor(DoctorArgs),
+    /// Try each WSL socket quirk on this machine: present, absent or skipped (no root needed)
+    #[command(after_help = crate::commands::probe::EXAMPLES)]
+    Probe(ProbeArgs),
     /// Run a command with WSL1/WSL2 socket quirks reproduced in the kernel (or --list them)
     #[command(after_help = crate::emulate::args::EXAMPLES)]
     Emulate(EmulateArgs),

@@ -5,5 +5,6 @@ pub mod completions;
 pub mod demo;
 pub mod doctor;
 pub mod manpages;
+pub mod probe;
 pub mod rules;
 pub mod trace;

@@ -159,14 +159,23 @@ fn snapshot(pid: u32) -> Snapshot {
 
 /// The knowledge base for a live trace: built-in rules plus --rules files, this machine's
 /// environment unless --assume says otherwise.
-fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Result<Detector> {
+fn detector(
+    knowledge: &KnowledgeArgs,
+    facts: &crate::facts::Facts,
+    launching: bool,
+) -> Result<Detector> {
     let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
     let mut env = Environment::from_facts(facts);
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
     let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
-    Ok(Detector::new(specs, env, Box::new(LiveSystem::default()), initial_net))
+    let mut system = LiveSystem::default();
+    if launching {
+        // The command inherits ours: what a process that exited too soon to be read had.
+        system = system.with_launch_environment();
+    }
+    Ok(Detector::new(specs, env, Box::new(system), initial_net))
 }
 
 async fn trace(args: TraceArgs) -> Result<ExitCode> {
@@ -185,7 +194,7 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     if knowledge.assume.is_none() {
         knowledge.assume = emulated_platform.map(str::to_owned);
     }
-    let detector = detector(&knowledge, &facts)?;
+    let detector = detector(&knowledge, &facts, !args.command.is_empty())?;
     let status = StatusLine::for_trace(&args.output, args.knowledge.quiet);
     let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet, status.as_ref());
     recording_sink::preflight(&args.output)?;

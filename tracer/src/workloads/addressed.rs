@@ -104,6 +104,30 @@ pub fn connect_to(target: &Target, count: u64) -> Result<()> {
     Ok(())
 }
 
+/// Connects to a local listener, holding every connection, until a connect fails or `max` have
+/// succeeded; says which on stderr (`exhaust: N connections, then ERRNO`).
+pub fn exhaust_ports(max: u64) -> Result<()> {
+    let (listener, addr) = super::tcp_listener()?;
+    let mut held = Vec::new();
+    let mut failure = None;
+    while (held.len() as u64) < max {
+        let sock = super::tcp_socket()?;
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => held.push(sock),
+            Err(err) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    match failure {
+        Some(err) => eprintln!("exhaust: {} connections, then {err}", held.len()),
+        None => eprintln!("exhaust: {} connections, no failure", held.len()),
+    }
+    drop((held, listener));
+    Ok(())
+}
+
 /// bind() failed by a seccomp filter before it enters the kernel: from this thread, and from a
 /// thread started after the filter (which it inherits).
 pub fn seccomp_refused(target: &Target) -> Result<()> {
