@@ -20,6 +20,7 @@ use super::{
     Sink,
     args::OutputArgs,
     file::{self, Mode},
+    line::LineWriter,
 };
 use crate::{
     event::RecordRef,
@@ -54,6 +55,7 @@ pub struct RecordingSink {
     /// The current part's counts, written as its footer.
     footer: Footer,
     line: Vec<u8>,
+    writer: LineWriter,
     last_flush: Instant,
     since_clock: u32,
 }
@@ -101,6 +103,7 @@ impl RecordingSink {
             file_number,
             out: Some(out),
             line: Vec::with_capacity(1024),
+            writer: LineWriter::default(),
             last_flush: Instant::now(),
             since_clock: 0,
         };
@@ -182,8 +185,7 @@ fn current_path(opts: &Options, file_number: u32) -> PathBuf {
 impl Sink for RecordingSink {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &record)?;
-        self.line.push(b'\n');
+        self.writer.record(&mut self.line, record)?;
         let out = self.out.as_mut().ok_or_else(|| io::Error::other("the recording is finished"))?;
         out.write_all(&self.line)?;
         let size = out.size();
