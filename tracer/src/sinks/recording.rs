@@ -135,7 +135,13 @@ impl RecordingSink {
         match record {
             RecordRef::Event(ev) => {
                 f.events += 1;
-                *f.syscalls.entry(ev.syscall.name().to_owned()).or_default() += 1;
+                // No String made per event: the name is looked up, and owned once.
+                match f.syscalls.get_mut(ev.syscall.name()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        f.syscalls.insert(ev.syscall.name().to_owned(), 1);
+                    }
+                }
             }
             RecordRef::Loss(loss) => f.lost += loss.lost,
             RecordRef::Exit(_) => f.exits += 1,
