@@ -10,6 +10,10 @@ use std::{
     io::{self, BufWriter, Read as _, Seek as _, Write},
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -58,6 +62,8 @@ pub struct RecordingSink {
     writer: LineWriter,
     last_flush: Instant,
     since_clock: u32,
+    /// Bytes in the recording's files, every part (the status line shows it).
+    written: Arc<AtomicU64>,
 }
 
 /// Fails early when `-o` names a file that exists (without --append): before a slow start.
@@ -94,7 +100,8 @@ impl RecordingSink {
         };
         header.part = 1;
         let path = current_path(&opts, file_number);
-        let out = Output::open(&path, compression, opts.append)?;
+        let written = Arc::new(AtomicU64::new(0));
+        let out = Output::open(&path, compression, opts.append, &written)?;
         let mut sink = RecordingSink {
             opts,
             compression,
@@ -106,11 +113,17 @@ impl RecordingSink {
             writer: LineWriter::default(),
             last_flush: Instant::now(),
             since_clock: 0,
+            written,
         };
         sink.frame(Frame::Header(&sink.header.clone()))?;
         // On disk at once: even a recording killed before its first event says what it is.
         sink.output()?.flush()?;
         Ok(sink)
+    }
+
+    /// Bytes written to the recording's files so far (all parts), kept up to date.
+    pub fn written(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.written)
     }
 
     /// The file being written now.
@@ -143,7 +156,7 @@ impl RecordingSink {
                     }
                 }
             }
-            RecordRef::Loss(loss) => f.lost += loss.lost,
+            RecordRef::Loss(loss) => f.count_loss(loss),
             RecordRef::Exit(_) => f.exits += 1,
             RecordRef::Snapshot(_) => f.snapshots += 1,
             RecordRef::SocketError(_) => f.socket_errors += 1,
@@ -173,7 +186,8 @@ impl RecordingSink {
         self.header.part_start = Utc::now();
         let path = self.path();
         // Parts are always new files, even with --append.
-        let out = Output::open(&path, self.compression, false).map_err(io::Error::other)?;
+        let out = Output::open(&path, self.compression, false, &self.written)
+            .map_err(io::Error::other)?;
         self.out = Some(out);
         self.footer = Footer { part: self.header.part, ..Footer::default() };
         self.frame(Frame::Header(&self.header.clone()))?;
@@ -242,14 +256,20 @@ enum Output {
 }
 
 impl Output {
-    fn open(path: &Path, compression: Compression, append: bool) -> Result<Output> {
+    fn open(
+        path: &Path,
+        compression: Compression,
+        append: bool,
+        written: &Arc<AtomicU64>,
+    ) -> Result<Output> {
         let mode = if append { Mode::Append } else { Mode::CreateNew };
         let opened = file::open(path, mode)?;
         let mut file = opened.file;
         if opened.len > 0 {
             prepare_append(&mut file, path, opened.len, compression)?;
         }
-        let counted = Counted { file, bytes: opened.len };
+        written.fetch_add(opened.len, Ordering::Relaxed);
+        let counted = Counted { file, bytes: opened.len, written: Arc::clone(written) };
         Ok(match compression {
             Compression::None => Output::Plain(BufWriter::with_capacity(256 << 10, counted)),
             Compression::Zstd => Output::Zstd(
@@ -339,16 +359,19 @@ fn prepare_append(
     Ok(())
 }
 
-/// A file that counts the bytes written to it, for rotation.
+/// A file that counts the bytes written to it, for rotation (this part) and the status line
+/// (every part).
 struct Counted {
     file: std::fs::File,
     bytes: u64,
+    written: Arc<AtomicU64>,
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 

@@ -292,7 +292,7 @@ fn made_up_events_come_out_as_serde_writes_them() {
 #[test]
 fn other_records_are_serde_s() {
     let ts = DateTime::from_timestamp(1_764_650_000, 5).unwrap();
-    let loss = Loss { ts, lost: 3, total_lost: 7 };
+    let loss = Loss { ts, lost: 3, total_lost: 7, ..Loss::default() };
     let exit = ProcessExit {
         ts,
         ts_ns: 9,
