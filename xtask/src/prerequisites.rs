@@ -153,6 +153,12 @@ pub fn bpftrace() -> Result<(), String> {
     Ok(())
 }
 
+/// ApacheBench (`ab`), the load of the bench's nginx row: Ok, or why not.
+pub fn ab() -> Result<(), String> {
+    debian_package("ab", "apache2-utils")
+        .map_err(|err| format!("installing apache2-utils failed ({err:#})"))
+}
+
 /// bpftool, with which the bench reads the kernel's per-program statistics: Ok, or why not.
 pub fn bpftool() -> Result<(), String> {
     debian_package("bpftool", "bpftool").map_err(|err| format!("installing it failed ({err:#})"))

@@ -236,6 +236,11 @@ impl System for Live {
             };
             found.extend(tables.on_port(port, proto).map(|s| (netns, s.clone())));
         }
+        // Nobody on the port (a refused connect): no owner to name, so no walk of every
+        // process's fds (the costliest thing the reader did on a busy machine).
+        if found.is_empty() {
+            return Some(Vec::new());
+        }
         let Ok(owners) = self.owners.get((), read_owners);
         let mut found: Vec<TableSocket> = found
             .into_iter()
@@ -264,8 +269,11 @@ impl System for Live {
             None => (ns_inode(std::process::id(), "net")?, std::process::id()),
         };
         let listening = self.tables(netns, via).ok()?.unix_listener(path).and_then(|s| s.inode);
-        let Ok(owners) = self.owners.get((), read_owners);
-        let listener = listening.and_then(|inode| owners.get(&inode).cloned());
+        // The owners are walked for only when there is a listener to name.
+        let listener = listening.and_then(|inode| {
+            let Ok(owners) = self.owners.get((), read_owners);
+            owners.get(&inode).cloned()
+        });
         // Same file if the listener's own view of the path is the inode the caller sees.
         let listener_same_file = match (&listener, &seen) {
             (Some(owner), Some(meta)) => {

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod file;
 pub mod json;
+pub mod line;
 pub mod metrics;
 pub mod recording;
 pub mod render;

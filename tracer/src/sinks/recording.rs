@@ -24,6 +24,7 @@ use super::{
     Sink,
     args::OutputArgs,
     file::{self, Mode},
+    line::LineWriter,
 };
 use crate::{
     event::RecordRef,
@@ -58,6 +59,7 @@ pub struct RecordingSink {
     /// The current part's counts, written as its footer.
     footer: Footer,
     line: Vec<u8>,
+    writer: LineWriter,
     last_flush: Instant,
     since_clock: u32,
     /// Bytes in the recording's files, every part (the status line shows it).
@@ -108,6 +110,7 @@ impl RecordingSink {
             file_number,
             out: Some(out),
             line: Vec::with_capacity(1024),
+            writer: LineWriter::default(),
             last_flush: Instant::now(),
             since_clock: 0,
             written,
@@ -145,7 +148,13 @@ impl RecordingSink {
         match record {
             RecordRef::Event(ev) => {
                 f.events += 1;
-                *f.syscalls.entry(ev.syscall.name().to_owned()).or_default() += 1;
+                // No String made per event: the name is looked up, and owned once.
+                match f.syscalls.get_mut(ev.syscall.name()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        f.syscalls.insert(ev.syscall.name().to_owned(), 1);
+                    }
+                }
             }
             RecordRef::Loss(loss) => f.count_loss(loss),
             RecordRef::Exit(_) => f.exits += 1,
@@ -196,8 +205,7 @@ fn current_path(opts: &Options, file_number: u32) -> PathBuf {
 impl Sink for RecordingSink {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &record)?;
-        self.line.push(b'\n');
+        self.writer.record(&mut self.line, record)?;
         let out = self.out.as_mut().ok_or_else(|| io::Error::other("the recording is finished"))?;
         out.write_all(&self.line)?;
         let size = out.size();

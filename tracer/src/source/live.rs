@@ -223,21 +223,22 @@ impl Live {
         let parsed = records::parse(&item);
         drop(item);
         self.drain = Some(read + 1);
-        self.decode(parsed)
+        // By reference: the 432-byte record is copied once, out of the ring, not again.
+        self.decode(&parsed)
     }
 
-    fn decode(&self, parsed: Result<records::Record, RecordError>) -> Option<Record> {
+    fn decode(&self, parsed: &Result<records::Record, RecordError>) -> Option<Record> {
         match parsed {
             Ok(records::Record::Syscall(rec)) => {
-                let event = decode::decode(&rec, &self.clock).map(Record::Event);
+                let event = decode::decode(rec, &self.clock).map(Record::Event);
                 if event.is_none() {
                     tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
                 }
                 event
             }
-            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, &self.clock))),
+            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(rec, &self.clock))),
             Ok(records::Record::SocketError(rec)) => {
-                Some(Record::SocketError(decode::socket_error(&rec, &self.clock)))
+                Some(Record::SocketError(decode::socket_error(rec, &self.clock)))
             }
             Ok(records::Record::Fork(rec)) => {
                 Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
