@@ -15,6 +15,7 @@ mod event;
 mod facts;
 mod filter;
 mod pipeline;
+mod probe;
 mod recording;
 mod sinks;
 mod source;
@@ -35,7 +36,10 @@ fn main() -> ExitCode {
         Some(Command::Rules(args)) => commands::rules::run(args),
         Some(Command::Analyze(args)) => commands::analyze::run(args),
         Some(Command::Doctor(args)) => commands::doctor::run(args),
+        Some(Command::Probe(args)) => commands::probe::run(args),
         Some(Command::Emulate(args)) => emulate::run(args),
+        Some(Command::Completions(args)) => commands::completions::run(args),
+        Some(Command::Manpages(args)) => commands::manpages::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

@@ -1,8 +1,9 @@
 //! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo),
 //! `cargo xtask test` (lints and every test, as root) and `cargo xtask bench` (what tracing
-//! costs, next to strace and bpftrace).
+//! costs, next to strace and bpftrace) `cargo xtask deb` (the Debian package) and `cargo xtask kernels` (the tests on other kernels, in VMs).
 
 mod bench;
+mod deb;
 mod kernels;
 mod prerequisites;
 
@@ -45,6 +46,9 @@ enum Task {
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
     /// bench/results.json (as root; installs strace and bpftrace when missing)
     Bench(bench::BenchArgs),
+    /// Build the Debian package target/debian/wsltrace_<version>_<arch>.deb: the release
+    /// binary, man pages, bash/zsh/fish completions and docs (installs cargo-deb when missing)
+    Deb,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +115,7 @@ fn run(cli: Cli) -> Result<()> {
             Err(why.context("the kernel matrix cannot run here"))
         }),
         Task::Bench(args) => bench::run(args),
+        Task::Deb => deb::run(),
     }
 }
 

@@ -8,15 +8,25 @@ use crate::run_cmd;
 
 /// bpf-linker 0.11+ needs an external LLVM; 0.10.3 uses rustc's own (see shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";
+/// `cargo xtask deb`'s packer; 3.8.0 builds with rustc 1.95.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
+/// What building and testing need.
 pub fn install() -> Result<()> {
-    nightly_with_rust_src()?;
-    bpf_linker()?;
+    build_tools()?;
+    // tests/package.rs builds the package, installs it with dpkg, reads its man page and
+    // checks its completion scripts with each shell.
+    cargo_deb()?;
+    debian_package("man", "man-db")?;
+    debian_package("zsh", "zsh")?;
+    debian_package("fish", "fish")?;
     debian_package("strace", "strace")?;
     // tests/knowledge.rs traces curl's non-blocking connects.
     debian_package("curl", "curl")?;
     // tests/servers.rs attaches to an nginx master whose workers already run.
     debian_package("nginx", "nginx")?;
+    // tests/metrics.rs checks --metrics with promtool and scrapes it with a Prometheus server.
+    debian_package("promtool", "prometheus")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
 }
@@ -43,6 +53,12 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What building the release binary needs (the eBPF object is built by tracer/build.rs).
+pub fn build_tools() -> Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()
 }
 
 /// The kernel programs build with `-Z build-std=core` on nightly.
@@ -79,14 +95,32 @@ fn nightly_with_rust_src() -> Result<()> {
 }
 
 fn bpf_linker() -> Result<()> {
-    let version = output(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
-    if version.contains(BPF_LINKER_VERSION) {
+    cargo_tool(
+        Command::new("bpf-linker").arg("--version"),
+        "bpf-linker",
+        BPF_LINKER_VERSION,
+        "about a minute",
+    )
+}
+
+pub fn cargo_deb() -> Result<()> {
+    cargo_tool(
+        Command::new("cargo").args(["deb", "--version"]),
+        "cargo-deb",
+        CARGO_DEB_VERSION,
+        "a few minutes",
+    )
+}
+
+/// `cargo install CRATE@VERSION` unless `version_cmd` already reports that version.
+fn cargo_tool(version_cmd: &mut Command, krate: &str, version: &str, takes: &str) -> Result<()> {
+    if output(version_cmd).unwrap_or_default().contains(version) {
         return Ok(());
     }
-    eprintln!("xtask: installing bpf-linker {BPF_LINKER_VERSION} (about a minute)");
+    eprintln!("xtask: installing {krate} {version} ({takes})");
     run_cmd(Command::new("cargo").args([
         "install",
-        &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        &format!("{krate}@{version}"),
         "--locked",
         "--force",
     ]))
@@ -137,6 +171,12 @@ pub fn bpftrace() -> Result<(), String> {
         return Err(format!("it cannot attach a syscall tracepoint here: {why}"));
     }
     Ok(())
+}
+
+/// ApacheBench (`ab`), the load of the bench's nginx row: Ok, or why not.
+pub fn ab() -> Result<(), String> {
+    debian_package("ab", "apache2-utils")
+        .map_err(|err| format!("installing apache2-utils failed ({err:#})"))
 }
 
 /// bpftool, with which the bench reads the kernel's per-program statistics: Ok, or why not.
