@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo),
-//! `cargo xtask test` (lints and every test, as root) and `cargo xtask bench` (what tracing
-//! costs, next to strace and bpftrace) `cargo xtask deb` (the Debian package) and `cargo xtask kernels` (the tests on other kernels, in VMs).
+//! `cargo xtask test` (lints and every test, as root, then the kernel matrix), `cargo xtask
+//! bench` (what tracing costs, next to strace and bpftrace), `cargo xtask deb` (the Debian
+//! package) and `cargo xtask kernels` (the kernel-facing tests on other kernels, in VMs).
 
 mod bench;
 mod deb;
