@@ -1,5 +1,7 @@
 //! Names of the maps and globals the loader sets, and the layout of the values it writes.
 
+use crate::Syscall;
+
 /// Ring buffer carrying [`crate::SyscallRecord`] and [`crate::ProcessRecord`].
 pub const MAP_EVENTS: &str = "EVENTS";
 /// `HashMap<u32 tgid, u64 since_ns>`: the processes being traced, each with the kernel time
@@ -26,18 +28,33 @@ pub const MAX_IN_FLIGHT: u32 = 16384;
 /// connected are forgotten first).
 pub const MAX_SOCKETS: u32 = 16384;
 
-/// Per-CPU counters kept by the kernel programs.
+/// Per-CPU counters kept by the kernel programs: the fixed ones below, then the records lost
+/// per syscall (see [`lost_index`]).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Records that did not fit in the ring buffer: lost events.
-    RingFull = 0,
     /// Exits seen without their entry (call in flight at attach): emitted with [`crate::record::FLAG_NO_ENTRY`].
-    NoEntry = 1,
+    NoEntry = 0,
+    /// [`crate::ProcessRecord`]s of a fork that did not fit in the ring buffer.
+    LostFork = 1,
+    /// [`crate::ProcessRecord`]s of an exit that did not fit.
+    LostExit = 2,
+    /// [`crate::record::SocketErrorRecord`]s that did not fit.
+    LostSocketError = 3,
 }
 
-pub const COUNTER_COUNT: u32 = 2;
+/// First of the per-syscall loss counters.
+const LOST_BASE: u32 = 4;
+const SYSCALLS: u32 = Syscall::ALL.len() as u32;
 
+/// Index in [`MAP_COUNTERS`] of the count of `syscall`'s records that did not fit in the ring
+/// buffer: records of calls the user selected, or context records (`context`, see
+/// [`crate::record::FLAG_CONTEXT`]), counted apart so a loss says what it costs.
+pub const fn lost_index(syscall: Syscall, context: bool) -> u32 {
+    LOST_BASE + if context { SYSCALLS } else { 0 } + syscall as u32
+}
+
+pub const COUNTER_COUNT: u32 = LOST_BASE + 2 * SYSCALLS;
 // Globals (read-only, set by the loader with `override_global`).
 /// `u32`: tgid of wsltrace itself, never traced.
 pub const GLOBAL_TRACER_TGID: &str = "TRACER_TGID";

@@ -16,11 +16,15 @@ pub const PROG_CONNECT4: &str = "emulate_connect4";
 pub const PROG_CONNECT6: &str = "emulate_connect6";
 pub const PROG_BIND4: &str = "emulate_bind4";
 pub const PROG_BIND6: &str = "emulate_bind6";
+/// `cgroup_skb/ingress`: replies the emulated command's sockets never get (see [`ReplyDrop`]).
+pub const PROG_INGRESS: &str = "emulate_ingress";
 
 /// Quirks selected at once, at most (slots in [`MAP_EMULATE_HITS`]).
 pub const MAX_QUIRKS: u32 = 16;
 pub const MAX_SOCKOPT_RULES: usize = 4;
 pub const MAX_PORT_RANGES: usize = 8;
+/// Nameservers whose replies [`ReplyDrop`] can drop.
+pub const MAX_NAMESERVERS: usize = 4;
 
 /// [`ConnectRule::blocking`]: every connect.
 pub const BLOCKING_ANY: u32 = 0;
@@ -74,6 +78,48 @@ pub struct BindRule {
     pub ports: [PortRange; MAX_PORT_RANGES],
 }
 
+/// Which calls of which processes the getsockopt rules apply to. The program is attached at the
+/// root of the cgroup hierarchy, because the kernel runs it for the cgroup of the *socket*, and
+/// an accepted AF_UNIX socket belongs to the cgroup of the client that connected: attached to
+/// the emulated cgroup only, a server under emulation would never see the quirk when its
+/// clients run outside. So the rules apply to calls made by a task inside the emulated cgroup
+/// (or below it), whoever made the socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The emulated cgroup's id (its directory's inode number in cgroup v2); 0: any caller.
+    pub cgroup_id: u64,
+    /// Its depth in the hierarchy (the root is 0), for `bpf_get_current_ancestor_cgroup_id`.
+    pub level: u32,
+    pub _pad: u32,
+}
+
+/// One IPv4 endpoint in network byte order, as a packet carries it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint4 {
+    pub addr: u32,
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Replies dropped on their way into the emulated command's sockets (`cgroup_skb/ingress`):
+/// - `hang_slot` set: a TCP reset from 127.0.0.1 to a socket still connecting (SYN_SENT), so
+///   that a connect to 127.0.0.1 where nothing listens hangs instead of being refused;
+/// - `dns_count` nameservers: UDP datagrams and TCP segments carrying data from them, so that
+///   DNS queries get no answer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyDrop {
+    /// Non-zero: drop the resets (the quirk's slot is `hang_slot - 1`).
+    pub hang_slot: u32,
+    /// Non-zero: drop the nameservers' replies (the quirk's slot is `dns_slot - 1`).
+    pub dns_slot: u32,
+    pub dns_count: u32,
+    pub _pad: u32,
+    pub nameservers: [Endpoint4; MAX_NAMESERVERS],
+}
+
 /// Offsets (from the kernel's BTF) to reach a socket's file flags from `struct sock`, to tell
 /// non-blocking sockets apart: `sk->sk_socket->file->f_flags`.
 #[repr(C)]
@@ -93,11 +139,17 @@ pub struct EmulateConfig {
     pub connect: ConnectRule,
     pub bind: BindRule,
     pub layout: SockLayout,
+    pub caller: Caller,
+    pub drop: ReplyDrop,
 }
 
 const _: () = assert!(size_of::<SockoptRule>() == 24);
 const _: () = assert!(size_of::<BindRule>() == 48);
-const _: () = assert!(size_of::<EmulateConfig>() == 24 * MAX_SOCKOPT_RULES + 16 + 48 + 16);
+const _: () = assert!(size_of::<ReplyDrop>() == 16 + 8 * MAX_NAMESERVERS);
+const _: () = assert!(
+    size_of::<EmulateConfig>()
+        == 24 * MAX_SOCKOPT_RULES + 16 + 48 + 16 + 16 + 16 + 8 * MAX_NAMESERVERS
+);
 
 #[cfg(feature = "user")]
 // SAFETY: `#[repr(C)]` integers only, no padding (checked by the size assertions), valid for

@@ -15,14 +15,16 @@ use aya_ebpf::{
         bpf_sock_tuple__bindgen_ty_1__bindgen_ty_2,
     },
     helpers::generated::{
-        bpf_probe_read_kernel, bpf_set_retval, bpf_sk_lookup_tcp, bpf_sk_release,
+        bpf_get_current_ancestor_cgroup_id, bpf_probe_read_kernel, bpf_set_retval, bpf_sk_fullsock,
+        bpf_sk_lookup_tcp, bpf_sk_release,
     },
-    macros::{cgroup_sock_addr, cgroup_sockopt, map},
+    macros::{cgroup_skb, cgroup_sock_addr, cgroup_sockopt, map},
     maps::{Array, PerCpuArray},
-    programs::{SockAddrContext, SockoptContext},
+    programs::{SkBuffContext, SockAddrContext, SockoptContext},
 };
 use tracer_common::emulate::{
-    BLOCKING_NONBLOCKING_ONLY, EmulateConfig, MAX_PORT_RANGES, MAX_QUIRKS, MAX_SOCKOPT_RULES,
+    BLOCKING_NONBLOCKING_ONLY, EmulateConfig, MAX_NAMESERVERS, MAX_PORT_RANGES, MAX_QUIRKS,
+    MAX_SOCKOPT_RULES,
 };
 
 #[map]
@@ -65,11 +67,39 @@ fn inject(errno: u32, slot: u32) -> i32 {
     REJECT
 }
 
+/// Counts a packet dropped for the quirk in `slot`.
+#[inline(always)]
+fn count_drop(slot: u32) {
+    if let Some(hits) = EMULATE_HITS.get_ptr_mut(slot) {
+        // SAFETY: this CPU's slot; programs on one CPU do not preempt each other.
+        unsafe { *hits += 1 };
+    }
+}
+
+/// The kernel's buffer for a getsockopt program holds one page; a program that leaves a larger
+/// answer's length alone makes the kernel log a warning. Setting it to 0 keeps the kernel's
+/// answer untouched in the caller's buffer, which is what passing means.
+const PAGE_SIZE: i32 = 4096;
+
 /// `cgroup/getsockopt` runs after the kernel answered: a matching rule turns the answer into
-/// the rule's errno.
+/// the rule's errno. It is attached at the root of the hierarchy (see
+/// `tracer_common::emulate::Caller`), so it first checks that the caller is emulated.
 #[cgroup_sockopt(getsockopt)]
 pub fn emulate_getsockopt(ctx: SockoptContext) -> i32 {
     let Some(cfg) = config() else { return PASS };
+    if cfg.caller.cgroup_id != 0 {
+        // SAFETY: a helper without pointers.
+        let ancestor = unsafe { bpf_get_current_ancestor_cgroup_id(cfg.caller.level as i32) };
+        if ancestor != cfg.caller.cgroup_id {
+            // SAFETY: the context the kernel passed; optlen is writable in getsockopt programs.
+            unsafe {
+                if (*ctx.sockopt).optlen > PAGE_SIZE {
+                    (*ctx.sockopt).optlen = 0;
+                }
+            }
+            return PASS;
+        }
+    }
     // SAFETY: the context the kernel passed; its `sk` is always a valid socket here.
     let (level, optname, family) = unsafe {
         let opt = &*ctx.sockopt;
@@ -247,4 +277,99 @@ fn bind(ctx: &SockAddrContext) -> i32 {
         i += 1;
     }
     PASS
+}
+
+const ETH_P_IP: u16 = 0x0800;
+const IPPROTO_UDP: u8 = 17;
+const TCP_FLAG_RST: u8 = 0x04;
+const TCP_SYN_SENT: u32 = 2;
+/// cgroup_skb programs: 1 lets the packet in, 0 drops it.
+const DELIVER: i32 = 1;
+const DROP: i32 = 0;
+
+/// Replies the emulated command's sockets never get (see `tracer_common::emulate::ReplyDrop`).
+/// The program runs for packets arriving at sockets of the emulated cgroup; the packet starts
+/// at its IP header.
+#[cgroup_skb(ingress)]
+pub fn emulate_ingress(ctx: SkBuffContext) -> i32 {
+    let Some(cfg) = config() else { return DELIVER };
+    let rule = &cfg.drop;
+    if rule.hang_slot == 0 && rule.dns_slot == 0 {
+        return DELIVER;
+    }
+    // SAFETY: the context the kernel passed.
+    let protocol = unsafe { (*ctx.skb.skb).protocol };
+    if u16::from_be(protocol as u16) != ETH_P_IP {
+        return DELIVER;
+    }
+    let Ok(ip) = ctx.load::<[u8; 20]>(0) else { return DELIVER };
+    let header = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let saddr = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    // The ports are the first 4 bytes of both TCP and UDP headers; a short datagram has no
+    // more than 8.
+    let Ok(ports) = ctx.load::<[u8; 4]>(header) else { return DELIVER };
+    let sport = u16::from_ne_bytes([ports[0], ports[1]]);
+    let tcp = ip[9] == IPPROTO_TCP as u8;
+    // TCP: data offset (high nibble) and flags, bytes 12 and 13 of the header.
+    let (offset, flags) = match tcp {
+        true => match ctx.load::<[u8; 2]>(header + 12) {
+            Ok(b) => (usize::from(b[0] >> 4) * 4, b[1]),
+            Err(_) => return DELIVER,
+        },
+        false => (0, 0),
+    };
+    if tcp
+        && rule.hang_slot != 0
+        && saddr == LOOPBACK4
+        && flags & TCP_FLAG_RST != 0
+        && connecting(&ctx)
+    {
+        count_drop(rule.hang_slot - 1);
+        return DROP;
+    }
+    if rule.dns_slot == 0 {
+        return DELIVER;
+    }
+    // A TCP segment without data (the handshake, acks) passes: the connection opens, the
+    // answer never comes.
+    let data = match ip[9] {
+        IPPROTO_UDP => true,
+        _ if tcp => total > header + offset,
+        _ => false,
+    };
+    if !data {
+        return DELIVER;
+    }
+    let mut i = 0;
+    while i < MAX_NAMESERVERS {
+        if i as u32 >= rule.dns_count {
+            break;
+        }
+        let server = &rule.nameservers[i];
+        if server.addr == saddr && server.port == sport {
+            count_drop(rule.dns_slot - 1);
+            return DROP;
+        }
+        i += 1;
+    }
+    DELIVER
+}
+
+/// Whether the receiving socket is a TCP socket still connecting (SYN_SENT): a reset then is
+/// the refusal of a connect.
+#[inline(always)]
+fn connecting(ctx: &SkBuffContext) -> bool {
+    // SAFETY: the context the kernel passed; `sk` may be null, checked before use.
+    let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return false;
+    }
+    // SAFETY: a socket pointer from the context, as the helper wants.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return false;
+    }
+    // SAFETY: a full socket the helper returned.
+    unsafe { (*full).state == TCP_SYN_SENT }
 }

@@ -74,7 +74,13 @@ pub fn is_traced(tgid: u32) -> bool {
 
 #[inline(always)]
 pub fn count(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+    count_at(counter as u32);
+}
+
+/// Adds one to counter `index` (a [`Counter`] or a `lost_index`).
+#[inline(always)]
+pub fn count_at(index: u32) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot, written only by programs on this CPU, which cannot preempt
         // each other on it.
         unsafe { *slot += 1 };

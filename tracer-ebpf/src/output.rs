@@ -23,11 +23,11 @@ pub fn wakeup_flags(size: u64) -> u64 {
     }
 }
 
-/// Copies `record` into the ring buffer; a full ring is counted, never silent.
+/// Copies `record` into the ring buffer; a full ring is counted in `lost`, never silent.
 #[inline(always)]
-pub fn emit<T>(record: &T) {
+pub fn emit<T>(record: &T, lost: Counter) {
     let flags = wakeup_flags(size_of::<T>() as u64);
     if EVENTS.output::<T>(record, flags).is_err() {
-        count(Counter::RingFull);
+        count(lost);
     }
 }

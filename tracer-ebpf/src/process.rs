@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{Header, PendingCall, ProcessRecord, RecordKind};
+use tracer_common::{Header, PendingCall, ProcessRecord, RecordKind, config::Counter};
 
 use crate::{
     identity::forget,
@@ -49,7 +49,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     }
     let Some(child) = read_field::<u32>(&ctx, FORK_CHILD_OFF.load()) else { return 0 };
     if TRACED.insert(child, 0, 0).is_ok() {
-        emit(&process_record(RecordKind::ProcessFork, child, parent_tgid));
+        emit(&process_record(RecordKind::ProcessFork, child, parent_tgid), Counter::LostFork);
     }
     0
 }
@@ -80,7 +80,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
             record.exit_status = status;
             record.flags = ProcessRecord::STATUS_KNOWN;
         }
-        emit(&record);
+        emit(&record, Counter::LostExit);
     }
     0
 }

@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Header, RecordKind, Syscall,
+    config::Counter,
     record::{SocketErrorRecord, SocketOwner},
 };
 
@@ -50,12 +51,10 @@ pub fn connected(fd: u64, ret: i64) {
     owner.error_ns = 0;
 }
 
-/// Close entry on `fd`: its socket's errors are no longer attributed.
+/// Close entry of the socket at `sk`: its errors are no longer attributed.
 #[inline(always)]
-pub fn closing(fd: u64) {
-    if let Some(sk) = fd_sock(fd) {
-        let _ = SOCKETS.remove(sk);
-    }
+pub fn closing(sk: u64) {
+    let _ = SOCKETS.remove(sk);
 }
 
 /// `sock:inet_sk_error_report` (`TP_PROTO(const struct sock *sk)`), attached as a raw
@@ -98,13 +97,16 @@ fn report(owner: &SocketOwner, ts_ns: u64, error: u32) {
     if ERRNO_FILTER.load() != 0 && !errno_selected(error) {
         return;
     }
-    emit(&SocketErrorRecord {
-        header: Header::new(RecordKind::SocketError),
-        ts_ns,
-        connect_ns: owner.connect_ns,
-        tgid: owner.tgid,
-        tid: owner.tid,
-        fd: owner.fd,
-        error,
-    });
+    emit(
+        &SocketErrorRecord {
+            header: Header::new(RecordKind::SocketError),
+            ts_ns,
+            connect_ns: owner.connect_ns,
+            tgid: owner.tgid,
+            tid: owner.tid,
+            fd: owner.fd,
+            error,
+        },
+        Counter::LostSocketError,
+    );
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
-    config::Counter,
+    config::{Counter, lost_index},
     record::{
         COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS,
         FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
@@ -23,13 +23,15 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, errno_selected, is_traced,
-        traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, count_at, errno_selected,
+        is_traced, traced_since,
     },
     output::wakeup_flags,
     sockets,
     store::{put, put_all},
-    task::{self, fd_is_socket, namespaces, saved_args, start_time, under_seccomp},
+    task::{
+        self, FdKind, fd_is_socket, fd_kind, namespaces, saved_args, start_time, under_seccomp,
+    },
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)
@@ -75,9 +77,14 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
         return;
     }
     // close() is traced for sockets only: files, pipes and the loader's closes are not events.
-    // Checked now: after the call the fd is gone.
-    if syscall == Syscall::Close && fd_is_socket(read_ctx(ctx, ARGS_OFFSET)) == Some(false) {
-        return;
+    // Checked now: after the call the fd is gone. The socket's errors are no longer attributed
+    // to this fd.
+    if syscall == Syscall::Close {
+        match fd_kind(read_ctx(ctx, ARGS_OFFSET)) {
+            FdKind::NotSocket => return,
+            FdKind::Socket(Some(sk)) => sockets::closing(sk),
+            FdKind::Socket(None) | FdKind::Unknown => {}
+        }
     }
     // SAFETY: helper without arguments.
     let ts_ns = unsafe { bpf_ktime_get_ns() };
@@ -85,10 +92,8 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
     // The socket's errors are attributed to this fd from now on (a refusal on loopback is
     // reported before the connect even returns) until it is closed.
-    match syscall {
-        Syscall::Connect => sockets::connecting(pid_tgid, args[0], ts_ns),
-        Syscall::Close => sockets::closing(args[0]),
-        _ => {}
+    if syscall == Syscall::Connect {
+        sockets::connecting(pid_tgid, args[0], ts_ns);
     }
     // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
     // overwrites it with the result's size.
@@ -240,11 +245,11 @@ fn without_entry(
     }
     let Some(flags) = verdict(syscall, ret, None) else { return };
     let nr: i32 = read_ctx(ctx, NR_OFFSET);
-    let args = saved_args(nr as u64);
+    let mut args = [0u64; 6];
+    let have_args = saved_args(nr as u64, &mut args);
     // close() of a file has no entry either (the entry program passes it over): the exit is
     // a refused close only when it failed and its fd is still an open socket.
-    if syscall == Syscall::Close
-        && (ret >= 0 || args.is_none_or(|a| fd_is_socket(a[0]) != Some(true)))
+    if syscall == Syscall::Close && (ret >= 0 || !have_args || fd_is_socket(args[0]) != Some(true))
     {
         return;
     }
@@ -252,7 +257,7 @@ fn without_entry(
     if under_seccomp() == Some(true) {
         flags |= FLAG_SECCOMP;
     }
-    if args.is_none() {
+    if !have_args {
         flags |= FLAG_NO_ARGS;
     }
     // SAFETY: helper without arguments.
@@ -270,7 +275,7 @@ fn without_entry(
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = unsafe { &mut *slot };
     put(&mut call.ts_ns, now);
-    put_all(&mut call.args, &args.unwrap_or([0; 6]));
+    put_all(&mut call.args, &args);
     // Nothing was written back: out buffers are not read.
     put(&mut call.offered, 0);
     emit_call(syscall, pid_tgid, ret, flags, Some(call));
@@ -298,7 +303,8 @@ fn emit_call(
 ) {
     let wakeup = wakeup_flags(size_of::<SyscallRecord>() as u64);
     let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
-        count(Counter::RingFull);
+        // Per syscall, and context apart: `lost` counts only what the user asked for.
+        count_at(lost_index(syscall, flags & FLAG_CONTEXT != 0));
         return;
     };
     // SAFETY: every bit pattern is a valid SyscallRecord; each field is written below (the

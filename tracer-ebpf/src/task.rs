@@ -4,7 +4,10 @@
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
 use tracer_common::{layout::KernelLayout, record::NsInums};
 
-use crate::{maps::LAYOUT, store::put};
+use crate::{
+    maps::LAYOUT,
+    store::{put, put_all},
+};
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
@@ -52,21 +55,56 @@ pub fn fd_is_socket(fd: u64) -> Option<bool> {
     }
 }
 
+/// What fd `fd` of the current process is, as its close sees it.
+pub enum FdKind {
+    /// The fd table or the layout cannot be read.
+    Unknown,
+    /// A file, pipe... or no open fd.
+    NotSocket,
+    /// A socket, with its `struct sock *` when it can be read.
+    Socket(Option<u64>),
+}
+
+/// Whether `fd` is a socket and its `struct sock *`, in one walk of the fd table: a close
+/// needs both, and walking it twice cost its entry 7 more kernel reads.
+#[inline(always)]
+pub fn fd_kind(fd: u64) -> FdKind {
+    let l: KernelLayout = LAYOUT.load();
+    if l.resolved == 0 {
+        return FdKind::Unknown;
+    }
+    let file = match fd_file(&l, fd) {
+        None => return FdKind::Unknown,
+        Some(0) => return FdKind::NotSocket,
+        Some(file) => file,
+    };
+    match is_socket(&l, file) {
+        None => FdKind::Unknown,
+        Some(false) => FdKind::NotSocket,
+        Some(true) => FdKind::Socket(file_sock(&l, file)),
+    }
+}
+
+/// The `struct sock *` of the socket file at `file` (file -> private_data (`struct socket`) ->
+/// sk); `None` when the layout lacks the offsets.
+#[inline(always)]
+fn file_sock(l: &KernelLayout, file: u64) -> Option<u64> {
+    if l.file_private_data == 0 || l.socket_sk == 0 {
+        return None;
+    }
+    let socket: u64 = read(file + u64::from(l.file_private_data)).filter(|&s| s != 0)?;
+    read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
+}
+
 /// The kernel address of the `struct sock` behind socket `fd` of the current process
 /// (fd -> file -> private_data (`struct socket`) -> sk); `None` when `fd` is no socket or the
 /// layout lacks the offsets.
 #[inline(always)]
 pub fn fd_sock(fd: u64) -> Option<u64> {
-    let l: KernelLayout = LAYOUT.load();
-    if l.resolved == 0 || l.file_private_data == 0 || l.socket_sk == 0 {
-        return None;
+    match fd_kind(fd) {
+        FdKind::Socket(sk) => sk,
+        FdKind::Unknown | FdKind::NotSocket => None,
     }
-    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
-    if is_socket(&l, file) != Some(true) {
-        return None;
-    }
-    let socket: u64 = read(file + u64::from(l.file_private_data)).filter(|&s| s != 0)?;
-    read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
 }
 
 /// `sk->sk_err` of the socket at `sk`: the error being reported, a positive errno.
@@ -226,7 +264,12 @@ const USER_CS: u64 = 0x33;
 const USER_DS: u64 = 0x2b;
 
 /// The current syscall's six arguments, from the user registers the entry code saved at the
-/// top of the task's kernel stack (`task_pt_regs`); `None` when they cannot be found.
+/// top of the task's kernel stack (`task_pt_regs`), written into `out`; false (and `out`
+/// untouched) when they cannot be found.
+///
+/// An out-parameter the caller zeroes, not an `Option<[u64; 6]>`: the compiler loaded the
+/// payload of a `None` from stack words never written, which kernels before 6.4 reject
+/// ("invalid read from stack"; later ones allow root to read uninitialised stack).
 ///
 /// Neither `bpf_task_pt_regs` (5.15+) nor `bpf_get_current_task_btf` (5.11+) is used: the
 /// programs must also load on 5.10 (Windows 10's WSL2 kernel). `task_pt_regs(task)` is
@@ -238,25 +281,31 @@ const USER_DS: u64 = 0x2b;
 /// `orig_ax`, `ss` the flags), and 16 KiB off is another part of the stack, or a guard page,
 /// where the read fails.
 #[inline(always)]
-pub fn saved_args(nr: u64) -> Option<[u64; 6]> {
+pub fn saved_args(nr: u64, out: &mut [u64; 6]) -> bool {
     let l: KernelLayout = LAYOUT.load();
     if l.resolved == 0 || l.task_stack == 0 || l.regs_size == 0 {
-        return None;
+        return false;
     }
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
-    let stack: u64 = read(task + u64::from(l.task_stack)).filter(|&s| s != 0)?;
+    let Some(stack) = read::<u64>(task + u64::from(l.task_stack)).filter(|&s| s != 0) else {
+        return false;
+    };
     // Offsets copied out one by one: a reference to the whole stack copy of the layout made
     // the compiler store words the verifier saw as uninitialised.
     let check = [l.regs_orig_ax, l.regs_cs, l.regs_ss];
     let [a0, a1, a2, a3, a4, a5] = l.regs_args;
     let top = stack - u64::from(l.regs_size);
-    let regs = frame(check, nr, top + (16 << 10))
+    let Some(regs) = frame(check, nr, top + (16 << 10))
         .or_else(|| frame(check, nr, top + (16 << 10) - 16))
         .or_else(|| frame(check, nr, top + (32 << 10)))
-        .or_else(|| frame(check, nr, top + (32 << 10) - 16))?;
+        .or_else(|| frame(check, nr, top + (32 << 10) - 16))
+    else {
+        return false;
+    };
     let arg = |offset: u32| read::<u64>(regs + u64::from(offset)).unwrap_or(0);
-    Some([arg(a0), arg(a1), arg(a2), arg(a3), arg(a4), arg(a5)])
+    put_all(out, &[arg(a0), arg(a1), arg(a2), arg(a3), arg(a4), arg(a5)]);
+    true
 }
 
 /// `regs` if it is the saved user frame of syscall `nr` (see [`saved_args`]).

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     commands::{
-        analyze::AnalyzeArgs, demo::DemoArgs, doctor::args::DoctorArgs, rules::RulesArgs,
+        analyze::AnalyzeArgs, completions::CompletionsArgs, demo::DemoArgs,
+        doctor::args::DoctorArgs, manpages::ManpagesArgs, probe::ProbeArgs, rules::RulesArgs,
         trace::TraceArgs,
     },
     emulate::args::EmulateArgs,
@@ -74,9 +75,18 @@ pub enum Command {
     /// Check the machine, WSL and DNS, and with --pid a process's namespaces and sockets
     #[command(after_help = crate::commands::doctor::args::EXAMPLES)]
     Doctor(DoctorArgs),
+    /// Try each WSL socket quirk on this machine: present, absent or skipped (no root needed)
+    #[command(after_help = crate::commands::probe::EXAMPLES)]
+    Probe(ProbeArgs),
     /// Run a command with WSL1/WSL2 socket quirks reproduced in the kernel (or --list them)
     #[command(after_help = crate::emulate::args::EXAMPLES)]
     Emulate(EmulateArgs),
+    /// Print a shell completion script (bash, zsh, fish...) for wsltrace
+    #[command(after_help = crate::commands::completions::EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Internal: write the man pages (wsltrace.1 and one per sub-command) into DIR
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
     /// Internal: wait for the tracer's go-ahead on FD, then exec CMD
     #[command(name = "exec-gate", hide = true)]
     ExecGate {

@@ -7,7 +7,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tracer_common::{Syscall, syscall::Outcome};
 
-pub use self::records::{Blocked, Loss, ProcessExit, RecordRef, Snapshot, SocketError};
+pub use self::records::{
+    Blocked, Loss, LostDetail, ProcessExit, RecordRef, Snapshot, SocketError, is_zero,
+};
 use crate::{decode::errno::Errno, decode::state::SockState};
 
 mod records;

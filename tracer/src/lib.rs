@@ -18,6 +18,7 @@ pub mod event;
 mod facts;
 pub mod filter;
 mod pipeline;
+mod probe;
 pub mod recording;
 pub mod sinks;
 pub mod source;

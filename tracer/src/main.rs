@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         Some(Command::Rules(args)) => commands::rules::run(args),
         Some(Command::Analyze(args)) => commands::analyze::run(args),
         Some(Command::Doctor(args)) => commands::doctor::run(args),
+        Some(Command::Probe(args)) => commands::probe::run(args),
         Some(Command::Emulate(args)) => emulate::run(args),
+        Some(Command::Completions(args)) => commands::completions::run(args),
+        Some(Command::Manpages(args)) => commands::manpages::run(args),
         Some(Command::ExecGate { fd, command }) => Ok(source::launch::exec_gate(fd, &command)),
     };
     result.unwrap_or_else(|err| {

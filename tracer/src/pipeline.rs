@@ -45,8 +45,9 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
             }
             Record::Flush => pipeline.flush(),
             Record::Problem(problem) => {
-                // In order with the output that came before.
+                // In order with the output that came before, on a line of its own.
                 let _ = pipeline.flush();
+                pipeline.make_way();
                 errors += problem.report();
                 Ok(())
             }
@@ -73,7 +74,10 @@ pub type DetectorFor = Box<dyn Fn(&Facts) -> Result<Detector>>;
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub events: u64,
+    /// Events of the selected calls the kernel could not deliver.
     pub lost: u64,
+    /// Context records the kernel could not deliver (see `LostDetail::lost_context`).
+    pub lost_context: u64,
     pub in_flight_at_attach: u64,
     /// Socket errors no call asked for, shown.
     pub socket_errors: u64,
@@ -239,6 +243,7 @@ impl Pipeline {
             return Ok(());
         }
         self.stats.lost += loss.lost;
+        self.stats.lost_context += loss.detail.lost_context;
         self.sinks.write(RecordRef::Loss(loss))
     }
 
@@ -270,6 +275,11 @@ impl Pipeline {
         self.sinks.flush()
     }
 
+    /// Something else writes to the terminal next: the status line goes.
+    pub fn make_way(&mut self) {
+        self.sinks.make_way();
+    }
+
     /// The end of the trace: footers, summary tables.
     pub fn finish(&mut self) -> io::Result<()> {
         self.sinks.finish()
@@ -294,9 +304,23 @@ impl Pipeline {
 
     /// The last line of every trace.
     pub fn summary(&self) -> String {
-        let Stats { events, lost, in_flight_at_attach, filtered, socket_errors, blocked, .. } =
-            &self.stats;
+        let Stats {
+            events,
+            lost,
+            lost_context,
+            in_flight_at_attach,
+            filtered,
+            socket_errors,
+            blocked,
+            ..
+        } = &self.stats;
         let mut line = format!("wsltrace: {events} events, {lost} lost");
+        if *lost_context > 0 {
+            line.push_str(&format!(
+                " ({lost_context} context records lost too: {})",
+                Loss::CONTEXT_COST
+            ));
+        }
         if *socket_errors > 0 {
             line.push_str(&format!(", {socket_errors} socket errors"));
         }

@@ -14,7 +14,7 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use common::{Output, Tracer, WSLTRACE, demo_command, run, wsltrace};
+use common::{Output, Tracer, WSLTRACE, demo_command, python, run, wsltrace};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -205,15 +205,15 @@ fn nonblock_connect_econnrefused_only_for_nonblocking_sockets() {
     );
 }
 
-/// A port in the range and a unix path under the prefix fail; the other port, a unix path
-/// elsewhere and an abstract name bind.
+/// The retired EACCES quirk, asked for by id: a port in the range and a unix path under the
+/// prefix fail; the other port, a unix path elsewhere and an abstract name bind.
 #[test]
 fn bind_eacces_for_configured_ports_and_unix_paths() {
     let t = Targets::new("bind");
     let port = t.inside.to_string();
     let in_label = format!("bind-port-{}", t.inside);
     check_quirk(
-        &["--bind-ports", &port, "--bind-path-prefix", &t.prefix()],
+        &["--quirk", "bind-eacces", "--bind-ports", &port, "--bind-path-prefix", &t.prefix()],
         &t,
         &[(&in_label, "EACCES"), ("bind-unix-in", "EACCES")],
         "bind-eacces",
@@ -241,9 +241,11 @@ fn wsl2_profile_reaches_children_and_passes_the_exit_status() {
             changed.push((label, "ENOTCONN"));
         }
     }
-    // bind-eacces is in the profile with its default target, /mnt/: nothing here is under it.
+    // unix-bind-drvfs is in the profile with its default target, /mnt/: nothing here is under
+    // it. The EACCES quirk is in no profile: WSL2's code has no such path.
     assert_changed_exactly(&results(&out.stderr), &plain, &changed);
-    assert!(out.stderr.contains("bind-eacces (unix paths under /mnt/)"), "{}", out.stderr);
+    assert!(out.stderr.contains("unix-bind-drvfs (unix paths under /mnt/)"), "{}", out.stderr);
+    assert!(!out.stderr.contains("bind-eacces"), "{}", out.stderr);
     assert!(!cgroup_of(&out.stderr).exists());
 }
 
@@ -353,7 +355,7 @@ fn trace_records_the_injected_errnos_with_arguments() {
     let mut cmd = wsltrace();
     cmd.args([
         "--emulate",
-        "peercred-enoprotoopt,connect-enotconn",
+        "peercred-enoprotoopt,connect-enotconn,bind-eacces",
         "--bind-ports",
         &port,
         "--bind-path-prefix",
@@ -389,14 +391,16 @@ fn trace_records_the_injected_errnos_with_arguments() {
     assert_eq!(bind.len(), 2, "{}", out.stdout);
     assert_eq!(bind[0]["args"]["addr"]["port"], t.inside);
     assert_eq!(bind[0]["ret"], -13);
-    // The unix path bind was failed by seccomp, before sys_enter: the supervisor recorded its
-    // entry, so it reads like any other call, in the emulation cgroup.
+    assert!(bind[0].get("refused_by").is_none(), "failed inside the kernel: {}", bind[0]);
+    // The unix path bind was failed by the seccomp supervisor, before sys_enter: the tracer
+    // reports it from its exit, refused by seccomp, with its arguments, in the emulation cgroup.
     let unix_path = t.dir.join("in/a.sock").display().to_string();
     assert_eq!(bind[1]["args"]["addr"], serde_json::json!({"family":"AF_UNIX","path":unix_path}));
     assert_eq!(bind[1]["args"]["addrlen"], unix_path.len() + 2);
     assert_eq!(bind[1]["cgroup_id"], bind[0]["cgroup_id"]);
     assert_eq!(bind[1]["pid"], bind[0]["pid"]);
-    assert!(bind[1]["duration_ns"].as_u64().is_some());
+    assert_eq!(bind[1]["refused_by"], "seccomp", "{}", bind[1]);
+    assert!(bind[1]["duration_ns"].is_null());
     // The emulation report comes before the summary, which stays the last line.
     let (count, lost) = out.summary();
     assert_eq!((count, lost), (events.len() as u64, 0));
@@ -485,17 +489,32 @@ fn list_shows_every_quirk_with_provenance() {
         "bind-eacces",
         "tcp-info-enoprotoopt",
         "nonblock-connect-econnrefused",
+        "port-tracker",
+        "loopback-connect-hang",
+        "dns-tunnel-drop",
+        "unix-bind-drvfs",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
     for q in &quirks {
-        assert!(["verified", "reported"].contains(&q["confidence"].as_str().unwrap()), "{q}");
+        let confidence = q["confidence"].as_str().unwrap();
+        assert!(["verified", "source", "reported"].contains(&confidence), "{q}");
+        if confidence == "source" {
+            let permalink = q["references"].as_array().unwrap().iter().any(|r| {
+                r.as_str().unwrap().starts_with("https://github.com/microsoft/WSL/blob/3e27a6a5")
+            });
+            assert!(permalink, "a quirk read in WSL's code links to it: {q}");
+        }
         assert!(!q["references"].as_array().unwrap().is_empty(), "{q}");
         assert!(!q["platforms"].as_array().unwrap().is_empty(), "{q}");
         assert!(q["inject"]["hook"].is_string(), "{q}");
     }
+    let tracker = quirks.iter().find(|q| q["id"] == "port-tracker").unwrap();
+    assert_eq!(tracker["profiles"], serde_json::json!(["wsl2-mirrored"]));
     let text = run(wsltrace().args(["emulate", "--list"]));
     assert!(text.stdout.contains("peercred-einval  [wsl1, reported]"), "{}", text.stdout);
+    assert!(text.stdout.contains("port-tracker  [wsl2, source]"), "{}", text.stdout);
+    assert!(text.stdout.contains("  In:   wsl2-mirrored\n"), "{}", text.stdout);
     assert!(text.stdout.contains("https://github.com/microsoft/WSL/issues/1011"));
 }
 
@@ -505,17 +524,24 @@ fn bad_names_are_one_clear_line() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["emulate", "--profile", "wsl3", "--", "true"],
-            "unknown profile 'wsl3': valid profiles are wsl1, wsl2",
+            "unknown profile 'wsl3': valid profiles are wsl1, wsl2, wsl2-nat, wsl2-mirrored",
         ),
         (
             &["emulate", "--quirk", "peercred", "--", "true"],
             "unknown quirk 'peercred': valid quirks are peercred-enoprotoopt, peercred-einval,",
         ),
         (&["emulate", "--profile", "wsl2"], "nothing to run: give the command after --"),
-        (&["emulate", "--", "true"], "nothing to emulate: give --profile wsl1|wsl2 or --quirk ID"),
+        (
+            &["emulate", "--", "true"],
+            "nothing to emulate: give --profile wsl1|wsl2|wsl2-nat|wsl2-mirrored or --quirk ID",
+        ),
         (
             &["--emulate", "wsl9", "--", "true"],
-            "unknown profile or quirk 'wsl9' in --emulate: valid are wsl1, wsl2, peercred-enoprotoopt",
+            "unknown profile or quirk 'wsl9' in --emulate: valid are wsl1, wsl2, wsl2-nat, wsl2-mirrored, peercred-enoprotoopt",
+        ),
+        (
+            &["emulate", "--profile", "wsl2-nat,wsl2-mirrored", "--", "true"],
+            "quirks connect-enotconn and loopback-connect-hang both decide connects to a destination without listener: keep one",
         ),
         (
             &["emulate", "--profile", "wsl1,wsl2", "--", "true"],
@@ -535,4 +561,380 @@ fn bad_names_are_one_clear_line() {
     let out = run(wsltrace().args(["--emulate", "wsl2", "--pid", "1"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stderr.contains("--emulate"), "{}", out.stderr);
+}
+
+/// `LABEL = RESULT` lines a test script printed as `res: LABEL = RESULT [...]` on stderr; only
+/// the first word of the result is kept.
+fn script_results(stderr: &str) -> Results {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("res: "))
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.to_owned(), v.split_whitespace().next().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// `python -c SCRIPT ARGS...`, the real interpreter (not a shim).
+fn script<'a>(code: &'a str, args: &'a [String]) -> Vec<&'a str> {
+    [python(), "-c", code].into_iter().chain(args.iter().map(String::as_str)).collect()
+}
+
+/// The script run plainly: what the kernel answers without emulation.
+fn plain_script(code: &str, args: &[String]) -> Results {
+    script_results(&run(Command::new(python()).args(&script(code, args)[1..])).stderr)
+}
+
+/// `wsltrace OPTS -- python -c SCRIPT ARGS`, which must succeed, and the script's results.
+fn emulated_script(opts: &[&str], code: &str, args: &[String]) -> (Output, Results) {
+    let out = run(wsltrace().args(opts).arg("--").args(script(code, args)));
+    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
+    let results = script_results(&out.stderr);
+    (out, results)
+}
+
+fn local_port_range() -> (u16, u16) {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let mut words = text.split_whitespace().map(|w| w.parse().unwrap());
+    (words.next().unwrap(), words.next().unwrap())
+}
+
+/// A port free for TCP (v4 and v6) and UDP, outside this machine's ephemeral window: the kind
+/// of port a Windows process holds (one inside the guest's window is never asked of Windows).
+fn free_port_outside_window(candidates: impl Iterator<Item = u16>) -> Option<u16> {
+    let (first, last) = local_port_range();
+    candidates.filter(|p| !(first..=last).contains(p)).find(|&p| {
+        std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("::1", p)).is_ok()
+            && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
+    })
+}
+
+fn held_port() -> u16 {
+    let start = 20000 + (std::process::id() % 5000) as u16;
+    free_port_outside_window(start..32000).expect("a free port between 20000 and 32000")
+}
+
+const BINDS: &str = r#"
+import errno, os, socket, sys
+held, free, busy, eph = map(int, sys.argv[1:5])
+keep = []
+def bind(label, family, kind, addr, listen=False):
+    s = socket.socket(family, kind)
+    try:
+        s.bind(addr)
+        if listen:
+            s.listen(1)
+        r = "0"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    keep.append(s)
+    print(f"res: {label} = {r}", file=sys.stderr)
+I4, I6, T, U = socket.AF_INET, socket.AF_INET6, socket.SOCK_STREAM, socket.SOCK_DGRAM
+bind("held-127.0.0.1", I4, T, ("127.0.0.1", held), True)
+bind("held-127.0.0.2", I4, T, ("127.0.0.2", held), True)
+bind("held-::1", I6, T, ("::1", held))
+bind("held-udp", I4, U, ("0.0.0.0", held))
+bind("free", I4, T, ("0.0.0.0", free), True)
+bind("port-0", I4, T, ("0.0.0.0", 0), True)
+bind("port-53", I4, U, ("127.0.0.1", 53))
+bind("busy", I4, T, ("127.0.0.1", busy))
+bind("unix-abstract", socket.AF_UNIX, T, f"\0wsltrace-test-{os.getpid()}")
+if eph:
+    bind("windows-ephemeral", I4, T, ("0.0.0.0", eph))
+"#;
+
+/// WSL's port tracker under `--emulate wsl2-mirrored`: bind() of a port Windows holds fails
+/// with EADDRINUSE before it enters the kernel (the trace shows it refused by seccomp, and the
+/// knowledge base names the Windows holder), on 127.0.0.1, ::1 and UDP alike; what WSL lets
+/// through without asking Windows binds (127.0.0.2, port 0, port 53, other families, a free
+/// port); a port a Linux socket holds fails in the kernel as usual, and is not blamed on
+/// Windows. A plain run of the same script binds everything but the busy port.
+#[test]
+fn port_tracker_refuses_windows_held_ports_before_entry() {
+    let _serial = serial();
+    let held = held_port();
+    let free = free_port_outside_window(held + 1..32000).expect("a second free port");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (first, last) = local_port_range();
+    // Windows' ephemeral range outside the guest's window, when this machine leaves some.
+    let eph = free_port_outside_window((49152..=65535).filter(|p| !(first..=last).contains(p)))
+        .unwrap_or(0);
+    let args: Vec<String> =
+        [held, free, busy.local_addr().unwrap().port(), eph].iter().map(u16::to_string).collect();
+    let plain = plain_script(BINDS, &args);
+    for label in ["held-127.0.0.1", "held-127.0.0.2", "held-::1", "held-udp", "free", "port-0"] {
+        assert_eq!(plain[label], "0", "{label} without emulation");
+    }
+    assert_eq!(plain["busy"], "EADDRINUSE");
+
+    let held_arg = held.to_string();
+    let opts = ["--emulate", "wsl2-mirrored", "--bind-ports", &held_arg, "--format", "json"];
+    let (out, emulated) = emulated_script(&opts, BINDS, &args);
+    assert!(out.stderr.contains("judging the calls as on wsl2,mirrored"), "{}", out.stderr);
+    let mut expected = plain.clone();
+    for label in ["held-127.0.0.1", "held-::1", "held-udp"] {
+        expected.insert(label.to_owned(), "EADDRINUSE".to_owned());
+    }
+    if eph != 0 {
+        expected.insert("windows-ephemeral".to_owned(), "EADDRINUSE".to_owned());
+    }
+    assert_eq!(emulated, expected);
+    let refused = u64::from(eph != 0) + 3;
+    let line = format!("port-tracker {refused}");
+    assert!(out.stderr.contains(&line), "{line} not in:\n{}", out.stderr);
+
+    let binds: Vec<Value> = out.events().into_iter().filter(|e| e["syscall"] == "bind").collect();
+    let ids = |e: &Value| -> Vec<String> {
+        e["anomalies"].as_array().map_or(Vec::new(), |a| {
+            a.iter().map(|x| x["id"].as_str().unwrap().to_owned()).collect()
+        })
+    };
+    let at = |ip: &str, port: u16| -> Vec<&Value> {
+        binds
+            .iter()
+            .filter(|e| e["args"]["addr"]["ip"] == ip && e["args"]["addr"]["port"] == port)
+            .collect()
+    };
+    for (ip, port) in [("127.0.0.1", held), ("::1", held), ("0.0.0.0", held)] {
+        let calls = at(ip, port);
+        assert_eq!(calls.len(), 1, "{ip}:{port} in {}", out.stdout);
+        let e = calls[0];
+        assert_eq!(
+            (e["errno"].as_str(), e["refused_by"].as_str()),
+            (Some("EADDRINUSE"), Some("seccomp")),
+            "{e}"
+        );
+        assert!(e["duration_ns"].is_null(), "refused before entry: {e}");
+        assert!(ids(e).contains(&"WSL2-MIRRORED-PORT-HELD-BY-WINDOWS".to_owned()), "{e}");
+    }
+    for (ip, port) in [("127.0.0.2", held), ("0.0.0.0", free), ("0.0.0.0", 0), ("127.0.0.1", 53)] {
+        let calls = at(ip, port);
+        assert_eq!(calls.len(), 1, "{ip}:{port} in {}", out.stdout);
+        assert!(calls[0].get("refused_by").is_none(), "let through: {}", calls[0]);
+    }
+    let busy_call = at("127.0.0.1", busy.local_addr().unwrap().port());
+    assert_eq!(busy_call[0]["errno"], "EADDRINUSE");
+    assert!(busy_call[0].get("refused_by").is_none(), "the kernel refused it: {}", busy_call[0]);
+    assert!(!ids(busy_call[0]).contains(&"WSL2-MIRRORED-PORT-HELD-BY-WINDOWS".to_owned()));
+    // listen() goes through the tracker too, and passes for ports it let bind.
+    let listens = out.events().into_iter().filter(|e| e["syscall"] == "listen").count();
+    assert_eq!(listens, 3, "{}", out.stdout);
+    assert!(!cgroup_of(&out.stderr).exists());
+}
+
+/// WSL's tracker lets callers in another network namespace (containers) through: the same
+/// bind, under `unshare -n`, succeeds; in the VM's namespace it is refused.
+#[test]
+fn port_tracker_lets_other_network_namespaces_through() {
+    let _serial = serial();
+    let held = held_port().to_string();
+    let code = "import errno, socket, sys\ns = socket.socket()\ntry:\n    s.bind(('0.0.0.0', int(sys.argv[1])))\n    r = '0'\nexcept OSError as e:\n    r = errno.errorcode[e.errno]\nprint('res: bind =', r, file=sys.stderr)";
+    let args = [held.clone()];
+    for (wrapper, want) in [(&[][..], "EADDRINUSE"), (&["unshare", "-n"][..], "0")] {
+        let out = run(wsltrace()
+            .args(["emulate", "--quirk", "port-tracker", "--bind-ports", &held, "--"])
+            .args(wrapper)
+            .args(script(code, &args)));
+        assert!(out.status.success(), "{}", out.stderr);
+        assert_eq!(script_results(&out.stderr)["bind"], want, "{wrapper:?}: {}", out.stderr);
+    }
+}
+
+const CONNECTS: &str = r#"
+import errno, socket, sys, time
+dead, live = int(sys.argv[1]), int(sys.argv[2])
+def conn(label, addr):
+    c = socket.socket()
+    c.settimeout(3.5)
+    t = time.monotonic()
+    try:
+        c.connect(addr)
+        r = "0"
+    except socket.timeout:
+        r = "timeout"
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    print(f"res: {label} = {r} {time.monotonic() - t:.1f}", file=sys.stderr)
+conn("dead-127.0.0.1", ("127.0.0.1", dead))
+conn("dead-127.0.0.2", ("127.0.0.2", dead))
+conn("live-127.0.0.1", ("127.0.0.1", live))
+"#;
+
+/// WSL2 mirrored networking's loopback: a connect to 127.0.0.1 where nothing listens hangs
+/// (here until the client's own 3.5 s timeout) instead of being refused at once, while
+/// 127.0.0.2 is still refused and a live listener still answers. The trace reports the
+/// hanging connect as blocked, and the knowledge base names the WSL2 rule.
+#[test]
+fn mirrored_loopback_connect_hangs_where_nothing_listens() {
+    let _serial = serial();
+    let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let args = [dead.to_string(), live.local_addr().unwrap().port().to_string()];
+    assert_eq!(plain_script(CONNECTS, &args)["dead-127.0.0.1"], "ECONNREFUSED");
+    let opts = ["--emulate", "wsl2-mirrored", "--format", "json"];
+    let (out, emulated) = emulated_script(&opts, CONNECTS, &args);
+    assert_eq!(emulated["dead-127.0.0.1"], "timeout", "{}", out.stderr);
+    assert_eq!(emulated["dead-127.0.0.2"], "ECONNREFUSED");
+    assert_eq!(emulated["live-127.0.0.1"], "0");
+    let blocked: Vec<Value> =
+        out.records().into_iter().filter(|r| r["type"] == "blocked").collect();
+    assert_eq!(blocked.len(), 1, "{}", out.stdout);
+    assert_eq!(blocked[0]["args"]["addr"]["ip"], "127.0.0.1");
+    assert_eq!(blocked[0]["anomalies"][0]["id"], "WSL2-MIRRORED-LOOPBACK-CONNECT-HANG");
+    // Each reset the kernel sent for the retried SYN was dropped: at least the first.
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("wsltrace: emulated (replies dropped): loopback-connect-hang ")
+        })
+        .unwrap_or_else(|| panic!("no drop count in:\n{}", out.stderr));
+    assert!(line.parse::<u64>().unwrap() >= 1, "{line}");
+}
+
+const DNS_CLIENT: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(1.5)
+u.sendto(b"query", ("127.0.0.1", port))
+try:
+    u.recvfrom(512)
+    r = "answer"
+except socket.timeout:
+    r = "timeout"
+print("res: udp =", r, file=sys.stderr)
+t = socket.socket()
+t.settimeout(1.5)
+t.connect(("127.0.0.1", port))
+print("res: tcp-connect = 0", file=sys.stderr)
+t.sendall(b"query")
+try:
+    t.recv(512)
+    r = "answer"
+except socket.timeout:
+    r = "timeout"
+print("res: tcp =", r, file=sys.stderr)
+"#;
+
+/// DNS tunnelling's dropped queries: the nameserver (here an echo server on 127.0.0.1, named
+/// with --dns-server) answers plain clients, but under emulation UDP queries time out and a
+/// TCP connection opens and never gets its answer.
+#[test]
+fn dns_tunnel_drop_leaves_queries_unanswered() {
+    let _serial = serial();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut buf = [0_u8; 512];
+        udp.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+            if let Ok((mut conn, _)) = tcp.accept() {
+                use std::io::{Read as _, Write as _};
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(std::time::Duration::from_secs(1))).unwrap();
+                if let Ok(n) = conn.read(&mut buf) {
+                    let _ = conn.write_all(&buf[..n]);
+                }
+            }
+        }
+    });
+    let args = [port.to_string()];
+    let plain = plain_script(DNS_CLIENT, &args);
+    assert_eq!((plain["udp"].as_str(), plain["tcp"].as_str()), ("answer", "answer"));
+    let server_arg = format!("127.0.0.1:{port}");
+    let opts = ["emulate", "--quirk", "dns-tunnel-drop", "--dns-server", &server_arg];
+    let (out, emulated) = emulated_script(&opts, DNS_CLIENT, &args);
+    assert_eq!(emulated["udp"], "timeout", "{}", out.stderr);
+    assert_eq!(emulated["tcp-connect"], "0");
+    assert_eq!(emulated["tcp"], "timeout");
+    assert!(out.stderr.contains("wsltrace: emulated (replies dropped): dns-tunnel-drop "));
+    drop(server);
+}
+
+const PEERCRED_SERVER: &str = r#"
+import errno, os, socket, sys
+path = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(1)
+print("ready", file=sys.stderr, flush=True)
+c, _ = s.accept()
+try:
+    c.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    r = "0"
+except OSError as e:
+    r = errno.errorcode[e.errno]
+print("res: server =", r, file=sys.stderr, flush=True)
+"#;
+
+const PEERCRED_CLIENT: &str = r#"
+import errno, socket, sys, time
+for _ in range(100):
+    try:
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(sys.argv[1])
+        break
+    except OSError:
+        time.sleep(0.05)
+try:
+    c.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    r = "0"
+except OSError as e:
+    r = errno.errorcode[e.errno]
+print("res: client =", r, file=sys.stderr, flush=True)
+time.sleep(0.3)
+"#;
+
+/// The peer-credentials quirk follows the caller, not the socket: an emulated server (ssh-agent,
+/// PostgreSQL) fails SO_PEERCRED on the sockets it accepts from clients outside the emulation
+/// (those sockets belong to the clients' cgroup), and a client outside is untouched; the other
+/// way round, too.
+#[test]
+fn peercred_quirk_reaches_servers_whose_clients_run_outside() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("wsltrace-peercred-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for emulated_side in ["server", "client"] {
+        let path = dir.join(format!("{emulated_side}.sock")).display().to_string();
+        let args = [path.clone()];
+        let emulate = |code| {
+            let mut cmd = wsltrace();
+            cmd.args(["emulate", "--quirk", "peercred-enoprotoopt", "--"])
+                .args(script(code, &args));
+            cmd
+        };
+        let plain = |code| {
+            let mut cmd = Command::new(python());
+            cmd.args(&script(code, &args)[1..]);
+            cmd
+        };
+        let (mut server, mut client) = match emulated_side {
+            "server" => (emulate(PEERCRED_SERVER), plain(PEERCRED_CLIENT)),
+            _ => (plain(PEERCRED_SERVER), emulate(PEERCRED_CLIENT)),
+        };
+        let server = server.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let client_out = run(&mut client);
+        let server_out = server.wait_with_output().unwrap();
+        let server_err = String::from_utf8_lossy(&server_out.stderr).into_owned();
+        let both = format!("{server_err}{}", client_out.stderr);
+        let results = script_results(&both);
+        let (server_want, client_want) = match emulated_side {
+            "server" => ("ENOPROTOOPT", "0"),
+            _ => ("0", "ENOPROTOOPT"),
+        };
+        assert_eq!(results["server"], server_want, "{emulated_side} emulated:\n{both}");
+        assert_eq!(results["client"], client_want, "{emulated_side} emulated:\n{both}");
+        assert!(
+            both.contains("wsltrace: emulated (calls failed): peercred-enoprotoopt 1"),
+            "{both}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

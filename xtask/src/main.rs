@@ -1,10 +1,13 @@
 //! Project tasks: `cargo xtask setup` (install what is missing, build, run the demo),
-//! `cargo xtask test` (lints and every test, as root), `cargo xtask bench` (what tracing
-//! costs, next to strace and bpftrace) and `cargo xtask fuzz` (the fuzz targets, for a bounded
-//! time each).
+//! `cargo xtask test` (lints and every test, as root, then the kernel matrix), `cargo xtask
+//! bench` (what tracing costs, next to strace and bpftrace), `cargo xtask deb` (the Debian
+//! package), `cargo xtask kernels` (the kernel-facing tests on other kernels, in VMs) and
+//! `cargo xtask fuzz` (the fuzz targets, for a bounded time each).
 
 mod bench;
+mod deb;
 mod fuzz;
+mod kernels;
 mod prerequisites;
 
 use std::process::{Command, ExitCode};
@@ -29,14 +32,26 @@ enum Task {
         /// Skip `cargo fmt --check` and clippy
         #[arg(long)]
         no_lint: bool,
-        /// Extra arguments for `cargo test` (e.g. a test name)
+        /// Skip the kernel matrix (`cargo xtask kernels`, run after the tests on this kernel)
+        #[arg(long)]
+        no_kernels: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name); the kernel matrix is then
+        /// skipped
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Run the kernel-facing integration tests on other kernels (Debian's 5.10, 6.1 and
+    /// 6.12), each booted in a qemu guest sharing this machine's files; prints one line per
+    /// kernel and a table, and fails if any kernel fails (as root; installs qemu, fetches
+    /// the kernels into target/kernels)
+    Kernels(kernels::KernelsArgs),
     /// Measure wsltrace's overhead next to strace and bpftrace, its lossless throughput,
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
     /// bench/results.json (as root; installs strace and bpftrace when missing)
     Bench(bench::BenchArgs),
+    /// Build the Debian package target/debian/wsltrace_<version>_<arch>.deb: the release
+    /// binary, man pages, bash/zsh/fish completions and docs (installs cargo-deb when missing)
+    Deb,
     /// Run every fuzz target (fuzz/, cargo-fuzz on nightly) for a bounded time each, one
     /// after the other: one line per target with its executions and coverage; fails on a
     /// crash. Installs cargo-fuzz when missing
@@ -61,7 +76,7 @@ fn run(cli: Cli) -> Result<()> {
             require_root("the demo loads eBPF programs")?;
             run_cmd(Command::new("target/release/wsltrace").arg("demo"))
         }
-        Task::Test { no_lint, cargo_args } => {
+        Task::Test { no_lint, no_kernels, cargo_args } => {
             prerequisites::install()?;
             if !no_lint {
                 cargo(&["fmt", "--all", "--check"])?;
@@ -86,9 +101,28 @@ fn run(cli: Cli) -> Result<()> {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
-            cargo(&args)
+            cargo(&args)?;
+            if no_kernels {
+                return Ok(());
+            }
+            if !cargo_args.is_empty() {
+                eprintln!("xtask: kernel matrix skipped: a test filter was given");
+                return Ok(());
+            }
+            // Here, a machine that cannot run guests is said, not a failure.
+            match kernels::run(&kernels::KernelsArgs::default()) {
+                Ok(verdict) => verdict,
+                Err(kernels::Unavailable(why)) => {
+                    eprintln!("xtask: the kernel matrix did not run: {why:#}");
+                    Ok(())
+                }
+            }
         }
+        Task::Kernels(args) => kernels::run(&args).unwrap_or_else(|kernels::Unavailable(why)| {
+            Err(why.context("the kernel matrix cannot run here"))
+        }),
         Task::Bench(args) => bench::run(args),
+        Task::Deb => deb::run(),
         Task::Fuzz(args) => fuzz::run(args),
     }
 }

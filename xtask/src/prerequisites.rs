@@ -8,17 +8,27 @@ use crate::run_cmd;
 
 /// bpf-linker 0.11+ needs an external LLVM; 0.10.3 uses rustc's own (see shared/TOOLCHAIN.md).
 const BPF_LINKER_VERSION: &str = "0.10.3";
+/// `cargo xtask deb`'s packer; 3.8.0 builds with rustc 1.95.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The newest cargo-fuzz that builds with the stable toolchain here (rustc 1.95).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// What building and testing need.
 pub fn install() -> Result<()> {
-    nightly_with_rust_src()?;
-    bpf_linker()?;
+    build_tools()?;
+    // tests/package.rs builds the package, installs it with dpkg, reads its man page and
+    // checks its completion scripts with each shell.
+    cargo_deb()?;
+    debian_package("man", "man-db")?;
+    debian_package("zsh", "zsh")?;
+    debian_package("fish", "fish")?;
     debian_package("strace", "strace")?;
     // tests/knowledge.rs traces curl's non-blocking connects.
     debian_package("curl", "curl")?;
     // tests/servers.rs attaches to an nginx master whose workers already run.
     debian_package("nginx", "nginx")?;
+    // tests/metrics.rs checks --metrics with promtool and scrapes it with a Prometheus server.
+    debian_package("promtool", "prometheus")?;
     // tests/context.rs compares socket snapshots with `ss` and brings up lo with `ip`.
     debian_package("ss", "iproute2")
 }
@@ -28,12 +38,27 @@ pub fn install() -> Result<()> {
 pub fn install_for_fuzzing() -> Result<()> {
     nightly_with_rust_src()?;
     bpf_linker()?;
-    cargo_install(
+    cargo_tool(
+        Command::new("cargo").args(["fuzz", "--version"]),
         "cargo-fuzz",
         CARGO_FUZZ_VERSION,
-        Command::new("cargo").args(["fuzz", "--version"]),
         "about two minutes",
     )
+}
+
+/// What `cargo xtask kernels` boots guests with: qemu, a static busybox for the initramfs
+/// and cpio to pack it.
+pub fn vm_tools() -> Result<()> {
+    debian_package("qemu-system-x86_64", "qemu-system-x86")?;
+    debian_package("cpio", "cpio")?;
+    // A dynamic busybox would find no libc in the initramfs.
+    let installed =
+        output(Command::new("dpkg-query").args(["-W", "-f", "${Status}", "busybox-static"]))
+            .is_some_and(|s| s.contains("install ok installed"));
+    if !installed {
+        apt_install("busybox-static")?;
+    }
+    Ok(())
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -43,6 +68,12 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.stderr(Stdio::null()).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What building the release binary needs (the eBPF object is built by tracer/build.rs).
+pub fn build_tools() -> Result<()> {
+    nightly_with_rust_src()?;
+    bpf_linker()
 }
 
 /// The kernel programs build with `-Z build-std=core` on nightly.
@@ -79,16 +110,25 @@ fn nightly_with_rust_src() -> Result<()> {
 }
 
 fn bpf_linker() -> Result<()> {
-    cargo_install(
+    cargo_tool(
+        Command::new("bpf-linker").arg("--version"),
         "bpf-linker",
         BPF_LINKER_VERSION,
-        Command::new("bpf-linker").arg("--version"),
         "about a minute",
     )
 }
 
-/// `cargo install`s `krate` at `version` unless `version_cmd` already prints that version.
-fn cargo_install(krate: &str, version: &str, version_cmd: &mut Command, takes: &str) -> Result<()> {
+pub fn cargo_deb() -> Result<()> {
+    cargo_tool(
+        Command::new("cargo").args(["deb", "--version"]),
+        "cargo-deb",
+        CARGO_DEB_VERSION,
+        "a few minutes",
+    )
+}
+
+/// `cargo install CRATE@VERSION` unless `version_cmd` already reports that version.
+fn cargo_tool(version_cmd: &mut Command, krate: &str, version: &str, takes: &str) -> Result<()> {
     if output(version_cmd).unwrap_or_default().contains(version) {
         return Ok(());
     }
@@ -106,6 +146,14 @@ fn debian_package(binary: &str, package: &str) -> Result<()> {
     if succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
         return Ok(());
     }
+    apt_install(package)?;
+    if !succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
+        bail!("{binary} is still missing after installing {package}");
+    }
+    Ok(())
+}
+
+fn apt_install(package: &str) -> Result<()> {
     eprintln!("xtask: installing {package}");
     if !succeeds(
         Command::new("apt-get")
@@ -118,9 +166,6 @@ fn debian_package(binary: &str, package: &str) -> Result<()> {
                 .args(["install", "-y", "-q", package])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-    }
-    if !succeeds(Command::new("sh").args(["-c", &format!("command -v {binary}")])) {
-        bail!("{binary} is still missing after installing {package}");
     }
     Ok(())
 }
@@ -141,6 +186,12 @@ pub fn bpftrace() -> Result<(), String> {
         return Err(format!("it cannot attach a syscall tracepoint here: {why}"));
     }
     Ok(())
+}
+
+/// ApacheBench (`ab`), the load of the bench's nginx row: Ok, or why not.
+pub fn ab() -> Result<(), String> {
+    debian_package("ab", "apache2-utils")
+        .map_err(|err| format!("installing apache2-utils failed ({err:#})"))
 }
 
 /// bpftool, with which the bench reads the kernel's per-program statistics: Ok, or why not.

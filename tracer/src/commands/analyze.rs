@@ -77,7 +77,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     recording_sink::preflight(&args.output)?;
 
     let specs = rules::load(&args.knowledge.rules).map_err(super::rules::describe)?;
-    let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet);
+    let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet, None);
     if let Some(sink) = recording_sink::from_args(&args.output, derived_header(&args, &files))? {
         sinks.push(Box::new(sink));
     }

@@ -49,10 +49,12 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         .unwrap_or_default();
     // The binary's own path rather than /proc/self/exe, so that its comm reads "wsltrace".
     let exe = std::env::current_exe().context("locating the wsltrace binary")?;
-    let Params { addr, count, threads } = args.params;
+    let Params { addr, count, threads, timeout_ms } = args.params;
     let mut command = vec![exe.into_os_string()];
+    let (threads, timeout_ms) = (threads.to_string(), timeout_ms.to_string());
     command.extend(
-        ["demo", "--untraced", &scenario, "--threads", &threads.to_string()].map(OsString::from),
+        ["demo", "--untraced", &scenario, "--threads", &threads, "--timeout-ms", &timeout_ms]
+            .map(OsString::from),
     );
     if let Some(count) = count {
         command.extend(["--count".into(), count.to_string().into()]);
@@ -68,6 +70,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         command,
         filter: Default::default(),
         output: args.output,
+        metrics: None,
         knowledge: args.knowledge,
         emulation: Default::default(),
         duration: None,

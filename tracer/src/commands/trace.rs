@@ -1,7 +1,7 @@
 //! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`. Wiring only: the live source
 //! (`source::live`) runs through the pipeline in `pipeline::run`, as recordings do.
 
-use std::{ffi::OsString, os::fd::AsFd as _, process::ExitCode, time::Duration};
+use std::{ffi::OsString, net::SocketAddr, os::fd::AsFd as _, process::ExitCode, time::Duration};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -17,7 +17,13 @@ use crate::{
     filter::{Filter, FilterArgs},
     pipeline::{self, Pipeline, output_ok},
     recording::Header,
-    sinks::{self, args::OutputArgs, recording as recording_sink},
+    sinks::{
+        self,
+        args::OutputArgs,
+        metrics::{self, Metrics, MetricsSink},
+        recording as recording_sink,
+        status::{StatusLine, StatusSink},
+    },
     source::{
         kernel::{Kernel, KernelOptions},
         launch::{self, Launched},
@@ -62,6 +68,12 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics while tracing (ADDR is IP:PORT, e.g.
+    /// 127.0.0.1:9464; port 0 picks a free one): calls, errors by errno, findings by rule,
+    /// lost events, blocked calls, latency per syscall
+    #[arg(long, value_name = "ADDR", value_parser = metrics::parse_listen_addr, help_heading = "Output")]
+    pub metrics: Option<SocketAddr>,
 
     #[command(flatten)]
     pub knowledge: KnowledgeArgs,
@@ -147,14 +159,23 @@ fn snapshot(pid: u32) -> Snapshot {
 
 /// The knowledge base for a live trace: built-in rules plus --rules files, this machine's
 /// environment unless --assume says otherwise.
-fn detector(knowledge: &KnowledgeArgs, facts: &crate::facts::Facts) -> Result<Detector> {
+fn detector(
+    knowledge: &KnowledgeArgs,
+    facts: &crate::facts::Facts,
+    launching: bool,
+) -> Result<Detector> {
     let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
     let mut env = Environment::from_facts(facts);
     if let Some(assumed) = &knowledge.assume {
         env.assume(assumed)?;
     }
     let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
-    Ok(Detector::new(specs, env, Box::new(LiveSystem::default()), initial_net))
+    let mut system = LiveSystem::default();
+    if launching {
+        // The command inherits ours: what a process that exited too soon to be read had.
+        system = system.with_launch_environment();
+    }
+    Ok(Detector::new(specs, env, Box::new(system), initial_net))
 }
 
 async fn trace(args: TraceArgs) -> Result<ExitCode> {
@@ -173,9 +194,12 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     if knowledge.assume.is_none() {
         knowledge.assume = emulated_platform.map(str::to_owned);
     }
-    let detector = detector(&knowledge, &facts)?;
-    let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet);
+    let detector = detector(&knowledge, &facts, !args.command.is_empty())?;
+    let status = StatusLine::for_trace(&args.output, args.knowledge.quiet);
+    let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet, status.as_ref());
     recording_sink::preflight(&args.output)?;
+    // Before the kernel work too: a port in use is said at once.
+    let metrics_listener = args.metrics.map(metrics::bind).transpose()?;
     let clock = Clock::now()?;
     let opts = kernel_options(&args);
     let (mut kernel, ring) = Kernel::load(&opts)?;
@@ -216,11 +240,23 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let start = chrono::Utc::now();
     let mut filter = Filter::new(&args.filter, &[]);
     filter.set_start(start);
+    let mut file_bytes = None;
     if let Some(sink) =
         recording_sink::from_args(&args.output, Header::new(start, filter.spec(), facts))?
     {
         eprintln!("wsltrace: recording to {}", sink.path().display());
+        file_bytes = Some(sink.written());
         sinks.push(Box::new(sink));
+    }
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        let metrics = Metrics::new(&opts.syscalls);
+        metrics::serve(listener, metrics.registry())?;
+        eprintln!("wsltrace: serving metrics on http://{addr}/metrics");
+        sinks.push(Box::new(MetricsSink::new(metrics)));
+    }
+    if let Some(line) = status {
+        sinks.push(Box::new(StatusSink::new(line, file_bytes)));
     }
     let mut emulation = plan.map(|p| Emulation::start_traced(p, kernel.ebpf_mut())).transpose()?;
     let launched = match args.command.is_empty() {
@@ -262,7 +298,12 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let mut pipeline = Pipeline::new(enricher, Some(detector), sinks)
         .with_filter(filter)
         .with_blocked_after(blocked_after);
-    pipeline::run(&mut live, &mut pipeline).await?;
+    let traced = pipeline::run(&mut live, &mut pipeline).await;
+    if traced.is_err() {
+        // The error is printed next, on a line of its own.
+        pipeline.make_way();
+    }
+    traced?;
     if let Some(e) = emulation {
         e.finish();
     }

@@ -81,7 +81,7 @@ impl SockState {
 
     /// The kernel's name (the TCP ones without their `TCP_` prefix), or the number of a
     /// state without one.
-    fn name(self) -> Result<&'static str, u8> {
+    pub(crate) fn name(self) -> Result<&'static str, u8> {
         Ok(match self {
             SockState::Established => "ESTABLISHED",
             SockState::SynSent => "SYN_SENT",

@@ -39,6 +39,10 @@ pub fn describe(detail: Detail, ev: &Event, ctx: &mut Ctx<'_>) -> Option<String>
             })
         }
         Detail::AcceptQueue => accept_queue(ev, ctx),
+        Detail::Proxy => {
+            let var = super::matchers::proxy_of(ev, ctx)?;
+            Some(format!("{var} in the process's environment"))
+        }
         Detail::Addresses => {
             let addrs = ctx.system.addresses(ev.pid, ev.ns.map(|ns| ns.net))?;
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();

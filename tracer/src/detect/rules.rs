@@ -114,6 +114,8 @@ pub enum Detail {
     Addresses,
     /// The listener a connect reaches, with its accept queue and backlog.
     AcceptQueue,
+    /// The proxy variable of the caller's environment that names the destination.
+    Proxy,
 }
 
 /// A problem in a rule file, with where it is.

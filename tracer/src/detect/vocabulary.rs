@@ -138,6 +138,10 @@ vocabulary! {
         "true | false", "the listener the connect reaches, in the caller's namespace, has a full accept queue";
     "port_held" => PortHeld(bool), cost 2,
         "true | false", "another socket in the caller's namespace holds the port (bind, listen)";
+    "port_held_on" => PortHeldOn(List<IpNet>), cost 2,
+        "[\"10.255.255.254\", ...]", "another socket in the caller's namespace holds the port on one of these addresses (bind, listen)";
+    "proxy" => Proxy(bool), cost 2,
+        "true | false", "the destination is the caller's own HTTP(S)_PROXY or ALL_PROXY (its environment, /proc/PID/environ; IP literals and localhost)";
 }
 
 /// A value that may not parse: the problem is kept (with its place, by the caller) instead of

@@ -2,7 +2,7 @@
 //! which matcher of the kernel programs reproduces it. Parsed and validated at start-up; the
 //! code never names an individual quirk.
 
-use std::{fmt, path::PathBuf, sync::LazyLock};
+use std::{fmt, net::SocketAddrV4, path::PathBuf, sync::LazyLock};
 
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -21,13 +21,54 @@ pub enum Platform {
 }
 
 impl Platform {
-    pub const ALL: [Platform; 2] = [Platform::Wsl1, Platform::Wsl2];
-
     pub fn name(self) -> &'static str {
         match self {
             Platform::Wsl1 => "wsl1",
             Platform::Wsl2 => "wsl2",
         }
+    }
+}
+
+/// What `--profile NAME` (or `--emulate NAME`) selects: the quirks of a platform, for WSL2 in one
+/// networking mode. `assume` is how the knowledge base then judges the trace (`--assume`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: &'static str,
+    pub platform: Platform,
+    pub assume: &'static str,
+    /// Another name of this profile (`wsl2` is the default mode, NAT).
+    pub alias_of: Option<&'static str>,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [
+        Profile { name: "wsl1", platform: Platform::Wsl1, assume: "wsl1", alias_of: None },
+        Profile {
+            name: "wsl2",
+            platform: Platform::Wsl2,
+            assume: "wsl2,nat",
+            alias_of: Some("wsl2-nat"),
+        },
+        Profile { name: "wsl2-nat", platform: Platform::Wsl2, assume: "wsl2,nat", alias_of: None },
+        Profile {
+            name: "wsl2-mirrored",
+            platform: Platform::Wsl2,
+            assume: "wsl2,mirrored",
+            alias_of: None,
+        },
+    ];
+
+    pub fn named(name: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name == name)
+    }
+
+    /// The name quirks list it under (an alias stands for its target).
+    pub fn canonical(&self) -> &'static str {
+        self.alias_of.unwrap_or(self.name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Profile::ALL.iter().map(|p| p.name).collect()
     }
 }
 
@@ -42,6 +83,8 @@ impl fmt::Display for Platform {
 pub enum Confidence {
     /// Reproduced on a real system by the wsltrace authors.
     Verified,
+    /// Read in WSL's own code: a reference is a permalink to it, with the commit.
+    Source,
     /// Taken from third-party reports.
     Reported,
 }
@@ -53,6 +96,9 @@ pub struct Quirk {
     pub id: String,
     pub title: String,
     pub platforms: Vec<Platform>,
+    /// The profiles that select it (`wsl1`, `wsl2-nat`, `wsl2-mirrored`); none: only by id.
+    #[serde(default)]
+    pub profiles: Vec<String>,
     pub effect: String,
     pub explanation: String,
     pub references: Vec<String>,
@@ -62,7 +108,7 @@ pub struct Quirk {
 
 /// Which matcher reproduces the quirk, with names as written in the file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "hook", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "hook", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Inject {
     Getsockopt {
         level: String,
@@ -76,14 +122,29 @@ pub enum Inject {
         blocking: Blocking,
         errno: String,
     },
+    /// Decided in the kernel (ports, cgroup bind4/6) or by the supervisor (unix paths).
+    /// A key present (even empty) means the quirk takes that kind of target.
     Bind {
         errno: String,
         /// Default targets, replaced by the command line's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ports: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        unix_prefixes: Option<Vec<String>>,
+    },
+    /// WSL2's port tracker: bind() and listen() handed to a seccomp supervisor, which refuses
+    /// the ports Windows holds (`ports`) and Windows' ephemeral range outside the guest's own
+    /// window, with WSL's exemptions.
+    PortTracker {
+        errno: String,
         #[serde(default)]
         ports: Vec<String>,
-        #[serde(default)]
-        unix_prefixes: Vec<String>,
+        windows_ephemeral: String,
     },
+    /// TCP resets from 127.0.0.1 to a socket still connecting are dropped: the connect hangs.
+    LoopbackHang,
+    /// Replies from the nameservers (default: the IPv4 ones of /etc/resolv.conf) are dropped.
+    DnsDrop,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,9 +164,60 @@ pub enum Blocking {
 /// A quirk's matcher with every name resolved to the number the kernel compares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Getsockopt { level: i32, optname: i32, family: u32, errno: Errno },
-    ConnectNoListener { nonblocking_only: bool, errno: Errno },
-    Bind { errno: Errno, ports: Vec<PortRange>, unix_prefixes: Vec<PathBuf> },
+    Getsockopt {
+        level: i32,
+        optname: i32,
+        family: u32,
+        errno: Errno,
+    },
+    ConnectNoListener {
+        nonblocking_only: bool,
+        errno: Errno,
+    },
+    /// `None`: the quirk does not take that kind of target.
+    Bind {
+        errno: Errno,
+        ports: Option<Vec<PortRange>>,
+        unix_prefixes: Option<Vec<PathBuf>>,
+    },
+    PortTracker {
+        errno: Errno,
+        held: Vec<PortRange>,
+        windows_ephemeral: PortRange,
+    },
+    LoopbackHang,
+    /// Empty: the nameservers of /etc/resolv.conf, read when the run starts.
+    DnsDrop {
+        servers: Vec<SocketAddrV4>,
+    },
+}
+
+/// The kinds of target the command line gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    Ports,
+    UnixPrefixes,
+    Nameservers,
+}
+
+impl Action {
+    pub fn takes(&self, kind: TargetKind) -> bool {
+        match (self, kind) {
+            (Action::Bind { ports, .. }, TargetKind::Ports) => ports.is_some(),
+            (Action::Bind { unix_prefixes, .. }, TargetKind::UnixPrefixes) => {
+                unix_prefixes.is_some()
+            }
+            (Action::PortTracker { .. }, TargetKind::Ports) => true,
+            (Action::DnsDrop { .. }, TargetKind::Nameservers) => true,
+            _ => false,
+        }
+    }
+
+    /// What the counts at the end count: calls failed, or replies dropped (a hang has no
+    /// failed call until it times out).
+    pub fn drops_packets(&self) -> bool {
+        matches!(self, Action::LoopbackHang | Action::DnsDrop { .. })
+    }
 }
 
 #[derive(Debug)]
@@ -162,6 +274,24 @@ impl Catalogue {
             if quirk.platforms.is_empty() || quirk.references.is_empty() {
                 bail!("quirk '{id}' needs at least one platform and one reference");
             }
+            for name in &quirk.profiles {
+                match Profile::named(name) {
+                    Some(p) if p.alias_of.is_none() && quirk.platforms.contains(&p.platform) => {}
+                    Some(p) if p.alias_of.is_none() => {
+                        bail!("quirk '{id}' is in profile {name} but not on {}", p.platform)
+                    }
+                    _ => bail!(
+                        "quirk '{id}': unknown profile '{name}' (valid: wsl1, wsl2-nat, wsl2-mirrored)"
+                    ),
+                }
+            }
+            if quirk.confidence == Confidence::Source
+                && !quirk.references.iter().any(|r| is_permalink(r))
+            {
+                bail!(
+                    "quirk '{id}' rests on WSL's source: give a permalink with the commit (https://github.com/microsoft/WSL/blob/<40 hex digits>/...)"
+                );
+            }
             let action = resolve(&quirk.inject).with_context(|| format!("quirk '{id}'"))?;
             entries.push(Entry { quirk, action });
         }
@@ -176,10 +306,21 @@ impl Catalogue {
         self.entries.iter().map(|e| e.quirk.id.as_str()).collect()
     }
 
-    /// The quirks attributed to `platform`, in catalogue order.
-    pub fn profile(&self, platform: Platform) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |e| e.quirk.platforms.contains(&platform))
+    /// The quirks of a profile, in catalogue order.
+    pub fn profile(&self, profile: Profile) -> impl Iterator<Item = &Entry> {
+        let name = profile.canonical();
+        self.entries.iter().filter(move |e| e.quirk.profiles.iter().any(|p| p == name))
     }
+}
+
+/// `https://github.com/microsoft/WSL/blob/<commit>/...`: a link that stays true.
+fn is_permalink(reference: &str) -> bool {
+    reference
+        .strip_prefix("https://github.com/microsoft/WSL/blob/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(commit, _)| {
+            commit.len() == 40 && commit.chars().all(|c| c.is_ascii_hexdigit())
+        })
 }
 
 fn resolve(inject: &Inject) -> Result<Action> {
@@ -207,18 +348,34 @@ fn resolve(inject: &Inject) -> Result<Action> {
         }
         Inject::Bind { errno, ports, unix_prefixes } => Action::Bind {
             errno: errno_named(errno)?,
-            ports: ports
-                .iter()
-                .map(|p| parse_port_range(p))
-                .collect::<Result<_, _>>()
-                .map_err(|err| anyhow::anyhow!("{err}"))?,
+            ports: ports.as_deref().map(port_ranges).transpose()?,
             unix_prefixes: unix_prefixes
-                .iter()
-                .map(|p| parse_path_prefix(p))
-                .collect::<Result<_, _>>()
+                .as_ref()
+                .map(|list| {
+                    list.iter()
+                        .map(|p| parse_path_prefix(p))
+                        .collect::<Result<_, _>>()
+                        .map_err(|err| anyhow::anyhow!("{err}"))
+                })
+                .transpose()?,
+        },
+        Inject::PortTracker { errno, ports, windows_ephemeral } => Action::PortTracker {
+            errno: errno_named(errno)?,
+            held: port_ranges(ports)?,
+            windows_ephemeral: parse_port_range(windows_ephemeral)
                 .map_err(|err| anyhow::anyhow!("{err}"))?,
         },
+        Inject::LoopbackHang => Action::LoopbackHang,
+        Inject::DnsDrop => Action::DnsDrop { servers: Vec::new() },
     })
+}
+
+fn port_ranges(ports: &[String]) -> Result<Vec<PortRange>> {
+    ports
+        .iter()
+        .map(|p| parse_port_range(p))
+        .collect::<Result<_, _>>()
+        .map_err(|err| anyhow::anyhow!("{err}"))
 }
 
 fn by_name(table: names::Table, name: &str, what: &str) -> Result<i64> {
@@ -257,6 +414,26 @@ pub fn parse_path_prefix(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
+/// `ADDR` or `ADDR:PORT` (IPv4; port 53 when not given): a nameserver whose replies are dropped.
+pub fn parse_nameserver(s: &str) -> Result<SocketAddrV4, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddrV4>() {
+        return Ok(addr);
+    }
+    s.parse::<std::net::Ipv4Addr>().map(|ip| SocketAddrV4::new(ip, 53)).map_err(|_| {
+        format!("'{s}' is not an IPv4 nameserver (e.g. 10.255.255.254 or 127.0.0.1:5353)")
+    })
+}
+
+/// The IPv4 nameservers of a resolv.conf, port 53 (WSL's DNS tunnel is IPv4 only).
+pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddrV4> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| SocketAddrV4::new(ip, 53))
+        .collect()
+}
+
 /// `8000-8100`, `8080`.
 pub fn show_range(r: &PortRange) -> String {
     if r.first == r.last { r.first.to_string() } else { format!("{}-{}", r.first, r.last) }
@@ -274,8 +451,18 @@ mod tests {
             peercred.action,
             Action::Getsockopt { level: 1, optname: 17, family: 1, errno: Errno(92) }
         );
-        assert!(catalogue.profile(Platform::Wsl1).any(|e| e.quirk.id == "peercred-einval"));
-        assert!(catalogue.profile(Platform::Wsl2).all(|e| e.quirk.id != "peercred-einval"));
+        let named = |n| Profile::named(n).unwrap();
+        assert!(catalogue.profile(named("wsl1")).any(|e| e.quirk.id == "peercred-einval"));
+        assert!(catalogue.profile(named("wsl2")).all(|e| e.quirk.id != "peercred-einval"));
+        let ids = |n| catalogue.profile(named(n)).map(|e| e.quirk.id.as_str()).collect::<Vec<_>>();
+        assert_eq!(ids("wsl2"), ids("wsl2-nat"), "wsl2 is NAT, WSL's default");
+        assert!(ids("wsl2-mirrored").contains(&"port-tracker"));
+        assert!(!ids("wsl2-nat").contains(&"port-tracker"));
+        assert!(ids("wsl2-mirrored").contains(&"loopback-connect-hang"));
+        // EACCES on bind has no path in WSL2's code: no profile has it any more.
+        assert!(
+            Profile::ALL.iter().all(|p| catalogue.profile(*p).all(|e| e.quirk.id != "bind-eacces"))
+        );
         for entry in &catalogue.entries {
             assert!(entry.quirk.references.iter().all(|r| r.starts_with("https://")));
         }
@@ -300,6 +487,13 @@ mod tests {
         );
         let err = Catalogue::parse(&quirk("hook = \"sendmsg\"\nerrno = \"EINVAL\"")).unwrap_err();
         assert!(format!("{err:#}").starts_with("line 10: unknown variant `sendmsg`"), "{err:#}");
+        let source = quirk("hook = \"loopback-hang\"").replace("\"reported\"", "\"source\"");
+        let err = Catalogue::parse(&source).unwrap_err();
+        assert!(format!("{err:#}").contains("give a permalink with the commit"), "{err:#}");
+        let mirrored = quirk("hook = \"loopback-hang\"")
+            .replace("platforms = [\"wsl2\"]", "platforms = [\"wsl2\"]\nprofiles = [\"wsl1\"]");
+        let err = Catalogue::parse(&mirrored).unwrap_err();
+        assert_eq!(format!("{err:#}"), "quirk 'x' is in profile wsl1 but not on wsl1");
         let err =
             Catalogue::parse(&quirk("hook = \"bind\"\nerrno = \"EACCESS\"\nports = [\"80\"]"))
                 .unwrap_err();
@@ -314,5 +508,14 @@ mod tests {
         assert!(parse_port_range("9-8").is_err());
         assert!(parse_port_range("70000").is_err());
         assert!(parse_path_prefix("mnt/").is_err());
+    }
+
+    #[test]
+    fn nameservers() {
+        assert_eq!(parse_nameserver("10.255.255.254"), Ok("10.255.255.254:53".parse().unwrap()));
+        assert_eq!(parse_nameserver("127.0.0.1:5353"), Ok("127.0.0.1:5353".parse().unwrap()));
+        assert!(parse_nameserver("::1").is_err());
+        let conf = "# generated by WSL\nnameserver 10.255.255.254\nnameserver fe80::1\nsearch x\n";
+        assert_eq!(resolv_conf_nameservers(conf), ["10.255.255.254:53".parse().unwrap()]);
     }
 }

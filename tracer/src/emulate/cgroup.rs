@@ -47,6 +47,20 @@ impl Hierarchy {
         Ok(self.dir_of(path))
     }
 
+    /// The depth of the cgroup at directory `dir` below the hierarchy's root (the root is 0), as
+    /// the kernel counts it for `bpf_get_current_ancestor_cgroup_id`: the mount's own cgroup
+    /// path plus the directories under the mount. (Inside a cgroup namespace the mount's path
+    /// is relative to the namespace's root, so the depth may come out short there.)
+    pub fn level_of(&self, dir: &Path) -> Result<u32> {
+        let below = dir
+            .strip_prefix(&self.mount)
+            .with_context(|| format!("{} is not under {}", dir.display(), self.mount.display()))?;
+        let count = |p: &Path| {
+            p.components().filter(|c| matches!(c, std::path::Component::Normal(_))).count()
+        };
+        Ok((count(&self.root) + count(below)) as u32)
+    }
+
     /// The directory of cgroup `path` (as /proc/PID/cgroup writes it) under the mount.
     fn dir_of(&self, path: &str) -> PathBuf {
         let path = Path::new(path);
@@ -323,6 +337,8 @@ mod tests {
         assert_eq!(h.mount, Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(h.dir_of("/"), Path::new("/sys/fs/cgroup/unified"));
         assert_eq!(h.dir_of("/user.slice/a"), Path::new("/sys/fs/cgroup/unified/user.slice/a"));
+        assert_eq!(h.level_of(Path::new("/sys/fs/cgroup/unified")).unwrap(), 0);
+        assert_eq!(h.level_of(Path::new("/sys/fs/cgroup/unified/user.slice/a")).unwrap(), 2);
     }
 
     #[test]

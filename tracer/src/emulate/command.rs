@@ -12,7 +12,7 @@ use tracer_common::config::{MAP_EVENTS, MAP_PENDING};
 
 use super::{
     args::EmulateArgs,
-    catalogue::{Catalogue, Confidence},
+    catalogue::{Catalogue, Confidence, Profile},
     plan::Plan,
     session::Emulation,
 };
@@ -123,10 +123,16 @@ fn list(catalogue: &Catalogue, format: Format) -> io::Result<()> {
                 let platforms: Vec<&str> = q.platforms.iter().map(|p| p.name()).collect();
                 let confidence = match q.confidence {
                     Confidence::Verified => "verified",
+                    Confidence::Source => "source",
                     Confidence::Reported => "reported",
                 };
                 writeln!(out, "{}  [{}, {confidence}]", q.id, platforms.join(", "))?;
                 writeln!(out, "  {}", q.title)?;
+                let profiles = match q.profiles.is_empty() {
+                    true => "none (select it with --quirk)".to_owned(),
+                    false => q.profiles.join(", "),
+                };
+                writeln!(out, "  In:   {profiles}")?;
                 writeln!(out, "  Does: {}", q.effect)?;
                 writeln!(
                     out,
@@ -138,9 +144,19 @@ fn list(catalogue: &Catalogue, format: Format) -> io::Result<()> {
                 }
                 writeln!(out)?;
             }
+            let aliases: Vec<String> = Profile::ALL
+                .iter()
+                .filter_map(|p| p.alias_of.map(|of| format!("{} is {of}", p.name)))
+                .collect();
             writeln!(
                 out,
-                "Profiles: --profile wsl1, --profile wsl2 select every quirk of that platform."
+                "Profiles: --profile {} select the quirks listed In them ({}, WSL's default mode).",
+                Profile::names().join(", "),
+                aliases.join(", ")
+            )?;
+            writeln!(
+                out,
+                "Confidence: source = read in WSL's code (the See: permalinks), reported = from issue reports, verified = reproduced on WSL."
             )?;
         }
     }

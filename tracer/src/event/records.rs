@@ -1,6 +1,8 @@
 //! The records of the JSON stream besides events: calls still in progress, socket errors no
 //! call asked for, losses, exits, snapshots; and `RecordRef`, one line of the stream.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracer_common::Syscall;
@@ -75,13 +77,71 @@ impl Blocked {
     }
 }
 
-/// Events the kernel could not deliver (ring buffer full) since the previous loss record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Records the kernel could not deliver (ring buffer full) since the previous loss record.
+/// `lost` counts the events the user asked for only: for each selected syscall, the events
+/// delivered plus those lost are the calls made. What else was lost is counted apart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Loss {
     #[serde(with = "rfc3339_ns")]
     pub ts: DateTime<Utc>,
+    /// Events of the selected calls lost.
     pub lost: u64,
+    /// `lost` since tracing started.
     pub total_lost: u64,
+    #[serde(flatten)]
+    pub detail: LostDetail,
+}
+
+/// What a loss was made of, beyond the count of selected events (schema 1.2); summed in the
+/// footer as they are in each loss record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LostDetail {
+    /// `lost` by syscall name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_by_syscall: BTreeMap<String, u64>,
+    /// Context records lost: calls the filters hide, sent only to say what the fds of the
+    /// shown calls are; without them an fd may be described wrongly or not at all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_context: u64,
+    /// `lost_context` by syscall name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_context_by_syscall: BTreeMap<String, u64>,
+    /// Other records lost, by record type: `exit`, `socket_error`, and `fork` (a child the
+    /// kernel still traces, whose parent is then unknown).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_records: BTreeMap<String, u64>,
+}
+
+impl Loss {
+    /// What losing context records costs, said wherever their count is shown.
+    pub const CONTEXT_COST: &str = "hidden calls sent only to say what fds are: the fds they created, named or closed may be described wrongly or not at all";
+
+    /// Whether anything at all was lost.
+    pub fn is_empty(&self) -> bool {
+        self.lost == 0
+            && self.detail.lost_context == 0
+            && self.detail.lost_records.values().all(|n| *n == 0)
+    }
+}
+
+impl LostDetail {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &LostDetail) {
+        let add = |to: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>| {
+            for (key, n) in from {
+                *to.entry(key.clone()).or_default() += n;
+            }
+        };
+        add(&mut self.lost_by_syscall, &other.lost_by_syscall);
+        self.lost_context += other.lost_context;
+        add(&mut self.lost_context_by_syscall, &other.lost_context_by_syscall);
+        add(&mut self.lost_records, &other.lost_records);
+    }
+}
+
+/// For `skip_serializing_if`: counts that are absent when zero.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A traced process ended.

@@ -100,6 +100,10 @@ pub trait System {
     fn addresses(&mut self, _pid: u32, _netns: Option<u32>) -> Option<Vec<IpAddr>> {
         None
     }
+    /// The environment `pid` started with (name, value), from /proc/PID/environ.
+    fn environ(&mut self, _pid: u32) -> Option<Vec<(String, String)>> {
+        None
+    }
 }
 
 /// No system to ask: a recording analysed later or elsewhere. Every live fact is unknown, so
@@ -119,6 +123,9 @@ pub struct Live {
     /// netns inode -> that namespace's socket tables.
     tables: HashMap<u32, Fresh<(), Tables>>,
     capabilities: HashMap<u32, u64>,
+    /// With `-- CMD`: the environment the command was started with (wsltrace's own), for
+    /// traced processes that exited before their /proc/PID/environ was read.
+    launch_environment: Option<Vec<(String, String)>>,
 }
 
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
@@ -154,6 +161,15 @@ fn read_owners() -> Result<HashMap<u64, Owner>, Infallible> {
 }
 
 impl Live {
+    /// Every traced process descends from a command started with wsltrace's environment.
+    pub fn with_launch_environment(mut self) -> Self {
+        let vars = std::env::vars_os().map(|(name, value)| {
+            (name.to_string_lossy().into_owned(), value.to_string_lossy().into_owned())
+        });
+        self.launch_environment = Some(vars.collect());
+        self
+    }
+
     /// The socket tables of network namespace `netns`, entered through process `pid`.
     fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
         let read = || Tables::read(&Netns::of_pid(pid)?, pid);
@@ -220,6 +236,11 @@ impl System for Live {
             };
             found.extend(tables.on_port(port, proto).map(|s| (netns, s.clone())));
         }
+        // Nobody on the port (a refused connect): no owner to name, so no walk of every
+        // process's fds (the costliest thing the reader did on a busy machine).
+        if found.is_empty() {
+            return Some(Vec::new());
+        }
         let Ok(owners) = self.owners.get((), read_owners);
         let mut found: Vec<TableSocket> = found
             .into_iter()
@@ -248,8 +269,11 @@ impl System for Live {
             None => (ns_inode(std::process::id(), "net")?, std::process::id()),
         };
         let listening = self.tables(netns, via).ok()?.unix_listener(path).and_then(|s| s.inode);
-        let Ok(owners) = self.owners.get((), read_owners);
-        let listener = listening.and_then(|inode| owners.get(&inode).cloned());
+        // The owners are walked for only when there is a listener to name.
+        let listener = listening.and_then(|inode| {
+            let Ok(owners) = self.owners.get((), read_owners);
+            owners.get(&inode).cloned()
+        });
         // Same file if the listener's own view of the path is the inode the caller sees.
         let listener_same_file = match (&listener, &seen) {
             (Some(owner), Some(meta)) => {
@@ -286,6 +310,19 @@ impl System for Live {
         addrs.sort();
         addrs.dedup();
         Some(addrs)
+    }
+
+    fn environ(&mut self, pid: u32) -> Option<Vec<(String, String)>> {
+        // Empty once the process is a zombie, gone once reaped: short-lived clients (curl) exit
+        // before their events are judged. Then the launch environment, if there is one.
+        let raw = std::fs::read(format!("/proc/{pid}/environ")).ok().filter(|r| !r.is_empty());
+        let Some(raw) = raw else { return self.launch_environment.clone() };
+        let vars = raw.split(|&b| b == 0).filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (name, value) = entry.split_once('=')?;
+            Some((name.to_owned(), value.to_owned()))
+        });
+        Some(vars.collect())
     }
 }
 

@@ -338,7 +338,7 @@ mod tests {
         };
         assert!(f.exit(&exit(10)));
         assert!(!f.exit(&exit(11)));
-        assert!(f.loss(&Loss { ts, lost: 1, total_lost: 1 }));
+        assert!(f.loss(&Loss { ts, lost: 1, total_lost: 1, ..Loss::default() }));
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn pipeline(room: usize) -> (Pipeline, Rc<RefCell<Vec<String>>>) {
 }
 
 fn loss(lost: u64) -> Record {
-    Record::Loss(Loss { ts: chrono::Utc::now(), lost, total_lost: lost })
+    Record::Loss(Loss { ts: chrono::Utc::now(), lost, total_lost: lost, ..Loss::default() })
 }
 
 fn problem(error: bool) -> Record {

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    event::{Blocked, Event, Loss, ProcessExit, Snapshot, SocketError, rfc3339_ns},
+    event::{
+        Blocked, Event, Loss, LostDetail, ProcessExit, Snapshot, SocketError, is_zero, rfc3339_ns,
+    },
     facts::Facts,
     filter::FilterSpec,
 };
@@ -20,7 +22,7 @@ pub const FORMAT: &str = "wsltrace-recording";
 
 /// The schema this build writes. Readers accept any minor version of their major (minor
 /// versions only add fields and record types) and refuse a newer major.
-pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
+pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SchemaVersion {
@@ -119,6 +121,9 @@ pub struct Footer {
     pub events: u64,
     /// Sum of the `lost` of this file's `loss` records.
     pub lost: u64,
+    /// Sums of their details (schema 1.2).
+    #[serde(flatten)]
+    pub lost_detail: LostDetail,
     pub exits: u64,
     pub snapshots: u64,
     /// `socket_error` records in this file (schema 1.1).
@@ -145,8 +150,12 @@ pub enum Record {
     Footer(Footer),
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+impl Footer {
+    /// Adds a loss record to the counts.
+    pub fn count_loss(&mut self, loss: &Loss) {
+        self.lost += loss.lost;
+        self.lost_detail.add(&loss.detail);
+    }
 }
 
 /// A header and footer are written by the recording sink itself; the other records go
@@ -179,6 +188,6 @@ mod tests {
         assert_eq!(SchemaVersion::parse("1.0"), Some(SchemaVersion { major: 1, minor: 0 }));
         assert_eq!(SchemaVersion::parse("2"), Some(SchemaVersion { major: 2, minor: 0 }));
         assert_eq!(SchemaVersion::parse("1.x"), None);
-        assert_eq!(SCHEMA.to_string(), "1.1");
+        assert_eq!(SCHEMA.to_string(), "1.2");
     }
 }

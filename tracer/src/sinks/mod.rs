@@ -3,19 +3,24 @@
 pub mod args;
 pub mod file;
 pub mod json;
+pub mod line;
+pub mod metrics;
 pub mod recording;
 pub mod render;
+pub mod status;
 pub mod summary;
 pub mod text;
 
 use std::{
     collections::HashSet,
     io::{self, BufWriter},
+    rc::Rc,
 };
 
 use self::{
     args::{Format, OutputArgs},
     json::JsonSink,
+    status::{MakeWay, StatusLine},
     summary::SummarySink,
     text::TextSink,
 };
@@ -30,6 +35,10 @@ pub trait Sink {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
+
+    /// Something else is about to write to the terminal (a problem report): take the status
+    /// line off it.
+    fn make_way(&mut self) {}
 }
 
 /// `--quiet`: passes on only the events with findings, the exits of the processes that had
@@ -76,6 +85,10 @@ impl Sink for Quiet {
     fn finish(&mut self) -> io::Result<()> {
         self.sink.finish()
     }
+
+    fn make_way(&mut self) {
+        self.sink.make_way();
+    }
 }
 
 /// Fans records out to every sink.
@@ -97,6 +110,10 @@ impl Sinks {
         self.sinks.iter_mut().try_for_each(|s| s.flush())
     }
 
+    pub fn make_way(&mut self) {
+        self.sinks.iter_mut().for_each(|s| s.make_way());
+    }
+
     /// Finishes every sink, even when one fails: a broken terminal must not cost the
     /// recording its footer. Returns the first error.
     pub fn finish(&mut self) -> io::Result<()> {
@@ -114,13 +131,14 @@ impl Sinks {
 
 /// The terminal's sink; the recording (`-o`) is added once tracing can start. Nothing is
 /// formatted for a stdout sent to /dev/null (`-o FILE > /dev/null`, a service's output):
-/// nobody reads it, and at high rates formatting it costs as much as the recording.
-pub fn terminal(output: &OutputArgs, quiet: bool) -> Sinks {
+/// nobody reads it, and at high rates formatting it costs as much as the recording. Output
+/// to the terminal the status line is on takes the line off first.
+pub fn terminal(output: &OutputArgs, quiet: bool, status: Option<&Rc<StatusLine>>) -> Sinks {
     let mut sinks = Sinks::default();
     if stdout_is_dev_null() {
         return sinks;
     }
-    let stdout = BufWriter::with_capacity(64 << 10, io::stdout());
+    let stdout = BufWriter::with_capacity(64 << 10, MakeWay::new(io::stdout(), status));
     match output.format {
         // -c: the summary replaces the line per call, like strace -c.
         _ if output.summary => {

@@ -10,6 +10,10 @@ use std::{
     io::{self, BufWriter, Read as _, Seek as _, Write},
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,6 +24,7 @@ use super::{
     Sink,
     args::OutputArgs,
     file::{self, Mode},
+    line::LineWriter,
 };
 use crate::{
     event::RecordRef,
@@ -54,8 +59,11 @@ pub struct RecordingSink {
     /// The current part's counts, written as its footer.
     footer: Footer,
     line: Vec<u8>,
+    writer: LineWriter,
     last_flush: Instant,
     since_clock: u32,
+    /// Bytes in the recording's files, every part (the status line shows it).
+    written: Arc<AtomicU64>,
 }
 
 /// Fails early when `-o` names a file that exists (without --append): before a slow start.
@@ -92,7 +100,8 @@ impl RecordingSink {
         };
         header.part = 1;
         let path = current_path(&opts, file_number);
-        let out = Output::open(&path, compression, opts.append)?;
+        let written = Arc::new(AtomicU64::new(0));
+        let out = Output::open(&path, compression, opts.append, &written)?;
         let mut sink = RecordingSink {
             opts,
             compression,
@@ -101,13 +110,20 @@ impl RecordingSink {
             file_number,
             out: Some(out),
             line: Vec::with_capacity(1024),
+            writer: LineWriter::default(),
             last_flush: Instant::now(),
             since_clock: 0,
+            written,
         };
         sink.frame(Frame::Header(&sink.header.clone()))?;
         // On disk at once: even a recording killed before its first event says what it is.
         sink.output()?.flush()?;
         Ok(sink)
+    }
+
+    /// Bytes written to the recording's files so far (all parts), kept up to date.
+    pub fn written(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.written)
     }
 
     /// The file being written now.
@@ -132,9 +148,15 @@ impl RecordingSink {
         match record {
             RecordRef::Event(ev) => {
                 f.events += 1;
-                *f.syscalls.entry(ev.syscall.name().to_owned()).or_default() += 1;
+                // No String made per event: the name is looked up, and owned once.
+                match f.syscalls.get_mut(ev.syscall.name()) {
+                    Some(n) => *n += 1,
+                    None => {
+                        f.syscalls.insert(ev.syscall.name().to_owned(), 1);
+                    }
+                }
             }
-            RecordRef::Loss(loss) => f.lost += loss.lost,
+            RecordRef::Loss(loss) => f.count_loss(loss),
             RecordRef::Exit(_) => f.exits += 1,
             RecordRef::Snapshot(_) => f.snapshots += 1,
             RecordRef::SocketError(_) => f.socket_errors += 1,
@@ -164,7 +186,8 @@ impl RecordingSink {
         self.header.part_start = Utc::now();
         let path = self.path();
         // Parts are always new files, even with --append.
-        let out = Output::open(&path, self.compression, false).map_err(io::Error::other)?;
+        let out = Output::open(&path, self.compression, false, &self.written)
+            .map_err(io::Error::other)?;
         self.out = Some(out);
         self.footer = Footer { part: self.header.part, ..Footer::default() };
         self.frame(Frame::Header(&self.header.clone()))?;
@@ -182,8 +205,7 @@ fn current_path(opts: &Options, file_number: u32) -> PathBuf {
 impl Sink for RecordingSink {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &record)?;
-        self.line.push(b'\n');
+        self.writer.record(&mut self.line, record)?;
         let out = self.out.as_mut().ok_or_else(|| io::Error::other("the recording is finished"))?;
         out.write_all(&self.line)?;
         let size = out.size();
@@ -234,14 +256,20 @@ enum Output {
 }
 
 impl Output {
-    fn open(path: &Path, compression: Compression, append: bool) -> Result<Output> {
+    fn open(
+        path: &Path,
+        compression: Compression,
+        append: bool,
+        written: &Arc<AtomicU64>,
+    ) -> Result<Output> {
         let mode = if append { Mode::Append } else { Mode::CreateNew };
         let opened = file::open(path, mode)?;
         let mut file = opened.file;
         if opened.len > 0 {
             prepare_append(&mut file, path, opened.len, compression)?;
         }
-        let counted = Counted { file, bytes: opened.len };
+        written.fetch_add(opened.len, Ordering::Relaxed);
+        let counted = Counted { file, bytes: opened.len, written: Arc::clone(written) };
         Ok(match compression {
             Compression::None => Output::Plain(BufWriter::with_capacity(256 << 10, counted)),
             Compression::Zstd => Output::Zstd(
@@ -331,16 +359,19 @@ fn prepare_append(
     Ok(())
 }
 
-/// A file that counts the bytes written to it, for rotation.
+/// A file that counts the bytes written to it, for rotation (this part) and the status line
+/// (every part).
 struct Counted {
     file: std::fs::File,
     bytes: u64,
+    written: Arc<AtomicU64>,
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 

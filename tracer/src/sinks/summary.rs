@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use super::{Sink, args::Format, render::Duration};
-use crate::event::{Finding, RecordRef, Severity};
+use crate::event::{Finding, Loss, RecordRef, Severity, is_zero};
 
 /// Three significant digits: percentiles within 0.1% of the true latency.
 const SIGNIFICANT_DIGITS: u8 = 3;
@@ -25,6 +25,9 @@ pub struct Report {
     pub events: u64,
     /// Events the kernel could not deliver.
     pub lost: u64,
+    /// Context records the kernel could not deliver (see `LostDetail::lost_context`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost_context: u64,
     /// Time of the first and last record.
     pub first: Option<String>,
     pub last: Option<String>,
@@ -95,6 +98,7 @@ pub struct FindingReport {
 pub struct Summary {
     events: u64,
     lost: u64,
+    lost_context: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
     syscalls: BTreeMap<&'static str, SyscallTotals>,
@@ -162,6 +166,7 @@ impl Summary {
             }
             RecordRef::Loss(loss) => {
                 self.lost += loss.lost;
+                self.lost_context += loss.detail.lost_context;
                 loss.ts
             }
             RecordRef::Exit(exit) => exit.ts,
@@ -225,6 +230,7 @@ impl Summary {
         Report {
             events: self.events,
             lost: self.lost,
+            lost_context: self.lost_context,
             first: self.first.as_ref().map(stamp),
             last: self.last.as_ref().map(stamp),
             duration_ns,
@@ -315,6 +321,13 @@ impl Report {
             ),
         };
         out.push_str(&lost);
+        if self.lost_context > 0 {
+            out.push_str(&format!(
+                "lost context records: {} ({})\n",
+                self.lost_context,
+                Loss::CONTEXT_COST
+            ));
+        }
         if !self.blocked.is_empty() {
             let counts: Vec<String> =
                 self.blocked.iter().map(|(s, n)| format!("{s} {n}")).collect();

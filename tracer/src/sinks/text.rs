@@ -201,12 +201,36 @@ impl<W: Write> TextSink<W> {
     }
 
     fn loss(&mut self, loss: &Loss) {
-        self.time(loss.ts);
-        let text = format!(
-            "--- lost {} events (ring buffer full; {} lost in all): enlarge it with --ring-size or narrow the trace with -s, -e or --failed ---",
-            loss.lost, loss.total_lost
-        );
-        self.styled(WARN, &text);
+        let counts = |by: &std::collections::BTreeMap<String, u64>| {
+            by.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+        };
+        let mut lines = Vec::new();
+        if loss.lost > 0 {
+            lines.push(format!(
+                "--- lost {} events ({}; ring buffer full; {} lost in all): enlarge it with --ring-size or narrow the trace with -s, -e or --failed ---",
+                loss.lost,
+                counts(&loss.detail.lost_by_syscall),
+                loss.total_lost
+            ));
+        }
+        if loss.detail.lost_context > 0 {
+            lines.push(format!(
+                "--- lost {} context records ({}): {} ---",
+                loss.detail.lost_context,
+                counts(&loss.detail.lost_context_by_syscall),
+                Loss::CONTEXT_COST
+            ));
+        }
+        if !loss.detail.lost_records.is_empty() {
+            lines.push(format!("--- lost records: {} ---", counts(&loss.detail.lost_records)));
+        }
+        for (i, line) in lines.iter().enumerate() {
+            if i > 0 {
+                self.line.push('\n');
+            }
+            self.time(loss.ts);
+            self.styled(WARN, line);
+        }
     }
 
     fn exit(&mut self, exit: &ProcessExit) {

@@ -17,17 +17,27 @@ pub fn kernel_layout() -> Option<KernelLayout> {
         );
         return None;
     }
-    // Mmap: only the few types needed are parsed (a full parse took 140 ms at start-up).
-    match Btf::from_file_with_backend(VMLINUX, Backend::Mmap)
-        .map_err(anyhow::Error::from)
-        .and_then(|btf| resolve(&btf))
-    {
+    match open_vmlinux().and_then(|btf| resolve(&btf)) {
         Ok(layout) => Some(layout),
         Err(err) => {
             tracing::warn!(
                 "cannot read kernel struct layouts from {VMLINUX} ({err:#}): close() is traced for every fd"
             );
             None
+        }
+    }
+}
+
+/// The running kernel's BTF. Mmap first: only the few types needed are parsed (a full parse
+/// took 140 ms at start-up). Kernels before 6.16 cannot mmap the sysfs file (ENODEV): there
+/// it is read whole and parsed from memory (btf-rs's own file backend seeks the file for
+/// every type, tens of thousands of syscalls).
+pub fn open_vmlinux() -> Result<Btf> {
+    match Btf::from_file_with_backend(VMLINUX, Backend::Mmap) {
+        Ok(btf) => Ok(btf),
+        Err(_) => {
+            let bytes = std::fs::read(VMLINUX).with_context(|| format!("reading {VMLINUX}"))?;
+            Ok(Btf::from_bytes(&bytes)?)
         }
     }
 }

@@ -14,7 +14,7 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -39,10 +39,23 @@ pub struct KernelOptions {
 /// Totals of the kernel programs' per-CPU counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Records the ring buffer had no room for.
-    pub lost: u64,
+    /// Records the ring buffer had no room for, by kind.
+    pub lost: Lost,
     /// Exits seen without their entry (in flight at attach).
     pub no_entry: u64,
+}
+
+/// Records the ring buffer had no room for: what the user asked for and what only kept
+/// wsltrace's picture of the processes current, apart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Events of the selected calls, by syscall id.
+    pub selected: [u64; Syscall::ALL.len()],
+    /// Context records (see `FLAG_CONTEXT`), by syscall id.
+    pub context: [u64; Syscall::ALL.len()],
+    pub forks: u64,
+    pub exits: u64,
+    pub socket_errors: u64,
 }
 
 pub struct Kernel {
@@ -191,10 +204,23 @@ impl Kernel {
     }
 
     pub fn counters(&self) -> Result<Counters> {
-        let sum = |counter: Counter| -> Result<u64> {
-            Ok(self.counters.get(&(counter as u32), 0)?.iter().sum())
+        let sum_at = |index: u32| -> Result<u64> { Ok(self.counters.get(&index, 0)?.iter().sum()) };
+        let sum = |counter: Counter| sum_at(counter as u32);
+        let by_syscall = |context: bool| -> Result<[u64; Syscall::ALL.len()]> {
+            let mut counts = [0; Syscall::ALL.len()];
+            for (count, &syscall) in counts.iter_mut().zip(Syscall::ALL) {
+                *count = sum_at(lost_index(syscall, context))?;
+            }
+            Ok(counts)
         };
-        Ok(Counters { lost: sum(Counter::RingFull)?, no_entry: sum(Counter::NoEntry)? })
+        let lost = Lost {
+            selected: by_syscall(false)?,
+            context: by_syscall(true)?,
+            forks: sum(Counter::LostFork)?,
+            exits: sum(Counter::LostExit)?,
+            socket_errors: sum(Counter::LostSocketError)?,
+        };
+        Ok(Counters { lost, no_entry: sum(Counter::NoEntry)? })
     }
 }
 

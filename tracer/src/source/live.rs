@@ -4,7 +4,7 @@
 //! when the output goes away; whatever the kernel submitted before that is still delivered.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{BTreeMap, HashSet, VecDeque},
     io,
     os::unix::fs::FileExt as _,
     process::ExitStatus,
@@ -22,7 +22,7 @@ use tokio::{
 
 use super::{
     Record, Source,
-    kernel::{Kernel, monotonic_ns},
+    kernel::{Kernel, Lost, monotonic_ns},
     launch::{self, Launched},
     records::{self, RecordError},
     target,
@@ -31,7 +31,7 @@ use tracer_common::{PendingCall, Syscall, record::ADDR_CAP};
 
 use crate::{
     decode::{self, Clock},
-    event::{Blocked, Loss, Snapshot},
+    event::{Blocked, Loss, LostDetail, Snapshot},
 };
 
 /// How often the ring is drained when no wakeup came: records are submitted without waking
@@ -87,7 +87,8 @@ pub struct Live {
     drain: Option<usize>,
     /// The last drain stopped at MAX_DRAIN with records left in the ring.
     backlog: bool,
-    reported_lost: u64,
+    /// The kernel's drop counters as of the last loss record.
+    reported_lost: Lost,
     /// `--blocked-after`: calls in flight longer than this are reported; zero: never.
     blocked_after: Duration,
     /// The calls reported as blocked, by (pid_tgid, entry time): each once.
@@ -130,7 +131,7 @@ impl Live {
             queued: snapshots.into_iter().map(Record::Snapshot).collect(),
             drain: None,
             backlog: false,
-            reported_lost: 0,
+            reported_lost: Lost::default(),
             blocked_after: Duration::ZERO,
             reported_blocked: HashSet::new(),
             blocked_due: false,
@@ -222,21 +223,22 @@ impl Live {
         let parsed = records::parse(&item);
         drop(item);
         self.drain = Some(read + 1);
-        self.decode(parsed)
+        // By reference: the 432-byte record is copied once, out of the ring, not again.
+        self.decode(&parsed)
     }
 
-    fn decode(&self, parsed: Result<records::Record, RecordError>) -> Option<Record> {
+    fn decode(&self, parsed: &Result<records::Record, RecordError>) -> Option<Record> {
         match parsed {
             Ok(records::Record::Syscall(rec)) => {
-                let event = decode::decode(&rec, &self.clock).map(Record::Event);
+                let event = decode::decode(rec, &self.clock).map(Record::Event);
                 if event.is_none() {
                     tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
                 }
                 event
             }
-            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, &self.clock))),
+            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(rec, &self.clock))),
             Ok(records::Record::SocketError(rec)) => {
-                Some(Record::SocketError(decode::socket_error(&rec, &self.clock)))
+                Some(Record::SocketError(decode::socket_error(rec, &self.clock)))
             }
             Ok(records::Record::Fork(rec)) => {
                 Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
@@ -248,12 +250,10 @@ impl Live {
         }
     }
 
-    /// Turns growth of the kernel's drop counter into a visible loss record.
+    /// Turns growth of the kernel's drop counters into a visible loss record.
     fn report_losses(&mut self) -> Result<()> {
         let lost = self.kernel.counters()?.lost;
-        if lost > self.reported_lost {
-            let loss =
-                Loss { ts: chrono::Utc::now(), lost: lost - self.reported_lost, total_lost: lost };
+        if let Some(loss) = loss_since(&self.reported_lost, &lost, chrono::Utc::now()) {
             self.reported_lost = lost;
             self.queued.push_back(Record::Loss(loss));
         }
@@ -388,6 +388,42 @@ fn read_user(pid: u32, ptr: u64, len: u64) -> Vec<u8> {
     buf
 }
 
+/// The loss record for what the kernel counted between `before` and `now`; `None` when
+/// nothing more was lost.
+fn loss_since(before: &Lost, now: &Lost, ts: chrono::DateTime<chrono::Utc>) -> Option<Loss> {
+    let by_syscall = |before: &[u64], now: &[u64]| -> BTreeMap<String, u64> {
+        Syscall::ALL
+            .iter()
+            .zip(before.iter().zip(now))
+            .filter(|(_, (before, now))| now > before)
+            .map(|(syscall, (before, now))| (syscall.name().to_owned(), now - before))
+            .collect()
+    };
+    let lost_by_syscall = by_syscall(&before.selected, &now.selected);
+    let lost_context_by_syscall = by_syscall(&before.context, &now.context);
+    let records = [
+        ("exit", before.exits, now.exits),
+        ("fork", before.forks, now.forks),
+        ("socket_error", before.socket_errors, now.socket_errors),
+    ];
+    let loss = Loss {
+        ts,
+        lost: lost_by_syscall.values().sum(),
+        total_lost: now.selected.iter().sum(),
+        detail: LostDetail {
+            lost_by_syscall,
+            lost_context: lost_context_by_syscall.values().sum(),
+            lost_context_by_syscall,
+            lost_records: records
+                .into_iter()
+                .filter(|(_, before, now)| now > before)
+                .map(|(kind, before, now)| (kind.to_owned(), now - before))
+                .collect(),
+        },
+    };
+    (!loss.is_empty()).then_some(loss)
+}
+
 async fn wait(launched: Option<&mut Launched>) -> io::Result<ExitStatus> {
     match launched {
         Some(l) => l.child.wait().await,
@@ -399,5 +435,39 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(syscall: Syscall, n: u64) -> [u64; Syscall::ALL.len()] {
+        let mut counts = [0; Syscall::ALL.len()];
+        counts[syscall as usize] = n;
+        counts
+    }
+
+    #[test]
+    fn losses_are_split_into_selected_context_and_other_records() {
+        let ts = chrono::Utc::now();
+        let before = Lost { selected: at(Syscall::Getsockopt, 5), ..Lost::default() };
+        assert_eq!(loss_since(&before, &before, ts), None, "nothing more lost");
+        let now = Lost {
+            selected: at(Syscall::Getsockopt, 12),
+            context: at(Syscall::Close, 30),
+            exits: 1,
+            ..Lost::default()
+        };
+        let loss = loss_since(&before, &now, ts).expect("a loss");
+        assert_eq!((loss.lost, loss.total_lost, loss.detail.lost_context), (7, 12, 30));
+        let map = |name: &str, n: u64| BTreeMap::from([(name.to_owned(), n)]);
+        assert_eq!(loss.detail.lost_by_syscall, map("getsockopt", 7));
+        assert_eq!(loss.detail.lost_context_by_syscall, map("close", 30));
+        assert_eq!(loss.detail.lost_records, map("exit", 1));
+        // Context alone is a loss record too, with no selected event lost.
+        let only_context = Lost { context: at(Syscall::Socketpair, 1), ..before };
+        let loss = loss_since(&before, &only_context, ts).expect("a loss");
+        assert_eq!((loss.lost, loss.total_lost, loss.detail.lost_context), (0, 5, 1));
     }
 }

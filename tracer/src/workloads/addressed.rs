@@ -104,12 +104,36 @@ pub fn connect_to(target: &Target, count: u64) -> Result<()> {
     Ok(())
 }
 
+/// Connects to a local listener, holding every connection, until a connect fails or `max` have
+/// succeeded; says which on stderr (`exhaust: N connections, then ERRNO`).
+pub fn exhaust_ports(max: u64) -> Result<()> {
+    let (listener, addr) = super::tcp_listener()?;
+    let mut held = Vec::new();
+    let mut failure = None;
+    while (held.len() as u64) < max {
+        let sock = super::tcp_socket()?;
+        match connect(sock.as_raw_fd(), &addr) {
+            Ok(()) => held.push(sock),
+            Err(err) => {
+                failure = Some(err);
+                break;
+            }
+        }
+    }
+    match failure {
+        Some(err) => eprintln!("exhaust: {} connections, then {err}", held.len()),
+        None => eprintln!("exhaust: {} connections, no failure", held.len()),
+    }
+    drop((held, listener));
+    Ok(())
+}
+
 /// bind() failed by a seccomp filter before it enters the kernel: from this thread, and from a
 /// thread started after the filter (which it inherits).
 pub fn seccomp_refused(target: &Target) -> Result<()> {
     let sock = target_socket(target)?;
     let action = libc::SECCOMP_RET_ERRNO | libc::EADDRINUSE as u32;
-    let mut filter = crate::emulate::unix_bind::bind_filter(action);
+    let mut filter = crate::emulate::supervisor::bind_filter(action);
     let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_mut_ptr() };
     // SAFETY: prctl with integer arguments; then a valid filter program that outlives the call.
     let installed = unsafe {

@@ -8,7 +8,9 @@ use std::{
 };
 
 use anyhow::Result;
-use nix::sys::socket::{SockaddrIn, connect, getsockname};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, connect, getsockname, socketpair,
+};
 
 use super::{accept4_with_peer, tcp_listener, tcp_socket};
 
@@ -85,32 +87,64 @@ pub fn fork_grandchild() -> Result<()> {
 /// `threads` threads make `count` getsockopt(SO_TYPE) calls in all, as fast as they can.
 /// Each thread also makes one socket() and one close(): `count + 2 * threads` calls.
 pub fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let secs = on_threads(count, threads, ready, |calls| {
+        let sock = tcp_socket()?;
+        for _ in 0..calls {
+            so_type(sock.as_raw_fd());
+        }
+        drop(sock);
+        Ok(())
+    })?;
+    // On stderr, for benchmarks: the loop's own time, without any tracer start-up.
+    let calls = count + 2 * threads as u64;
+    eprintln!("burst: {calls} calls in {secs:.6} s ({:.0} calls/s)", calls as f64 / secs);
+    Ok(())
+}
+
+/// `threads` threads make `count` rounds in all of socketpair(AF_UNIX), getsockopt(SO_TYPE)
+/// on its first end and a close() of each end: `count` calls of getsockopt and socketpair,
+/// `2 * count` of close, nothing else.
+pub fn pairs(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()> {
+    let secs = on_threads(count, threads, ready, |rounds| {
+        for _ in 0..rounds {
+            let (a, b) =
+                socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)?;
+            so_type(a.as_raw_fd());
+            drop(a);
+            drop(b);
+        }
+        Ok(())
+    })?;
+    eprintln!("pairs: {count} rounds in {secs:.6} s ({:.0} rounds/s)", count as f64 / secs);
+    Ok(())
+}
+
+/// getsockopt(SOL_SOCKET, SO_TYPE) on `fd`, its result unused.
+fn so_type(fd: libc::c_int) {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid pointers to a local int and its length.
+    unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, SO_TYPE, (&raw mut value).cast(), &mut len) };
+}
+
+/// Splits `count` among `threads` threads started before `ready`, which run `work` with
+/// their share all at once; returns the seconds they took.
+fn on_threads(
+    count: u64,
+    threads: usize,
+    ready: fn() -> Result<()>,
+    work: fn(u64) -> Result<()>,
+) -> Result<f64> {
     let start = Arc::new(Barrier::new(threads + 1));
     let per_thread = count / threads as u64;
     let extra = count % threads as u64;
     let workers: Vec<_> = (0..threads as u64)
         .map(|i| {
             let start = Arc::clone(&start);
-            let calls = per_thread + u64::from(i < extra);
+            let share = per_thread + u64::from(i < extra);
             std::thread::spawn(move || -> Result<()> {
                 start.wait();
-                let sock = tcp_socket()?;
-                let mut value: libc::c_int = 0;
-                for _ in 0..calls {
-                    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-                    // SAFETY: valid pointers to a local int and its length.
-                    unsafe {
-                        libc::getsockopt(
-                            sock.as_raw_fd(),
-                            libc::SOL_SOCKET,
-                            SO_TYPE,
-                            (&raw mut value).cast(),
-                            &mut len,
-                        )
-                    };
-                }
-                drop(sock);
-                Ok(())
+                work(share)
             })
         })
         .collect();
@@ -120,9 +154,5 @@ pub fn burst(count: u64, threads: usize, ready: fn() -> Result<()>) -> Result<()
     for worker in workers {
         worker.join().map_err(|_| anyhow::anyhow!("worker thread panicked"))??;
     }
-    // On stderr, for benchmarks: the loop's own time, without any tracer start-up.
-    let secs = started.elapsed().as_secs_f64();
-    let calls = count + 2 * threads as u64;
-    eprintln!("burst: {calls} calls in {secs:.6} s ({:.0} calls/s)", calls as f64 / secs);
-    Ok(())
+    Ok(started.elapsed().as_secs_f64())
 }

@@ -37,6 +37,9 @@ pub enum Scenario {
     Server,
     /// --threads threads making --count getsockopt(SO_TYPE) calls as fast as they can
     Burst,
+    /// --threads threads making --count rounds of socketpair, getsockopt(SO_TYPE) and two
+    /// closes as fast as they can (with -s getsockopt, the others are context)
+    Pairs,
     /// Listen on --addr, print "listening PID PORT" and hold it until a line arrives on stdin
     Listen,
     /// Connect to --addr (--count times, default once)
@@ -60,6 +63,18 @@ pub enum Scenario {
     /// does when Windows holds the port), a bind to --addr from the main thread, then one from
     /// a thread started afterwards
     Seccomp,
+    /// Connections to a listener on 127.0.0.1, all held open, until connect() fails (at most
+    /// --count, default 64): with a narrowed net.ipv4.ip_local_port_range (in a network
+    /// namespace of its own) the local ports run out with EADDRNOTAVAIL, as in WSL2 mirrored
+    /// networking's 4096-port window
+    Exhaust,
+    /// vsock connects to the host (CID 2) on a port nothing listens on, each bounded by
+    /// --timeout-ms (SO_VM_SOCKETS_CONNECT_TIMEOUT), until one times out (at most --count,
+    /// default 1); prints `vsock-host: ERRNO` for each on stderr
+    VsockHost,
+    /// Under a seccomp filter with a user-notification listener (the kind WSL's init gives
+    /// every process in mirrored mode; this one traps no call), runs `wsltrace probe`
+    Supervised,
 }
 
 /// What some workloads take besides their name.
@@ -69,12 +84,17 @@ pub struct Params {
     #[arg(long, value_name = "ADDR")]
     pub addr: Option<String>,
 
-    /// burst: getsockopt calls to make in all (default 100000); connect: connections to try
-    /// (default 1)
+    /// burst: getsockopt calls to make in all (default 100000); pairs: rounds (default
+    /// 100000); connect: connections to try (default 1); exhaust, vsock-host: the most
+    /// connects to make
     #[arg(long)]
     pub count: Option<u64>,
 
-    /// burst: threads making them
+    /// vsock-host: the connect timeout in milliseconds (the kernel counts in ticks)
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+
+    /// burst, pairs: threads making them
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub threads: u64,
 }
@@ -96,6 +116,10 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Burst => {
             let count = params.count.unwrap_or(100_000);
             return concurrency::burst(count, params.threads as usize, ready);
+        }
+        Scenario::Pairs => {
+            let count = params.count.unwrap_or(100_000);
+            return concurrency::pairs(count, params.threads as usize, ready);
         }
         Scenario::Listen => return addressed::listen_on(&addressed::target(params)?),
         // Holding is the point: it always says where it is and waits.
@@ -123,8 +147,31 @@ pub fn run(scenario: Scenario, params: &Params, ready: fn() -> Result<()>) -> Re
         Scenario::Quirks => quirks::run(),
         Scenario::Identity => calls::identity_changes(),
         Scenario::Seccomp => addressed::seccomp_refused(&addressed::target(params)?),
+        Scenario::Exhaust => addressed::exhaust_ports(params.count.unwrap_or(64)),
+        Scenario::Supervised => {
+            let _listener = crate::probe::install_listener()?;
+            let report = crate::probe::run(std::time::Duration::from_secs(1));
+            print!("{}", crate::probe::render(&report));
+            Ok(())
+        }
+        Scenario::VsockHost => {
+            let timeout = std::time::Duration::from_millis(params.timeout_ms);
+            for _ in 0..params.count.unwrap_or(1) {
+                match crate::probe::vsock_connect_host(crate::probe::VSOCK_PORT, timeout) {
+                    Ok(took) => eprintln!("vsock-host: connected in {took:?}"),
+                    Err(e) => {
+                        eprintln!("vsock-host: {}", crate::decode::errno::Errno(e as u16).name());
+                        if e == nix::errno::Errno::ETIMEDOUT {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Scenario::Threads
         | Scenario::Burst
+        | Scenario::Pairs
         | Scenario::Listen
         | Scenario::Holder
         | Scenario::FullQueue => Ok(()),

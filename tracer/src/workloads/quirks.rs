@@ -128,12 +128,20 @@ fn free_port() -> Result<u16> {
     Ok(getsockname::<SockaddrIn>(probe.as_raw_fd())?.port())
 }
 
+/// How long a blocking connect may hang: longer than `--blocked-after`'s default, so a trace
+/// reports the call as blocked.
+const CONNECT_LIMIT_SECS: i64 = 3;
+
 fn connect_new(
     family: AddressFamily,
     flags: SockFlag,
     addr: &dyn SockaddrLike,
 ) -> Result<(), Errno> {
     let sock = socket(family, SockType::Stream, flags | SockFlag::SOCK_CLOEXEC, None)?;
+    // Bounded: under the mirrored loopback hang a connect to a dead port would wait for
+    // TCP's retries (over two minutes); after this it fails with EINPROGRESS, which says so.
+    let limit = nix::sys::time::TimeVal::new(CONNECT_LIMIT_SECS, 0);
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::SendTimeout, &limit)?;
     // SAFETY: `addr` is a valid sockaddr of `addr.len()` bytes.
     let ret = unsafe { libc::connect(sock.as_raw_fd(), addr.as_ptr(), addr.len()) };
     Errno::result(ret).map(drop)

@@ -3,6 +3,7 @@
 
 mod kernel;
 mod machine;
+mod nginx;
 mod process;
 mod report;
 mod runs;
@@ -57,6 +58,8 @@ enum Skip {
     Saturation,
     /// The lossless-rate search (and the memory figure taken in it)
     Lossless,
+    /// nginx under ab, traced and untraced
+    Nginx,
     /// The start-up samples
     Startup,
     /// The kernel programs' own run time (BPF statistics, read with bpftool)
@@ -177,10 +180,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if wanted(Skip::Lossless) {
         results.lossless = Some(lossless(&tools, &settings)?);
     }
+    if wanted(Skip::Nginx) {
+        match prerequisites::ab() {
+            Ok(()) => results.server = Some(nginx::measure(&tools, &settings)?),
+            Err(why) => results.notes.push(format!("The nginx row was not measured: ab {why}.")),
+        }
+    }
     if wanted(Skip::Startup) {
         results.startup = Some(startup(&tools, &settings)?);
     }
-    for phase in [Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Startup] {
+    for phase in [Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Nginx, Skip::Startup] {
         if !wanted(phase) {
             let name = phase.to_possible_value().map(|v| v.get_name().to_owned());
             results.notes.push(format!(

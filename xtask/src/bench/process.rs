@@ -91,6 +91,38 @@ pub fn reap_orphans(timeout: Duration) {
     }
 }
 
+/// [`reap_orphans`] while `running`, a child still wanted (a server under test), goes on:
+/// waits for every other child of ours.
+pub fn reap_orphans_besides(running: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let others: Vec<u32> = children().into_iter().filter(|&pid| pid != running).collect();
+        if others.is_empty() {
+            return;
+        }
+        for pid in others {
+            let mut status = 0;
+            // SAFETY: a valid pointer to a status word; `pid` is a child of ours.
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+        }
+        if Instant::now() > deadline {
+            eprintln!("bench: warning: a tracer's child is still running; going on");
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Our children (orphans handed to us included), from every thread's `children` list.
+fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| list.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<_>>())
+        .collect()
+}
+
 /// The lines a child writes to a pipe, read on a thread of their own and timestamped as they
 /// arrive.
 pub struct Lines {

@@ -365,7 +365,7 @@ fn wsltrace(
 }
 
 /// `wsltrace: 123 events, 4 lost` (possibly with more after it).
-fn last_line(stderr: &[String]) -> Result<Account> {
+pub fn last_line(stderr: &[String]) -> Result<Account> {
     let line = stderr
         .iter()
         .rev()

@@ -34,7 +34,7 @@ fn counts_latencies_processes_findings_and_losses() {
     });
     summary.add(RecordRef::Event(&flagged));
     let ts = DateTime::from_timestamp(101, 0).unwrap();
-    summary.add(RecordRef::Loss(&Loss { ts, lost: 7, total_lost: 7 }));
+    summary.add(RecordRef::Loss(&Loss { ts, lost: 7, total_lost: 7, ..Loss::default() }));
 
     let report = summary.report();
     assert_eq!((report.events, report.lost, report.duration_ns), (101, 7, 3_000_000_000));
