@@ -45,6 +45,12 @@ mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /
 # The host's /run and /tmp hold its sockets (nscd, ...): the guest gets its own.
 mount -t tmpfs tmpfs /newroot/run
 mount -t tmpfs tmpfs /newroot/tmp
+# A workspace under them (a clone in /tmp) is brought back, writable as the rest.
+case "@WS@" in /tmp/*|/run/*)
+    mkdir -p /newroot@WS@ /upper/wsu /upper/wsw
+    mount -t overlay overlay -o lowerdir=/lower@WS@,upperdir=/upper/wsu,workdir=/upper/wsw \
+        /newroot@WS@ || fail "cannot mount the workspace @WS@ over the guest's own /tmp or /run";;
+esac
 mkdir -p /newroot@OUT@
 mount -t 9p -o trans=virtio,version=9p2000.L out /newroot@OUT@ || fail "cannot mount the results share"
 for d in proc sys dev; do mount --move /$d /newroot/$d; done
@@ -52,8 +58,8 @@ exec chroot /newroot /bin/sh @OUT@/guest.sh
 "#;
 
 /// Writes `initramfs.cpio` into `dir` for the kernel whose modules are in `modules` (none:
-/// what the guest needs is built in).
-pub fn build(dir: &Path, modules: Option<&Path>) -> Result<PathBuf> {
+/// what the guest needs is built in); `workspace` is where the test binaries are.
+pub fn build(dir: &Path, modules: Option<&Path>, workspace: &Path) -> Result<PathBuf> {
     let tree = dir.join("initramfs");
     let _ = fs::remove_dir_all(&tree);
     for d in ["bin", "modules", "proc", "sys", "dev"] {
@@ -61,7 +67,8 @@ pub fn build(dir: &Path, modules: Option<&Path>) -> Result<PathBuf> {
     }
     fs::copy(static_busybox()?, tree.join("bin/busybox"))?;
     let init = tree.join("init");
-    fs::write(&init, INIT.replace("@OUT@", GUEST_OUT))?;
+    let workspace = workspace.to_str().context("the workspace path is not UTF-8")?;
+    fs::write(&init, INIT.replace("@OUT@", GUEST_OUT).replace("@WS@", workspace))?;
     set_executable(&init)?;
     if let Some(modules) = modules {
         let index = ModuleIndex::new(modules)?;

@@ -290,7 +290,7 @@ fn boot(
 ) -> Result<(Report, Ending, Duration)> {
     let dir = cache.join("runs").join(&target.name);
     std::fs::create_dir_all(&dir)?;
-    let initramfs = initramfs::build(&dir, target.modules.as_deref())?;
+    let initramfs = initramfs::build(&dir, target.modules.as_deref(), &workspace_root())?;
     let out = dir.join("out");
     let guest = Guest {
         vmlinuz: &target.vmlinuz,
