@@ -145,6 +145,19 @@ fn int(b: &mut Vec<u8>, n: impl itoa::Integer) {
     b.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// `{"a":1,"b":2}`, the keys given with their punctuation.
+fn int_pair(
+    b: &mut Vec<u8>,
+    (first, a): (&[u8], impl itoa::Integer),
+    (second, c): (&[u8], impl itoa::Integer),
+) {
+    b.extend_from_slice(first);
+    int(b, a);
+    b.extend_from_slice(second);
+    int(b, c);
+    b.push(b'}');
+}
+
 fn key_u64(b: &mut Vec<u8>, key: &[u8], n: u64) {
     b.extend_from_slice(key);
     int(b, n);
@@ -238,18 +251,10 @@ fn opt_value(b: &mut Vec<u8>, value: &OptValue) {
             b.push(b'}');
         }
         OptValue::Linger { onoff, linger } => {
-            b.extend_from_slice(br#"{"onoff":"#);
-            int(b, *onoff);
-            b.extend_from_slice(br#","linger":"#);
-            int(b, *linger);
-            b.push(b'}');
+            int_pair(b, (br#"{"onoff":"#, *onoff), (br#","linger":"#, *linger));
         }
         OptValue::Timeval { sec, usec } => {
-            b.extend_from_slice(br#"{"sec":"#);
-            int(b, *sec);
-            b.extend_from_slice(br#","usec":"#);
-            int(b, *usec);
-            b.push(b'}');
+            int_pair(b, (br#"{"sec":"#, *sec), (br#","usec":"#, *usec));
         }
         OptValue::Bytes { hex, truncated } => {
             b.extend_from_slice(br#"{"hex":"#);
