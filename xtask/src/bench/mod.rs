@@ -43,6 +43,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     skip: Vec<Skip>,
 
+    /// Measure only this part (with no overhead rounds): `kernel` reads the programs' BPF time
+    /// per call in about a minute, for work on the kernel programs
+    #[arg(long, value_enum, conflicts_with = "skip")]
+    only: Option<Only>,
+
     /// Where RESULTS.md and results.json go
     #[arg(long, value_name = "DIR", default_value = "bench")]
     out: PathBuf,
@@ -62,6 +67,12 @@ enum Skip {
     Nginx,
     /// The start-up samples
     Startup,
+    /// The kernel programs' own run time (BPF statistics, read with bpftool)
+    Kernel,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
     /// The kernel programs' own run time (BPF statistics, read with bpftool)
     Kernel,
 }
@@ -134,6 +145,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Err(why) = &bpftrace {
         results.notes.push(format!("bpftrace was not run: {why}."));
     }
+    if args.only == Some(Only::Kernel) {
+        prerequisites::bpftool().map_err(|why| anyhow::anyhow!("bpftool {why}"))?;
+        results.kernel = Some(kernel_costs(&tools, &settings)?);
+        results.notes.push("Only the kernel programs were measured (--only kernel).".into());
+        return write_results(&root, &args.out, results);
+    }
     let mut modes = vec![
         Mode::Untraced,
         Mode::AttachedFloor,
@@ -198,16 +215,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             ));
         }
     }
-    results.finish();
+    write_results(&root, &args.out, results)
+}
 
-    let out = root.join(&args.out);
+fn write_results(root: &Path, out_dir: &Path, mut results: Results) -> Result<()> {
+    results.finish();
+    let out = root.join(out_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let markdown = report::markdown(&results);
     std::fs::write(out.join("RESULTS.md"), &markdown).context("writing RESULTS.md")?;
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(out.join("results.json"), json + "\n").context("writing results.json")?;
     println!("{markdown}");
-    eprintln!("bench: wrote {0}/RESULTS.md and {0}/results.json", args.out.display());
+    eprintln!("bench: wrote {0}/RESULTS.md and {0}/results.json", out_dir.display());
     Ok(())
 }
 
