@@ -134,18 +134,28 @@ pub struct PendingCall {
     pub offered: u32,
     /// The [`crate::Syscall`] id of the call in flight, or [`PendingCall::NONE`].
     pub syscall: u32,
+    /// For a connect: the kernel address of its socket (`struct sock *`), found at entry, so
+    /// that its exit does not walk the fd table again; 0 when unknown.
+    pub sock: u64,
     /// The thread's namespaces and capabilities, kept between its calls.
     pub identity: Identity,
 }
 
-const _: () = assert!(size_of::<PendingCall>() == 104);
+const _: () = assert!(size_of::<PendingCall>() == 112);
 
 impl PendingCall {
     /// `syscall` of a slot whose call has exited.
     pub const NONE: u32 = u32::MAX;
 
     pub const fn new(ts_ns: u64, syscall: u32) -> PendingCall {
-        PendingCall { ts_ns, args: [0; 6], offered: 0, syscall, identity: Identity::UNKNOWN }
+        PendingCall {
+            ts_ns,
+            args: [0; 6],
+            offered: 0,
+            syscall,
+            sock: 0,
+            identity: Identity::UNKNOWN,
+        }
     }
 }
 

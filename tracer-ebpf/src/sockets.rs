@@ -19,9 +19,10 @@ use crate::{
 };
 
 /// Connect entry on `fd` by thread `pid_tgid`: its socket's errors are attributed to it.
+/// Returns the socket's kernel address (0 when unknown), which the connect's exit reuses.
 #[inline(always)]
-pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) {
-    let Some(sk) = fd_sock(fd) else { return };
+pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) -> u64 {
+    let Some(sk) = fd_sock(fd) else { return 0 };
     let owner = SocketOwner {
         connect_ns: ts_ns,
         error_ns: 0,
@@ -31,15 +32,18 @@ pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) {
         error: 0,
     };
     let _ = SOCKETS.insert(sk, owner, 0);
+    sk
 }
 
-/// Connect exit on `fd` with `ret`. An error reported while the call was in the kernel is
+/// Connect exit with `ret` on the socket at `sk` (0: unknown, nothing to do). An error reported while the call was in the kernel is
 /// emitted now if the call does not return it itself (a non-blocking connect refused on
 /// loopback returns EINPROGRESS after the refusal was reported). The socket stays known until
 /// it is closed.
 #[inline(always)]
-pub fn connected(fd: u64, ret: i64) {
-    let Some(sk) = fd_sock(fd) else { return };
+pub fn connected(sk: u64, ret: i64) {
+    if sk == 0 {
+        return;
+    }
     let Some(owner) = SOCKETS.get_ptr_mut(sk) else { return };
     // SAFETY: a map value; the report program writes it only while this thread is in connect,
     // which it no longer is.

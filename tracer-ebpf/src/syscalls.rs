@@ -92,9 +92,8 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
     // The socket's errors are attributed to this fd from now on (a refusal on loopback is
     // reported before the connect even returns) until it is closed.
-    if syscall == Syscall::Connect {
-        sockets::connecting(pid_tgid, args[0], ts_ns);
-    }
+    let sock =
+        if syscall == Syscall::Connect { sockets::connecting(pid_tgid, args[0], ts_ns) } else { 0 };
     // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
     // overwrites it with the result's size.
     let offered = match syscall.capture() {
@@ -112,12 +111,14 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
             put(&mut slot.ts_ns, ts_ns);
             put_all(&mut slot.args, &args);
             put(&mut slot.offered, offered);
+            put(&mut slot.sock, sock);
             put(&mut slot.syscall, syscall as u32);
         }
         // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
         // idle longest, whose next exit is then one without entry (see `without_entry`).
         None => {
-            let call = PendingCall { args, offered, ..PendingCall::new(ts_ns, syscall as u32) };
+            let call =
+                PendingCall { args, offered, sock, ..PendingCall::new(ts_ns, syscall as u32) };
             let _ = PENDING.insert(pid_tgid, call, 0);
         }
     }
@@ -197,7 +198,7 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
     }
     if syscall == Syscall::Connect {
         // SAFETY: as above.
-        sockets::connected(unsafe { (*call).args[0] }, ret);
+        sockets::connected(unsafe { (*call).sock }, ret);
     }
     // SAFETY: as above.
     unsafe { (*call).syscall = PendingCall::NONE };
@@ -278,6 +279,7 @@ fn without_entry(
     put_all(&mut call.args, &args);
     // Nothing was written back: out buffers are not read.
     put(&mut call.offered, 0);
+    put(&mut call.sock, 0);
     emit_call(syscall, pid_tgid, ret, flags, Some(call));
     put(&mut call.syscall, PendingCall::NONE);
 }
@@ -358,7 +360,7 @@ fn emit_call(
     if let Some(call) = &call
         && flags & FLAG_NO_ARGS == 0
     {
-        capture(rec, syscall, ret, call.offered);
+        capture(rec, syscall, ret, call.offered, call.sock);
     }
     entry.submit(wakeup);
 }
@@ -394,7 +396,7 @@ fn copy_value(rec: &mut SyscallRecord, src: u64, len: u32) {
 /// caller's memory, which these calls only read, and only for calls that are emitted.
 /// Output buffers hold what the kernel wrote back, bounded by the size the caller offered.
 #[inline(always)]
-fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32) {
+fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32, sock: u64) {
     match syscall.capture() {
         Capture::AddrIn { ptr, len } => {
             rec.addr_len = rec.args[len] as u32;
@@ -425,7 +427,7 @@ fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32) {
     // The port a connect was given, read now: a short-lived client has closed the socket
     // by the time userspace could ask it.
     if syscall == Syscall::Connect && (ret == 0 || ret == -EINPROGRESS) {
-        local_end(rec);
+        local_end(rec, sock);
     }
     if syscall == Syscall::Socketpair && ret == 0 && rec.value_copied == 8 {
         pair_inodes(rec);
@@ -457,11 +459,11 @@ fn pair_inodes(rec: &mut SyscallRecord) {
 
 const EINPROGRESS: i64 = 115;
 
-/// Writes the local end of the connect's socket into `value` as a sockaddr (the bytes
-/// userspace decodes like any address) and sets [`FLAG_FROM_SOCKET`].
+/// Writes the local end of the connect's socket (at `sock`, found at entry) into `value` as a
+/// sockaddr (the bytes userspace decodes like any address) and sets [`FLAG_FROM_SOCKET`].
 #[inline(always)]
-fn local_end(rec: &mut SyscallRecord) {
-    let Some((family, port, ip)) = task::local_end(rec.args[0]) else { return };
+fn local_end(rec: &mut SyscallRecord, sock: u64) {
+    let Some((family, port, ip)) = task::local_end(sock) else { return };
     let v = &mut rec.value;
     let [f0, f1] = family.to_ne_bytes();
     let [p0, p1] = port.to_be_bytes();

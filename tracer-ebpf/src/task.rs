@@ -129,18 +129,14 @@ pub fn fd_inode(fd: u64) -> Option<u64> {
     read(inode + u64::from(l.inode_ino))
 }
 
-/// The local end of socket `fd` of the current process: family, port (host order) and
-/// address (IPv4 in the first 4 bytes). `None` when unknown or not an IP socket. The caller
-/// knows `fd` is a socket: connect just succeeded on it.
+/// The local end of the socket at `sk` (`struct sock *`): family, port (host order) and
+/// address (IPv4 in the first 4 bytes). `None` when unknown or not an IP socket.
 #[inline(always)]
-pub fn local_end(fd: u64) -> Option<(u16, u16, [u8; 16])> {
+pub fn local_end(sk: u64) -> Option<(u16, u16, [u8; 16])> {
     let l: KernelLayout = LAYOUT.load();
-    if l.resolved == 0 || l.sk_num == 0 {
+    if l.resolved == 0 || l.sk_num == 0 || sk == 0 {
         return None;
     }
-    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
-    let socket: u64 = read(file + u64::from(l.file_private_data))?;
-    let sk: u64 = read(socket + u64::from(l.socket_sk))?;
     let family: u16 = read(sk + u64::from(l.sk_family))?;
     let port: u16 = read(sk + u64::from(l.sk_num))?;
     // Refused before connect returned (on loopback the RST comes at once): the port was
