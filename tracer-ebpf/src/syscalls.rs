@@ -443,9 +443,7 @@ fn pair_inodes(rec: &mut SyscallRecord) {
         i32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
         i32::from_ne_bytes([v[4], v[5], v[6], v[7]]),
     ];
-    let (Some(a), Some(b)) = (task::fd_inode(fds[0] as u64), task::fd_inode(fds[1] as u64)) else {
-        return;
-    };
+    let Some((a, b)) = task::fd_inodes(fds[0] as u64, fds[1] as u64) else { return };
     let (a, b) = (a.to_ne_bytes(), b.to_ne_bytes());
     let mut i = 0;
     while i < 8 {

@@ -18,20 +18,39 @@ fn read<T: Copy>(addr: u64) -> Option<T> {
     unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
 }
 
-/// The `struct file *` at `fd` in the current process (0 for a closed or out of range fd);
-/// `None` when the fd table cannot be read.
+/// The current process's open-file array (`fdtable.fd`) and its size (`.max_fds`); `None`
+/// when the fd table cannot be read.
 #[inline(always)]
-fn fd_file(l: &KernelLayout, fd: u64) -> Option<u64> {
+fn fd_table(l: &KernelLayout) -> Option<(u64, u64)> {
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task + u64::from(l.task_files))?;
     let fdt: u64 = read(files + u64::from(l.files_fdt))?;
+    // `max_fds` (an int) and `fd` side by side, as in every kernel so far: one read for both.
+    if l.fdt_fd == l.fdt_max_fds + 8 {
+        let [max_fds, fd_array]: [u64; 2] = read(fdt + u64::from(l.fdt_max_fds))?;
+        return Some((fd_array, max_fds & 0xffff_ffff));
+    }
     let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
-    if fd >= u64::from(max_fds) {
+    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
+    Some((fd_array, u64::from(max_fds)))
+}
+
+/// The `struct file *` at `fd` in the fd table `(fd_array, max_fds)` (0 for a closed or out
+/// of range fd).
+#[inline(always)]
+fn table_file((fd_array, max_fds): (u64, u64), fd: u64) -> Option<u64> {
+    if fd >= max_fds {
         return Some(0);
     }
-    let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
     read(fd_array + fd * 8)
+}
+
+/// The `struct file *` at `fd` in the current process (0 for a closed or out of range fd);
+/// `None` when the fd table cannot be read.
+#[inline(always)]
+fn fd_file(l: &KernelLayout, fd: u64) -> Option<u64> {
+    table_file(fd_table(l)?, fd)
 }
 
 /// Whether the open file at `file` is a socket.
@@ -117,16 +136,21 @@ pub fn sock_error(sk: u64) -> Option<u32> {
     read::<i32>(sk + u64::from(l.sock_err)).filter(|&e| e > 0).map(|e| e as u32)
 }
 
-/// The inode number of open file `fd` of the current process.
+/// The inode numbers of open files `a` and `b` of the current process (a socketpair's two
+/// ends), through one read of the fd table.
 #[inline(always)]
-pub fn fd_inode(fd: u64) -> Option<u64> {
+pub fn fd_inodes(a: u64, b: u64) -> Option<(u64, u64)> {
     let l: KernelLayout = LAYOUT.load();
     if l.resolved == 0 || l.inode_ino == 0 {
         return None;
     }
-    let file = fd_file(&l, fd).filter(|&f| f != 0)?;
-    let inode: u64 = read(file + u64::from(l.file_inode))?;
-    read(inode + u64::from(l.inode_ino))
+    let table = fd_table(&l)?;
+    let ino = |fd: u64| -> Option<u64> {
+        let file = table_file(table, fd).filter(|&f| f != 0)?;
+        let inode: u64 = read(file + u64::from(l.file_inode))?;
+        read(inode + u64::from(l.inode_ino))
+    };
+    Some((ino(a)?, ino(b)?))
 }
 
 /// The local end of the socket at `sk` (`struct sock *`): family, port (host order) and
