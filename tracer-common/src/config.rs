@@ -25,7 +25,9 @@ pub const MAX_TRACED: u32 = 16384;
 /// Maximum number of threads inside a traced syscall at once.
 pub const MAX_IN_FLIGHT: u32 = 16384;
 /// Maximum number of connected sockets whose errors are attributed (the least recently
-/// connected are forgotten first).
+/// connected are forgotten first). The kernel keeps one LRU list per CPU (an insert into the
+/// common list cost each connect about 100 ns): each CPU's connects share
+/// `MAX_SOCKETS / possible CPUs` places.
 pub const MAX_SOCKETS: u32 = 16384;
 
 /// Per-CPU counters kept by the kernel programs: the fixed ones below, then the records lost

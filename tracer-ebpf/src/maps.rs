@@ -24,8 +24,10 @@ pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
+/// Per-CPU LRU lists (see `MAX_SOCKETS`).
 #[map]
-pub static SOCKETS: LruHashMap<u64, SocketOwner> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static SOCKETS: LruHashMap<u64, SocketOwner> =
+    LruHashMap::with_max_entries(MAX_SOCKETS, aya_ebpf::bindings::BPF_F_NO_COMMON_LRU);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
