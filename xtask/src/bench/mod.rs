@@ -48,6 +48,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, conflicts_with = "skip")]
     only: Option<Only>,
 
+    /// The wsltrace binary to measure instead of target/release/wsltrace (e.g. an older build,
+    /// run alternately with the new one)
+    #[arg(long, value_name = "PATH")]
+    wsltrace: Option<PathBuf>,
+
     /// Where RESULTS.md and results.json go
     #[arg(long, value_name = "DIR", default_value = "bench")]
     out: PathBuf,
@@ -133,7 +138,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let scratch = root.join("target/bench");
     std::fs::create_dir_all(&scratch).context("creating target/bench")?;
     let tools = Tools {
-        wsltrace: root.join("target/release/wsltrace"),
+        wsltrace: args.wsltrace.clone().unwrap_or_else(|| root.join("target/release/wsltrace")),
         sockmix: root.join("target/release/sockmix"),
         scratch,
         bpftrace: bpftrace.is_ok(),
