@@ -141,7 +141,7 @@ pub struct PendingCall {
     pub identity: Identity,
 }
 
-const _: () = assert!(size_of::<PendingCall>() == 112);
+const _: () = assert!(size_of::<PendingCall>() == 136);
 
 impl PendingCall {
     /// `syscall` of a slot whose call has exited.
@@ -159,10 +159,14 @@ impl PendingCall {
     }
 }
 
-/// A thread's namespaces and effective capabilities as its first emitted call read them.
-/// Reading them costs some 15 kernel pointer reads, a third of an emitted call's time in the
-/// kernel, and they change only through calls the programs watch (setns, unshare, capset,
-/// the set*id family, exec), which drop the slot; so later calls copy them from here.
+/// What a thread's records say of who made the call (namespaces, effective capabilities,
+/// uid and gid, cgroup), as its first emitted call read them. Reading them costs some 15
+/// kernel pointer reads and two helpers, a third of an emitted call's time in the kernel, and
+/// they change only through events the programs watch: setns, unshare, capset, the set*id
+/// family and exec drop the slot (their exits come after the change, in the thread itself); a
+/// move to another cgroup anywhere (`cgroup:cgroup_attach_task`, after the move) makes every
+/// identity read before it stale. So later calls copy them from here. (The name is read on
+/// every call: `task:task_rename` fires before the new name is written.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -170,15 +174,26 @@ pub struct Identity {
     pub cap_effective: u64,
     /// [`Identity::KNOWN`], with [`Identity::CAPS`] when `cap_effective` could be read.
     pub known: u32,
+    pub uid: u32,
+    pub gid: u32,
     pub _pad: u32,
+    pub cgroup_id: u64,
+    /// Kernel time (CLOCK_MONOTONIC) these were read at.
+    pub read_ns: u64,
 }
+
+const _: () = assert!(size_of::<Identity>() == 64);
 
 impl Identity {
     pub const UNKNOWN: Identity = Identity {
         ns: NsInums { net: 0, mnt: 0, pid: 0, user: 0, uts: 0, _pad: 0 },
         cap_effective: 0,
         known: 0,
+        uid: 0,
+        gid: 0,
         _pad: 0,
+        cgroup_id: 0,
+        read_ns: 0,
     };
     pub const KNOWN: u32 = 1;
     pub const CAPS: u32 = 2;

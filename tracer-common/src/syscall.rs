@@ -189,14 +189,15 @@ pub enum Capture {
 }
 
 /// Calls `$m!` with the `sys_exit_*` programs of the syscalls that can change a thread's
-/// namespaces or effective capabilities (gid changes touch neither): each drops the thread's
-/// kept [`crate::record::Identity`]. `sched:sched_process_exec` does too.
+/// namespaces, effective capabilities, uid or gid: each drops the thread's kept
+/// [`crate::record::Identity`]. `sched:sched_process_exec` does too.
 #[macro_export]
 macro_rules! for_each_identity_change {
     ($m:ident) => {
         $m! {
             sys_exit_setns, sys_exit_unshare, sys_exit_capset, sys_exit_setuid,
-            sys_exit_setreuid, sys_exit_setresuid, sys_exit_setfsuid
+            sys_exit_setreuid, sys_exit_setresuid, sys_exit_setfsuid, sys_exit_setgid,
+            sys_exit_setregid, sys_exit_setresgid, sys_exit_setfsgid
         }
     };
 }

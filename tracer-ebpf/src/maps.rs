@@ -32,6 +32,11 @@ pub static SOCKETS: LruHashMap<u64, SocketOwner> =
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// When a process last moved to another cgroup, which makes kept identities stale (see
+/// `identity`).
+#[map]
+pub static CGROUP_MOVED: Array<u64> = Array::with_max_entries(1, 0);
+
 /// The `--errno` bitmap; a map lookup bounds the index at run time, which the verifier
 /// accepts where a variable index into a stack copy of a global was refused.
 #[map]

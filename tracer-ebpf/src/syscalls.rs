@@ -4,8 +4,8 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns},
+        bpf_get_current_pid_tgid,
+        generated::{bpf_get_current_comm, bpf_ktime_get_ns},
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -30,7 +30,7 @@ use crate::{
     sockets,
     store::{put, put_all},
     task::{
-        self, FdKind, fd_is_socket, fd_kind, namespaces, saved_args, start_time, under_seccomp,
+        self, FdKind, fd_is_socket, fd_kind, saved_args, start_time, under_seccomp,
     },
 };
 
@@ -315,8 +315,6 @@ fn emit_call(
     put(&mut rec.header, Header::new(RecordKind::Syscall));
     // SAFETY: helper without arguments, callable from tracepoints.
     let now = unsafe { bpf_ktime_get_ns() };
-    // SAFETY: as above.
-    put(&mut rec.cgroup_id, unsafe { bpf_get_current_cgroup_id() });
     match &call {
         Some(call) => {
             put(&mut rec.ts_ns, call.ts_ns);
@@ -334,9 +332,6 @@ fn emit_call(
     put(&mut rec.ret, ret);
     put(&mut rec.tgid, (pid_tgid >> 32) as u32);
     put(&mut rec.tid, pid_tgid as u32);
-    let uid_gid = bpf_get_current_uid_gid();
-    put(&mut rec.uid, uid_gid as u32);
-    put(&mut rec.gid, (uid_gid >> 32) as u32);
     put(&mut rec.syscall, syscall as u32);
     // SAFETY: the helper writes at most COMM_LEN bytes, NUL-terminated, into the record.
     let comm = unsafe { bpf_get_current_comm(rec.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
@@ -344,13 +339,9 @@ fn emit_call(
         put(&mut rec.comm[0], 0);
     }
     // Read in the kernel: the process may be gone by the time userspace looks. A context
-    // record only tells the fd table what an fd is: it goes without.
-    let caps = if flags & FLAG_CONTEXT != 0 {
-        namespaces(&mut rec.ns, false);
-        None
-    } else {
-        identity(&mut rec.ns, call.as_deref_mut())
-    };
+    // record only tells the fd table what an fd is: it goes without namespaces and
+    // capabilities.
+    let caps = identity(rec, call.as_deref_mut(), flags & FLAG_CONTEXT != 0, now);
     put(&mut rec.cap_effective, caps.unwrap_or(0));
     put(&mut rec.flags, if caps.is_some() { flags | FLAG_CAPS } else { flags });
     put(&mut rec.addr_len, 0);

@@ -85,9 +85,11 @@ impl Kernel {
                 .unwrap_or(0);
         let exec_old_pid_off =
             tracefs::field_offset(&tracefs, "sched", "sched_process_exec", "old_pid")?;
-        // A thread's namespaces and capabilities are kept between its calls only where every
-        // call that can change them is watched; elsewhere each record reads them afresh.
+        // A thread's namespaces, capabilities, ids and cgroup are kept between its calls only
+        // where every event that can change them is watched; elsewhere each record reads them
+        // afresh.
         let keep_identity = exec_old_pid_off.is_some()
+            && tracefs::has_tracepoint(&tracefs, "cgroup", "cgroup_attach_task")
             && IDENTITY_CHANGES.iter().all(|tp| tracefs::has_tracepoint(&tracefs, "syscalls", tp));
         let layout = super::btf::kernel_layout().unwrap_or(KernelLayout::UNRESOLVED);
         let tracer_tgid = std::process::id();
@@ -133,6 +135,7 @@ impl Kernel {
                 attach(&mut ebpf, "syscalls", tracepoint)?;
             }
             attach(&mut ebpf, "sched", "sched_process_exec")?;
+            attach(&mut ebpf, "cgroup", "cgroup_attach_task")?;
         }
         if opts.syscalls.contains(&Syscall::Connect) {
             attach_socket_errors(&mut ebpf, &tracefs, &layout)?;
