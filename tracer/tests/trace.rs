@@ -442,6 +442,53 @@ fn events_follow_a_thread_that_changes_namespace_and_credentials() {
     assert_eq!(bind["anomalies"][0]["id"], "BIND-EACCES-PRIVILEGED-PORT", "{bind}");
 }
 
+/// The kernel also keeps a thread's gid and cgroup between its calls: a thread that changes
+/// gid, and one moved to another cgroup (which the programs learn from
+/// `cgroup:cgroup_attach_task`, not from a call of the thread), must show the new ones on
+/// their next calls, and the name a thread gives itself shows at once.
+#[test]
+fn events_follow_a_gid_change_a_cgroup_move_and_a_rename() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let Some(root) = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| left.split(' ').nth(4))?
+    }) else {
+        panic!("no cgroup2 mount in /proc/self/mountinfo");
+    };
+    let cgroup = std::path::Path::new(root).join(format!("wsltrace-identity-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).expect("creating a cgroup (run as root)");
+    let moved_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cgroup).unwrap());
+    // Each socket() is one event: kept identity, new gid, new cgroup, back, new name.
+    let script = "import os, socket, sys, ctypes\n\
+        s = lambda: socket.socket().close()\n\
+        s()\n\
+        os.setresgid(65534, 65534, 65534)\n\
+        s()\n\
+        home = open('/proc/self/cgroup').read().split('0::', 1)[1].split('\\n')[0]\n\
+        open(sys.argv[1] + '/cgroup.procs', 'w').write(str(os.getpid()))\n\
+        s()\n\
+        open(sys.argv[2] + home + '/cgroup.procs', 'w').write(str(os.getpid()))\n\
+        s()\n\
+        ctypes.CDLL(None).prctl(15, b'renamed', 0, 0, 0)\n\
+        s()\n";
+    let cgroup_arg = cgroup.to_str().unwrap();
+    let out = trace(&["--format", "json", "--", common::python(), "-c", script, cgroup_arg, root]);
+    let _ = std::fs::remove_dir(&cgroup);
+    assert!(out.status.success(), "{}", out.stderr);
+    let events = out.events();
+    let sockets: Vec<&Value> = events.iter().filter(|e| e["syscall"] == "socket").collect();
+    assert_eq!(sockets.len(), 5, "{}", out.stdout);
+    let gids: Vec<&Value> = sockets.iter().map(|e| &e["gid"]).collect();
+    assert_eq!(gids, [&json!(0), &json!(65534), &json!(65534), &json!(65534), &json!(65534)]);
+    let cgroups: Vec<u64> = sockets.iter().map(|e| e["cgroup_id"].as_u64().unwrap()).collect();
+    assert_eq!(cgroups[1], cgroups[0], "{}", out.stdout);
+    assert_eq!(cgroups[2], moved_id, "the move to {cgroup_arg} not seen: {}", out.stdout);
+    assert_eq!(cgroups[3], cgroups[0], "the move back not seen: {}", out.stdout);
+    let comms: Vec<&Value> = sockets.iter().map(|e| &e["comm"]).collect();
+    assert_ne!(comms[3], "renamed", "{}", out.stdout);
+    assert_eq!(comms[4], "renamed", "{}", out.stdout);
+}
+
 #[test]
 fn no_follow_traces_the_command_only() {
     let out = run_cmd_json(&["--no-follow"], &["fork"]);
