@@ -30,9 +30,8 @@ pub fn identity(
     now: u64,
 ) -> Option<u64> {
     let slot = slot.filter(|_| KEEP_IDENTITY.load() != 0);
-    let fresh = |slot: &PendingCall| {
-        slot.identity.known != 0 && slot.identity.read_ns > last_cgroup_move()
-    };
+    let fresh =
+        |slot: &PendingCall| slot.identity.known != 0 && slot.identity.read_ns > last_cgroup_move();
     let slot = match slot {
         Some(slot) if fresh(slot) => {
             let kept = &slot.identity;

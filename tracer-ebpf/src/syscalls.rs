@@ -29,9 +29,7 @@ use crate::{
     output::wakeup_flags,
     sockets,
     store::{put, put_all},
-    task::{
-        self, FdKind, fd_is_socket, fd_kind, saved_args, start_time, under_seccomp,
-    },
+    task::{self, FdKind, fd_is_socket, fd_kind, saved_args, start_time, under_seccomp},
 };
 
 // syscalls:sys_enter_*  (see /sys/kernel/tracing/events/syscalls/sys_enter_bind/format)

@@ -455,7 +455,8 @@ fn events_follow_a_gid_change_a_cgroup_move_and_a_rename() {
     }) else {
         panic!("no cgroup2 mount in /proc/self/mountinfo");
     };
-    let cgroup = std::path::Path::new(root).join(format!("wsltrace-identity-{}", std::process::id()));
+    let cgroup =
+        std::path::Path::new(root).join(format!("wsltrace-identity-{}", std::process::id()));
     std::fs::create_dir(&cgroup).expect("creating a cgroup (run as root)");
     let moved_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&cgroup).unwrap());
     // Each socket() is one event: kept identity, new gid, new cgroup, back, new name.
