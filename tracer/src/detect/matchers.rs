@@ -1,13 +1,16 @@
 //! What each matcher tests, and what it may look up about an event (once per event). Code
 //! implements matchers, never individual anomalies.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use tracer_common::Syscall;
 
 use super::{
     env::Environment,
-    values::{AddrClass, ListenerKind, NetnsKind},
+    values::{AddrClass, ListenerKind, MinAge, NetnsKind},
     vocabulary::Matcher,
 };
 use crate::{
@@ -15,6 +18,7 @@ use crate::{
     enrich::FdTable,
     event::{Event, KnownAddr, SockAddr},
     facts::{
+        dns,
         sockets::Proto,
         system::{Owner, System, TableSocket},
     },
@@ -30,6 +34,8 @@ pub struct Ctx<'a> {
     pub initial_net: Option<u32>,
     /// The previous traced call on the same fd.
     pub previous: Option<Syscall>,
+    /// `ts_ns` of the last traced connect on the same fd (successful or in progress).
+    pub connected_ns: Option<u64>,
     listeners: Option<Option<(ListenerKind, Vec<TableSocket>)>>,
 }
 
@@ -41,7 +47,7 @@ impl<'a> Ctx<'a> {
         initial_net: Option<u32>,
         previous: Option<Syscall>,
     ) -> Self {
-        Ctx { env, system, traced, initial_net, previous, listeners: None }
+        Ctx { env, system, traced, initial_net, previous, connected_ns: None, listeners: None }
     }
 
     /// Who listens on the destination port of a connect, classified from the caller's view.
@@ -127,6 +133,22 @@ impl Matcher {
                 nets.0.iter().any(|net| net.contains(ip))
             }
             Matcher::Port(range) => range.contains(inet(target(ev)?)?.port()),
+            Matcher::PeerIp(nets) => {
+                let ip = inet(ev.sock.as_ref()?.peer.as_ref()?)?.ip();
+                nets.0.iter().any(|net| net.contains(ip))
+            }
+            Matcher::PeerPort(range) => {
+                range.contains(inet(ev.sock.as_ref()?.peer.as_ref()?)?.port())
+            }
+            Matcher::ConnectedAtLeast(age) => {
+                let since = Duration::from_nanos(ev.ts_ns.checked_sub(ctx.connected_ns?)?);
+                let min = match age {
+                    MinAge::Fixed(min) => *min,
+                    MinAge::ResolverTimeout => resolver_timeout(ev, ctx)?,
+                };
+                // 5% under: the resolver's own clock reads and ms rounding of its poll.
+                since >= min - min / 20
+            }
             Matcher::BelowUnprivilegedPort(below) => {
                 let port = inet(target(ev)?)?.port();
                 (port != 0 && port < ctx.env.unprivileged_port_start) == *below
@@ -283,6 +305,16 @@ pub fn proxy_of(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
         let found = wanted && proxy_addresses(&value).contains(&dest);
         found.then(|| format!("{name}={value}"))
     })
+}
+
+/// How long one DNS try waits for the caller: `timeout:` of RES_OPTIONS in its environment
+/// (glibc reads it over resolv.conf), else of the resolv.conf its mount namespace shows.
+fn resolver_timeout(ev: &Event, ctx: &mut Ctx<'_>) -> Option<Duration> {
+    let from_env = ctx.system.environ(ev.pid).and_then(|environ| {
+        let (_, value) = environ.into_iter().find(|(name, _)| name == "RES_OPTIONS")?;
+        dns::options_timeout(&value)
+    });
+    from_env.or_else(|| ctx.system.resolver_timeout(ev.pid, ev.ns.map(|ns| ns.mnt)))
 }
 
 /// What curl, Python, Go, git, pip and npm read (lower and upper case).
