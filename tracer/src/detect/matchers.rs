@@ -36,6 +36,8 @@ pub struct Ctx<'a> {
     pub previous: Option<Syscall>,
     /// `ts_ns` of the last traced connect on the same fd (successful or in progress).
     pub connected_ns: Option<u64>,
+    /// The caller's resolver timeout as read at its first connect, when a rule needs it.
+    pub resolver_timeout: Option<Duration>,
     listeners: Option<Option<(ListenerKind, Vec<TableSocket>)>>,
 }
 
@@ -47,7 +49,16 @@ impl<'a> Ctx<'a> {
         initial_net: Option<u32>,
         previous: Option<Syscall>,
     ) -> Self {
-        Ctx { env, system, traced, initial_net, previous, connected_ns: None, listeners: None }
+        Ctx {
+            env,
+            system,
+            traced,
+            initial_net,
+            previous,
+            connected_ns: None,
+            resolver_timeout: None,
+            listeners: None,
+        }
     }
 
     /// Who listens on the destination port of a connect, classified from the caller's view.
@@ -144,7 +155,9 @@ impl Matcher {
                 let since = Duration::from_nanos(ev.ts_ns.checked_sub(ctx.connected_ns?)?);
                 let min = match age {
                     MinAge::Fixed(min) => *min,
-                    MinAge::ResolverTimeout => resolver_timeout(ev, ctx)?,
+                    MinAge::ResolverTimeout => {
+                        ctx.resolver_timeout.or_else(|| resolver_timeout(ev, ctx.system))?
+                    }
                 };
                 // 5% under: the resolver's own clock reads and ms rounding of its poll.
                 since >= min - min / 20
@@ -309,12 +322,12 @@ pub fn proxy_of(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
 
 /// How long one DNS try waits for the caller: `timeout:` of RES_OPTIONS in its environment
 /// (glibc reads it over resolv.conf), else of the resolv.conf its mount namespace shows.
-fn resolver_timeout(ev: &Event, ctx: &mut Ctx<'_>) -> Option<Duration> {
-    let from_env = ctx.system.environ(ev.pid).and_then(|environ| {
+pub fn resolver_timeout(ev: &Event, system: &mut dyn System) -> Option<Duration> {
+    let from_env = system.environ(ev.pid).and_then(|environ| {
         let (_, value) = environ.into_iter().find(|(name, _)| name == "RES_OPTIONS")?;
         dns::options_timeout(&value)
     });
-    from_env.or_else(|| ctx.system.resolver_timeout(ev.pid, ev.ns.map(|ns| ns.mnt)))
+    from_env.or_else(|| system.resolver_timeout(ev.pid, ev.ns.map(|ns| ns.mnt)))
 }
 
 /// What curl, Python, Go, git, pip and npm read (lower and upper case).

@@ -9,7 +9,10 @@ pub mod rules;
 pub mod values;
 pub mod vocabulary;
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use tracer_common::Syscall;
 
@@ -21,6 +24,8 @@ use crate::{
 use env::Environment;
 use matchers::Ctx;
 use rules::{Rule, RuleSpec};
+use values::MinAge;
+use vocabulary::Matcher;
 
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
@@ -32,6 +37,10 @@ pub struct Detector {
     previous: HashMap<(u32, i32), Syscall>,
     /// When each (pid, fd) last connected (or started connecting), for `connected_at_least`.
     connected: HashMap<(u32, i32), u64>,
+    /// Each process's resolver timeout, read at its first connect while it surely lives (a
+    /// short-lived client has often exited when its last close is judged); only when a rule
+    /// asks for `connected_at_least = "resolver_timeout"`.
+    resolver_timeouts: Option<HashMap<u32, Option<Duration>>>,
 }
 
 impl Detector {
@@ -41,7 +50,13 @@ impl Detector {
         system: Box<dyn System>,
         initial_net: Option<u32>,
     ) -> Self {
-        let rules = specs.into_iter().map(Rule::new).filter(|r| r.applies_to(&env)).collect();
+        let rules: Vec<Rule> =
+            specs.into_iter().map(Rule::new).filter(|r| r.applies_to(&env)).collect();
+        let wants_timeout = |m: &Matcher| *m == Matcher::ConnectedAtLeast(MinAge::ResolverTimeout);
+        let resolver_timeouts = rules
+            .iter()
+            .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
+            .then(HashMap::new);
         Detector {
             rules,
             env,
@@ -49,6 +64,7 @@ impl Detector {
             initial_net,
             previous: HashMap::new(),
             connected: HashMap::new(),
+            resolver_timeouts,
         }
     }
 
@@ -81,6 +97,12 @@ impl Detector {
                 // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
                 Syscall::Connect if !ev.failed() => {
                     self.connected.insert((ev.pid, fd), ev.ts_ns);
+                    if let Some(timeouts) = &mut self.resolver_timeouts
+                        && !timeouts.contains_key(&ev.pid)
+                    {
+                        let timeout = matchers::resolver_timeout(ev, self.system.as_mut());
+                        timeouts.insert(ev.pid, timeout);
+                    }
                 }
                 _ => {}
             }
@@ -112,6 +134,8 @@ impl Detector {
     ) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         ctx.connected_ns = connected_ns;
+        ctx.resolver_timeout =
+            self.resolver_timeouts.as_ref().and_then(|t| t.get(&ev.pid).copied().flatten());
         // Findings already on the event (a recording) count for their groups: an offline
         // re-evaluation must not add a generic rule next to a specific one seen live.
         let mut fired_groups: HashSet<&str> = self
@@ -151,6 +175,9 @@ impl Detector {
     pub fn exit(&mut self, pid: u32) {
         self.previous.retain(|(p, _), _| *p != pid);
         self.connected.retain(|(p, _), _| *p != pid);
+        if let Some(timeouts) = &mut self.resolver_timeouts {
+            timeouts.remove(&pid);
+        }
     }
 }
 
