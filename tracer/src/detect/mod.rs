@@ -4,6 +4,7 @@
 pub mod args;
 pub mod details;
 pub mod env;
+pub mod environ;
 pub mod matchers;
 pub mod rules;
 pub mod values;
@@ -100,7 +101,7 @@ impl Detector {
                     if let Some(timeouts) = &mut self.resolver_timeouts
                         && !timeouts.contains_key(&ev.pid)
                     {
-                        let timeout = matchers::resolver_timeout(ev, self.system.as_mut());
+                        let timeout = environ::resolver_timeout(ev, self.system.as_mut());
                         timeouts.insert(ev.pid, timeout);
                     }
                 }
