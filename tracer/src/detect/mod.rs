@@ -5,6 +5,7 @@ pub mod args;
 pub mod details;
 pub mod env;
 pub mod environ;
+pub mod failures;
 pub mod matchers;
 pub mod rules;
 pub mod values;
@@ -23,6 +24,7 @@ use crate::{
     facts::system::System,
 };
 use env::Environment;
+use failures::{Failure, Reported};
 use matchers::Ctx;
 use rules::{Rule, RuleSpec};
 use values::MinAge;
@@ -42,6 +44,8 @@ pub struct Detector {
     /// short-lived client has often exited when its last close is judged); only when a rule
     /// asks for `connected_at_least = "resolver_timeout"`.
     resolver_timeouts: Option<HashMap<u32, Option<Duration>>>,
+    /// Failed connects whose findings a shown record carried (one finding per failure).
+    reported: Reported,
 }
 
 impl Detector {
@@ -66,12 +70,14 @@ impl Detector {
             previous: HashMap::new(),
             connected: HashMap::new(),
             resolver_timeouts,
+            reported: Reported::default(),
         }
     }
 
     /// Adds the findings of every matching rule to `ev.anomalies`.
     /// `traced` is the fd table as of this event: what the traced processes hold.
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
+        self.reported.start();
         let fd = ev.args.fd;
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
         let connected = fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
@@ -86,7 +92,16 @@ impl Detector {
                 }
             }
         }
+        // A call that reads a connect's failure (SO_ERROR, a second connect): the kernel's
+        // report of it may have carried the findings already.
+        if let (Some(fd), Some(pending), Some(error)) = (fd, &ev.connect, ev.async_error) {
+            let failure = Failure { started_ns: pending.started_ns, error };
+            self.reported.judge((ev.pid, fd), failure, &mut ev.anomalies);
+        }
         if let Some(fd) = fd {
+            if ev.syscall == Syscall::Close {
+                self.reported.close((ev.pid, fd));
+            }
             match ev.syscall {
                 Syscall::Close => self.previous.remove(&(ev.pid, fd)),
                 syscall => self.previous.insert((ev.pid, fd), syscall),
@@ -113,8 +128,23 @@ impl Detector {
     /// Judges `ev`, a connect failing with an error the kernel reported on its socket (see
     /// `SocketError`), as a connect that just failed.
     pub fn judge_failed_connect(&mut self, ev: &mut Event, traced: &FdTable) {
+        self.reported.start();
         let connected = ev.args.fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
         self.judge(ev, traced, Some(Syscall::Connect), connected);
+        // The call that reads the error may have carried the findings already (when it came
+        // first); the connect is the one the fd table still waits on, else the last one seen.
+        let Some(fd) = ev.args.fd else { return };
+        let started_ns = traced.connecting(ev.pid, fd).map(|c| c.started_ns).or(connected);
+        if let (Some(started_ns), Some(error)) = (started_ns, ev.errno) {
+            let failure = Failure { started_ns, error };
+            self.reported.judge((ev.pid, fd), failure, &mut ev.anomalies);
+        }
+    }
+
+    /// The record judged last (an event, a socket error) passed the filters: its findings
+    /// are shown, and the other record of the same failure does not repeat them.
+    pub fn shown(&mut self) {
+        self.reported.shown();
     }
 
     /// Adds the findings of the rules written for calls in progress (`blocked = true`).
@@ -176,6 +206,7 @@ impl Detector {
     pub fn exit(&mut self, pid: u32) {
         self.previous.retain(|(p, _), _| *p != pid);
         self.connected.retain(|(p, _), _| *p != pid);
+        self.reported.exit(pid);
         if let Some(timeouts) = &mut self.resolver_timeouts {
             timeouts.remove(&pid);
         }

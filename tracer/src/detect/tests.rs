@@ -37,6 +37,7 @@ impl System for Fake {
     }
 }
 
+mod failures;
 mod lifetimes;
 
 const NET: u32 = 4026531833;

@@ -65,6 +65,18 @@ pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path:
     (mnt.is_some() && mnt == ours).then(|| path.to_path_buf())
 }
 
+/// What `path` is as `pid` sees it: `Some(None)` when there is no such file, `None` when its
+/// view is unknown (see [`caller_path`]).
+fn caller_metadata(pid: u32, mnt: Option<u32>, path: &Path) -> Option<Option<std::fs::Metadata>> {
+    if let Ok(meta) = std::fs::metadata(caller_path(pid, mnt, path)?) {
+        return Some(Some(meta));
+    }
+    // The caller may have exited after /proc/PID/root was found and before the path was read
+    // through it (a zombie has no root): asked again, the path is read as it is for a caller
+    // that had exited already, not reported missing.
+    Some(std::fs::metadata(caller_path(pid, mnt, path)?).ok())
+}
+
 pub trait System {
     /// Effective capabilities of `pid` (CapEff).
     fn capabilities(&mut self, _pid: u32) -> Option<u64> {
@@ -277,9 +289,9 @@ impl System for Live {
     }
 
     fn unix_target(&mut self, pid: u32, mnt: Option<u32>, path: &str) -> Option<UnixTarget> {
-        let seen = std::fs::metadata(caller_path(pid, mnt, Path::new(path))?).ok();
+        let seen = caller_metadata(pid, mnt, Path::new(path))?;
         let dir = Path::new(path).parent().and_then(|d| {
-            let meta = std::fs::metadata(caller_path(pid, mnt, d)?).ok()?;
+            let meta = caller_metadata(pid, mnt, d)??;
             Some((meta.uid(), meta.gid(), meta.mode() & 0o7777))
         });
         // The unix table of the caller's network namespace (ours when it has exited).
