@@ -445,4 +445,28 @@ mod tests {
         assert!(stale.exists && stale.listener.is_none(), "{stale:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A caller that has exited (a zombie has no /proc/PID/root) from our mount namespace
+    /// still sees the file: what the look-up falls back to when the caller exits mid-way.
+    #[test]
+    fn an_exited_caller_sees_the_file_through_our_namespace() {
+        let path = std::env::temp_dir().join(format!("wsltrace-exited-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z')
+            })
+        };
+        while !zombie() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let ours = super::super::namespaces::read(std::process::id()).map(|ns| ns.mnt);
+        let target = Live::default().unix_target(pid, ours, path.to_str().unwrap()).unwrap();
+        assert!(target.exists && !target.is_socket, "{target:?}");
+        assert!(Live::default().unix_target(pid, None, path.to_str().unwrap()).is_none());
+        child.wait().unwrap();
+        std::fs::remove_file(&path).unwrap();
+    }
 }
