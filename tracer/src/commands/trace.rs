@@ -187,6 +187,10 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let facts = crate::facts::gather();
     // Before the kernel work: a bad rule file or output path fails fast.
     let plan = emulate::plan_for_trace(&args.emulation)?;
+    // And a kernel that cannot run the quirks says so in one line, before the programs load.
+    if let Some(plan) = &plan {
+        emulate::features::check(plan, crate::source::kernel::PROGRAMS)?;
+    }
     // Emulating a platform means judging as on it: `--emulate wsl1` flags the WSL1-only
     // failures it injects. --assume still has the last word.
     let mut knowledge = args.knowledge.clone();

@@ -38,11 +38,36 @@ pub const MATRIX: &[Kernel] = &[
 
 /// What each guest runs by default, suite and tests (none: all of it). Under emulation one
 /// wsltrace run takes 20-60 s (the verifier and start-up run 20-50 times slower), so the
-/// subset is what loads every kind of program and checks its records exactly: the demo
-/// workload decoded call by call (tracepoints, every traced syscall), process exits (sched
-/// tracepoints) and calls reported while they hang (the programs' in-flight map).
-pub const DEFAULT_SUITES: &[(&str, &[&str])] =
-    &[("trace", &["demo_workload_is_decoded_exactly"]), ("exits", &[]), ("blocked", &[])];
+/// subset is what exercises the kernel mechanisms most likely to differ between releases:
+/// the demo workload decoded call by call (every syscall tracepoint program), a call refused
+/// by seccomp (seen at exit only), the caller's namespaces (BTF offsets), process exits
+/// (sched tracepoints), calls reported while they hang (the in-flight map), the outcome of a
+/// non-blocking connect read with getsockopt(SO_ERROR), per-syscall loss counting, the fd
+/// table seeded over sock_diag, and emulate's feature probe and cgroup programs (one that
+/// needs bpf_set_retval, one that does not).
+pub const DEFAULT_SUITES: &[(&str, &[&str])] = &[
+    (
+        "trace",
+        &[
+            "demo_workload_is_decoded_exactly",
+            "call_refused_by_seccomp_is_reported",
+            "events_carry_the_callers_namespaces",
+        ],
+    ),
+    ("exits", &[]),
+    ("blocked", &[]),
+    ("knowledge", &["non_blocking_connects_to_the_dns_stub"]),
+    ("loss", &[]),
+    ("context", &["snapshot_at_attach_seeds_the_fd_table"]),
+    (
+        "emulate",
+        &[
+            "the_emulate_probe_agrees_with_the_kernels_btf",
+            "connect_enotconn_only_where_nothing_listens",
+            "dns_tunnel_drop_leaves_queries_unanswered",
+        ],
+    ),
+];
 
 #[derive(Args)]
 pub struct KernelsArgs {
@@ -50,8 +75,9 @@ pub struct KernelsArgs {
     #[arg(long = "kernel", value_delimiter = ',', value_name = "NAME")]
     kernels: Vec<String>,
 
-    /// Integration suites (tracer/tests/<NAME>.rs) to run in each guest (comma-separated)
-    /// [default: trace, exits, blocked]
+    /// Integration suites (tracer/tests/<NAME>.rs) to run whole in each guest (comma-separated)
+    /// [default: a subset of trace, exits, blocked, knowledge, loss, context and emulate: the
+    /// tests of the kernel mechanisms most likely to differ between releases]
     #[arg(long = "suite", value_delimiter = ',', value_name = "NAME")]
     suites: Vec<String>,
 
