@@ -22,6 +22,19 @@ struct Cli {
     task: Task,
 }
 
+/// What `kernels --help` adds below the options.
+const KERNELS_HELP: &str = "\
+By default each guest runs 16 tests of the kernel mechanisms most likely to differ between \
+releases (syscall tracepoints, seccomp refusals, namespaces from BTF, sched exits, the \
+in-flight map, SO_ERROR outcomes, loss counting, sock_diag, emulate's cgroup programs and \
+its feature probe). Under TCG one wsltrace run takes 20-60 s, one guest a few minutes; \
+the README's kernels section has the figures.
+
+Examples:
+  sudo cargo xtask kernels                       # the matrix, default tests
+  sudo cargo xtask kernels --kernel 5.10 --suite emulate
+  sudo cargo xtask kernels --all-suites --timeout 60";
+
 #[derive(Subcommand)]
 enum Task {
     /// Install what is missing (nightly rust-src, bpf-linker, strace), build the release
@@ -43,7 +56,8 @@ enum Task {
     /// Run the kernel-facing integration tests on other kernels (Debian's 5.10, 6.1 and
     /// 6.12), each booted in a qemu guest sharing this machine's files; prints one line per
     /// kernel and a table, and fails if any kernel fails (as root; installs qemu, fetches
-    /// the kernels into target/kernels)
+    /// the kernels into target/kernels, about 235 MB once)
+    #[command(after_help = KERNELS_HELP)]
     Kernels(kernels::KernelsArgs),
     /// Measure wsltrace's overhead next to strace and bpftrace, its lossless throughput,
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and

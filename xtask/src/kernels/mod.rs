@@ -18,7 +18,7 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::{prerequisites, require_root};
-use results::Report;
+use results::{Report, Row, print_table};
 use vm::{Ending, Guest};
 
 /// A kernel of the matrix: Debian's `linux-image-amd64` of one suite (all with BTF).
@@ -95,6 +95,11 @@ pub struct KernelsArgs {
     #[arg(long, value_name = "DIR", requires = "image")]
     modules: Option<PathBuf>,
 
+    /// Guests to run at once; the machine's CPUs are shared out between them (one guest with
+    /// two vCPUs, or two with one each, on a 2-core machine)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=8))]
+    jobs: u64,
+
     /// Minutes one guest may run before it is stopped and its kernel counted as failed
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_MIN, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
@@ -109,6 +114,7 @@ impl Default for KernelsArgs {
             all_suites: false,
             image: None,
             modules: None,
+            jobs: 1,
             timeout: DEFAULT_TIMEOUT_MIN,
         }
     }
@@ -248,10 +254,35 @@ fn boot_all(
     let names: Vec<String> = binaries.iter().map(|s| s.name.clone()).collect();
     let skipped: Vec<String> =
         all_suites().unwrap_or_default().into_iter().filter(|s| !names.contains(s)).collect();
+    let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+    let jobs = (args.jobs as usize).min(targets.len()).max(1);
+    let smp = (cpus / jobs).clamp(1, 2);
+    // Each batch of `jobs` guests at once; the verdicts are printed in the matrix's order.
+    let mut outcomes = Vec::new();
+    for batch in targets.chunks(jobs) {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = batch
+                .iter()
+                .map(|target| {
+                    eprintln!(
+                        "xtask: booting kernel {} (TCG, {smp} vCPU) for {}",
+                        target.name,
+                        names.join(", ")
+                    );
+                    scope.spawn(move || boot(args, root, cache, target, binaries, smp))
+                })
+                .collect();
+            for handle in running {
+                outcomes.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the guest's thread panicked"))),
+                );
+            }
+        });
+    }
     let mut rows = Vec::new();
-    for target in targets {
-        eprintln!("xtask: booting kernel {} (TCG) for {}", target.name, names.join(", "));
-        let row = boot(args, root, cache, target, binaries);
+    for (target, row) in targets.iter().zip(outcomes) {
         let (report, ending, wall) = match row {
             Ok(row) => row,
             Err(err) => {
@@ -313,6 +344,7 @@ fn boot(
     cache: &Path,
     target: &Target,
     binaries: &[vm::Suite],
+    smp: usize,
 ) -> Result<(Report, Ending, Duration)> {
     let dir = cache.join("runs").join(&target.name);
     std::fs::create_dir_all(&dir)?;
@@ -325,72 +357,11 @@ fn boot(
         suites: binaries,
         cwd: &root.join("tracer"),
         timeout: Duration::from_secs(args.timeout * 60),
+        smp,
     };
     let (ending, wall) = guest.run()?;
     let names: Vec<String> = binaries.iter().map(|s| s.name.clone()).collect();
     Ok((Report::read(&out, &names), ending, wall))
-}
-
-struct Row {
-    kernel: String,
-    release: String,
-    report: Option<Report>,
-    wall: Duration,
-}
-
-impl Row {
-    fn failed(kernel: &str) -> Row {
-        Row {
-            kernel: kernel.to_owned(),
-            release: "-".to_owned(),
-            report: None,
-            wall: Duration::ZERO,
-        }
-    }
-
-    fn ok(&self) -> bool {
-        self.report.as_ref().is_some_and(|r| r.release.is_some() && r.failed() == 0)
-    }
-}
-
-fn print_table(rows: &[Row]) {
-    let header = ["kernel", "release", "boot s", "tests s", "total s", "passed", "failed"];
-    let cells: Vec<[String; 7]> = rows
-        .iter()
-        .map(|r| {
-            let (boot, tests, passed, failed) = match &r.report {
-                Some(rep) => (
-                    rep.booted.map_or("-".to_owned(), |b| format!("{b:.1}")),
-                    format!("{:.0}", rep.tests_secs()),
-                    rep.passed().to_string(),
-                    rep.failed().to_string(),
-                ),
-                None => ("-".to_owned(), "-".to_owned(), "0".to_owned(), "1".to_owned()),
-            };
-            [
-                r.kernel.clone(),
-                r.release.clone(),
-                boot,
-                tests,
-                format!("{:.0}", r.wall.as_secs_f64()),
-                passed,
-                failed,
-            ]
-        })
-        .collect();
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0))
-        .collect();
-    let line = |items: &[&str]| {
-        let padded: Vec<String> =
-            items.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    println!();
-    line(&header);
-    for c in &cells {
-        line(&c.iter().map(String::as_str).collect::<Vec<_>>());
-    }
 }
 
 fn workspace_root() -> PathBuf {
