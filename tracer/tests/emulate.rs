@@ -80,7 +80,8 @@ fn missing_helpers() -> &'static [(String, Vec<String>)] {
     static MISSING: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
     MISSING.get_or_init(|| {
         let out = run(wsltrace().args(["doctor", "--format", "json"]));
-        let report: Value = serde_json::from_str(&out.stdout).expect("doctor's JSON");
+        let report: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|err| panic!("doctor's JSON ({err}), {}: {}", out.status, out.stderr));
         report["facts"]["machine"]["program_types"]["emulate_missing"]
             .as_array()
             .unwrap_or_else(|| panic!("doctor probed no emulate helpers: {}", out.stdout))
@@ -148,6 +149,20 @@ fn the_emulate_probe_agrees_with_the_kernels_btf() {
     let named = btf.windows(21).any(|w| w == b"\0BPF_FUNC_set_retval\0");
     let lacks = missing_helpers().iter().any(|(h, _)| h == "bpf_set_retval");
     assert_eq!(lacks, !named, "doctor: {:?}", missing_helpers());
+    // doctor's text says the same.
+    let doctor = run(wsltrace().arg("doctor")).stdout;
+    let line =
+        doctor.lines().find(|l| l.contains("emulate: ")).unwrap_or_else(|| panic!("{doctor}"));
+    match missing_helpers() {
+        [] => assert!(line.contains("emulate: every quirk runs"), "{line}"),
+        missing => {
+            assert!(line.contains("cannot run") && line.contains("`wsltrace emulate` refuses"));
+            for (helper, quirks) in missing {
+                assert!(line.contains(helper.as_str()), "{line}");
+                assert!(quirks.iter().all(|q| line.contains(q.as_str())), "{line}");
+            }
+        }
+    }
     if lacks {
         let t = Targets::new("probe");
         let mut cmd = wsltrace();
@@ -692,7 +707,7 @@ fn emulated_script(
     if profile.is_some_and(|p| refused_profile(&out, p)) {
         return None;
     }
-    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
+    assert!(out.status.success(), "{opts:?}: {}: {}", out.status, out.stderr);
     let results = script_results(&out.stderr);
     Some((out, results))
 }

@@ -257,30 +257,36 @@ fn boot_all(
     let cpus = std::thread::available_parallelism().map_or(2, usize::from);
     let jobs = (args.jobs as usize).min(targets.len()).max(1);
     let smp = (cpus / jobs).clamp(1, 2);
-    // Each batch of `jobs` guests at once; the verdicts are printed in the matrix's order.
-    let mut outcomes = Vec::new();
-    for batch in targets.chunks(jobs) {
-        std::thread::scope(|scope| {
-            let running: Vec<_> = batch
-                .iter()
-                .map(|target| {
+    // `jobs` workers take the next kernel as they come free; the verdicts are printed in the
+    // matrix's order.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<Result<Outcome>>>> =
+        targets.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(target) = targets.get(i) else { break };
                     eprintln!(
                         "xtask: booting kernel {} (TCG, {smp} vCPU) for {}",
                         target.name,
                         names.join(", ")
                     );
-                    scope.spawn(move || boot(args, root, cache, target, binaries, smp))
-                })
-                .collect();
-            for handle in running {
-                outcomes.push(
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("the guest's thread panicked"))),
-                );
-            }
-        });
-    }
+                    let outcome = boot(args, root, cache, target, binaries, smp);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(outcome);
+                    }
+                }
+            });
+        }
+    });
+    let outcomes = slots.into_iter().map(|slot| {
+        slot.into_inner()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("the guest's thread ended without a result")))
+    });
     let mut rows = Vec::new();
     for (target, row) in targets.iter().zip(outcomes) {
         let (report, ending, wall) = match row {
@@ -338,6 +344,9 @@ fn boot_all(
     Ok(())
 }
 
+/// What one guest left: its report, how it ended, its wall time.
+type Outcome = (Report, Ending, Duration);
+
 fn boot(
     args: &KernelsArgs,
     root: &Path,
@@ -345,7 +354,7 @@ fn boot(
     target: &Target,
     binaries: &[vm::Suite],
     smp: usize,
-) -> Result<(Report, Ending, Duration)> {
+) -> Result<Outcome> {
     let dir = cache.join("runs").join(&target.name);
     std::fs::create_dir_all(&dir)?;
     let initramfs = initramfs::build(&dir, target.modules.as_deref(), &workspace_root())?;
