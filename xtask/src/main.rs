@@ -24,11 +24,11 @@ struct Cli {
 
 /// What `kernels --help` adds below the options.
 const KERNELS_HELP: &str = "\
-By default each guest runs 16 tests of the kernel mechanisms most likely to differ between \
+By default each guest runs 13 tests of the kernel mechanisms most likely to differ between \
 releases (syscall tracepoints, seccomp refusals, namespaces from BTF, sched exits, the \
 in-flight map, SO_ERROR outcomes, loss counting, sock_diag, emulate's cgroup programs and \
-its feature probe). Under TCG one wsltrace run takes 20-60 s, one guest a few minutes; \
-the README's kernels section has the figures.
+its feature probe): 4-7 minutes per guest under TCG. The README's kernels section has the \
+figures. Do not rebuild the workspace while guests run: they read its binaries live.
 
 Examples:
   sudo cargo xtask kernels                       # the matrix, default tests
