@@ -69,6 +69,69 @@ macro_rules! define_syscalls {
 
 for_each_syscall!(define_syscalls);
 
+/// The x86_64 syscall numbers of the traced syscalls (arch/x86/entry/syscalls/syscall_64.tbl),
+/// for the raw `sys_enter`/`sys_exit` programs, which see every syscall by its number. Written
+/// once: [`Syscall::x86_64_nr`], [`Syscall::from_x86_64_nr`] and [`X86_64_LOW_NRS`] come from it.
+macro_rules! x86_64_numbers {
+    ($($variant:ident = $nr:literal,)*) => {
+        impl Syscall {
+            /// The syscall's number on x86_64.
+            pub const fn x86_64_nr(self) -> u64 {
+                match self { $(Syscall::$variant => $nr,)* }
+            }
+
+            /// The traced syscall with x86_64 number `nr`, if any.
+            #[inline(always)]
+            pub const fn from_x86_64_nr(nr: u64) -> Option<Syscall> {
+                match nr { $($nr => Some(Syscall::$variant),)* _ => None }
+            }
+        }
+
+        /// Bit `nr` set for each traced x86_64 syscall number below 64: the raw programs'
+        /// first test, a shift and a mask, before any helper call.
+        pub const X86_64_LOW_NRS: u64 = $((if $nr < 64 { 1u64 << $nr } else { 0 }) |)* 0;
+    };
+}
+
+x86_64_numbers! {
+    Close = 3,
+    Socket = 41,
+    Connect = 42,
+    Accept = 43,
+    Shutdown = 48,
+    Bind = 49,
+    Listen = 50,
+    Getsockname = 51,
+    Getpeername = 52,
+    Socketpair = 53,
+    Setsockopt = 54,
+    Getsockopt = 55,
+    Accept4 = 288,
+}
+
+impl Syscall {
+    /// Whether x86_64 syscall `nr` may be a traced one: exact below 64 (the bitmap), else
+    /// the few numbers above. Cheap, for the raw programs' first check.
+    #[inline(always)]
+    pub const fn x86_64_maybe_traced(nr: u64) -> bool {
+        if nr < 64 { X86_64_LOW_NRS >> nr & 1 != 0 } else { Syscall::from_x86_64_nr(nr).is_some() }
+    }
+
+    /// The bits ([`Syscall::bit`]) of the syscalls whose successful calls are context
+    /// ([`Syscall::is_context`]).
+    pub const CONTEXT_BITS: u64 = {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < Syscall::ALL.len() {
+            if Syscall::ALL[i].is_context() {
+                bits |= Syscall::ALL[i].bit();
+            }
+            i += 1;
+        }
+        bits
+    };
+}
+
 impl Syscall {
     /// Bit of this syscall in [`crate::config::GLOBAL_SELECTED`].
     pub const fn bit(self) -> u64 {

@@ -25,7 +25,7 @@ use crate::{
         status::{StatusLine, StatusSink},
     },
     source::{
-        kernel::{Kernel, KernelOptions},
+        kernel::{Kernel, KernelOptions, ProbeKind},
         launch::{self, Launched},
         live::{Live, Stop},
         privileges, target,
@@ -95,6 +95,19 @@ pub struct TraceArgs {
     /// Kernel ring buffer size: a power of two, e.g. 8M (the default), 512K, 64M
     #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
     pub ring_size: u32,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// How the kernel hooks the socket calls (`wsltrace` and `wsltrace demo`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ProbeArgs {
+    /// How the socket calls are hooked. raw (x86_64 only) lowers the floor for socket-heavy
+    /// load, but adds ~50 ns to every syscall of every process on the machine; tracepoint
+    /// costs nothing to the calls it does not trace
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = ProbeKind::Tracepoint)]
+    pub probe_kind: ProbeKind,
 }
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
@@ -143,6 +156,7 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
         // Commands are often wrappers (go run, npm start): follow them unless told not to.
         follow_forks: args.follow_forks || (!args.command.is_empty() && !args.no_follow),
         ring_bytes: args.ring_size,
+        probe_kind: args.probe.probe_kind,
     }
 }
 

@@ -14,7 +14,8 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, lost_index,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, PROGRAM_RAW_SYS_ENTER,
+        PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -34,6 +35,32 @@ pub struct KernelOptions {
     pub follow_forks: bool,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
+    /// Which programs see the socket calls.
+    pub probe_kind: ProbeKind,
+}
+
+/// How the socket syscalls are hooked. Both kinds run the same program logic and emit the
+/// same records; they differ in what they cost, and to whom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `syscalls:sys_enter_*`/`sys_exit_*` of the traced syscalls only: nothing else on the
+    /// machine pays.
+    #[default]
+    Tracepoint,
+    /// The raw `sys_enter`/`sys_exit` tracepoints, dispatched on the syscall number (x86_64):
+    /// a lower floor for the socket calls, a first check added to every syscall of every
+    /// process.
+    Raw,
+}
+
+impl ProbeKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Tracepoint => "tracepoint",
+            ProbeKind::Raw => "raw",
+        }
+    }
 }
 
 /// Totals of the kernel programs' per-CPU counters.
@@ -122,7 +149,10 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
-        let attached = attach_syscalls(&mut ebpf, &tracefs, &attached)?;
+        let attached = match opts.probe_kind {
+            ProbeKind::Tracepoint => attach_syscalls(&mut ebpf, &tracefs, &attached)?,
+            ProbeKind::Raw => attach_raw(&mut ebpf, attached)?,
+        };
         let syscalls = opts.syscalls.iter().copied().filter(|s| attached.contains(s)).collect();
         attach(&mut ebpf, "sched", "sched_process_exit")?;
         if opts.follow_forks {
@@ -309,6 +339,30 @@ fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Resul
         );
     }
     Ok(attached)
+}
+
+/// Attaches the raw `sys_enter`/`sys_exit` programs, which dispatch on the x86_64 syscall
+/// number to the `wanted` syscalls (the selection is in the `SELECTED` global).
+fn attach_raw(ebpf: &mut Ebpf, wanted: Vec<Syscall>) -> Result<Vec<Syscall>> {
+    if !cfg!(target_arch = "x86_64") {
+        bail!(
+            "--probe-kind raw reads x86_64 syscall numbers and registers: on this machine use --probe-kind tracepoint (the default)"
+        );
+    }
+    // Exit first, as for the syscall tracepoints: an entry is never left without its exit.
+    for (name, tracepoint) in
+        [(PROGRAM_RAW_SYS_EXIT, "sys_exit"), (PROGRAM_RAW_SYS_ENTER, "sys_enter")]
+    {
+        let program: &mut RawTracePoint = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the eBPF object"))?
+            .try_into()?;
+        program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+        program
+            .attach(tracepoint)
+            .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
+    }
+    Ok(wanted)
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it (best effort).

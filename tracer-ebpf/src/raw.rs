@@ -1,0 +1,121 @@
+//! `--probe-kind raw`: the raw tracepoints `sys_enter` and `sys_exit`, which fire for every
+//! syscall of every process on the machine. Each returns at once unless the syscall number is
+//! a traced one, then hands the call to the same `on_enter`/`on_exit` as the syscall
+//! tracepoint programs, so both kinds emit the same records. x86_64 only: the syscall numbers
+//! and the `pt_regs` offsets below are x86_64's (userspace refuses raw elsewhere).
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use tracer_common::Syscall;
+
+use crate::{
+    maps::{SELECTED, is_traced},
+    syscalls::{SyscallArgs, SyscallResult, on_enter, on_exit},
+};
+
+// struct pt_regs on x86_64 (arch/x86/include/asm/ptrace.h; the same layout as ptrace's
+// user_regs_struct, so it does not move between kernels).
+const REGS_R10: u64 = 56;
+const REGS_R9: u64 = 64;
+const REGS_R8: u64 = 72;
+const REGS_DX: u64 = 96;
+const REGS_SI: u64 = 104;
+const REGS_DI: u64 = 112;
+const REGS_ORIG_AX: u64 = 120;
+/// The syscall argument registers, in argument order.
+const ARG_REGS: [u64; 6] = [REGS_DI, REGS_SI, REGS_DX, REGS_R10, REGS_R8, REGS_R9];
+/// `__USER_CS`: the code segment of a 64-bit caller. A 32-bit process's calls (`__USER32_CS`)
+/// carry ia32 numbers, which the syscall tracepoints never report either.
+const USER_CS: u64 = 0x33;
+
+/// The words at `regs + REGS_ORIG_AX`: orig_ax, ip, cs, read with one helper call.
+type Tail = [u64; 3];
+
+#[inline(always)]
+fn read<T: Copy>(addr: u64) -> Option<T> {
+    // SAFETY: the helper validates the kernel address and fails instead of faulting.
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// The traced syscall `nr` names, when it is attached: selected, or context (see
+/// `verdict`), as the syscall tracepoints of the other kind are attached.
+#[inline(always)]
+fn dispatch(nr: u64) -> Option<Syscall> {
+    // The bystander's whole cost: a shift and a mask for nearly every other syscall.
+    if !Syscall::x86_64_maybe_traced(nr) {
+        return None;
+    }
+    let syscall = Syscall::from_x86_64_nr(nr)?;
+    let attached = SELECTED.load() | Syscall::CONTEXT_BITS;
+    (attached & syscall.bit() != 0).then_some(syscall)
+}
+
+/// Whether the call was made by 64-bit code, from its saved code segment.
+#[inline(always)]
+fn native(tail: &Tail) -> bool {
+    tail[2] & 0xffff == USER_CS
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn raw_sys_enter(ctx: RawTracePointContext) -> u32 {
+    let nr: u64 = ctx.arg(1);
+    let Some(syscall) = dispatch(nr) else { return 0 };
+    let regs: u64 = ctx.arg(0);
+    // Traced first (the map lookup every program makes), then the segment: an untraced
+    // process's socket calls pay no register read.
+    if !is_traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
+    let Some(tail) = read::<Tail>(regs + REGS_ORIG_AX) else { return 0 };
+    if !native(&tail) {
+        return 0;
+    }
+    on_enter(&Regs(regs), syscall);
+    0
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`: the number is `regs->orig_ax`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit(ctx: RawTracePointContext) -> u32 {
+    let regs: u64 = ctx.arg(0);
+    let Some(tail) = read::<Tail>(regs + REGS_ORIG_AX) else { return 0 };
+    let Some(syscall) = dispatch(tail[0]) else { return 0 };
+    // The register words come in one read with the number, so this test is free here.
+    if !native(&tail) {
+        return 0;
+    }
+    on_exit(&Exit { ret: ctx.arg(1), nr: tail[0] }, syscall);
+    0
+}
+
+/// The saved user registers of the current call.
+struct Regs(u64);
+
+impl SyscallArgs for Regs {
+    #[inline(always)]
+    fn arg(&self, i: usize) -> u64 {
+        let offset = if i < ARG_REGS.len() { ARG_REGS[i] } else { return 0 };
+        read::<u64>(self.0 + offset).unwrap_or(0)
+    }
+}
+
+struct Exit {
+    ret: i64,
+    nr: u64,
+}
+
+impl SyscallResult for Exit {
+    #[inline(always)]
+    fn ret(&self) -> i64 {
+        self.ret
+    }
+
+    #[inline(always)]
+    fn nr(&self) -> u64 {
+        self.nr
+    }
+}
