@@ -255,9 +255,11 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let mut filter = Filter::new(&args.filter, &[]);
     filter.set_start(start);
     let mut file_bytes = None;
-    if let Some(sink) =
-        recording_sink::from_args(&args.output, Header::new(start, filter.spec(), facts))?
-    {
+    let header = Header {
+        probe_kind: Some(opts.probe_kind.name().to_owned()),
+        ..Header::new(start, filter.spec(), facts)
+    };
+    if let Some(sink) = recording_sink::from_args(&args.output, header)? {
         eprintln!("wsltrace: recording to {}", sink.path().display());
         file_bytes = Some(sink.written());
         sinks.push(Box::new(sink));
