@@ -17,22 +17,24 @@ use crate::{
 };
 
 // struct pt_regs on x86_64 (arch/x86/include/asm/ptrace.h; the same layout as ptrace's
-// user_regs_struct, so it does not move between kernels).
+// user_regs_struct, so it does not move between kernels): from offset 56, r10 r9 r8 ax cx dx
+// si di orig_ax ip cs, 8 bytes each.
 const REGS_R10: u64 = 56;
-const REGS_R9: u64 = 64;
-const REGS_R8: u64 = 72;
-const REGS_DX: u64 = 96;
-const REGS_SI: u64 = 104;
-const REGS_DI: u64 = 112;
 const REGS_ORIG_AX: u64 = 120;
-/// The syscall argument registers, in argument order.
-const ARG_REGS: [u64; 6] = [REGS_DI, REGS_SI, REGS_DX, REGS_R10, REGS_R8, REGS_R9];
+/// Where the syscall's arguments are in a [`Frame`] (di, si, dx, r10, r8, r9), in argument
+/// order.
+const ARG_WORDS: [usize; 6] = [7, 6, 5, 0, 2, 1];
+/// Where `cs` is in a [`Frame`].
+const FRAME_CS: usize = 10;
 /// `__USER_CS`: the code segment of a 64-bit caller. A 32-bit process's calls (`__USER32_CS`)
 /// carry ia32 numbers, which the syscall tracepoints never report either.
 const USER_CS: u64 = 0x33;
 
 /// The words at `regs + REGS_ORIG_AX`: orig_ax, ip, cs, read with one helper call.
 type Tail = [u64; 3];
+
+/// The words at `regs + REGS_R10`, r10 to cs: the arguments and the segment in one read.
+type Frame = [u64; 11];
 
 #[inline(always)]
 fn read<T: Copy>(addr: u64) -> Option<T> {
@@ -65,16 +67,16 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> u32 {
     let nr: u64 = ctx.arg(1);
     let Some(syscall) = dispatch(nr) else { return 0 };
     let regs: u64 = ctx.arg(0);
-    // Traced first (the map lookup every program makes), then the segment: an untraced
+    // Traced first (the map lookup every program makes), then the registers: an untraced
     // process's socket calls pay no register read.
     if !is_traced((bpf_get_current_pid_tgid() >> 32) as u32) {
         return 0;
     }
-    let Some(tail) = read::<Tail>(regs + REGS_ORIG_AX) else { return 0 };
-    if !native(&tail) {
+    let Some(frame) = read::<Frame>(regs + REGS_R10) else { return 0 };
+    if frame[FRAME_CS] & 0xffff != USER_CS {
         return 0;
     }
-    on_enter(&Regs(regs), syscall);
+    on_enter(&Args(frame), syscall);
     0
 }
 
@@ -93,13 +95,12 @@ pub fn raw_sys_exit(ctx: RawTracePointContext) -> u32 {
 }
 
 /// The saved user registers of the current call.
-struct Regs(u64);
+struct Args(Frame);
 
-impl SyscallArgs for Regs {
+impl SyscallArgs for Args {
     #[inline(always)]
     fn arg(&self, i: usize) -> u64 {
-        let offset = if i < ARG_REGS.len() { ARG_REGS[i] } else { return 0 };
-        read::<u64>(self.0 + offset).unwrap_or(0)
+        if i < ARG_WORDS.len() { self.0[ARG_WORDS[i]] } else { 0 }
     }
 }
 

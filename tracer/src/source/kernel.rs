@@ -370,3 +370,42 @@ fn raise_memlock_limit() {
     use nix::sys::resource::{Resource, setrlimit};
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use tracer_common::Syscall;
+
+    /// The raw programs' numbers are the kernel's, as libc knows them.
+    #[test]
+    fn x86_64_numbers_are_the_kernels() {
+        for &syscall in Syscall::ALL {
+            let libc_nr = match syscall {
+                Syscall::Socket => libc::SYS_socket,
+                Syscall::Socketpair => libc::SYS_socketpair,
+                Syscall::Bind => libc::SYS_bind,
+                Syscall::Listen => libc::SYS_listen,
+                Syscall::Connect => libc::SYS_connect,
+                Syscall::Accept => libc::SYS_accept,
+                Syscall::Accept4 => libc::SYS_accept4,
+                Syscall::Getsockopt => libc::SYS_getsockopt,
+                Syscall::Setsockopt => libc::SYS_setsockopt,
+                Syscall::Getsockname => libc::SYS_getsockname,
+                Syscall::Getpeername => libc::SYS_getpeername,
+                Syscall::Shutdown => libc::SYS_shutdown,
+                Syscall::Close => libc::SYS_close,
+            };
+            assert_eq!(syscall.x86_64_nr(), libc_nr as u64, "{}", syscall.name());
+            assert_eq!(Syscall::from_x86_64_nr(libc_nr as u64), Some(syscall));
+        }
+    }
+
+    /// The first check passes exactly the traced numbers.
+    #[test]
+    fn quick_check_matches_the_table() {
+        for nr in 0..1024 {
+            let traced = Syscall::from_x86_64_nr(nr).is_some();
+            assert_eq!(Syscall::x86_64_maybe_traced(nr), traced, "syscall {nr}");
+        }
+        assert!(!Syscall::x86_64_maybe_traced(u64::MAX));
+    }
+}
