@@ -350,8 +350,13 @@ fn announce(
         what.push(format!("`{cmd}` (pid {})", l.pid));
     }
     let follow = if opts.follow_forks { ", following forks" } else { "" };
+    // The default goes unsaid; raw is said, since every process on the machine pays for it.
+    let kind = match opts.probe_kind {
+        ProbeKind::Tracepoint => "",
+        ProbeKind::Raw => ", raw sys_enter/sys_exit",
+    };
     eprintln!(
-        "wsltrace: tracing {}{follow} ({} syscalls); Ctrl-C to stop",
+        "wsltrace: tracing {}{follow} ({} syscalls{kind}); Ctrl-C to stop",
         what.join(", "),
         kernel.syscalls.len()
     );
