@@ -69,11 +69,35 @@ macro_rules! define_syscalls {
 
 for_each_syscall!(define_syscalls);
 
-/// The x86_64 syscall numbers of the traced syscalls (arch/x86/entry/syscalls/syscall_64.tbl),
-/// for the raw `sys_enter`/`sys_exit` programs, which see every syscall by its number. Written
-/// once: [`Syscall::x86_64_nr`], [`Syscall::from_x86_64_nr`] and [`X86_64_LOW_NRS`] come from it.
+/// Calls `$m!` with the x86_64 syscall numbers of the traced syscalls
+/// (arch/x86/entry/syscalls/syscall_64.tbl) and the names of their `--probe-kind raw`
+/// programs (entry, exit): `Variant = nr => raw_enter_prog, raw_exit_prog;`. The raw
+/// `sys_enter`/`sys_exit` programs see every syscall by its number and tail-call these.
+/// Written once: [`Syscall::x86_64_nr`], [`Syscall::from_x86_64_nr`], [`X86_64_LOW_NRS`], the
+/// program names and the programs in `tracer-ebpf` come from it.
+#[macro_export]
+macro_rules! for_each_x86_64_syscall {
+    ($m:ident) => {
+        $m! {
+            Close = 3 => raw_enter_close, raw_exit_close;
+            Socket = 41 => raw_enter_socket, raw_exit_socket;
+            Connect = 42 => raw_enter_connect, raw_exit_connect;
+            Accept = 43 => raw_enter_accept, raw_exit_accept;
+            Shutdown = 48 => raw_enter_shutdown, raw_exit_shutdown;
+            Bind = 49 => raw_enter_bind, raw_exit_bind;
+            Listen = 50 => raw_enter_listen, raw_exit_listen;
+            Getsockname = 51 => raw_enter_getsockname, raw_exit_getsockname;
+            Getpeername = 52 => raw_enter_getpeername, raw_exit_getpeername;
+            Socketpair = 53 => raw_enter_socketpair, raw_exit_socketpair;
+            Setsockopt = 54 => raw_enter_setsockopt, raw_exit_setsockopt;
+            Getsockopt = 55 => raw_enter_getsockopt, raw_exit_getsockopt;
+            Accept4 = 288 => raw_enter_accept4, raw_exit_accept4;
+        }
+    };
+}
+
 macro_rules! x86_64_numbers {
-    ($($variant:ident = $nr:literal,)*) => {
+    ($($variant:ident = $nr:literal => $enter:ident, $exit:ident;)*) => {
         impl Syscall {
             /// The syscall's number on x86_64.
             pub const fn x86_64_nr(self) -> u64 {
@@ -85,6 +109,16 @@ macro_rules! x86_64_numbers {
             pub const fn from_x86_64_nr(nr: u64) -> Option<Syscall> {
                 match nr { $($nr => Some(Syscall::$variant),)* _ => None }
             }
+
+            /// The `--probe-kind raw` entry program of this syscall (a tail-call target).
+            pub const fn raw_enter_program(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($enter),)* }
+            }
+
+            /// The `--probe-kind raw` exit program of this syscall (a tail-call target).
+            pub const fn raw_exit_program(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($exit),)* }
+            }
         }
 
         /// Bit `nr` set for each traced x86_64 syscall number below 64: the raw programs'
@@ -93,21 +127,7 @@ macro_rules! x86_64_numbers {
     };
 }
 
-x86_64_numbers! {
-    Close = 3,
-    Socket = 41,
-    Connect = 42,
-    Accept = 43,
-    Shutdown = 48,
-    Bind = 49,
-    Listen = 50,
-    Getsockname = 51,
-    Getpeername = 52,
-    Socketpair = 53,
-    Setsockopt = 54,
-    Getsockopt = 55,
-    Accept4 = 288,
-}
+for_each_x86_64_syscall!(x86_64_numbers);
 
 impl Syscall {
     /// Whether x86_64 syscall `nr` may be a traced one: exact below 64 (the bitmap), else

@@ -6,7 +6,8 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
-    macros::raw_tracepoint,
+    macros::{map, raw_tracepoint},
+    maps::ProgramArray,
     programs::RawTracePointContext,
 };
 use tracer_common::Syscall;
@@ -61,22 +62,22 @@ fn native(tail: &Tail) -> bool {
     tail[2] & 0xffff == USER_CS
 }
 
-/// `sys_enter(struct pt_regs *regs, long id)`.
+#[map]
+static RAW_ENTER: ProgramArray = ProgramArray::with_max_entries(Syscall::ALL.len() as u32, 0);
+#[map]
+static RAW_EXIT: ProgramArray = ProgramArray::with_max_entries(Syscall::ALL.len() as u32, 0);
+
+/// `sys_enter(struct pt_regs *regs, long id)`: a traced number goes on to its syscall's
+/// entry program (a tail call: one small program per syscall, as with the tracepoints, which
+/// older verifiers accept where one program for every syscall was too complex).
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter(ctx: RawTracePointContext) -> u32 {
     let nr: u64 = ctx.arg(1);
-    let Some(syscall) = dispatch(nr) else { return 0 };
-    let regs: u64 = ctx.arg(0);
-    // Traced first (the map lookup every program makes), then the registers: an untraced
-    // process's socket calls pay no register read.
-    if !is_traced((bpf_get_current_pid_tgid() >> 32) as u32) {
-        return 0;
+    if let Some(syscall) = dispatch(nr) {
+        // SAFETY: the entry programs take the same context; on failure (no program at that
+        // index: the syscall is not attached) the call returns here.
+        unsafe { RAW_ENTER.tail_call(&ctx, syscall as u32) };
     }
-    let Some(frame) = read::<Frame>(regs + REGS_R10) else { return 0 };
-    if frame[FRAME_CS] & 0xffff != USER_CS {
-        return 0;
-    }
-    on_enter(&Args(frame), syscall);
     0
 }
 
@@ -85,14 +86,57 @@ pub fn raw_sys_enter(ctx: RawTracePointContext) -> u32 {
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> u32 {
     let regs: u64 = ctx.arg(0);
     let Some(tail) = read::<Tail>(regs + REGS_ORIG_AX) else { return 0 };
-    let Some(syscall) = dispatch(tail[0]) else { return 0 };
-    // The register words come in one read with the number, so this test is free here.
-    if !native(&tail) {
-        return 0;
+    // The code segment comes in the same read as the number, so this test is free here.
+    if let Some(syscall) = dispatch(tail[0])
+        && native(&tail)
+    {
+        // SAFETY: as in `raw_sys_enter`.
+        unsafe { RAW_EXIT.tail_call(&ctx, syscall as u32) };
     }
-    on_exit(&Exit { ret: ctx.arg(1), nr: tail[0] }, syscall);
     0
 }
+
+/// The entry of `syscall`, tail-called from `raw_sys_enter`.
+#[inline(always)]
+fn enter(ctx: &RawTracePointContext, syscall: Syscall) {
+    let regs: u64 = ctx.arg(0);
+    // Traced first (the map lookup every program makes), then the registers: an untraced
+    // process's socket calls pay no register read.
+    if !is_traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return;
+    }
+    let Some(frame) = read::<Frame>(regs + REGS_R10) else { return };
+    if frame[FRAME_CS] & 0xffff != USER_CS {
+        return;
+    }
+    on_enter(&Args(frame), syscall);
+}
+
+/// The exit of `syscall`, tail-called from `raw_sys_exit`.
+#[inline(always)]
+fn exit(ctx: &RawTracePointContext, syscall: Syscall) {
+    on_exit(&Exit { ret: ctx.arg(1), nr: syscall.x86_64_nr() }, syscall);
+}
+
+macro_rules! raw_programs {
+    ($($variant:ident = $nr:literal => $enter:ident, $exit:ident;)*) => {
+        $(
+            #[raw_tracepoint]
+            pub fn $enter(ctx: RawTracePointContext) -> u32 {
+                enter(&ctx, Syscall::$variant);
+                0
+            }
+
+            #[raw_tracepoint]
+            pub fn $exit(ctx: RawTracePointContext) -> u32 {
+                exit(&ctx, Syscall::$variant);
+                0
+            }
+        )*
+    };
+}
+
+tracer_common::for_each_x86_64_syscall!(raw_programs);
 
 /// The saved user registers of the current call.
 struct Args(Frame);

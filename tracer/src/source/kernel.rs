@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
@@ -14,8 +14,8 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, PROGRAM_RAW_SYS_ENTER,
-        PROGRAM_RAW_SYS_EXIT, lost_index,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_RAW_ENTER, MAP_RAW_EXIT, MAP_TRACED,
+        PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -93,6 +93,9 @@ pub struct Kernel {
     /// The calls in flight, read for `--blocked-after`: a handle of its own, since emulation
     /// may take the object's.
     pending: HashMap<MapData, u64, PendingCall>,
+    /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
+    /// program array when its last descriptor closes.
+    _raw: Option<[ProgramArray<MapData>; 2]>,
     /// The selected syscalls whose tracepoints are attached.
     pub syscalls: Vec<Syscall>,
 }
@@ -149,9 +152,9 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
-        let attached = match opts.probe_kind {
-            ProbeKind::Tracepoint => attach_syscalls(&mut ebpf, &tracefs, &attached)?,
-            ProbeKind::Raw => attach_raw(&mut ebpf, attached)?,
+        let (attached, raw) = match opts.probe_kind {
+            ProbeKind::Tracepoint => (attach_syscalls(&mut ebpf, &tracefs, &attached)?, None),
+            ProbeKind::Raw => (attached.clone(), Some(attach_raw(&mut ebpf, &attached)?)),
         };
         let syscalls = opts.syscalls.iter().copied().filter(|s| attached.contains(s)).collect();
         attach(&mut ebpf, "sched", "sched_process_exit")?;
@@ -172,7 +175,7 @@ impl Kernel {
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
         let pending = pending_handle(&ebpf)?;
-        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, syscalls }, ring))
+        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, _raw: raw, syscalls }, ring))
     }
 
     /// The loaded object, for features that attach programs of their own (emulation).
@@ -341,13 +344,30 @@ fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Resul
     Ok(attached)
 }
 
-/// Attaches the raw `sys_enter`/`sys_exit` programs, which dispatch on the x86_64 syscall
-/// number to the `wanted` syscalls (the selection is in the `SELECTED` global).
-fn attach_raw(ebpf: &mut Ebpf, wanted: Vec<Syscall>) -> Result<Vec<Syscall>> {
+/// Loads the `wanted` syscalls' raw entry and exit programs into the tail-call tables, then
+/// attaches the raw `sys_enter`/`sys_exit` programs, which dispatch on the x86_64 syscall
+/// number (the selection is in the `SELECTED` global). Returns the tables.
+fn attach_raw(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArray<MapData>; 2]> {
     if !cfg!(target_arch = "x86_64") {
         bail!(
             "--probe-kind raw reads x86_64 syscall numbers and registers: on this machine use --probe-kind tracepoint (the default)"
         );
+    }
+    let mut enter = ProgramArray::try_from(take_map(ebpf, MAP_RAW_ENTER)?)?;
+    let mut exit = ProgramArray::try_from(take_map(ebpf, MAP_RAW_EXIT)?)?;
+    for &syscall in wanted {
+        for (table, name) in
+            [(&mut enter, syscall.raw_enter_program()), (&mut exit, syscall.raw_exit_program())]
+        {
+            let program: &mut RawTracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+            table
+                .set(syscall as u32, program.fd()?, 0)
+                .with_context(|| format!("adding program {name} to its tail-call table"))?;
+        }
     }
     // Exit first, as for the syscall tracepoints: an entry is never left without its exit.
     for (name, tracepoint) in
@@ -362,7 +382,7 @@ fn attach_raw(ebpf: &mut Ebpf, wanted: Vec<Syscall>) -> Result<Vec<Syscall>> {
             .attach(tracepoint)
             .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
     }
-    Ok(wanted)
+    Ok([enter, exit])
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; lift it (best effort).
