@@ -177,6 +177,7 @@ fn detector(
     knowledge: &KnowledgeArgs,
     facts: &crate::facts::Facts,
     launching: bool,
+    emulated_drvfs: Vec<std::path::PathBuf>,
 ) -> Result<Detector> {
     let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
     let mut env = Environment::from_facts(facts);
@@ -184,7 +185,7 @@ fn detector(
         env.assume(assumed)?;
     }
     let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
-    let mut system = LiveSystem::default();
+    let mut system = LiveSystem::default().with_emulated_drvfs(emulated_drvfs);
     if launching {
         // The command inherits ours: what a process that exited too soon to be read had.
         system = system.with_launch_environment();
@@ -208,7 +209,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     if knowledge.assume.is_none() {
         knowledge.assume = emulated_platform.map(str::to_owned);
     }
-    let detector = detector(&knowledge, &facts, !args.command.is_empty())?;
+    // The emulated Windows drives are DrvFs for the rules as well as for the quirks.
+    let drvfs = plan.as_ref().map(emulate::plan::Plan::drvfs_stand_ins).unwrap_or_default();
+    let detector = detector(&knowledge, &facts, !args.command.is_empty(), drvfs.clone())?;
     let status = StatusLine::for_trace(&args.output, args.knowledge.quiet);
     let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet, status.as_ref());
     recording_sink::preflight(&args.output)?;
@@ -302,6 +305,13 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
     if let Some(e) = &emulation {
         eprintln!("wsltrace: emulating {}", e.describe());
+    }
+    if !drvfs.is_empty() {
+        let dirs: Vec<String> = drvfs.iter().map(|d| d.display().to_string()).collect();
+        eprintln!(
+            "wsltrace: unix paths under {} stand for a Windows drive (DrvFs, 9p) in the rules (emulated)",
+            dirs.join(", ")
+        );
     }
     if let (Some(platform), None) = (emulated_platform, &args.knowledge.assume) {
         eprintln!("wsltrace: judging the calls as on {platform} (--assume overrides)");
