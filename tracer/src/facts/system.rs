@@ -7,7 +7,8 @@ use std::{
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
-    path::Path,
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 use procfs::process::Process;
@@ -104,6 +105,11 @@ pub trait System {
     fn environ(&mut self, _pid: u32) -> Option<Vec<(String, String)>> {
         None
     }
+    /// How long one DNS try of `pid` waits, from the resolv.conf its mount namespace shows
+    /// (`mnt` at the time of the call); glibc's 5 s when the file sets none or is missing.
+    fn resolver_timeout(&mut self, _pid: u32, _mnt: Option<u32>) -> Option<Duration> {
+        None
+    }
 }
 
 /// No system to ask: a recording analysed later or elsewhere. Every live fact is unknown, so
@@ -126,6 +132,9 @@ pub struct Live {
     /// With `-- CMD`: the environment the command was started with (wsltrace's own), for
     /// traced processes that exited before their /proc/PID/environ was read.
     launch_environment: Option<Vec<(String, String)>>,
+    /// Under `--emulate`: the directories that stand for Windows drives (DrvFs), whose paths
+    /// are on WSL2's DrvFs file system (9p) for the rules.
+    emulated_drvfs: Vec<PathBuf>,
 }
 
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
@@ -170,6 +179,12 @@ impl Live {
         self
     }
 
+    /// Under `--emulate`: paths under these directories count as on DrvFs (said at start).
+    pub fn with_emulated_drvfs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.emulated_drvfs = dirs;
+        self
+    }
+
     /// The socket tables of network namespace `netns`, entered through process `pid`.
     fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
         let read = || Tables::read(&Netns::of_pid(pid)?, pid);
@@ -188,6 +203,10 @@ impl System for Live {
     }
 
     fn mount_fstype(&mut self, pid: u32, path: &str) -> Option<String> {
+        if self.emulated_drvfs.iter().any(|dir| Path::new(path).starts_with(dir)) {
+            // What WSL2's /proc/self/mountinfo says of /mnt/c.
+            return Some("9p".to_owned());
+        }
         let mounts = Process::new(pid as i32).ok()?.mountinfo().ok()?;
         mounts
             .into_iter()
@@ -310,6 +329,12 @@ impl System for Live {
         addrs.sort();
         addrs.dedup();
         Some(addrs)
+    }
+
+    fn resolver_timeout(&mut self, pid: u32, mnt: Option<u32>) -> Option<Duration> {
+        let path = caller_path(pid, mnt, Path::new("/etc/resolv.conf"))?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Some(super::dns::resolv_conf_timeout(&text))
     }
 
     fn environ(&mut self, pid: u32) -> Option<Vec<(String, String)>> {
