@@ -74,6 +74,7 @@ pub const DEFAULT_SUITES: &[(&str, &[&str])] = &[
             "dns_tunnel_drop_leaves_queries_unanswered",
         ],
     ),
+    ("probe_kind", &["both_kinds_record_the_demo_workload_alike"]),
 ];
 
 #[derive(Args)]
