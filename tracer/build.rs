@@ -5,7 +5,10 @@ use std::path::Path;
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time: a build script compiled in one checkout and reused from a copied
+    // target/ must still build the programs of the checkout it runs for.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest_dir)
         .parent()
         .ok_or_else(|| anyhow::anyhow!("tracer/ has no parent directory"))?;
     let ebpf_dir = root.join("tracer-ebpf");

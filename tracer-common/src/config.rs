@@ -80,6 +80,16 @@ pub const GLOBAL_EXEC_OLD_PID_OFF: &str = "EXEC_OLD_PID_OFF";
 /// thread's namespaces and capabilities may be kept between its calls.
 pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
 
+/// The raw tracepoint programs of `--probe-kind raw` (x86_64 only), on `sys_enter` and
+/// `sys_exit`: every syscall of every process, dispatched on its number.
+pub const PROGRAM_RAW_SYS_ENTER: &str = "raw_sys_enter";
+pub const PROGRAM_RAW_SYS_EXIT: &str = "raw_sys_exit";
+/// Program arrays indexed by syscall id: each traced syscall's raw entry and exit programs,
+/// which the dispatchers above tail-call (one program per syscall keeps each small enough for
+/// older kernels' verifiers).
+pub const MAP_RAW_ENTER: &str = "RAW_ENTER";
+pub const MAP_RAW_EXIT: &str = "RAW_EXIT";
+
 /// The `--errno` set, built by userspace and written to [`MAP_ERRNOS`] word by word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ErrnoSet {

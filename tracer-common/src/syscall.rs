@@ -69,6 +69,89 @@ macro_rules! define_syscalls {
 
 for_each_syscall!(define_syscalls);
 
+/// Calls `$m!` with the x86_64 syscall numbers of the traced syscalls
+/// (arch/x86/entry/syscalls/syscall_64.tbl) and the names of their `--probe-kind raw`
+/// programs (entry, exit): `Variant = nr => raw_enter_prog, raw_exit_prog;`. The raw
+/// `sys_enter`/`sys_exit` programs see every syscall by its number and tail-call these.
+/// Written once: [`Syscall::x86_64_nr`], [`Syscall::from_x86_64_nr`], [`X86_64_LOW_NRS`], the
+/// program names and the programs in `tracer-ebpf` come from it.
+#[macro_export]
+macro_rules! for_each_x86_64_syscall {
+    ($m:ident) => {
+        $m! {
+            Close = 3 => raw_enter_close, raw_exit_close;
+            Socket = 41 => raw_enter_socket, raw_exit_socket;
+            Connect = 42 => raw_enter_connect, raw_exit_connect;
+            Accept = 43 => raw_enter_accept, raw_exit_accept;
+            Shutdown = 48 => raw_enter_shutdown, raw_exit_shutdown;
+            Bind = 49 => raw_enter_bind, raw_exit_bind;
+            Listen = 50 => raw_enter_listen, raw_exit_listen;
+            Getsockname = 51 => raw_enter_getsockname, raw_exit_getsockname;
+            Getpeername = 52 => raw_enter_getpeername, raw_exit_getpeername;
+            Socketpair = 53 => raw_enter_socketpair, raw_exit_socketpair;
+            Setsockopt = 54 => raw_enter_setsockopt, raw_exit_setsockopt;
+            Getsockopt = 55 => raw_enter_getsockopt, raw_exit_getsockopt;
+            Accept4 = 288 => raw_enter_accept4, raw_exit_accept4;
+        }
+    };
+}
+
+macro_rules! x86_64_numbers {
+    ($($variant:ident = $nr:literal => $enter:ident, $exit:ident;)*) => {
+        impl Syscall {
+            /// The syscall's number on x86_64.
+            pub const fn x86_64_nr(self) -> u64 {
+                match self { $(Syscall::$variant => $nr,)* }
+            }
+
+            /// The traced syscall with x86_64 number `nr`, if any.
+            #[inline(always)]
+            pub const fn from_x86_64_nr(nr: u64) -> Option<Syscall> {
+                match nr { $($nr => Some(Syscall::$variant),)* _ => None }
+            }
+
+            /// The `--probe-kind raw` entry program of this syscall (a tail-call target).
+            pub const fn raw_enter_program(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($enter),)* }
+            }
+
+            /// The `--probe-kind raw` exit program of this syscall (a tail-call target).
+            pub const fn raw_exit_program(self) -> &'static str {
+                match self { $(Syscall::$variant => stringify!($exit),)* }
+            }
+        }
+
+        /// Bit `nr` set for each traced x86_64 syscall number below 64: the raw programs'
+        /// first test, a shift and a mask, before any helper call.
+        pub const X86_64_LOW_NRS: u64 = $((if $nr < 64 { 1u64 << $nr } else { 0 }) |)* 0;
+    };
+}
+
+for_each_x86_64_syscall!(x86_64_numbers);
+
+impl Syscall {
+    /// Whether x86_64 syscall `nr` may be a traced one: exact below 64 (the bitmap), else
+    /// the few numbers above. Cheap, for the raw programs' first check.
+    #[inline(always)]
+    pub const fn x86_64_maybe_traced(nr: u64) -> bool {
+        if nr < 64 { X86_64_LOW_NRS >> nr & 1 != 0 } else { Syscall::from_x86_64_nr(nr).is_some() }
+    }
+
+    /// The bits ([`Syscall::bit`]) of the syscalls whose successful calls are context
+    /// ([`Syscall::is_context`]).
+    pub const CONTEXT_BITS: u64 = {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < Syscall::ALL.len() {
+            if Syscall::ALL[i].is_context() {
+                bits |= Syscall::ALL[i].bit();
+            }
+            i += 1;
+        }
+        bits
+    };
+}
+
 impl Syscall {
     /// Bit of this syscall in [`crate::config::GLOBAL_SELECTED`].
     pub const fn bit(self) -> u64 {

@@ -10,6 +10,7 @@ mod identity;
 mod maps;
 mod output;
 mod process;
+mod raw;
 mod sockets;
 mod store;
 mod syscalls;

@@ -42,6 +42,37 @@ const NR_OFFSET: usize = 8;
 const ARGS_OFFSET: usize = 16;
 const RET_OFFSET: usize = 16;
 
+/// The call's arguments as the entry program reads them: from the syscall tracepoint's
+/// record, or from the registers a raw tracepoint is given (raw.rs).
+pub trait SyscallArgs {
+    fn arg(&self, i: usize) -> u64;
+}
+
+/// The call's result and number as the exit program reads them.
+pub trait SyscallResult {
+    fn ret(&self) -> i64;
+    fn nr(&self) -> u64;
+}
+
+impl SyscallArgs for TracePointContext {
+    #[inline(always)]
+    fn arg(&self, i: usize) -> u64 {
+        read_ctx(self, ARGS_OFFSET + 8 * i)
+    }
+}
+
+impl SyscallResult for TracePointContext {
+    #[inline(always)]
+    fn ret(&self) -> i64 {
+        read_ctx(self, RET_OFFSET)
+    }
+
+    #[inline(always)]
+    fn nr(&self) -> u64 {
+        read_ctx::<i32>(self, NR_OFFSET) as u64
+    }
+}
+
 macro_rules! syscall_programs {
     ($($variant:ident = $id:literal => $name:ident, $enter:ident, $exit:ident, $nargs:literal;)*) => {
         $(
@@ -69,7 +100,7 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 }
 
 #[inline(always)]
-fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
+pub fn on_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
         return;
@@ -78,7 +109,7 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     // Checked now: after the call the fd is gone. The socket's errors are no longer attributed
     // to this fd.
     if syscall == Syscall::Close {
-        match fd_kind(read_ctx(ctx, ARGS_OFFSET)) {
+        match fd_kind(ctx.arg(0)) {
             FdKind::NotSocket => return,
             FdKind::Socket(Some(sk)) => sockets::closing(sk),
             FdKind::Socket(None) | FdKind::Unknown => {}
@@ -86,7 +117,7 @@ fn on_enter(ctx: &TracePointContext, syscall: Syscall) {
     }
     // SAFETY: helper without arguments.
     let ts_ns = unsafe { bpf_ktime_get_ns() };
-    let arg = |i: usize| if i < syscall.nargs() { read_ctx(ctx, ARGS_OFFSET + 8 * i) } else { 0 };
+    let arg = |i: usize| if i < syscall.nargs() { ctx.arg(i) } else { 0 };
     let args = [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)];
     // The socket's errors are attributed to this fd from now on (a refusal on loopback is
     // reported before the connect even returns) until it is closed.
@@ -176,12 +207,12 @@ fn so_error(args: &[u64; 6]) -> u32 {
 }
 
 #[inline(always)]
-fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
+pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
     if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
-    let ret: i64 = read_ctx(ctx, RET_OFFSET);
+    let ret = ctx.ret();
     let slot = PENDING.get_ptr_mut(pid_tgid);
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
@@ -224,8 +255,8 @@ fn on_exit(ctx: &TracePointContext, syscall: Syscall) {
 /// the LRU map mid-call (more than `MAX_IN_FLIGHT` threads with slots) makes a young thread's
 /// call look refused; its arguments, read at exit, are still right.
 #[inline(always)]
-fn without_entry(
-    ctx: &TracePointContext,
+fn without_entry<C: SyscallResult>(
+    ctx: &C,
     syscall: Syscall,
     pid_tgid: u64,
     ret: i64,
@@ -243,9 +274,8 @@ fn without_entry(
         return;
     }
     let Some(flags) = verdict(syscall, ret, None) else { return };
-    let nr: i32 = read_ctx(ctx, NR_OFFSET);
     let mut args = [0u64; 6];
-    let have_args = saved_args(nr as u64, &mut args);
+    let have_args = saved_args(ctx.nr(), &mut args);
     // close() of a file has no entry either (the entry program passes it over): the exit is
     // a refused close only when it failed and its fd is still an open socket.
     if syscall == Syscall::Close && (ret >= 0 || !have_args || fd_is_socket(args[0]) != Some(true))

@@ -180,6 +180,9 @@ impl Pipeline {
             self.stats.filtered += 1;
             return Ok(());
         }
+        if let Some(detector) = &mut self.detector {
+            detector.shown();
+        }
         self.stats.events += 1;
         self.shown.insert(ev.pid);
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
@@ -231,6 +234,9 @@ impl Pipeline {
         if !self.filter.event(&connect) {
             self.stats.filtered += 1;
             return Ok(());
+        }
+        if let Some(detector) = &mut self.detector {
+            detector.shown();
         }
         self.stats.socket_errors += 1;
         self.shown.insert(error.pid);

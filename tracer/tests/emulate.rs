@@ -11,7 +11,7 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     process::Command,
-    sync::{Mutex, MutexGuard},
+    sync::{Mutex, MutexGuard, OnceLock},
 };
 
 use common::{Output, Tracer, WSLTRACE, demo_command, python, run, wsltrace};
@@ -74,6 +74,104 @@ fn results(stderr: &str) -> Results {
         .collect()
 }
 
+/// What this kernel cannot emulate, as `wsltrace doctor` reports it from the probe `wsltrace
+/// emulate` makes before it loads anything: (helper, quirks that call it).
+fn missing_helpers() -> &'static [(String, Vec<String>)] {
+    static MISSING: OnceLock<Vec<(String, Vec<String>)>> = OnceLock::new();
+    MISSING.get_or_init(|| {
+        let out = run(wsltrace().args(["doctor", "--format", "json"]));
+        let report: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|err| panic!("doctor's JSON ({err}), {}: {}", out.status, out.stderr));
+        report["facts"]["machine"]["program_types"]["emulate_missing"]
+            .as_array()
+            .unwrap_or_else(|| panic!("doctor probed no emulate helpers: {}", out.stdout))
+            .iter()
+            .map(|m| {
+                let quirks = m["quirks"].as_array().unwrap();
+                let quirks = quirks.iter().map(|q| q.as_str().unwrap().to_owned()).collect();
+                (m["helper"].as_str().unwrap().to_owned(), quirks)
+            })
+            .collect()
+    })
+}
+
+/// The quirks of `quirks` this kernel cannot run.
+fn cannot_run<'a>(quirks: &[&'a str]) -> Vec<&'a str> {
+    quirks
+        .iter()
+        .copied()
+        .filter(|q| missing_helpers().iter().any(|(_, qs)| qs.iter().any(|x| x == q)))
+        .collect()
+}
+
+/// When this kernel cannot run some of `quirks`, the run `out` must have failed with one line
+/// naming them, the helper they miss and this kernel, and nothing else: the test ends there.
+fn refused_here(out: &Output, quirks: &[&str]) -> bool {
+    let blocked = cannot_run(quirks);
+    if blocked.is_empty() {
+        return false;
+    }
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let want = format!("wsltrace: error: this kernel ({}) cannot run ", release.trim());
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.contains(": warning: ")).collect();
+    assert!(lines.len() == 1 && lines[0].starts_with(&want), "{want}... in:\n{}", out.stderr);
+    for quirk in blocked {
+        let (helper, _) =
+            missing_helpers().iter().find(|(_, qs)| qs.iter().any(|x| x == quirk)).unwrap();
+        assert!(lines[0].contains(quirk) && lines[0].contains(helper.as_str()), "{}", lines[0]);
+    }
+    assert!(!out.stderr.contains("emulating"), "nothing was started: {}", out.stderr);
+    true
+}
+
+/// The quirks a profile selects, from `emulate --list` (`wsl2` is `wsl2-nat`).
+fn profile_quirks(profile: &str) -> Vec<String> {
+    let profile = if profile == "wsl2" { "wsl2-nat" } else { profile };
+    let out = run(wsltrace().args(["emulate", "--list", "--format", "json"]));
+    let list: Vec<Value> = serde_json::from_str(&out.stdout).unwrap();
+    list.iter()
+        .filter(|q| q["profiles"].as_array().unwrap().iter().any(|p| p == profile))
+        .map(|q| q["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn refused_profile(out: &Output, profile: &str) -> bool {
+    let quirks = profile_quirks(profile);
+    refused_here(out, &quirks.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The probe agrees with the kernel's own type information: a kernel whose BTF names
+/// BPF_FUNC_set_retval gives it to the errno-injecting programs, one without lacks it.
+#[test]
+fn the_emulate_probe_agrees_with_the_kernels_btf() {
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("a kernel with BTF");
+    let named = btf.windows(21).any(|w| w == b"\0BPF_FUNC_set_retval\0");
+    let lacks = missing_helpers().iter().any(|(h, _)| h == "bpf_set_retval");
+    assert_eq!(lacks, !named, "doctor: {:?}", missing_helpers());
+    // doctor's text says the same.
+    let doctor = run(wsltrace().arg("doctor")).stdout;
+    let line =
+        doctor.lines().find(|l| l.contains("emulate: ")).unwrap_or_else(|| panic!("{doctor}"));
+    match missing_helpers() {
+        [] => assert!(line.contains("emulate: every quirk runs"), "{line}"),
+        missing => {
+            assert!(line.contains("cannot run") && line.contains("`wsltrace emulate` refuses"));
+            for (helper, quirks) in missing {
+                assert!(line.contains(helper.as_str()), "{line}");
+                assert!(quirks.iter().all(|q| line.contains(q.as_str())), "{line}");
+            }
+        }
+    }
+    if lacks {
+        let t = Targets::new("probe");
+        let mut cmd = wsltrace();
+        cmd.args(["emulate", "--quirk", "connect-enotconn", "--"]).args(demo_command(&["quirks"]));
+        t.env(&mut cmd);
+        assert!(refused_here(&run(&mut cmd), &["connect-enotconn"]));
+    }
+}
+
 /// The workload run plainly: what the kernel answers without emulation.
 fn natural(targets: &Targets) -> Results {
     let mut cmd = Command::new(WSLTRACE);
@@ -89,9 +187,7 @@ fn emulated(opts: &[&str], targets: &Targets) -> Output {
     let mut cmd = wsltrace();
     cmd.arg("emulate").args(opts).arg("--").args(demo_command(&["quirks"]));
     targets.env(&mut cmd);
-    let out = run(&mut cmd);
-    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
-    out
+    run(&mut cmd)
 }
 
 /// The cgroup named in the "wsltrace: emulating ... in cgroup PATH" line.
@@ -140,6 +236,10 @@ fn check_quirk(opts: &[&str], targets: &Targets, changed: &[(&str, &str)], id: &
     let changed: Vec<(&str, &str)> =
         changed.iter().copied().filter(|(l, _)| plain.contains_key(*l)).collect();
     let out = emulated(opts, targets);
+    if refused_here(&out, &[id]) {
+        return;
+    }
+    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
     assert_changed_exactly(&results(&out.stderr), &plain, &changed);
     assert_eq!(hits(&out.stderr), BTreeMap::from([(id.to_owned(), changed.len() as u64)]));
     let cgroup = cgroup_of(&out.stderr);
@@ -232,6 +332,9 @@ fn wsl2_profile_reaches_children_and_passes_the_exit_status() {
     cmd.args(["emulate", "--profile", "wsl2", "--", "sh", "-c", &script]);
     t.env(&mut cmd);
     let out = run(&mut cmd);
+    if refused_profile(&out, "wsl2") {
+        return;
+    }
     assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
     let mut changed = vec![("peercred", "ENOPROTOOPT")];
     for label in
@@ -291,18 +394,15 @@ fn outside_processes_are_unaffected_and_sigterm_cleans_up() {
     let _serial = serial();
     let t = Targets::new("outside");
     let port = t.inside.to_string();
-    let bg = Background::start(&[
-        "emulate",
-        "--profile",
-        "wsl2",
-        "--bind-ports",
-        &port,
-        "--bind-path-prefix",
-        &t.prefix(),
-        "--",
-        "sleep",
-        "30",
-    ]);
+    let opts =
+        ["emulate", "--profile", "wsl2", "--bind-ports", &port, "--bind-path-prefix", &t.prefix()];
+    if !cannot_run(&profile_quirks("wsl2").iter().map(String::as_str).collect::<Vec<_>>())
+        .is_empty()
+    {
+        assert!(refused_profile(&run(wsltrace().args(opts).args(["--", "true"])), "wsl2"));
+        return;
+    }
+    let bg = Background::start(&[&opts[..], &["--", "sleep", "30"]].concat());
     let cgroup = bg.cgroup();
     assert_eq!(procs(&cgroup), [bg.command_pid()], "the command runs in the cgroup");
     let outside = natural(&t);
@@ -321,8 +421,9 @@ fn outside_processes_are_unaffected_and_sigterm_cleans_up() {
 #[test]
 fn sigkill_leaves_a_stale_cgroup_that_the_next_run_removes() {
     let _serial = serial();
-    let bg =
-        Background::start(&["emulate", "--quirk", "peercred-enoprotoopt", "--", "sleep", "30"]);
+    // The reply-dropping quirk: its program loads on every kernel with BTF.
+    let dns = ["emulate", "--quirk", "dns-tunnel-drop", "--dns-server", "127.0.0.1:53", "--"];
+    let bg = Background::start(&[&dns[..], &["sleep", "30"]].concat());
     let (cgroup, sleeper, killed) = (bg.cgroup(), bg.command_pid(), bg.0.child.id());
     bg.signal(Signal::SIGKILL);
     // Not `finish`: the command still holds the stderr pipe open.
@@ -331,7 +432,7 @@ fn sigkill_leaves_a_stale_cgroup_that_the_next_run_removes() {
     assert!(cgroup.exists());
     assert_eq!(procs(&cgroup), [sleeper]);
 
-    let next = run(wsltrace().args(["emulate", "--quirk", "peercred-einval", "--", "true"]));
+    let next = run(wsltrace().args(dns).arg("true"));
     assert!(next.status.success(), "{}", next.stderr);
     let expected = format!(
         "wsltrace: removed stale emulation cgroup {} (its wsltrace, pid {killed}, was killed), moved 1 process(es) still in it to its parent",
@@ -367,6 +468,9 @@ fn trace_records_the_injected_errnos_with_arguments() {
     .args(demo_command(&["quirks"]));
     t.env(&mut cmd);
     let out = run(&mut cmd);
+    if refused_here(&out, &["peercred-enoprotoopt", "connect-enotconn", "bind-eacces"]) {
+        return;
+    }
     assert!(out.status.success(), "{}", out.stderr);
     let probe = results(&out.stderr);
     assert_eq!(probe["peercred"], "ENOPROTOOPT");
@@ -409,12 +513,19 @@ fn trace_records_the_injected_errnos_with_arguments() {
 
 /// `wsltrace --emulate PLATFORM -- CMD`: the knowledge base judges the trace as on that
 /// platform, so every injected failure is flagged with the rule that explains it.
-fn flagged_under(platform: &str) -> (Output, Vec<(String, String, Vec<String>)>) {
+/// A flagged call: syscall, what it returned (with the option name), rule ids.
+type Flagged = (String, String, Vec<String>);
+
+/// `None` when this kernel cannot run the platform's quirks (and said so).
+fn flagged_under(platform: &str) -> Option<(Output, Vec<Flagged>)> {
     let t = Targets::new(platform);
     let mut cmd = wsltrace();
     cmd.args(["--emulate", platform, "--format", "json", "--"]).args(demo_command(&["quirks"]));
     t.env(&mut cmd);
     let out = run(&mut cmd);
+    if refused_profile(&out, platform) {
+        return None;
+    }
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stderr.contains(&format!("judging the calls as on {platform}")), "{}", out.stderr);
     let flagged = out
@@ -433,13 +544,13 @@ fn flagged_under(platform: &str) -> (Output, Vec<(String, String, Vec<String>)>)
             Some((e["syscall"].as_str().unwrap().to_owned(), detail, ids))
         })
         .collect();
-    (out, flagged)
+    Some((out, flagged))
 }
 
 #[test]
 fn wsl2_emulation_is_flagged_by_the_knowledge_base() {
     let _serial = serial();
-    let (out, flagged) = flagged_under("wsl2");
+    let Some((out, flagged)) = flagged_under("wsl2") else { return };
     let peercred: Vec<_> = flagged
         .iter()
         .filter(|(s, d, _)| s == "getsockopt" && d == "SO_PEERCRED ENOPROTOOPT")
@@ -459,7 +570,7 @@ fn wsl2_emulation_is_flagged_by_the_knowledge_base() {
 #[test]
 fn wsl1_emulation_is_flagged_by_the_wsl1_rules() {
     let _serial = serial();
-    let (_, flagged) = flagged_under("wsl1");
+    let Some((_, flagged)) = flagged_under("wsl1") else { return };
     let find = |syscall: &str, detail: &str| -> Vec<String> {
         flagged
             .iter()
@@ -585,11 +696,20 @@ fn plain_script(code: &str, args: &[String]) -> Results {
 }
 
 /// `wsltrace OPTS -- python -c SCRIPT ARGS`, which must succeed, and the script's results.
-fn emulated_script(opts: &[&str], code: &str, args: &[String]) -> (Output, Results) {
+/// `None` when this kernel cannot run the `profile`'s quirks (and said so).
+fn emulated_script(
+    opts: &[&str],
+    code: &str,
+    args: &[String],
+    profile: Option<&str>,
+) -> Option<(Output, Results)> {
     let out = run(wsltrace().args(opts).arg("--").args(script(code, args)));
-    assert!(out.status.success(), "{opts:?}: {}", out.stderr);
+    if profile.is_some_and(|p| refused_profile(&out, p)) {
+        return None;
+    }
+    assert!(out.status.success(), "{opts:?}: {}: {}", out.status, out.stderr);
     let results = script_results(&out.stderr);
-    (out, results)
+    Some((out, results))
 }
 
 fn local_port_range() -> (u16, u16) {
@@ -669,7 +789,9 @@ fn port_tracker_refuses_windows_held_ports_before_entry() {
 
     let held_arg = held.to_string();
     let opts = ["--emulate", "wsl2-mirrored", "--bind-ports", &held_arg, "--format", "json"];
-    let (out, emulated) = emulated_script(&opts, BINDS, &args);
+    let Some((out, emulated)) = emulated_script(&opts, BINDS, &args, Some("wsl2-mirrored")) else {
+        return;
+    };
     assert!(out.stderr.contains("judging the calls as on wsl2,mirrored"), "{}", out.stderr);
     let mut expected = plain.clone();
     for label in ["held-127.0.0.1", "held-::1", "held-udp"] {
@@ -772,7 +894,10 @@ fn mirrored_loopback_connect_hangs_where_nothing_listens() {
     let args = [dead.to_string(), live.local_addr().unwrap().port().to_string()];
     assert_eq!(plain_script(CONNECTS, &args)["dead-127.0.0.1"], "ECONNREFUSED");
     let opts = ["--emulate", "wsl2-mirrored", "--format", "json"];
-    let (out, emulated) = emulated_script(&opts, CONNECTS, &args);
+    let Some((out, emulated)) = emulated_script(&opts, CONNECTS, &args, Some("wsl2-mirrored"))
+    else {
+        return;
+    };
     assert_eq!(emulated["dead-127.0.0.1"], "timeout", "{}", out.stderr);
     assert_eq!(emulated["dead-127.0.0.2"], "ECONNREFUSED");
     assert_eq!(emulated["live-127.0.0.1"], "0");
@@ -850,7 +975,7 @@ fn dns_tunnel_drop_leaves_queries_unanswered() {
     assert_eq!((plain["udp"].as_str(), plain["tcp"].as_str()), ("answer", "answer"));
     let server_arg = format!("127.0.0.1:{port}");
     let opts = ["emulate", "--quirk", "dns-tunnel-drop", "--dns-server", &server_arg];
-    let (out, emulated) = emulated_script(&opts, DNS_CLIENT, &args);
+    let (out, emulated) = emulated_script(&opts, DNS_CLIENT, &args, None).unwrap();
     assert_eq!(emulated["udp"], "timeout", "{}", out.stderr);
     assert_eq!(emulated["tcp-connect"], "0");
     assert_eq!(emulated["tcp"], "timeout");
@@ -899,6 +1024,11 @@ time.sleep(0.3)
 #[test]
 fn peercred_quirk_reaches_servers_whose_clients_run_outside() {
     let _serial = serial();
+    let quirk = ["emulate", "--quirk", "peercred-enoprotoopt", "--"];
+    if !cannot_run(&["peercred-enoprotoopt"]).is_empty() {
+        assert!(refused_here(&run(wsltrace().args(quirk).arg("true")), &["peercred-enoprotoopt"]));
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("wsltrace-peercred-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for emulated_side in ["server", "client"] {
@@ -906,8 +1036,7 @@ fn peercred_quirk_reaches_servers_whose_clients_run_outside() {
         let args = [path.clone()];
         let emulate = |code| {
             let mut cmd = wsltrace();
-            cmd.args(["emulate", "--quirk", "peercred-enoprotoopt", "--"])
-                .args(script(code, &args));
+            cmd.args(quirk).args(script(code, &args));
             cmd
         };
         let plain = |code| {

@@ -246,6 +246,9 @@ fn clean_workloads_have_no_wsl_findings() {
             "WSL2-MIRRORED-EPHEMERAL-PORTS-EXHAUSTED",
             "WSL2-NAT-NO-IPV6",
             "WSL2-VSOCK-HOST-CONNECT-TIMEOUT",
+            "WSL2-DNS-TUNNEL-NO-ANSWER",
+            "DNS-NO-ANSWER",
+            "UNIX-CONNECT-DRVFS",
         ];
         let flagged: Vec<String> =
             ids(&all).into_iter().filter(|id| new_rules.contains(&id.as_str())).collect();

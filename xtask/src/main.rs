@@ -22,6 +22,19 @@ struct Cli {
     task: Task,
 }
 
+/// What `kernels --help` adds below the options.
+const KERNELS_HELP: &str = "\
+By default each guest runs 13 tests of the kernel mechanisms most likely to differ between \
+releases (syscall tracepoints, seccomp refusals, namespaces from BTF, sched exits, the \
+in-flight map, SO_ERROR outcomes, loss counting, sock_diag, emulate's cgroup programs and \
+its feature probe): 4-7 minutes per guest under TCG. The README's kernels section has the \
+figures. Do not rebuild the workspace while guests run: they read its binaries live.
+
+Examples:
+  sudo cargo xtask kernels                       # the matrix, default tests
+  sudo cargo xtask kernels --kernel 5.10 --suite emulate
+  sudo cargo xtask kernels --all-suites --timeout 60";
+
 #[derive(Subcommand)]
 enum Task {
     /// Install what is missing (nightly rust-src, bpf-linker, strace), build the release
@@ -35,6 +48,9 @@ enum Task {
         /// Skip the kernel matrix (`cargo xtask kernels`, run after the tests on this kernel)
         #[arg(long)]
         no_kernels: bool,
+        /// Skip the second run of the kernel-facing suites under `--probe-kind raw`
+        #[arg(long)]
+        no_raw: bool,
         /// Extra arguments for `cargo test` (e.g. a test name); the kernel matrix is then
         /// skipped
         #[arg(last = true)]
@@ -43,7 +59,8 @@ enum Task {
     /// Run the kernel-facing integration tests on other kernels (Debian's 5.10, 6.1 and
     /// 6.12), each booted in a qemu guest sharing this machine's files; prints one line per
     /// kernel and a table, and fails if any kernel fails (as root; installs qemu, fetches
-    /// the kernels into target/kernels)
+    /// the kernels into target/kernels, about 235 MB once)
+    #[command(after_help = KERNELS_HELP)]
     Kernels(kernels::KernelsArgs),
     /// Measure wsltrace's overhead next to strace and bpftrace, its lossless throughput,
     /// loss accounting, start-up time and memory; writes bench/RESULTS.md and
@@ -76,7 +93,7 @@ fn run(cli: Cli) -> Result<()> {
             require_root("the demo loads eBPF programs")?;
             run_cmd(Command::new("target/release/wsltrace").arg("demo"))
         }
-        Task::Test { no_lint, no_kernels, cargo_args } => {
+        Task::Test { no_lint, no_kernels, no_raw, cargo_args } => {
             prerequisites::install()?;
             if !no_lint {
                 cargo(&["fmt", "--all", "--check"])?;
@@ -101,7 +118,11 @@ fn run(cli: Cli) -> Result<()> {
                 args.push("--");
                 args.extend(cargo_args.iter().map(String::as_str));
             }
+            eprintln!("xtask: the tests, tracing with --probe-kind tracepoint (the default)");
             cargo(&args)?;
+            if !no_raw && cargo_args.is_empty() {
+                raw_pass()?;
+            }
             if no_kernels {
                 return Ok(());
             }
@@ -125,6 +146,45 @@ fn run(cli: Cli) -> Result<()> {
         Task::Deb => deb::run(),
         Task::Fuzz(args) => fuzz::run(args),
     }
+}
+
+/// The integration suites run a second time under `--probe-kind raw`: those whose tests load
+/// the syscall programs and check what they record. (`probe_kind` runs both kinds itself;
+/// the others read recordings, rule files or the machine.)
+const RAW_SUITES: &[&str] = &[
+    "trace",
+    "blocked",
+    "exits",
+    "loss",
+    "context",
+    "differential",
+    "emulate",
+    "recording",
+    "servers",
+    "status",
+    "metrics",
+];
+
+/// The kernel-facing suites again, every wsltrace they start given `--probe-kind raw` by the
+/// tests' harness (`WSLTRACE_PROBE_KIND`, tracer/tests/common).
+fn raw_pass() -> Result<()> {
+    if !cfg!(target_arch = "x86_64") {
+        eprintln!("xtask: --probe-kind raw is x86_64-only: its second run is skipped here");
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: the kernel-facing suites again, tracing with --probe-kind raw: {}",
+        RAW_SUITES.join(", ")
+    );
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new(env_or("CARGO", "cargo"));
+    cmd.args(["test", "--package", "tracer"]).env("WSLTRACE_PROBE_KIND", "raw");
+    for suite in RAW_SUITES {
+        cmd.args(["--test", suite]);
+    }
+    run_cmd(&mut cmd)?;
+    eprintln!("xtask: --probe-kind raw run passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// The kernel programs build for the BPF target only: lint them there.

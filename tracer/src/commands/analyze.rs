@@ -130,6 +130,7 @@ fn derived_header(args: &AnalyzeArgs, files: &[PathBuf]) -> Header {
         header.kernel_release = source.kernel_release;
         header.hostname = source.hostname;
         header.facts = source.facts;
+        header.probe_kind = source.probe_kind;
     }
     header.derived_from = files.iter().map(|f| f.display().to_string()).collect();
     header

@@ -6,7 +6,7 @@ use std::{ffi::OsString, process::ExitCode};
 use anyhow::{Context as _, Result};
 use clap::Args;
 
-use super::trace::{self, TraceArgs};
+use super::trace::{self, ProbeArgs, TraceArgs};
 use crate::{
     detect::args::KnowledgeArgs,
     sinks::args::OutputArgs,
@@ -35,6 +35,9 @@ pub struct DemoArgs {
 
     #[command(flatten)]
     pub knowledge: KnowledgeArgs,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
@@ -76,5 +79,6 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         duration: None,
         blocked_after: std::time::Duration::from_secs(2),
         ring_size: tracer_common::config::DEFAULT_RING_BYTES,
+        probe: args.probe,
     })
 }

@@ -30,7 +30,8 @@ use crate::{
 };
 
 pub fn run(args: DoctorArgs) -> Result<ExitCode> {
-    let facts = facts::gather();
+    let mut facts = facts::gather();
+    machine::probe_emulation(&mut facts.machine);
     let mut checks = environment::checks(&facts);
     let process = match args.pid {
         Some(pid) => {

@@ -25,7 +25,7 @@ use crate::{
         status::{StatusLine, StatusSink},
     },
     source::{
-        kernel::{Kernel, KernelOptions},
+        kernel::{Kernel, KernelOptions, ProbeKind},
         launch::{self, Launched},
         live::{Live, Stop},
         privileges, target,
@@ -95,6 +95,19 @@ pub struct TraceArgs {
     /// Kernel ring buffer size: a power of two, e.g. 8M (the default), 512K, 64M
     #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_ring_size)]
     pub ring_size: u32,
+
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+}
+
+/// How the kernel hooks the socket calls (`wsltrace` and `wsltrace demo`).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ProbeArgs {
+    /// How the socket calls are hooked. raw (x86_64 only) lowers the floor for socket-heavy
+    /// load, but adds ~50 ns to every syscall of every process on the machine; tracepoint
+    /// costs nothing to the calls it does not trace
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = ProbeKind::Tracepoint)]
+    pub probe_kind: ProbeKind,
 }
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
@@ -143,6 +156,7 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
         // Commands are often wrappers (go run, npm start): follow them unless told not to.
         follow_forks: args.follow_forks || (!args.command.is_empty() && !args.no_follow),
         ring_bytes: args.ring_size,
+        probe_kind: args.probe.probe_kind,
     }
 }
 
@@ -163,6 +177,7 @@ fn detector(
     knowledge: &KnowledgeArgs,
     facts: &crate::facts::Facts,
     launching: bool,
+    emulated_drvfs: Vec<std::path::PathBuf>,
 ) -> Result<Detector> {
     let specs = rules::load(&knowledge.rules).map_err(super::rules::describe)?;
     let mut env = Environment::from_facts(facts);
@@ -170,7 +185,7 @@ fn detector(
         env.assume(assumed)?;
     }
     let initial_net = crate::facts::namespaces::initial().map(|ns| ns.net);
-    let mut system = LiveSystem::default();
+    let mut system = LiveSystem::default().with_emulated_drvfs(emulated_drvfs);
     if launching {
         // The command inherits ours: what a process that exited too soon to be read had.
         system = system.with_launch_environment();
@@ -187,6 +202,10 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let facts = crate::facts::gather();
     // Before the kernel work: a bad rule file or output path fails fast.
     let plan = emulate::plan_for_trace(&args.emulation)?;
+    // And a kernel that cannot run the quirks says so in one line, before the programs load.
+    if let Some(plan) = &plan {
+        emulate::features::check(plan, crate::source::kernel::PROGRAMS)?;
+    }
     // Emulating a platform means judging as on it: `--emulate wsl1` flags the WSL1-only
     // failures it injects. --assume still has the last word.
     let mut knowledge = args.knowledge.clone();
@@ -194,7 +213,9 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     if knowledge.assume.is_none() {
         knowledge.assume = emulated_platform.map(str::to_owned);
     }
-    let detector = detector(&knowledge, &facts, !args.command.is_empty())?;
+    // The emulated Windows drives are DrvFs for the rules as well as for the quirks.
+    let drvfs = plan.as_ref().map(emulate::plan::Plan::drvfs_stand_ins).unwrap_or_default();
+    let detector = detector(&knowledge, &facts, !args.command.is_empty(), drvfs.clone())?;
     let status = StatusLine::for_trace(&args.output, args.knowledge.quiet);
     let mut sinks = sinks::terminal(&args.output, args.knowledge.quiet, status.as_ref());
     recording_sink::preflight(&args.output)?;
@@ -241,9 +262,11 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     let mut filter = Filter::new(&args.filter, &[]);
     filter.set_start(start);
     let mut file_bytes = None;
-    if let Some(sink) =
-        recording_sink::from_args(&args.output, Header::new(start, filter.spec(), facts))?
-    {
+    let header = Header {
+        probe_kind: Some(opts.probe_kind.name().to_owned()),
+        ..Header::new(start, filter.spec(), facts)
+    };
+    if let Some(sink) = recording_sink::from_args(&args.output, header)? {
         eprintln!("wsltrace: recording to {}", sink.path().display());
         file_bytes = Some(sink.written());
         sinks.push(Box::new(sink));
@@ -286,6 +309,13 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     announce(&pids, launched.as_ref(), &args, &opts, &kernel);
     if let Some(e) = &emulation {
         eprintln!("wsltrace: emulating {}", e.describe());
+    }
+    if !drvfs.is_empty() {
+        let dirs: Vec<String> = drvfs.iter().map(|d| d.display().to_string()).collect();
+        eprintln!(
+            "wsltrace: unix paths under {} stand for a Windows drive (DrvFs, 9p) in the rules (emulated)",
+            dirs.join(", ")
+        );
     }
     if let (Some(platform), None) = (emulated_platform, &args.knowledge.assume) {
         eprintln!("wsltrace: judging the calls as on {platform} (--assume overrides)");
@@ -334,8 +364,13 @@ fn announce(
         what.push(format!("`{cmd}` (pid {})", l.pid));
     }
     let follow = if opts.follow_forks { ", following forks" } else { "" };
+    // The default goes unsaid; raw is said, since every process on the machine pays for it.
+    let kind = match opts.probe_kind {
+        ProbeKind::Tracepoint => "",
+        ProbeKind::Raw => ", raw sys_enter/sys_exit",
+    };
     eprintln!(
-        "wsltrace: tracing {}{follow} ({} syscalls); Ctrl-C to stop",
+        "wsltrace: tracing {}{follow} ({} syscalls{kind}); Ctrl-C to stop",
         what.join(", "),
         kernel.syscalls.len()
     );

@@ -40,7 +40,7 @@ pub fn describe(detail: Detail, ev: &Event, ctx: &mut Ctx<'_>) -> Option<String>
         }
         Detail::AcceptQueue => accept_queue(ev, ctx),
         Detail::Proxy => {
-            let var = super::matchers::proxy_of(ev, ctx)?;
+            let var = super::environ::proxy_of(ev, ctx)?;
             Some(format!("{var} in the process's environment"))
         }
         Detail::Addresses => {

@@ -1,13 +1,17 @@
 //! What each matcher tests, and what it may look up about an event (once per event). Code
 //! implements matchers, never individual anomalies.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use tracer_common::Syscall;
 
 use super::{
     env::Environment,
-    values::{AddrClass, ListenerKind, NetnsKind},
+    environ,
+    values::{AddrClass, ListenerKind, MinAge, NetnsKind},
     vocabulary::Matcher,
 };
 use crate::{
@@ -30,6 +34,10 @@ pub struct Ctx<'a> {
     pub initial_net: Option<u32>,
     /// The previous traced call on the same fd.
     pub previous: Option<Syscall>,
+    /// `ts_ns` of the last traced connect on the same fd (successful or in progress).
+    pub connected_ns: Option<u64>,
+    /// The caller's resolver timeout as read at its first connect, when a rule needs it.
+    pub resolver_timeout: Option<Duration>,
     listeners: Option<Option<(ListenerKind, Vec<TableSocket>)>>,
 }
 
@@ -41,7 +49,16 @@ impl<'a> Ctx<'a> {
         initial_net: Option<u32>,
         previous: Option<Syscall>,
     ) -> Self {
-        Ctx { env, system, traced, initial_net, previous, listeners: None }
+        Ctx {
+            env,
+            system,
+            traced,
+            initial_net,
+            previous,
+            connected_ns: None,
+            resolver_timeout: None,
+            listeners: None,
+        }
     }
 
     /// Who listens on the destination port of a connect, classified from the caller's view.
@@ -127,6 +144,24 @@ impl Matcher {
                 nets.0.iter().any(|net| net.contains(ip))
             }
             Matcher::Port(range) => range.contains(inet(target(ev)?)?.port()),
+            Matcher::PeerIp(nets) => {
+                let ip = inet(ev.sock.as_ref()?.peer.as_ref()?)?.ip();
+                nets.0.iter().any(|net| net.contains(ip))
+            }
+            Matcher::PeerPort(range) => {
+                range.contains(inet(ev.sock.as_ref()?.peer.as_ref()?)?.port())
+            }
+            Matcher::ConnectedAtLeast(age) => {
+                let since = Duration::from_nanos(ev.ts_ns.checked_sub(ctx.connected_ns?)?);
+                let min = match age {
+                    MinAge::Fixed(min) => *min,
+                    MinAge::ResolverTimeout => ctx
+                        .resolver_timeout
+                        .or_else(|| environ::resolver_timeout(ev, ctx.system))?,
+                };
+                // 5% under: the resolver's own clock reads and ms rounding of its poll.
+                since >= min - min / 20
+            }
             Matcher::BelowUnprivilegedPort(below) => {
                 let port = inet(target(ev)?)?.port();
                 (port != 0 && port < ctx.env.unprivileged_port_start) == *below
@@ -163,7 +198,7 @@ impl Matcher {
             Matcher::PortHeldOn(nets) => port_holders(ev, ctx)?
                 .iter()
                 .any(|s| nets.0.iter().any(|n| n.contains(s.addr.ip()))),
-            Matcher::Proxy(is) => proxy_of(ev, ctx).is_some() == *is,
+            Matcher::Proxy(is) => environ::proxy_of(ev, ctx).is_some() == *is,
         })
     }
 }
@@ -270,56 +305,6 @@ pub fn port_holders(ev: &Event, ctx: &mut Ctx<'_>) -> Option<Vec<TableSocket>> {
     Some(holders)
 }
 
-/// The proxy variable of the caller's environment (`HTTPS_PROXY=http://127.0.0.1:3128`) whose
-/// address is a connect's destination; `None` when there is none (or the environment is gone).
-pub fn proxy_of(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
-    if ev.syscall != Syscall::Connect {
-        return None;
-    }
-    let dest = inet(ev.args.addr.as_ref()?)?;
-    let environ = ctx.system.environ(ev.pid)?;
-    environ.into_iter().find_map(|(name, value)| {
-        let wanted = PROXY_VARIABLES.iter().any(|v| v.eq_ignore_ascii_case(&name));
-        let found = wanted && proxy_addresses(&value).contains(&dest);
-        found.then(|| format!("{name}={value}"))
-    })
-}
-
-/// What curl, Python, Go, git, pip and npm read (lower and upper case).
-const PROXY_VARIABLES: &[&str] = &["http_proxy", "https_proxy", "all_proxy"];
-
-/// The addresses a proxy URL points at (`http://user:pw@127.0.0.1:3128/`, `socks5://[::1]:1080`,
-/// `localhost:8080`): IP literals and `localhost` only, since resolving other names would send
-/// queries; no port means the scheme's default (1080 for SOCKS, as curl, else 80).
-pub fn proxy_addresses(url: &str) -> Vec<SocketAddr> {
-    let (scheme, rest) = match url.trim().split_once("://") {
-        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-        None => ("http".to_owned(), url.trim()),
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
-    let (host, port) = match host_port.strip_prefix('[') {
-        Some(v6) => match v6.split_once(']') {
-            Some((host, rest)) => (host, rest.strip_prefix(':')),
-            None => return Vec::new(),
-        },
-        None => match host_port.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (host_port, None),
-        },
-    };
-    let default = if scheme.starts_with("socks") { 1080 } else { 80 };
-    let Some(port) = port.map_or(Some(default), |p| p.parse::<u16>().ok()) else {
-        return Vec::new();
-    };
-    let ips: Vec<IpAddr> = if host.eq_ignore_ascii_case("localhost") {
-        vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()]
-    } else {
-        host.parse().into_iter().collect()
-    };
-    ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()
-}
-
 fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Vec<TableSocket>)> {
     if ev.syscall != Syscall::Connect {
         return None;
@@ -382,17 +367,6 @@ mod tests {
         assert!(!covers(sa("[::1]:80"), sa("127.0.0.1:80")));
         assert!(covers(sa("[::ffff:127.0.0.1]:80"), sa("127.0.0.1:80")));
         assert!(!covers(sa("127.0.0.1:81"), sa("127.0.0.1:80")));
-    }
-
-    #[test]
-    fn proxy_urls() {
-        assert_eq!(proxy_addresses("http://127.0.0.1:3128/"), [sa("127.0.0.1:3128")]);
-        assert_eq!(proxy_addresses("http://user:pw@127.0.0.1:8080"), [sa("127.0.0.1:8080")]);
-        assert_eq!(proxy_addresses("socks5h://[::1]"), [sa("[::1]:1080")]);
-        assert_eq!(proxy_addresses("localhost:7890"), [sa("127.0.0.1:7890"), sa("[::1]:7890")]);
-        assert_eq!(proxy_addresses("http://10.0.0.1"), [sa("10.0.0.1:80")]);
-        assert!(proxy_addresses("http://proxy.example:3128").is_empty());
-        assert!(proxy_addresses("http://127.0.0.1:notaport").is_empty());
     }
 
     #[test]

@@ -4,12 +4,17 @@
 pub mod args;
 pub mod details;
 pub mod env;
+pub mod environ;
+pub mod failures;
 pub mod matchers;
 pub mod rules;
 pub mod values;
 pub mod vocabulary;
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use tracer_common::Syscall;
 
@@ -19,8 +24,11 @@ use crate::{
     facts::system::System,
 };
 use env::Environment;
+use failures::{Failure, Reported};
 use matchers::Ctx;
 use rules::{Rule, RuleSpec};
+use values::MinAge;
+use vocabulary::Matcher;
 
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
@@ -30,6 +38,14 @@ pub struct Detector {
     initial_net: Option<u32>,
     /// The last traced call on each (pid, fd), for `previous_syscall`.
     previous: HashMap<(u32, i32), Syscall>,
+    /// When each (pid, fd) last connected (or started connecting), for `connected_at_least`.
+    connected: HashMap<(u32, i32), u64>,
+    /// Each process's resolver timeout, read at its first connect while it surely lives (a
+    /// short-lived client has often exited when its last close is judged); only when a rule
+    /// asks for `connected_at_least = "resolver_timeout"`.
+    resolver_timeouts: Option<HashMap<u32, Option<Duration>>>,
+    /// Failed connects whose findings a shown record carried (one finding per failure).
+    reported: Reported,
 }
 
 impl Detector {
@@ -39,50 +55,118 @@ impl Detector {
         system: Box<dyn System>,
         initial_net: Option<u32>,
     ) -> Self {
-        let rules = specs.into_iter().map(Rule::new).filter(|r| r.applies_to(&env)).collect();
-        Detector { rules, env, system, initial_net, previous: HashMap::new() }
+        let rules: Vec<Rule> =
+            specs.into_iter().map(Rule::new).filter(|r| r.applies_to(&env)).collect();
+        let wants_timeout = |m: &Matcher| *m == Matcher::ConnectedAtLeast(MinAge::ResolverTimeout);
+        let resolver_timeouts = rules
+            .iter()
+            .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
+            .then(HashMap::new);
+        Detector {
+            rules,
+            env,
+            system,
+            initial_net,
+            previous: HashMap::new(),
+            connected: HashMap::new(),
+            resolver_timeouts,
+            reported: Reported::default(),
+        }
     }
 
     /// Adds the findings of every matching rule to `ev.anomalies`.
     /// `traced` is the fd table as of this event: what the traced processes hold.
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
+        self.reported.start();
         let fd = ev.args.fd;
         let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
-        self.judge(ev, traced, previous);
+        let connected = fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        self.judge(ev, traced, previous, connected);
         // The failure of a non-blocking connect, reported by this call: the connect rules
         // judge it as the connect that failed (same ids, details and fixes).
         if let Some(mut connect) = as_failed_connect(ev) {
-            self.judge(&mut connect, traced, Some(Syscall::Connect));
+            self.judge(&mut connect, traced, Some(Syscall::Connect), connected);
             for finding in connect.anomalies {
                 if !ev.anomalies.iter().any(|f| f.id == finding.id) {
                     ev.anomalies.push(finding);
                 }
             }
         }
+        // A call that reads a connect's failure (SO_ERROR, a second connect): the kernel's
+        // report of it may have carried the findings already.
+        if let (Some(fd), Some(pending), Some(error)) = (fd, &ev.connect, ev.async_error) {
+            let failure = Failure { started_ns: pending.started_ns, error };
+            self.reported.judge((ev.pid, fd), failure, &mut ev.anomalies);
+        }
         if let Some(fd) = fd {
+            if ev.syscall == Syscall::Close {
+                self.reported.close((ev.pid, fd));
+            }
             match ev.syscall {
                 Syscall::Close => self.previous.remove(&(ev.pid, fd)),
                 syscall => self.previous.insert((ev.pid, fd), syscall),
             };
+            match ev.syscall {
+                Syscall::Close => {
+                    self.connected.remove(&(ev.pid, fd));
+                }
+                // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
+                Syscall::Connect if !ev.failed() => {
+                    self.connected.insert((ev.pid, fd), ev.ts_ns);
+                    if let Some(timeouts) = &mut self.resolver_timeouts
+                        && !timeouts.contains_key(&ev.pid)
+                    {
+                        let timeout = environ::resolver_timeout(ev, self.system.as_mut());
+                        timeouts.insert(ev.pid, timeout);
+                    }
+                }
+                _ => {}
+            }
         }
     }
 
     /// Judges `ev`, a connect failing with an error the kernel reported on its socket (see
     /// `SocketError`), as a connect that just failed.
     pub fn judge_failed_connect(&mut self, ev: &mut Event, traced: &FdTable) {
-        self.judge(ev, traced, Some(Syscall::Connect));
+        self.reported.start();
+        let connected = ev.args.fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        self.judge(ev, traced, Some(Syscall::Connect), connected);
+        // The call that reads the error may have carried the findings already (when it came
+        // first); the connect is the one the fd table still waits on, else the last one seen.
+        let Some(fd) = ev.args.fd else { return };
+        let started_ns = traced.connecting(ev.pid, fd).map(|c| c.started_ns).or(connected);
+        if let (Some(started_ns), Some(error)) = (started_ns, ev.errno) {
+            let failure = Failure { started_ns, error };
+            self.reported.judge((ev.pid, fd), failure, &mut ev.anomalies);
+        }
+    }
+
+    /// The record judged last (an event, a socket error) passed the filters: its findings
+    /// are shown, and the other record of the same failure does not repeat them.
+    pub fn shown(&mut self) {
+        self.reported.shown();
     }
 
     /// Adds the findings of the rules written for calls in progress (`blocked = true`).
     pub fn detect_blocked(&mut self, b: &mut Blocked, traced: &FdTable) {
         let mut ev = b.as_event();
         let previous = b.args.fd.and_then(|fd| self.previous.get(&(b.pid, fd)).copied());
-        self.judge(&mut ev, traced, previous);
+        let connected = b.args.fd.and_then(|fd| self.connected.get(&(b.pid, fd)).copied());
+        self.judge(&mut ev, traced, previous, connected);
         b.anomalies = ev.anomalies;
     }
 
-    fn judge(&mut self, ev: &mut Event, traced: &FdTable, previous: Option<Syscall>) {
+    fn judge(
+        &mut self,
+        ev: &mut Event,
+        traced: &FdTable,
+        previous: Option<Syscall>,
+        connected_ns: Option<u64>,
+    ) {
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
+        ctx.connected_ns = connected_ns;
+        ctx.resolver_timeout =
+            self.resolver_timeouts.as_ref().and_then(|t| t.get(&ev.pid).copied().flatten());
         // Findings already on the event (a recording) count for their groups: an offline
         // re-evaluation must not add a generic rule next to a specific one seen live.
         let mut fired_groups: HashSet<&str> = self
@@ -121,6 +205,11 @@ impl Detector {
     /// A process exited: forget its fds.
     pub fn exit(&mut self, pid: u32) {
         self.previous.retain(|(p, _), _| *p != pid);
+        self.connected.retain(|(p, _), _| *p != pid);
+        self.reported.exit(pid);
+        if let Some(timeouts) = &mut self.resolver_timeouts {
+            timeouts.remove(&pid);
+        }
     }
 }
 

@@ -19,6 +19,7 @@ struct Fake {
     fstype: Option<String>,
     caps: Option<u64>,
     listeners: Vec<TableSocket>,
+    resolver_timeout: Option<std::time::Duration>,
 }
 
 impl System for Fake {
@@ -31,7 +32,13 @@ impl System for Fake {
     fn sockets_on_port(&mut self, port: u16, _proto: Proto) -> Option<Vec<TableSocket>> {
         Some(self.listeners.iter().filter(|s| s.addr.port() == port).cloned().collect())
     }
+    fn resolver_timeout(&mut self, _pid: u32, _mnt: Option<u32>) -> Option<std::time::Duration> {
+        self.resolver_timeout
+    }
 }
+
+mod failures;
+mod lifetimes;
 
 const NET: u32 = 4026531833;
 

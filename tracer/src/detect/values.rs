@@ -309,6 +309,49 @@ pub enum ListenerKind {
     None,
 }
 
+/// How long a socket has been connected at a call: a fixed duration (`1500ms`, `2s`) or
+/// `resolver_timeout`, the wait of one DNS try as the caller's resolv.conf sets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum MinAge {
+    Fixed(std::time::Duration),
+    ResolverTimeout,
+}
+
+impl TryFrom<String> for MinAge {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let t = text.trim();
+        if t == "resolver_timeout" {
+            return Ok(MinAge::ResolverTimeout);
+        }
+        let (number, unit_ms) = match (t.strip_suffix("ms"), t.strip_suffix('s')) {
+            (Some(ms), _) => (ms, 1),
+            (None, Some(s)) => (s, 1000),
+            (None, None) => ("", 0),
+        };
+        number
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|_| unit_ms > 0)
+            .map(|n| MinAge::Fixed(std::time::Duration::from_millis(n.saturating_mul(unit_ms))))
+            .ok_or_else(|| {
+                format!("'{text}' is not a duration like 1500ms or 2s, or resolver_timeout")
+            })
+    }
+}
+
+impl From<MinAge> for String {
+    fn from(age: MinAge) -> String {
+        match age {
+            MinAge::ResolverTimeout => "resolver_timeout".to_owned(),
+            MinAge::Fixed(d) if d.subsec_millis() == 0 => format!("{}s", d.as_secs()),
+            MinAge::Fixed(d) => format!("{}ms", d.as_millis()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +365,19 @@ mod tests {
         assert_eq!(range("http"), None);
         assert_eq!(String::from(PortRange { lo: 1, hi: 1023 }), "1-1023");
         assert_eq!(String::from(PortRange { lo: 53, hi: 53 }), "53");
+    }
+
+    #[test]
+    fn minimum_ages() {
+        let age = |s: &str| MinAge::try_from(s.to_owned());
+        let ms = |n| Ok(MinAge::Fixed(std::time::Duration::from_millis(n)));
+        assert_eq!(age("1500ms"), ms(1500));
+        assert_eq!(age("2s"), ms(2000));
+        assert_eq!(age("resolver_timeout"), Ok(MinAge::ResolverTimeout));
+        assert!(age("2").is_err() && age("fast").is_err() && age("-1s").is_err());
+        assert_eq!(String::from(MinAge::Fixed(std::time::Duration::from_millis(2000))), "2s");
+        assert_eq!(String::from(MinAge::Fixed(std::time::Duration::from_millis(900))), "900ms");
+        assert_eq!(String::from(MinAge::ResolverTimeout), "resolver_timeout");
     }
 
     #[test]

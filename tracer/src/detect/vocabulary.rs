@@ -17,8 +17,8 @@ use toml::Spanned;
 use tracer_common::Syscall;
 
 use super::values::{
-    AddrClass, Capability, Family, IpNet, Level, List, ListenerKind, Name, NetnsKind, Optname,
-    PortRange, SockFlag, SockType,
+    AddrClass, Capability, Family, IpNet, Level, List, ListenerKind, MinAge, Name, NetnsKind,
+    Optname, PortRange, SockFlag, SockType,
 };
 use crate::{decode::errno::Errno, event::RefusedBy, facts::wsl::WslKind};
 
@@ -108,6 +108,13 @@ vocabulary! {
         "[\"127.0.0.0/8\", ...]", "the address's IP is in one of these networks";
     "port" => Port(PortRange), cost 1,
         "\"1-1023\" | \"8080\"", "the address's port";
+    "peer_ip" => PeerIp(List<IpNet>), cost 1,
+        "[\"10.255.255.254\", ...]", "the fd's connected peer (as its last connect set it) is in one of these networks";
+    "peer_port" => PeerPort(PortRange), cost 1,
+        "\"53\" | \"1-1023\"", "the fd's connected peer's port";
+    "connected_at_least" => ConnectedAtLeast(MinAge), cost 2,
+        "\"1500ms\" | \"2s\" | \"resolver_timeout\"",
+        "the fd's last traced connect was at least this long before the call; resolver_timeout: the caller's resolv.conf `options timeout:` (RES_OPTIONS first, 5 s unset)";
     "below_unprivileged_port" => BelowUnprivilegedPort(bool), cost 1,
         "true | false", "below net.ipv4.ip_unprivileged_port_start (not 0)";
     "path_prefix" => PathPrefix(List<String>), cost 1,

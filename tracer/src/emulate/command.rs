@@ -49,6 +49,8 @@ async fn emulate(plan: Plan, args: &EmulateArgs) -> Result<ExitCode> {
     // First: a signal during set-up must still lead to clean-up.
     let signals = signal_stream()?;
     privileges::check()?;
+    // Before anything is loaded or made: an old kernel gets one line, not a verifier dump.
+    super::features::check(&plan, PROGRAMS)?;
     // The tracer's maps are created with the object; shrink the big ones, which stay unused.
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(MAP_EVENTS, 4096)

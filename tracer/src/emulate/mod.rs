@@ -4,12 +4,14 @@
 //! kernel rules) -> `session` (a cgroup made for the run, the cgroup programs of
 //! tracer-ebpf/src/emulate.rs attached to it, clean-up) -> `command` (the subcommand).
 //! `supervisor` decides what no cgroup hook can (unix binds, WSL's port tracker) through
-//! seccomp user notification, as WSL's init does.
+//! seccomp user notification, as WSL's init does. `features` checks that this kernel gives
+//! the programs the helpers they call before any is loaded.
 
 pub mod args;
 pub mod catalogue;
 pub mod cgroup;
 pub mod command;
+pub mod features;
 pub mod plan;
 pub mod session;
 pub mod supervisor;

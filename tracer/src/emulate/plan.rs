@@ -216,6 +216,19 @@ impl Plan {
         (supervision.unix.is_some() || supervision.tracker.is_some()).then_some(supervision)
     }
 
+    /// The directories whose unix paths a bind quirk treats as on a Windows drive: under
+    /// emulation they stand for DrvFs, for the rules too.
+    pub fn drvfs_stand_ins(&self) -> Vec<std::path::PathBuf> {
+        self.quirks
+            .iter()
+            .filter_map(|q| match &q.action {
+                Action::Bind { unix_prefixes: Some(prefixes), .. } => Some(prefixes.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
     /// Whether a getsockopt quirk is selected (its program is attached at the hierarchy's root).
     pub fn has_sockopt(&self) -> bool {
         self.quirks.iter().any(|q| matches!(q.action, Action::Getsockopt { .. }))

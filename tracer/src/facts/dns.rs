@@ -2,7 +2,10 @@
 //! on the local ones in the caller's network namespace (only sockets are looked at: no query is
 //! ever sent).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +92,30 @@ pub fn parse_resolv_conf(text: &str) -> (bool, Vec<IpAddr>, Vec<String>) {
     (generated_by_wsl, nameservers, search)
 }
 
+/// glibc's wait for one answer when resolv.conf sets none (RES_TIMEOUT), and its cap
+/// (RES_MAXRETRANS); Go's resolver reads the same option with the same default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_TIMEOUT_S: u64 = 30;
+
+/// The `timeout:N` among resolver option words (an `options` line's rest, or RES_OPTIONS);
+/// the last one wins, as in glibc.
+pub fn options_timeout(words: &str) -> Option<Duration> {
+    words
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("timeout:")?.parse::<u64>().ok())
+        .next_back()
+        .map(|s| Duration::from_secs(s.clamp(1, MAX_TIMEOUT_S)))
+}
+
+/// How long the resolver waits for one answer with this resolv.conf.
+pub fn resolv_conf_timeout(text: &str) -> Duration {
+    text.lines()
+        .filter_map(|l| l.trim_start().strip_prefix("options"))
+        .filter_map(options_timeout)
+        .next_back()
+        .unwrap_or(DEFAULT_TIMEOUT)
+}
+
 /// Something in `sockets` (a namespace's inet sockets) is bound to `ip` port 53, or to port
 /// 53 on every address.
 pub fn listens_on(ip: IpAddr, sockets: &[SocketInfo]) -> bool {
@@ -144,6 +171,18 @@ pub fn observe() -> Dns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolver_timeouts() {
+        let s = Duration::from_secs;
+        assert_eq!(resolv_conf_timeout("nameserver 10.255.255.254\n"), s(5));
+        assert_eq!(resolv_conf_timeout("options timeout:1 attempts:1\nnameserver 1.1.1.1"), s(1));
+        assert_eq!(resolv_conf_timeout("options rotate timeout:2\noptions timeout:3\n"), s(3));
+        assert_eq!(resolv_conf_timeout("options timeout:99\n"), s(30));
+        assert_eq!(resolv_conf_timeout("# options timeout:1\n"), s(5));
+        assert_eq!(options_timeout("attempts:2 timeout:0"), Some(s(1)));
+        assert_eq!(options_timeout("edns0"), None);
+    }
 
     /// /etc/resolv.conf as WSL2 generates it in NAT mode without DNS tunnelling.
     const WSL2_NAT: &str = "\

@@ -59,6 +59,11 @@ pub struct ProgramTypes {
     pub tracepoint: Option<bool>,
     pub cgroup_sock_addr: Option<bool>,
     pub cgroup_sockopt: Option<bool>,
+    /// Helpers the programs of `wsltrace emulate` call that this kernel does not give them,
+    /// with the quirks that need them (empty: every quirk runs); probed by `doctor` only,
+    /// `None` when not (and in recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulate_missing: Option<Vec<crate::emulate::features::MissingHelper>>,
 }
 
 /// The names of the relevant capabilities set in a `CapEff` mask.
@@ -148,7 +153,22 @@ fn probe_program_types(privileges: &Privileges) -> ProgramTypes {
         tracepoint: probe(ProgramType::TracePoint),
         cgroup_sock_addr: probe(ProgramType::CgroupSockAddr),
         cgroup_sockopt: probe(ProgramType::CgroupSockopt),
+        emulate_missing: None,
     }
+}
+
+/// What `doctor` adds to the probes (a trace has no use for it, and its recording stays as
+/// it was): the helpers `wsltrace emulate`'s programs would miss here.
+pub fn probe_emulation(machine: &mut Machine) {
+    if !machine.privileges.can_trace() {
+        return;
+    }
+    machine.program_types.emulate_missing =
+        crate::emulate::features::catalogue_missing(crate::source::kernel::PROGRAMS)
+            .inspect_err(|err| {
+                tracing::debug!("probing the helpers of emulate's programs: {err:#}")
+            })
+            .ok();
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::{
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     os::unix::fs::{FileTypeExt as _, MetadataExt as _},
-    path::Path,
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 use procfs::process::Process;
@@ -64,6 +65,18 @@ pub fn caller_path(pid: u32, mnt: Option<u32>, path: &Path) -> Option<std::path:
     (mnt.is_some() && mnt == ours).then(|| path.to_path_buf())
 }
 
+/// What `path` is as `pid` sees it: `Some(None)` when there is no such file, `None` when its
+/// view is unknown (see [`caller_path`]).
+fn caller_metadata(pid: u32, mnt: Option<u32>, path: &Path) -> Option<Option<std::fs::Metadata>> {
+    if let Ok(meta) = std::fs::metadata(caller_path(pid, mnt, path)?) {
+        return Some(Some(meta));
+    }
+    // The caller may have exited after /proc/PID/root was found and before the path was read
+    // through it (a zombie has no root): asked again, the path is read as it is for a caller
+    // that had exited already, not reported missing.
+    Some(std::fs::metadata(caller_path(pid, mnt, path)?).ok())
+}
+
 pub trait System {
     /// Effective capabilities of `pid` (CapEff).
     fn capabilities(&mut self, _pid: u32) -> Option<u64> {
@@ -104,6 +117,11 @@ pub trait System {
     fn environ(&mut self, _pid: u32) -> Option<Vec<(String, String)>> {
         None
     }
+    /// How long one DNS try of `pid` waits, from the resolv.conf its mount namespace shows
+    /// (`mnt` at the time of the call); glibc's 5 s when the file sets none or is missing.
+    fn resolver_timeout(&mut self, _pid: u32, _mnt: Option<u32>) -> Option<Duration> {
+        None
+    }
 }
 
 /// No system to ask: a recording analysed later or elsewhere. Every live fact is unknown, so
@@ -126,6 +144,9 @@ pub struct Live {
     /// With `-- CMD`: the environment the command was started with (wsltrace's own), for
     /// traced processes that exited before their /proc/PID/environ was read.
     launch_environment: Option<Vec<(String, String)>>,
+    /// Under `--emulate`: the directories that stand for Windows drives (DrvFs), whose paths
+    /// are on WSL2's DrvFs file system (9p) for the rules.
+    emulated_drvfs: Vec<PathBuf>,
 }
 
 fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
@@ -170,6 +191,12 @@ impl Live {
         self
     }
 
+    /// Under `--emulate`: paths under these directories count as on DrvFs (said at start).
+    pub fn with_emulated_drvfs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.emulated_drvfs = dirs;
+        self
+    }
+
     /// The socket tables of network namespace `netns`, entered through process `pid`.
     fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
         let read = || Tables::read(&Netns::of_pid(pid)?, pid);
@@ -188,6 +215,10 @@ impl System for Live {
     }
 
     fn mount_fstype(&mut self, pid: u32, path: &str) -> Option<String> {
+        if self.emulated_drvfs.iter().any(|dir| Path::new(path).starts_with(dir)) {
+            // What WSL2's /proc/self/mountinfo says of /mnt/c.
+            return Some("9p".to_owned());
+        }
         let mounts = Process::new(pid as i32).ok()?.mountinfo().ok()?;
         mounts
             .into_iter()
@@ -258,9 +289,9 @@ impl System for Live {
     }
 
     fn unix_target(&mut self, pid: u32, mnt: Option<u32>, path: &str) -> Option<UnixTarget> {
-        let seen = std::fs::metadata(caller_path(pid, mnt, Path::new(path))?).ok();
+        let seen = caller_metadata(pid, mnt, Path::new(path))?;
         let dir = Path::new(path).parent().and_then(|d| {
-            let meta = std::fs::metadata(caller_path(pid, mnt, d)?).ok()?;
+            let meta = caller_metadata(pid, mnt, d)??;
             Some((meta.uid(), meta.gid(), meta.mode() & 0o7777))
         });
         // The unix table of the caller's network namespace (ours when it has exited).
@@ -310,6 +341,12 @@ impl System for Live {
         addrs.sort();
         addrs.dedup();
         Some(addrs)
+    }
+
+    fn resolver_timeout(&mut self, pid: u32, mnt: Option<u32>) -> Option<Duration> {
+        let path = caller_path(pid, mnt, Path::new("/etc/resolv.conf"))?;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Some(super::dns::resolv_conf_timeout(&text))
     }
 
     fn environ(&mut self, pid: u32) -> Option<Vec<(String, String)>> {
@@ -407,5 +444,29 @@ mod tests {
         let stale = Live::default().unix_target(me, None, path).unwrap();
         assert!(stale.exists && stale.listener.is_none(), "{stale:?}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A caller that has exited (a zombie has no /proc/PID/root) from our mount namespace
+    /// still sees the file: what the look-up falls back to when the caller exits mid-way.
+    #[test]
+    fn an_exited_caller_sees_the_file_through_our_namespace() {
+        let path = std::env::temp_dir().join(format!("wsltrace-exited-{}", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z')
+            })
+        };
+        while !zombie() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let ours = super::super::namespaces::read(std::process::id()).map(|ns| ns.mnt);
+        let target = Live::default().unix_target(pid, ours, path.to_str().unwrap()).unwrap();
+        assert!(target.exists && !target.is_socket, "{target:?}");
+        assert!(Live::default().unix_target(pid, None, path.to_str().unwrap()).is_none());
+        child.wait().unwrap();
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -139,7 +139,7 @@ const PROBES: &[Def] = &[
     },
     Def {
         id: "dns-nameserver-answer",
-        rule: Some("DNS-STUB-UNREACHABLE"),
+        rule: Some("WSL2-DNS-TUNNEL-NO-ANSWER"),
         platforms: &["wsl2-nat", "wsl2-mirrored"],
         wsl_only: true,
         run: host::dns_answer,

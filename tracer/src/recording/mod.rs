@@ -22,7 +22,7 @@ pub const FORMAT: &str = "wsltrace-recording";
 
 /// The schema this build writes. Readers accept any minor version of their major (minor
 /// versions only add fields and record types) and refuse a newer major.
-pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
+pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 3 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SchemaVersion {
@@ -76,6 +76,9 @@ pub struct Header {
     /// For a recording written by `analyze -o`: the recordings it was made from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub derived_from: Vec<String>,
+    /// `--probe-kind` of the live trace (`tracepoint` or `raw`; since 1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_kind: Option<String>,
 }
 
 impl Header {
@@ -99,6 +102,7 @@ impl Header {
             command_line: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect(),
             filters,
             derived_from: Vec::new(),
+            probe_kind: None,
         }
     }
 
@@ -188,6 +192,6 @@ mod tests {
         assert_eq!(SchemaVersion::parse("1.0"), Some(SchemaVersion { major: 1, minor: 0 }));
         assert_eq!(SchemaVersion::parse("2"), Some(SchemaVersion { major: 2, minor: 0 }));
         assert_eq!(SchemaVersion::parse("1.x"), None);
-        assert_eq!(SCHEMA.to_string(), "1.2");
+        assert_eq!(SCHEMA.to_string(), "1.3");
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
@@ -34,6 +34,32 @@ pub struct KernelOptions {
     pub follow_forks: bool,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
+    /// Which programs see the socket calls.
+    pub probe_kind: ProbeKind,
+}
+
+/// How the socket syscalls are hooked. Both kinds run the same program logic and emit the
+/// same records; they differ in what they cost, and to whom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// `syscalls:sys_enter_*`/`sys_exit_*` of the traced syscalls only: nothing else on the
+    /// machine pays.
+    #[default]
+    Tracepoint,
+    /// The raw `sys_enter`/`sys_exit` tracepoints, dispatched on the syscall number (x86_64):
+    /// a lower floor for the socket calls, a first check added to every syscall of every
+    /// process.
+    Raw,
+}
+
+impl ProbeKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            ProbeKind::Tracepoint => "tracepoint",
+            ProbeKind::Raw => "raw",
+        }
+    }
 }
 
 /// Totals of the kernel programs' per-CPU counters.
@@ -66,6 +92,9 @@ pub struct Kernel {
     /// The calls in flight, read for `--blocked-after`: a handle of its own, since emulation
     /// may take the object's.
     pending: HashMap<MapData, u64, PendingCall>,
+    /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
+    /// program array when its last descriptor closes.
+    _raw: Option<[ProgramArray<MapData>; 2]>,
     /// The selected syscalls whose tracepoints are attached.
     pub syscalls: Vec<Syscall>,
 }
@@ -124,7 +153,10 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
-        let attached = attach_syscalls(&mut ebpf, &tracefs, &attached)?;
+        let (attached, raw) = match opts.probe_kind {
+            ProbeKind::Tracepoint => (attach_syscalls(&mut ebpf, &tracefs, &attached)?, None),
+            ProbeKind::Raw => (attached.clone(), Some(super::raw::attach(&mut ebpf, &attached)?)),
+        };
         let syscalls = opts.syscalls.iter().copied().filter(|s| attached.contains(s)).collect();
         attach(&mut ebpf, "sched", "sched_process_exit")?;
         if opts.follow_forks {
@@ -145,7 +177,7 @@ impl Kernel {
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
         let pending = pending_handle(&ebpf)?;
-        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, syscalls }, ring))
+        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, _raw: raw, syscalls }, ring))
     }
 
     /// The loaded object, for features that attach programs of their own (emulation).
@@ -244,7 +276,7 @@ fn pending_handle(ebpf: &Ebpf) -> Result<HashMap<MapData, u64, PendingCall>> {
     Ok(HashMap::try_from(Map::LruHashMap(data))?)
 }
 
-fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
+pub(super) fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
 }
 

@@ -7,6 +7,7 @@ pub mod kernel;
 pub mod launch;
 pub mod live;
 pub mod privileges;
+mod raw;
 pub mod recording;
 pub mod records;
 pub mod target;

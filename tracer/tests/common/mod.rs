@@ -19,8 +19,37 @@ pub fn python() -> &'static str {
     if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
 }
 
+/// The variable that runs every test's tracing under another `--probe-kind` (e.g.
+/// `WSLTRACE_PROBE_KIND=raw cargo test -p tracer --tests`). Read here only, never by wsltrace.
+pub const PROBE_KIND_VAR: &str = "WSLTRACE_PROBE_KIND";
+
+/// With `WSLTRACE_PROBE_KIND` set, [`wsltrace`] runs wsltrace through this script, which puts
+/// `--probe-kind KIND` before the test's arguments where they trace (`wsltrace [OPTIONS]` and
+/// `wsltrace demo`), unless they choose a kind themselves, and execs it: the process tests see
+/// and signal is wsltrace itself. `$0` is wsltrace, `$1` the kind.
+const PROBE_KIND_WRAPPER: &str = r#"kind=$1; shift
+for a; do case $a in --probe-kind|--probe-kind=*) exec "$0" "$@";; --) break;; esac; done
+case ${1-} in
+  ''|analyze|rules|doctor|probe|emulate|completions|manpages|exec-gate|help|-h|--help|-V|--version)
+    exec "$0" "$@";;
+  demo) shift; exec "$0" demo --probe-kind "$kind" "$@";;
+  *) exec "$0" --probe-kind "$kind" "$@";;
+esac"#;
+
+/// The probe kind the suite runs under: `WSLTRACE_PROBE_KIND`, else wsltrace's default.
+pub fn probe_kind() -> Option<String> {
+    std::env::var(PROBE_KIND_VAR).ok().filter(|k| !k.is_empty())
+}
+
 pub fn wsltrace() -> Command {
-    let mut cmd = Command::new(WSLTRACE);
+    let mut cmd = match probe_kind() {
+        Some(kind) => {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args(["-c", PROBE_KIND_WRAPPER, WSLTRACE, &kind]);
+            cmd
+        }
+        None => Command::new(WSLTRACE),
+    };
     cmd.env("NO_COLOR", "1").env_remove("RUST_LOG");
     cmd
 }

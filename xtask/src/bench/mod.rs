@@ -2,6 +2,7 @@
 //! one invocation. It measures and reports; no figure fails the command.
 
 mod kernel;
+mod kinds;
 mod machine;
 mod nginx;
 mod process;
@@ -74,6 +75,8 @@ enum Skip {
     Startup,
     /// The kernel programs' own run time (BPF statistics, read with bpftool)
     Kernel,
+    /// The `--probe-kind raw` rows (floor, -o FILE) and the bystander cost of both kinds
+    Raw,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,6 +100,8 @@ pub struct Settings {
     pub search_threads: u64,
     pub search_secs: f64,
     pub search_steps: u32,
+    /// getppid calls per bystander run.
+    pub bystander_iterations: u64,
 }
 
 impl Settings {
@@ -113,6 +118,7 @@ impl Settings {
             search_threads: 2,
             search_secs: if quick { 1.5 } else { 3.0 },
             search_steps: if quick { 4 } else { 6 },
+            bystander_iterations: if quick { 500_000 } else { 2_000_000 },
         }
     }
 }
@@ -156,6 +162,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         results.notes.push("Only the kernel programs were measured (--only kernel).".into());
         return write_results(&root, &args.out, results);
     }
+    let wanted = |phase: Skip| !args.skip.contains(&phase);
     let mut modes = vec![
         Mode::Untraced,
         Mode::AttachedFloor,
@@ -164,6 +171,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Mode::JsonDevNull,
         Mode::JsonPipe,
     ];
+    if wanted(Skip::Raw) {
+        modes.extend([Mode::AttachedFloorRaw, Mode::FileRaw]);
+    }
     if !args.skip.contains(&Skip::Strace) {
         modes.push(Mode::Strace);
     } else {
@@ -173,10 +183,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         modes.push(Mode::Bpftrace);
     }
 
-    let wanted = |phase: Skip| !args.skip.contains(&phase);
     let bpftool = prerequisites::bpftool();
     let foreign_before = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
-    results.overhead = Some(overhead(&tools, &settings, &modes)?);
+    let mix = runs::mix_args(settings.iterations);
+    let mix_name = format!("sockmix mix --iterations {}", settings.iterations);
+    results.overhead = Some(overhead(&tools, &settings, &modes, &mix, mix_name)?);
     let foreign_after = bpftool.as_ref().ok().and_then(|()| kernel::foreign_syscall_programs());
     if let (Some(before), Some(after)) = (foreign_before, foreign_after)
         && before + after > 0
@@ -187,6 +198,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
              too, so every ratio here includes their cost. Measure on a machine where no \
              other tracer is attached."
         ));
+    }
+    if wanted(Skip::Raw) {
+        // A syscall neither kind traces, made by a process wsltrace does not trace.
+        let modes = [Mode::Untraced, Mode::AttachedFloor, Mode::AttachedFloorRaw];
+        let n = settings.bystander_iterations;
+        let workload = runs::getppid_args(n);
+        let name = format!("sockmix getppid --iterations {n}");
+        results.bystander = Some(overhead(&tools, &settings, &modes, &workload, name)?);
     }
     if wanted(Skip::Kernel) {
         match &bpftool {
@@ -211,7 +230,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if wanted(Skip::Startup) {
         results.startup = Some(startup(&tools, &settings)?);
     }
-    for phase in [Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Nginx, Skip::Startup] {
+    for phase in
+        [Skip::Raw, Skip::Kernel, Skip::Saturation, Skip::Lossless, Skip::Nginx, Skip::Startup]
+    {
         if !wanted(phase) {
             let name = phase.to_possible_value().map(|v| v.get_name().to_owned());
             results.notes.push(format!(
@@ -248,8 +269,13 @@ fn ensure_tracefs() -> Result<()> {
 
 /// Every mode once per round, the order reversed every other round so that a slow drift of
 /// the machine does not favour the modes that run first.
-fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhead> {
-    let workload = runs::mix_args(settings.iterations);
+fn overhead(
+    tools: &Tools,
+    settings: &Settings,
+    modes: &[Mode],
+    workload: &[String],
+    name: String,
+) -> Result<Overhead> {
     let mut samples: Vec<Vec<Run>> = vec![Vec::new(); modes.len()];
     for round in 0..settings.rounds {
         let mut order: Vec<usize> = (0..modes.len()).collect();
@@ -257,9 +283,10 @@ fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhe
             order.reverse();
         }
         for i in order {
-            let run = runs::run(tools, modes[i], &workload)?;
+            let run = runs::run(tools, modes[i], workload)?;
             eprintln!(
-                "bench: overhead round {}/{}: {:<52} {:>8.1} ms{}",
+                "bench: {} round {}/{}: {:<56} {:>8.1} ms{}",
+                workload[0],
                 round + 1,
                 settings.rounds,
                 modes[i].label(),
@@ -277,11 +304,7 @@ fn overhead(tools: &Tools, settings: &Settings, modes: &[Mode]) -> Result<Overhe
         .zip(samples)
         .map(|(&mode, runs)| ModeSummary::new(mode, runs, &untraced))
         .collect();
-    let mut overhead = Overhead {
-        workload: format!("sockmix mix --iterations {}", settings.iterations),
-        rounds: settings.rounds,
-        modes: summaries,
-    };
+    let mut overhead = Overhead { workload: name, rounds: settings.rounds, modes: summaries };
     overhead.reader_costs();
     Ok(overhead)
 }

@@ -21,6 +21,9 @@ pub struct Results {
     pub versions: Versions,
     pub settings: Settings,
     pub overhead: Option<Overhead>,
+    /// getppid, a syscall no kind traces, in a process wsltrace does not trace: untraced,
+    /// with wsltrace attached with each probe kind.
+    pub bystander: Option<Overhead>,
     /// Time in the kernel programs per call of the workload, by mode.
     pub kernel: Option<Vec<KernelCost>>,
     pub saturation: Option<Saturation>,
@@ -102,7 +105,7 @@ impl ModeSummary {
             runs.iter()
                 .filter(|r| {
                     r.account.is_some_and(|a| match mode {
-                        Mode::File | Mode::JsonDevNull | Mode::JsonPipe => {
+                        Mode::File | Mode::FileRaw | Mode::JsonDevNull | Mode::JsonPipe => {
                             a.exact(r.workload.syscalls)
                         }
                         // Context records (fd-changing calls a filter hides) may be lost.
@@ -235,6 +238,7 @@ impl Results {
             versions: Versions::detect(),
             settings: settings.clone(),
             overhead: None,
+            bystander: None,
             kernel: None,
             saturation: None,
             lossless: None,
@@ -251,11 +255,9 @@ impl Results {
         self.machine.load_end = Some(machine::load());
         let mut tally = Accounting::default();
         if let Some(o) = &self.overhead {
-            for m in o
-                .modes
-                .iter()
-                .filter(|m| matches!(m.mode, Mode::File | Mode::JsonDevNull | Mode::JsonPipe))
-            {
+            for m in o.modes.iter().filter(|m| {
+                matches!(m.mode, Mode::File | Mode::FileRaw | Mode::JsonDevNull | Mode::JsonPipe)
+            }) {
                 tally.checked += m.runs.len() as u64;
                 tally.exact += m.exact_runs.unwrap_or(0);
             }
@@ -410,6 +412,9 @@ pub fn markdown(r: &Results) -> String {
 
     if let Some(o) = &r.overhead {
         overhead_section(&mut md, o, &r.settings);
+    }
+    if let Some(o) = &r.overhead {
+        super::kinds::section(&mut md, o, r.bystander.as_ref());
     }
     if let Some(k) = &r.kernel {
         kernel_section(&mut md, k);

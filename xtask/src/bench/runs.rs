@@ -67,6 +67,11 @@ pub enum Mode {
     JsonDevNull,
     /// `wsltrace --format json | reader`: every event formatted as JSON and read.
     JsonPipe,
+    /// [`Mode::AttachedFloor`] with `--probe-kind raw`: the raw `sys_enter`/`sys_exit`
+    /// programs see every syscall of the machine and return at once for the others.
+    AttachedFloorRaw,
+    /// [`Mode::File`] with `--probe-kind raw`.
+    FileRaw,
     Strace,
     Bpftrace,
 }
@@ -80,6 +85,8 @@ impl Mode {
             Mode::File => "wsltrace -o FILE > /dev/null (every event to a file)",
             Mode::JsonDevNull => "wsltrace --format json > /dev/null",
             Mode::JsonPipe => "wsltrace --format json | reader",
+            Mode::AttachedFloorRaw => "wsltrace --probe-kind raw, workload filtered out (floor)",
+            Mode::FileRaw => "wsltrace --probe-kind raw -o FILE > /dev/null",
             Mode::Strace => "strace -f -e trace=%network -o /dev/null",
             Mode::Bpftrace => "bpftrace, per-pid script, > /dev/null",
         }
@@ -93,7 +100,18 @@ impl Mode {
                 | Mode::File
                 | Mode::JsonDevNull
                 | Mode::JsonPipe
+                | Mode::AttachedFloorRaw
+                | Mode::FileRaw
         )
+    }
+
+    /// The mode `--probe-kind raw` compares with this one, for the modes run under both kinds.
+    pub fn raw_twin(self) -> Option<Mode> {
+        match self {
+            Mode::AttachedFloor => Some(Mode::AttachedFloorRaw),
+            Mode::File => Some(Mode::FileRaw),
+            _ => None,
+        }
     }
 }
 
@@ -160,6 +178,11 @@ pub fn mix_args(iterations: u64) -> Vec<String> {
     vec!["mix".into(), "--iterations".into(), iterations.to_string()]
 }
 
+/// `getppid --iterations N`: a syscall no kind traces, for the bystander cost.
+pub fn getppid_args(iterations: u64) -> Vec<String> {
+    vec!["getppid".into(), "--iterations".into(), iterations.to_string()]
+}
+
 pub fn burst_args(threads: u64, rate: u64, secs: f64) -> Vec<String> {
     vec![
         "burst".into(),
@@ -178,13 +201,18 @@ pub fn run(tools: &Tools, mode: Mode, workload: &[String]) -> Result<Run> {
     let run = match mode {
         Mode::Untraced => untraced(tools, workload),
         Mode::AttachedFloor => wsltrace(tools, &[], Target::Idle, Stdout::DevNull, workload),
+        Mode::AttachedFloorRaw => {
+            wsltrace(tools, &["--probe-kind", "raw"], Target::Idle, Stdout::DevNull, workload)
+        }
         Mode::KernelNoOutput => {
             wsltrace(tools, &["-e", NEVER_ERRNO], Target::Workload, Stdout::DevNull, workload)
         }
-        Mode::File => {
+        Mode::File | Mode::FileRaw => {
             let file = tools.events_path();
             let file = file.to_str().context("the scratch path is not UTF-8")?;
-            wsltrace(tools, &["-o", file], Target::Workload, Stdout::DevNull, workload)
+            let kind = if mode == Mode::FileRaw { "raw" } else { "tracepoint" };
+            let args = ["-o", file, "--probe-kind", kind];
+            wsltrace(tools, &args, Target::Workload, Stdout::DevNull, workload)
         }
         Mode::JsonDevNull => {
             wsltrace(tools, &["--format", "json"], Target::Workload, Stdout::DevNull, workload)

@@ -61,6 +61,12 @@ enum Workload {
         #[arg(long, value_name = "SECS", default_value_t = 1.0)]
         duration: f64,
     },
+    /// ITERATIONS getppid() calls, a syscall wsltrace never traces: what a bystander process
+    /// pays while wsltrace is attached elsewhere (its report counts these calls)
+    Getppid {
+        #[arg(long, default_value_t = 1_000_000)]
+        iterations: u64,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +97,15 @@ fn run(cli: Cli) -> Result<()> {
                 .context("--duration must be a positive number of seconds")?;
             let (calls, elapsed) = burst(threads, rate, duration)?;
             ("burst", calls, elapsed)
+        }
+        Workload::Getppid { iterations } => {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                // The raw syscall: nothing in libc may answer it from a cache.
+                // SAFETY: getppid takes no arguments and cannot fail.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            ("getppid", iterations, started.elapsed())
         }
     };
     let report = format!(

@@ -52,7 +52,7 @@ case "@WS@" in /tmp/*|/run/*)
         /newroot@WS@ || fail "cannot mount the workspace @WS@ over the guest's own /tmp or /run";;
 esac
 mkdir -p /newroot@OUT@
-mount -t 9p -o trans=virtio,version=9p2000.L out /newroot@OUT@ || fail "cannot mount the results share"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /newroot@OUT@ || fail "cannot mount the results share"
 for d in proc sys dev; do mount --move /$d /newroot/$d; done
 exec chroot /newroot /bin/sh @OUT@/guest.sh
 "#;

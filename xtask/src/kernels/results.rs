@@ -1,6 +1,6 @@
 //! What one guest left in its results directory, read back on the host.
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, time::Duration};
 
 /// One suite's outcome in one guest.
 pub struct Suite {
@@ -94,6 +94,69 @@ pub fn parse_log(name: &str, log: &str) -> Suite {
         suite.failures.push(format!("{name} (no result: the suite did not finish)"));
     }
     suite
+}
+
+/// One kernel's line of the summary table.
+pub struct Row {
+    pub kernel: String,
+    pub release: String,
+    pub report: Option<Report>,
+    pub wall: Duration,
+}
+
+impl Row {
+    pub fn failed(kernel: &str) -> Row {
+        Row {
+            kernel: kernel.to_owned(),
+            release: "-".to_owned(),
+            report: None,
+            wall: Duration::ZERO,
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        self.report.as_ref().is_some_and(|r| r.release.is_some() && r.failed() == 0)
+    }
+}
+
+pub fn print_table(rows: &[Row]) {
+    let header = ["kernel", "release", "boot s", "tests s", "total s", "passed", "failed"];
+    let cells: Vec<[String; 7]> = rows
+        .iter()
+        .map(|r| {
+            let (boot, tests, passed, failed) = match &r.report {
+                Some(rep) => (
+                    rep.booted.map_or("-".to_owned(), |b| format!("{b:.1}")),
+                    format!("{:.0}", rep.tests_secs()),
+                    rep.passed().to_string(),
+                    rep.failed().to_string(),
+                ),
+                None => ("-".to_owned(), "-".to_owned(), "0".to_owned(), "1".to_owned()),
+            };
+            [
+                r.kernel.clone(),
+                r.release.clone(),
+                boot,
+                tests,
+                format!("{:.0}", r.wall.as_secs_f64()),
+                passed,
+                failed,
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| cells.iter().map(|c| c[i].len()).chain([header[i].len()]).max().unwrap_or(0))
+        .collect();
+    let line = |items: &[&str]| {
+        let padded: Vec<String> =
+            items.iter().zip(&widths).map(|(s, w)| format!("{s:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    println!();
+    line(&header);
+    for c in &cells {
+        line(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    }
 }
 
 #[cfg(test)]

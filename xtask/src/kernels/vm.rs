@@ -31,6 +31,8 @@ pub struct Guest<'a> {
     /// The tests' working directory (cargo runs them in their package's directory).
     pub cwd: &'a Path,
     pub timeout: Duration,
+    /// Virtual CPUs (each one a host thread under TCG).
+    pub smp: usize,
 }
 
 /// How the guest ended.
@@ -48,7 +50,8 @@ impl Guest<'_> {
         let console = fs::File::create(self.out.join("console.log"))?;
         let started = Instant::now();
         let mut qemu = Command::new("qemu-system-x86_64")
-            .args(["-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2G"])
+            .args(["-accel", "tcg", "-cpu", "max", "-m", "2G"])
+            .args(["-smp", &self.smp.to_string()])
             .args(["-nographic", "-no-reboot", "-nic", "none"])
             .arg("-kernel")
             .arg(self.vmlinuz)

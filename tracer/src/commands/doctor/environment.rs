@@ -106,6 +106,7 @@ fn machine(m: &Machine) -> Vec<Check> {
     } else {
         Check::ok("machine.program_types", "tracepoint, cgroup sock_addr and cgroup sockopt programs load")
     });
+    out.extend(emulate(m));
     if let Some(start) = m.ip_unprivileged_port_start {
         out.push(Check::ok(
             "machine.unprivileged_ports",
@@ -121,6 +122,36 @@ fn machine(m: &Machine) -> Vec<Check> {
         ),
     });
     out
+}
+
+/// Which quirks `wsltrace emulate` can run on this kernel (what `emulate` itself checks).
+fn emulate(m: &Machine) -> Option<Check> {
+    let types = &m.program_types;
+    if types.cgroup_sock_addr == Some(false) || types.cgroup_sockopt == Some(false) {
+        return None; // machine.program_types says it
+    }
+    let missing = types.emulate_missing.as_ref()?;
+    if missing.is_empty() {
+        return Some(Check::ok(
+            "machine.emulate",
+            "emulate: every quirk runs (this kernel gives its programs every helper they call)",
+        ));
+    }
+    let since = missing.iter().filter_map(|m| m.since.as_deref()).max();
+    Some(Check::warn(
+        "machine.emulate",
+        format!(
+            "emulate: this kernel ({}) cannot run {}: `wsltrace emulate` refuses them with this reason",
+            m.kernel_release,
+            crate::emulate::features::describe(missing)
+        ),
+        match since {
+            Some(since) => {
+                format!("emulate them on Linux {since} or newer; the other quirks run here")
+            }
+            None => "emulate them on a newer kernel; the other quirks run here".to_owned(),
+        },
+    ))
 }
 
 fn wsl(w: &Wsl, dns: &Dns) -> Vec<Check> {

@@ -27,6 +27,7 @@ fn native_root() -> Machine {
             tracepoint: Some(true),
             cgroup_sock_addr: Some(true),
             cgroup_sockopt: Some(true),
+            emulate_missing: Some(Vec::new()),
         },
         syscall_tracepoints: None,
         ip_unprivileged_port_start: Some(1024),
@@ -138,4 +139,28 @@ fn resolved_stub_without_resolved() {
         wsl2("6.6.87.2-microsoft-standard-WSL2", Some(NetworkingMode::None), WslConf::default());
     let found = checks(&Facts { machine: native_root(), wsl: none, ..Facts::default() });
     assert_eq!(verdict(&found, "wsl.networking"), [Verdict::Fail]);
+}
+
+#[test]
+fn quirks_an_old_kernel_cannot_emulate_are_named_with_the_release_that_can() {
+    let mut old = native_root();
+    old.kernel_release = "5.10.0-32-amd64".into();
+    old.program_types.emulate_missing = Some(vec![crate::emulate::features::MissingHelper {
+        helper: "bpf_set_retval".into(),
+        program_type: "cgroup sock_addr".into(),
+        since: Some("5.18".into()),
+        quirks: vec!["connect-enotconn".into(), "bind-eacces".into()],
+    }]);
+    let found = checks(&Facts { machine: old, ..Facts::default() });
+    let check = found.iter().find(|c| c.id == "machine.emulate").unwrap();
+    assert_eq!(check.verdict, Verdict::Warn);
+    assert!(
+        check.summary.contains("(5.10.0-32-amd64) cannot run quirks connect-enotconn, bind-eacces")
+            && check.summary.contains("need bpf_set_retval (Linux 5.18+)"),
+        "{}",
+        check.summary
+    );
+    assert!(check.fix.as_deref().unwrap().contains("Linux 5.18 or newer"));
+    let found = checks(&Facts { machine: native_root(), ..Facts::default() });
+    assert_eq!(verdict(&found, "machine.emulate"), [Verdict::Ok]);
 }
