@@ -29,11 +29,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArra
         for (table, name) in
             [(&mut enter, syscall.raw_enter_program()), (&mut exit, syscall.raw_exit_program())]
         {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(name)
-                .with_context(|| format!("program {name} missing from the eBPF object"))?
-                .try_into()?;
-            program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+            let program = load(ebpf, name)?;
             table
                 .set(syscall as u32, program.fd()?, 0)
                 .with_context(|| format!("adding program {name} to its tail-call table"))?;
@@ -43,16 +39,21 @@ pub(super) fn attach(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArra
     for (name, tracepoint) in
         [(PROGRAM_RAW_SYS_EXIT, "sys_exit"), (PROGRAM_RAW_SYS_ENTER, "sys_enter")]
     {
-        let program: &mut RawTracePoint = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name} missing from the eBPF object"))?
-            .try_into()?;
-        program.load().with_context(|| format!("the kernel rejected program {name}"))?;
-        program
+        load(ebpf, name)?
             .attach(tracepoint)
             .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
     }
     Ok([enter, exit])
+}
+
+/// The raw tracepoint program `name`, loaded into the kernel.
+fn load<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
+        .try_into()?;
+    program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+    Ok(program)
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
