@@ -41,13 +41,17 @@ fn main() -> ExitCode {
     })
 }
 
-/// Diagnostics go to stderr as `wsltrace: warning: ...`; RUST_LOG=debug shows more.
+/// Diagnostics go to stderr as `wsltrace: warning: ...`; RUST_LOG=debug shows more. Each
+/// message first takes the status line off the terminal, so it never shares its line.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| {
+            tracer::sinks::status::take_off();
+            std::io::stderr()
+        })
         .event_format(logging::Format)
         .init();
 }

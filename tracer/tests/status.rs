@@ -24,6 +24,16 @@ fn quote(arg: &str) -> String {
 /// `wsltrace ARGS -- python -c CODE` on a terminal (stdout and stderr): every byte written
 /// to it, and how long it ran.
 fn on_terminal(args: &[&str], code: &str, no_color: bool) -> (String, Duration) {
+    on_terminal_logging(args, code, no_color, None)
+}
+
+/// [`on_terminal`], with `RUST_LOG` set to `log` when given.
+fn on_terminal_logging(
+    args: &[&str],
+    code: &str,
+    no_color: bool,
+    log: Option<&str>,
+) -> (String, Duration) {
     let line: Vec<String> = [WSLTRACE]
         .into_iter()
         .chain(args.iter().copied())
@@ -34,10 +44,13 @@ fn on_terminal(args: &[&str], code: &str, no_color: bool) -> (String, Duration) 
     script
         .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
         .env("TERM", "xterm")
-        .env_remove("RUST_LOG")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("CLICOLOR")
         .stdin(Stdio::null());
+    match log {
+        Some(log) => script.env("RUST_LOG", log),
+        None => script.env_remove("RUST_LOG"),
+    };
     if no_color {
         script.env("NO_COLOR", "1");
     } else {
@@ -188,6 +201,20 @@ fn trace_lines_on_the_same_terminal_take_it_off_first() {
     assert_eq!(screen.written_over(), Vec::<&str>::new(), "{raw:?}");
     // Colours on a terminal without NO_COLOR.
     assert!(screen.pieces.iter().any(|p| Screen::is_draw(p) && p.contains("\x1b[1m")), "{raw:?}");
+}
+
+#[test]
+fn log_messages_take_it_off_first() {
+    let recording = Recording::new("status-log");
+    // The look for blocked calls logs a debug line about 4 times a second, among the refreshes.
+    let log = "tracer::source::live=debug";
+    let (raw, _) =
+        on_terminal_logging(&["-q", "-o", &recording.path], &workload(1.5, 0.01), true, Some(log));
+    let screen = Screen::new(&raw);
+    assert!(screen.draws().len() >= 2, "{raw:?}");
+    let messages = screen.pieces.iter().filter(|p| p.contains("calls in flight, read in")).count();
+    assert!(messages >= 2, "{raw:?}");
+    assert_eq!(screen.written_over(), Vec::<&str>::new(), "{raw:?}");
 }
 
 #[test]

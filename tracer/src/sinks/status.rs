@@ -8,14 +8,13 @@
 //! the "at most 4 times a second" promise while trace lines scroll.
 
 use std::{
-    cell::Cell,
     collections::VecDeque,
     fmt::Write as _,
     io::{self, IsTerminal as _, Write},
     rc::Rc,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -37,8 +36,20 @@ const BOLD: Style = Style::new().bold();
 /// The line on the terminal, shared by the status sink (which draws it) and the terminal's
 /// writer (which takes it off before trace output reaches the same terminal).
 pub struct StatusLine {
-    visible: Cell<bool>,
     color: bool,
+}
+
+/// Whether a status line is on the terminal now. Process-wide, because the log writer
+/// (warnings from any thread) must take it off too: there is one stderr.
+static ON_SCREEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes the status line off the terminal, if one is drawn, so that a message written to
+/// stderr next starts at the beginning of a clean line; the next refresh redraws it.
+pub fn take_off() {
+    if ON_SCREEN.swap(false, Ordering::Relaxed) {
+        let mut stderr = io::stderr().lock();
+        let _ = stderr.write_all(b"\r\x1b[K").and_then(|()| stderr.flush());
+    }
 }
 
 impl StatusLine {
@@ -57,23 +68,20 @@ impl StatusLine {
                     anstream::AutoStream::choice(&stderr) != anstream::ColorChoice::Never
                 }
             };
-            Rc::new(StatusLine { visible: Cell::new(false), color })
+            Rc::new(StatusLine { color })
         })
     }
 
     /// Takes the line off the terminal (the cursor goes back to the start of the line).
     pub fn erase(&self) {
-        if self.visible.replace(false) {
-            let mut stderr = io::stderr().lock();
-            let _ = stderr.write_all(b"\r\x1b[K").and_then(|()| stderr.flush());
-        }
+        take_off();
     }
 
     fn draw(&self, text: &str) {
         let mut stderr = io::stderr().lock();
         // A terminal gone away must not stop the trace: the line is only a convenience.
         let _ = write!(stderr, "\r{text}\x1b[K").and_then(|()| stderr.flush());
-        self.visible.set(true);
+        ON_SCREEN.store(true, Ordering::Relaxed);
     }
 }
 
@@ -260,7 +268,7 @@ mod tests {
 
     #[test]
     fn text_fits_the_terminal_and_measures_the_rate() {
-        let line = Rc::new(StatusLine { visible: Cell::new(false), color: false });
+        let line = Rc::new(StatusLine { color: false });
         let bytes = Arc::new(AtomicU64::new(5 << 20));
         let mut sink = StatusSink::new(line, Some(bytes));
         let start = sink.start;
