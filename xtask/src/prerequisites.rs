@@ -23,7 +23,7 @@ pub fn install() -> Result<()> {
     debian_package("zsh", "zsh")?;
     debian_package("fish", "fish")?;
     debian_package("strace", "strace")?;
-    // tests/knowledge.rs traces curl's non-blocking connects.
+    // tests/async_clients.rs traces curl's non-blocking connects.
     debian_package("curl", "curl")?;
     // tests/servers.rs attaches to an nginx master whose workers already run.
     debian_package("nginx", "nginx")?;

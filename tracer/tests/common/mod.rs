@@ -10,6 +10,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod findings;
+
 pub const WSLTRACE: &str = env!("CARGO_BIN_EXE_wsltrace");
 
 /// The Python interpreter itself, not a version manager's shim: a pyenv shim is a chain of

@@ -63,7 +63,7 @@ pub const DEFAULT_SUITES: &[(&str, &[&str])] = &[
             "curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect",
         ],
     ),
-    ("knowledge", &["non_blocking_connects_to_the_dns_stub"]),
+    ("async_clients", &["non_blocking_connects_to_the_dns_stub"]),
     ("loss", &[]),
     ("context", &["snapshot_at_attach_seeds_the_fd_table"]),
     (
@@ -84,7 +84,7 @@ pub struct KernelsArgs {
     kernels: Vec<String>,
 
     /// Integration suites (tracer/tests/<NAME>.rs) to run whole in each guest (comma-separated)
-    /// [default: a subset of trace, exits, blocked, knowledge, loss, context and emulate: the
+    /// [default: a subset of trace, exits, blocked, async_clients, loss, context and emulate: the
     /// tests of the kernel mechanisms most likely to differ between releases]
     #[arg(long = "suite", value_delimiter = ',', value_name = "NAME")]
     suites: Vec<String>,
