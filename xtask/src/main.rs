@@ -24,7 +24,7 @@ struct Cli {
 
 /// What `kernels --help` adds below the options.
 const KERNELS_HELP: &str = "\
-By default each guest runs 13 tests of the kernel mechanisms most likely to differ between \
+By default each guest runs 14 tests of the kernel mechanisms most likely to differ between \
 releases (syscall tracepoints, seccomp refusals, namespaces from BTF, sched exits, the \
 in-flight map, SO_ERROR outcomes, loss counting, sock_diag, emulate's cgroup programs and \
 its feature probe): 4-7 minutes per guest under TCG. The README's kernels section has the \
