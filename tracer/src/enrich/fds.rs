@@ -197,7 +197,7 @@ impl FdTable {
         to: Option<&SockAddr>,
     ) -> Option<SockAddr> {
         let known = self.procs.get(&pid).and_then(|t| t.get(&fd));
-        let inet = known.is_none_or(|s| matches!(s.family.as_str(), "AF_INET" | "AF_INET6"));
+        let inet = known.is_none_or(|s| matches!(s.family.as_ref(), "AF_INET" | "AF_INET6"));
         let bound = known.and_then(|s| s.local.as_ref()).is_some_and(|l| port(l) != Some(0));
         if !inet || bound {
             return None;

@@ -181,10 +181,10 @@ fn errno(b: &mut Vec<u8>, errno: Errno) {
 }
 
 /// `,"key":"value"` when the value is there.
-fn opt_string(b: &mut Vec<u8>, key: &[u8], value: &Option<String>) {
+fn opt_string(b: &mut Vec<u8>, key: &[u8], value: &Option<impl AsRef<str>>) {
     if let Some(value) = value {
         b.extend_from_slice(key);
-        string(b, value);
+        string(b, value.as_ref());
     }
 }
 
