@@ -4,6 +4,7 @@
 use std::{
     borrow::Cow,
     net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -63,9 +64,10 @@ pub struct Event {
     /// The caller's namespaces at the time of the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
-    /// The caller's cgroup (v2) path, e.g. `/system.slice/nginx.service`.
+    /// The caller's cgroup (v2) path, e.g. `/system.slice/nginx.service`: shared with the
+    /// cgroup table (serde's `rc` feature writes and reads it as a plain string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// What the call's fd is (or, for socket/accept, the fd it returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<SocketInfo>,

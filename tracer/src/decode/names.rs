@@ -28,21 +28,26 @@ pub fn flags(table: Table, combined: Table, value: i64) -> Name {
         return Cow::Borrowed(name);
     }
     let mut rest = value;
-    let mut parts = Vec::new();
+    // Joined as it goes: one name stays borrowed, two or more make one String.
+    let mut out: Option<Name> = None;
+    let add = |out: &mut Option<Name>, part: Name| match out {
+        None => *out = Some(part),
+        Some(joined) => {
+            let joined = joined.to_mut();
+            joined.push('|');
+            joined.push_str(&part);
+        }
+    };
     for &(bit, name) in table {
         if bit != 0 && rest & bit == bit {
-            parts.push(Cow::Borrowed(name));
+            add(&mut out, Cow::Borrowed(name));
             rest &= !bit;
         }
     }
     if rest != 0 {
-        parts.push(Cow::Owned(format!("{rest:#x}")));
+        add(&mut out, Cow::Owned(format!("{rest:#x}")));
     }
-    match parts.len() {
-        0 => Cow::Borrowed("0"),
-        1 => parts.swap_remove(0),
-        _ => Cow::Owned(parts.join("|")),
-    }
+    out.unwrap_or(Cow::Borrowed("0"))
 }
 
 pub fn syscall_by_name(name: &str) -> Option<Syscall> {

@@ -215,8 +215,14 @@ impl FdTable {
     fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
         // Context-only calls carry no namespaces: keep what an earlier call said.
-        let netns = ev.ns.map(|ns| ns.net).or_else(|| self.who.get(&pid).and_then(|w| w.1));
-        self.who.insert(pid, (ev.comm.clone(), netns));
+        let who = self.who.entry(pid).or_default();
+        if let Some(ns) = ev.ns {
+            who.1 = Some(ns.net);
+        }
+        // Copied only when it changed (exec, a renamed thread): not per event.
+        if who.0 != ev.comm {
+            who.0.clone_from(&ev.comm);
+        }
         let ok = ev.errno.is_none();
         let a = &ev.args;
         let ret_fd = i32::try_from(ev.ret).ok().filter(|_| ok);

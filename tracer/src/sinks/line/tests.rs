@@ -268,7 +268,7 @@ impl Rng {
             user: r.int(0, u32::MAX),
             uts: r.int(0, u32::MAX),
         });
-        ev.cgroup = self.maybe(Rng::string);
+        ev.cgroup = self.maybe(Rng::string).map(Into::into);
         ev.sock = self.maybe(Rng::socket);
         ev.anomalies = (0..self.below(3)).map(|_| self.finding()).collect();
         // Never written: must not change the line.
