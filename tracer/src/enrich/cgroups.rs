@@ -3,12 +3,13 @@
 //! unknown id shows up (a cgroup created after start).
 
 use std::{
-    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
+
+use foldhash::{HashMap, HashMapExt as _};
 
 /// Re-walking is cheap but not free: at most this often, however many unknown ids arrive.
 const RESCAN_AFTER: Duration = Duration::from_millis(250);

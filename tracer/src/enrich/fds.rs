@@ -7,7 +7,7 @@
 //! /proc (through [`SocketLookup`]); an fd that dup2 replaced keeps its old entry until a call on
 //! it fails with EBADF/ENOTSOCK or the fd is closed or reused by socket/accept.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use tracer_common::Syscall;
 
