@@ -333,3 +333,22 @@ fn other_records_are_serde_s() {
         assert!(line.starts_with("{\"type\":"), "{line}");
     }
 }
+
+/// The word-at-a-time test agrees with the byte rule for every byte value at every position of
+/// a word, of the tail, and of both, among plain bytes and bytes just around the limits.
+#[test]
+fn plain_agrees_with_the_byte_rule() {
+    let byte_rule = |s: &[u8]| s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
+    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+        for len in 1..=19 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut s = vec![filler; len];
+                    s[at] = c;
+                    assert_eq!(plain(&s), byte_rule(&s), "{c:#x} at {at} of {len} in {filler:#x}");
+                }
+            }
+        }
+    }
+    assert!(plain(b""));
+}
