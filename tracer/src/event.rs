@@ -1,7 +1,11 @@
 //! The typed event every stage after the source works on. Serialized, it is the JSON Lines
 //! contract: field names here are what users' scripts read.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,11 @@ pub use self::records::{
 use crate::{decode::errno::Errno, decode::state::SockState};
 
 mod records;
+
+/// A constant's name (`AF_INET`, `SOCK_STREAM`, `SOL_SOCKET`...): borrowed from the name tables
+/// when decoded from the kernel, so an event, and the fd table's copy of a socket, allocates
+/// nothing for it; owned when read back from a recording, or for a number without a name.
+pub type Name = Cow<'static, str>;
 
 /// One socket syscall, entry and exit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,9 +64,10 @@ pub struct Event {
     /// The caller's namespaces at the time of the call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
-    /// The caller's cgroup (v2) path, e.g. `/system.slice/nginx.service`.
+    /// The caller's cgroup (v2) path, e.g. `/system.slice/nginx.service`: shared with the
+    /// cgroup table (serde's `rc` feature writes and reads it as a plain string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// What the call's fd is (or, for socket/accept, the fd it returned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<SocketInfo>,
@@ -152,15 +162,15 @@ pub struct SocketInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fd: Option<i32>,
     /// `AF_INET`, `AF_UNIX`...
-    pub family: String,
+    pub family: Name,
     /// `SOCK_STREAM`, `SOCK_DGRAM`...
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub sock_type: Option<String>,
+    pub sock_type: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<Name>,
     /// Flags it was created with: `SOCK_NONBLOCK|SOCK_CLOEXEC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flags: Option<String>,
+    pub flags: Option<Name>,
     /// `LISTEN`, `ESTABLISHED`, `UNCONNECTED`, `SYN_SENT`, `CLOSE_WAIT`...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<SockState>,
@@ -259,26 +269,26 @@ pub struct Args {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addrlen: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
+    pub domain: Option<Name>,
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
-    pub sock_type: Option<String>,
+    pub sock_type: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
+    pub protocol: Option<Name>,
     /// `SOCK_CLOEXEC|SOCK_NONBLOCK` style flags (socket type flags, accept4 flags).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flags: Option<String>,
+    pub flags: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<String>,
+    pub level: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub optname: Option<String>,
+    pub optname: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optlen: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<OptValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub how: Option<String>,
+    pub how: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fds: Option<[i32; 2]>,
 }
@@ -290,7 +300,7 @@ pub enum SockAddr {
     Known(KnownAddr),
     /// A family wsltrace does not decode: the raw bytes after the family field.
     Other {
-        family: String,
+        family: Name,
         hex: String,
     },
 }
@@ -309,7 +319,7 @@ pub enum KnownAddr {
     #[serde(rename = "AF_NETLINK")]
     Netlink { portid: u32, groups: u32 },
     #[serde(rename = "AF_PACKET")]
-    Packet { protocol: String, ifindex: i32, hatype: u16, pkttype: u8, addr: String },
+    Packet { protocol: Name, ifindex: i32, hatype: u16, pkttype: u8, addr: String },
     /// `AF_UNSPEC`: connect() to it dissolves a UDP association.
     #[serde(rename = "AF_UNSPEC")]
     Unspec {},
@@ -331,7 +341,7 @@ pub struct UnixAddr {
 pub enum OptValue {
     Int(i64),
     /// A named constant: SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ERROR (an errno name).
-    Name(String),
+    Name(Name),
     Cred {
         pid: i32,
         uid: u32,

@@ -1,12 +1,10 @@
 //! The stages after the source, shared by live tracing and `analyze`:
 //! enrich -> detect -> filter -> sinks, and the one loop that runs a source through them.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    io,
-};
+use std::{collections::BTreeMap, io};
 
 use anyhow::{Context as _, Result};
+use foldhash::{HashSet, HashSetExt as _};
 
 use crate::{
     detect::Detector,

@@ -20,8 +20,8 @@ use tracer_common::{
 use crate::event::{Args, Blocked, Event, Namespaces, ProcessExit, RefusedBy, SocketError};
 use errno::Errno;
 use names::{
-    FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags, name_or_number,
-    options_at, protocols_of,
+    FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAG_SETS, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags,
+    name_or_number, options_at, protocols_of,
 };
 
 /// Converts kernel timestamps (CLOCK_MONOTONIC, what bpf_ktime_get_ns returns) to wall time.
@@ -194,7 +194,7 @@ fn args(syscall: Syscall, rec: &SyscallRecord) -> Args {
             Args {
                 domain: Some(name_or_number(FAMILIES, domain)),
                 sock_type: Some(name_or_number(SOCK_TYPES, ty & SOCK_TYPE_MASK)),
-                flags: (type_flags != 0).then(|| flags(SOCK_FLAGS, type_flags)),
+                flags: (type_flags != 0).then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, type_flags)),
                 protocol: Some(name_or_number(protocols_of(domain), i64::from(int(2)))),
                 fds,
                 ..Args::default()
@@ -211,7 +211,8 @@ fn args(syscall: Syscall, rec: &SyscallRecord) -> Args {
             fd,
             addr: if succeeded { sockaddr::decode(addr_bytes) } else { None },
             addrlen: (succeeded && a[1] != 0).then_some(rec.addr_len),
-            flags: (syscall == Syscall::Accept4).then(|| flags(SOCK_FLAGS, i64::from(int(3)))),
+            flags: (syscall == Syscall::Accept4)
+                .then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, i64::from(int(3)))),
             ..Args::default()
         },
         Syscall::Getsockopt | Syscall::Setsockopt => {

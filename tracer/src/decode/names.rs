@@ -3,7 +3,11 @@
 //! Plain data: `(value, name)` pairs. Values are the x86-64/generic ones (asm-generic), which
 //! is what WSL2 and the machines wsltrace targets use.
 
+use std::borrow::Cow;
+
 use tracer_common::Syscall;
+
+use crate::event::Name;
 
 pub type Table = &'static [(i64, &'static str)];
 
@@ -13,24 +17,37 @@ pub fn lookup(table: Table, value: i64) -> Option<&'static str> {
 }
 
 /// The name of `value`, or the number itself when it has none.
-pub fn name_or_number(table: Table, value: i64) -> String {
-    lookup(table, value).map_or_else(|| value.to_string(), str::to_owned)
+pub fn name_or_number(table: Table, value: i64) -> Name {
+    lookup(table, value).map_or_else(|| Cow::Owned(value.to_string()), Cow::Borrowed)
 }
 
-/// Renders a bit set as `A|B|0x40` (unknown bits in hex), or `0`.
-pub fn flags(table: Table, value: i64) -> String {
+/// Renders a bit set as `A|B|0x40` (unknown bits in hex), or `0`: borrowed when it is one
+/// name, `0`, or a combination `combined` spells out (a table of whole values).
+pub fn flags(table: Table, combined: Table, value: i64) -> Name {
+    if let Some(name) = lookup(combined, value) {
+        return Cow::Borrowed(name);
+    }
     let mut rest = value;
-    let mut parts = Vec::new();
+    // Joined as it goes: one name stays borrowed, two or more make one String.
+    let mut out: Option<Name> = None;
+    let add = |out: &mut Option<Name>, part: Name| match out {
+        None => *out = Some(part),
+        Some(joined) => {
+            let joined = joined.to_mut();
+            joined.push('|');
+            joined.push_str(&part);
+        }
+    };
     for &(bit, name) in table {
         if bit != 0 && rest & bit == bit {
-            parts.push(name.to_owned());
+            add(&mut out, Cow::Borrowed(name));
             rest &= !bit;
         }
     }
     if rest != 0 {
-        parts.push(format!("{rest:#x}"));
+        add(&mut out, Cow::Owned(format!("{rest:#x}")));
     }
-    if parts.is_empty() { "0".to_owned() } else { parts.join("|") }
+    out.unwrap_or(Cow::Borrowed("0"))
 }
 
 pub fn syscall_by_name(name: &str) -> Option<Syscall> {
@@ -107,6 +124,8 @@ pub const SOCK_TYPE_MASK: i64 = 0xf;
 
 /// Flags or-ed into socket()'s `type`, and accept4()'s `flags`.
 pub const SOCK_FLAGS: Table = &[(0o2000000, "SOCK_CLOEXEC"), (0o4000, "SOCK_NONBLOCK")];
+/// [`SOCK_FLAGS`] combined, as [`flags`] renders them (no name is made per call).
+pub const SOCK_FLAG_SETS: Table = &[(0o2004000, "SOCK_CLOEXEC|SOCK_NONBLOCK")];
 
 pub const IP_PROTOCOLS: Table = &[
     (0, "IPPROTO_IP"),
@@ -581,9 +600,17 @@ mod tests {
 
     #[test]
     fn renders_flags_with_unknown_bits() {
-        assert_eq!(flags(SOCK_FLAGS, 0), "0");
-        assert_eq!(flags(SOCK_FLAGS, 0o2004000), "SOCK_CLOEXEC|SOCK_NONBLOCK");
-        assert_eq!(flags(SOCK_FLAGS, 0o2000000 | 0x40), "SOCK_CLOEXEC|0x40");
+        assert_eq!(flags(SOCK_FLAGS, &[], 0), "0");
+        assert_eq!(flags(SOCK_FLAGS, &[], 0o2004000), "SOCK_CLOEXEC|SOCK_NONBLOCK");
+        assert_eq!(flags(SOCK_FLAGS, &[], 0o2000000 | 0x40), "SOCK_CLOEXEC|0x40");
+        assert_eq!(flags(SOCK_FLAGS, &[], 0x40), "0x40");
+        // The combined names are what the bits would render as.
+        for &(value, name) in SOCK_FLAG_SETS {
+            assert_eq!(flags(SOCK_FLAGS, &[], value), name);
+            assert!(
+                matches!(flags(SOCK_FLAGS, SOCK_FLAG_SETS, value), Cow::Borrowed(n) if n == name)
+            );
+        }
     }
 
     #[test]

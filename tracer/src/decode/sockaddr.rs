@@ -195,7 +195,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (protocol.as_str(), ifindex, addr.as_str()),
+            (protocol.as_ref(), ifindex, addr.as_str()),
             ("ETH_P_IP", 2, "aa:bb:cc:00:00:01")
         );
     }

@@ -40,7 +40,7 @@ fn decode_known(level: i64, optname: i64, b: &[u8]) -> Option<OptValue> {
                 let code = i32_at(b, 0)?;
                 return Some(match code {
                     0 => OptValue::Int(0),
-                    c => OptValue::Name(Errno(c.unsigned_abs() as u16).name().into_owned()),
+                    c => OptValue::Name(Errno(c.unsigned_abs() as u16).name()),
                 });
             }
             SO_TYPE if b.len() == 4 => {

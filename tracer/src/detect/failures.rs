@@ -4,7 +4,7 @@
 //! trace; the first of them that is shown carries the findings, the other none: judged apart,
 //! they may even differ (a rule more or less specific, as each record tells more or less).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::{decode::errno::Errno, event::Finding};
 

@@ -217,8 +217,8 @@ pub fn target(ev: &Event) -> Option<&SockAddr> {
 pub fn family(ev: &Event) -> Option<&str> {
     match ev.args.addr.as_ref() {
         Some(SockAddr::Known(known)) => Some(known_family(known)),
-        Some(SockAddr::Other { family, .. }) => Some(family.as_str()),
-        None => ev.sock.as_ref().map(|s| s.family.as_str()).or(ev.args.domain.as_deref()),
+        Some(SockAddr::Other { family, .. }) => Some(family.as_ref()),
+        None => ev.sock.as_ref().map(|s| s.family.as_ref()).or(ev.args.domain.as_deref()),
     }
 }
 

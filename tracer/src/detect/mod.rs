@@ -11,11 +11,9 @@ pub mod rules;
 pub mod values;
 pub mod vocabulary;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 use tracer_common::Syscall;
 
 use crate::{

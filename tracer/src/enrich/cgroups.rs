@@ -3,18 +3,20 @@
 //! unknown id shows up (a cgroup created after start).
 
 use std::{
-    collections::HashMap,
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use foldhash::{HashMap, HashMapExt as _};
 
 /// Re-walking is cheap but not free: at most this often, however many unknown ids arrive.
 const RESCAN_AFTER: Duration = Duration::from_millis(250);
 
 pub struct CgroupPaths {
     root: Option<PathBuf>,
-    paths: HashMap<u64, String>,
+    paths: HashMap<u64, Arc<str>>,
     scanned: Option<Instant>,
 }
 
@@ -24,9 +26,10 @@ impl CgroupPaths {
         CgroupPaths { root: cgroup2_mount(), paths: HashMap::new(), scanned: None }
     }
 
-    pub fn path(&mut self, id: u64) -> Option<String> {
+    /// The path of cgroup `id`, shared: each event holds it without a copy.
+    pub fn path(&mut self, id: u64) -> Option<Arc<str>> {
         if let Some(path) = self.paths.get(&id) {
-            return Some(path.clone());
+            return Some(Arc::clone(path));
         }
         let root = self.root.clone()?;
         if self.scanned.is_some_and(|at| at.elapsed() < RESCAN_AFTER) {
@@ -38,11 +41,11 @@ impl CgroupPaths {
     }
 }
 
-fn walk(root: &Path, dir: &Path, paths: &mut HashMap<u64, String>) {
+fn walk(root: &Path, dir: &Path, paths: &mut HashMap<u64, Arc<str>>) {
     let Ok(meta) = std::fs::metadata(dir) else { return };
     let relative =
         dir.strip_prefix(root).map_or_else(|_| String::new(), |p| p.display().to_string());
-    paths.insert(meta.ino(), format!("/{relative}"));
+    paths.insert(meta.ino(), format!("/{relative}").into());
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {

@@ -7,7 +7,7 @@
 //! /proc (through [`SocketLookup`]); an fd that dup2 replaced keeps its old entry until a call on
 //! it fails with EBADF/ENOTSOCK or the fd is closed or reused by socket/accept.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use tracer_common::Syscall;
 
@@ -197,7 +197,7 @@ impl FdTable {
         to: Option<&SockAddr>,
     ) -> Option<SockAddr> {
         let known = self.procs.get(&pid).and_then(|t| t.get(&fd));
-        let inet = known.is_none_or(|s| matches!(s.family.as_str(), "AF_INET" | "AF_INET6"));
+        let inet = known.is_none_or(|s| matches!(s.family.as_ref(), "AF_INET" | "AF_INET6"));
         let bound = known.and_then(|s| s.local.as_ref()).is_some_and(|l| port(l) != Some(0));
         if !inet || bound {
             return None;
@@ -215,8 +215,14 @@ impl FdTable {
     fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
         // Context-only calls carry no namespaces: keep what an earlier call said.
-        let netns = ev.ns.map(|ns| ns.net).or_else(|| self.who.get(&pid).and_then(|w| w.1));
-        self.who.insert(pid, (ev.comm.clone(), netns));
+        let who = self.who.entry(pid).or_default();
+        if let Some(ns) = ev.ns {
+            who.1 = Some(ns.net);
+        }
+        // Copied only when it changed (exec, a renamed thread): not per event.
+        if who.0 != ev.comm {
+            who.0.clone_from(&ev.comm);
+        }
         let ok = ev.errno.is_none();
         let a = &ev.args;
         let ret_fd = i32::try_from(ev.ret).ok().filter(|_| ok);

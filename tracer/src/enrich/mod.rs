@@ -6,7 +6,7 @@ pub mod cgroups;
 pub mod fds;
 pub mod sockets;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::{
     event::{Blocked, Event, Namespaces, SocketError},

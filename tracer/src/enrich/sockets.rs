@@ -75,7 +75,7 @@ mod tests {
         let described = lookup.describe(pid, late.as_raw_fd()).unwrap();
         let port = late.local_addr().unwrap().port();
         let lo = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port });
-        assert_eq!((described.family.as_str(), described.local), ("AF_INET", Some(lo)));
+        assert_eq!((described.family.as_ref(), described.local), ("AF_INET", Some(lo)));
         assert!(lookup.describe(pid, 10_000).is_none(), "not an open fd");
     }
 }

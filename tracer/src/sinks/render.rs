@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 
 use tracer_common::Syscall;
 
-use crate::event::{Event, KnownAddr, OptValue, SockAddr, SocketInfo};
+use crate::event::{Event, KnownAddr, Name, OptValue, SockAddr, SocketInfo};
 
 /// A duration in nanoseconds, displayed `31us`, `850ns`, `1.25ms`, `3.00s`.
 pub struct Duration(pub u64);
@@ -25,7 +25,7 @@ impl fmt::Display for Duration {
 /// What an fd is, strace -yy style: `TCP:127.0.0.1:5555->127.0.0.1:8080`, `UNIX:/tmp/app.sock`.
 pub fn sock_tag(sock: &SocketInfo) -> String {
     let v6 = sock.family == "AF_INET6";
-    let mut tag = match (sock.family.as_str(), sock.sock_type.as_deref()) {
+    let mut tag = match (sock.family.as_ref(), sock.sock_type.as_deref()) {
         ("AF_INET" | "AF_INET6", Some("SOCK_STREAM")) => {
             if v6 { "TCPv6" } else { "TCP" }.to_owned()
         }
@@ -38,7 +38,7 @@ pub fn sock_tag(sock: &SocketInfo) -> String {
         Some(SockAddr::Known(KnownAddr::Unix(u))) => u.path.is_none() && u.abstract_name.is_none(),
         Some(_) => false,
     };
-    if let (Some(inode), "AF_UNIX") = (sock.inode, sock.family.as_str())
+    if let (Some(inode), "AF_UNIX") = (sock.inode, sock.family.as_ref())
         && unnamed(&sock.local)
         && unnamed(&sock.peer)
     {
@@ -85,7 +85,9 @@ pub fn render_endpoint(addr: &SockAddr) -> String {
 /// The argument list, in the syscall's own order, as strace shows it.
 pub fn render_args(ev: &Event) -> String {
     let a = &ev.args;
-    let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "?".into());
+    fn opt(s: &Option<Name>) -> &str {
+        s.as_deref().unwrap_or("?")
+    }
     let fd = match (a.fd, &ev.sock) {
         (Some(fd), Some(sock)) if !returns_fd(ev.syscall) => format!("{fd}<{}>", sock_tag(sock)),
         (Some(fd), _) => fd.to_string(),
@@ -102,7 +104,7 @@ pub fn render_args(ev: &Event) -> String {
         Syscall::Socket | Syscall::Socketpair => {
             let ty = match &a.flags {
                 Some(flags) => format!("{}|{flags}", opt(&a.sock_type)),
-                None => opt(&a.sock_type),
+                None => opt(&a.sock_type).to_owned(),
             };
             let mut s = format!("{}, {ty}, {}", opt(&a.domain), opt(&a.protocol));
             if ev.syscall == Syscall::Socketpair {
@@ -187,7 +189,7 @@ pub fn render_addr(addr: &SockAddr) -> String {
 pub fn render_socket(sock: &SocketInfo) -> String {
     let mut s = match sock.fd {
         Some(fd) => format!("fd {fd} {}", sock.family),
-        None => sock.family.clone(),
+        None => sock.family.to_string(),
     };
     for part in [&sock.sock_type, &sock.protocol].into_iter().flatten() {
         s.push(' ');

@@ -166,7 +166,7 @@ mod tests {
     use super::*;
     use crate::{commands::doctor::report::Verdict, event::UnixAddr};
 
-    fn inet(proto: &str, state: &str, ip: IpAddr, port: u16) -> SocketInfo {
+    fn inet(proto: &'static str, state: &str, ip: IpAddr, port: u16) -> SocketInfo {
         let local = match ip {
             IpAddr::V4(ip) => KnownAddr::Inet { ip, port },
             IpAddr::V6(ip) => KnownAddr::Inet6 { ip, port, scope_id: 0, flowinfo: 0 },

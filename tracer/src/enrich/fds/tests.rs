@@ -131,7 +131,7 @@ fn forks_inherit_and_exits_forget() {
     table.apply(&mut ev(Syscall::Socket, tcp_socket(), 3));
     // A pid that is not a thread of pid 10 on this machine.
     table.fork(10, 999_999);
-    assert_eq!(table.get(999_999, 3).map(|s| s.family.as_str()), Some("AF_INET"));
+    assert_eq!(table.get(999_999, 3).map(|s| s.family.as_ref()), Some("AF_INET"));
     table.exit(999_999);
     assert!(table.get(999_999, 3).is_none());
 }

@@ -133,7 +133,7 @@ impl Tables {
             tracing::debug!("socket fd {fd} of {pid} (inode {inode}) is in no table: {err:#}");
             SocketInfo {
                 fd: Some(fd),
-                family: "unknown".to_owned(),
+                family: "unknown".into(),
                 inode: Some(inode),
                 ..SocketInfo::default()
             }
@@ -186,7 +186,7 @@ mod tests {
 
         let l = by_fd(listener.as_raw_fd());
         assert_eq!(
-            (l.family.as_str(), l.sock_type.as_deref(), l.state),
+            (l.family.as_ref(), l.sock_type.as_deref(), l.state),
             ("AF_INET", Some("SOCK_STREAM"), Some(SockState::Listen))
         );
         assert_eq!((l.local.clone(), l.peer.clone()), (lo(port), None));

@@ -8,7 +8,7 @@ use tracer_common::Syscall;
 use super::*;
 use crate::{
     decode::state::SockState,
-    event::{Loss, Namespaces, ProcessExit, Snapshot, SocketError, UnixAddr},
+    event::{Loss, Name, Namespaces, ProcessExit, Snapshot, SocketError, UnixAddr},
 };
 
 fn fast(writer: &mut LineWriter, record: RecordRef<'_>) -> String {
@@ -72,6 +72,11 @@ impl Rng {
             _ => lo + (self.next() as i128) % (hi - lo + 1),
         };
         T::try_from(n).unwrap_or(min)
+    }
+
+    /// A constant's name: any string, as a recording read back may hold.
+    fn name(&mut self) -> Name {
+        self.string().into()
     }
 
     /// Plain names most of the time; also every escape serde_json writes, quotes, backslashes,
@@ -140,14 +145,14 @@ impl Rng {
                 KnownAddr::Netlink { portid: self.int(0, u32::MAX), groups: self.int(0, u32::MAX) }
             }
             5 => KnownAddr::Packet {
-                protocol: self.string(),
+                protocol: self.name(),
                 ifindex: self.int(i32::MIN, i32::MAX),
                 hatype: self.int(0, u16::MAX),
                 pkttype: self.int(0, u8::MAX),
                 addr: self.string(),
             },
             6 => KnownAddr::Unspec {},
-            _ => return SockAddr::Other { family: self.string(), hex: self.string() },
+            _ => return SockAddr::Other { family: self.name(), hex: self.string() },
         };
         SockAddr::Known(known)
     }
@@ -155,7 +160,7 @@ impl Rng {
     fn value(&mut self) -> OptValue {
         match self.below(6) {
             0 => OptValue::Int(self.int(i64::MIN, i64::MAX)),
-            1 => OptValue::Name(self.string()),
+            1 => OptValue::Name(self.name()),
             2 => OptValue::Cred {
                 pid: self.int(i32::MIN, i32::MAX),
                 uid: self.int(0, u32::MAX),
@@ -178,16 +183,16 @@ impl Rng {
             fd: self.maybe(|r| r.int(i32::MIN, i32::MAX)),
             addr: self.maybe(Rng::addr),
             addrlen: self.maybe(|r| r.int(0, u32::MAX)),
-            domain: self.maybe(Rng::string),
-            sock_type: self.maybe(Rng::string),
-            protocol: self.maybe(Rng::string),
-            flags: self.maybe(Rng::string),
+            domain: self.maybe(Rng::name),
+            sock_type: self.maybe(Rng::name),
+            protocol: self.maybe(Rng::name),
+            flags: self.maybe(Rng::name),
             backlog: self.maybe(|r| r.int(i32::MIN, i32::MAX)),
-            level: self.maybe(Rng::string),
-            optname: self.maybe(Rng::string),
+            level: self.maybe(Rng::name),
+            optname: self.maybe(Rng::name),
             optlen: self.maybe(|r| r.int(0, u32::MAX)),
             value: self.maybe(Rng::value),
-            how: self.maybe(Rng::string),
+            how: self.maybe(Rng::name),
             fds: self.maybe(|r| [r.int(i32::MIN, i32::MAX), r.int(i32::MIN, i32::MAX)]),
         }
     }
@@ -204,10 +209,10 @@ impl Rng {
     fn socket(&mut self) -> SocketInfo {
         SocketInfo {
             fd: self.maybe(|r| r.int(i32::MIN, i32::MAX)),
-            family: self.string(),
-            sock_type: self.maybe(Rng::string),
-            protocol: self.maybe(Rng::string),
-            flags: self.maybe(Rng::string),
+            family: self.name(),
+            sock_type: self.maybe(Rng::name),
+            protocol: self.maybe(Rng::name),
+            flags: self.maybe(Rng::name),
             state: self.maybe(|r| match r.below(3) {
                 0 => SockState::Connected,
                 1 => SockState::Unconnected,
@@ -263,7 +268,7 @@ impl Rng {
             user: r.int(0, u32::MAX),
             uts: r.int(0, u32::MAX),
         });
-        ev.cgroup = self.maybe(Rng::string);
+        ev.cgroup = self.maybe(Rng::string).map(Into::into);
         ev.sock = self.maybe(Rng::socket);
         ev.anomalies = (0..self.below(3)).map(|_| self.finding()).collect();
         // Never written: must not change the line.
@@ -327,4 +332,23 @@ fn other_records_are_serde_s() {
         assert_eq!(line, serde(record));
         assert!(line.starts_with("{\"type\":"), "{line}");
     }
+}
+
+/// The word-at-a-time test agrees with the byte rule for every byte value at every position of
+/// a word, of the tail, and of both, among plain bytes and bytes just around the limits.
+#[test]
+fn plain_agrees_with_the_byte_rule() {
+    let byte_rule = |s: &[u8]| s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
+    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+        for len in 1..=19 {
+            for at in 0..len {
+                for c in 0..=255u8 {
+                    let mut s = vec![filler; len];
+                    s[at] = c;
+                    assert_eq!(plain(&s), byte_rule(&s), "{c:#x} at {at} of {len} in {filler:#x}");
+                }
+            }
+        }
+    }
+    assert!(plain(b""));
 }
