@@ -17,7 +17,7 @@ use crate::decode::state::SockState;
 
 use super::{
     fresh::Fresh,
-    sockets::{Netns, Proto, Tables, fds},
+    sockets::{self, InetSocket, Netns, Proto, Tables, fds},
 };
 
 /// A socket on a port, with its owner when wsltrace could find it.
@@ -106,6 +106,13 @@ pub trait System {
     fn sockets_on_port(&mut self, _port: u16, _proto: Proto) -> Option<Vec<TableSocket>> {
         None
     }
+    /// The TCP listeners on `port` in every network namespace wsltrace can see: the LISTEN
+    /// sockets of [`System::sockets_on_port`], which a system may find more cheaply.
+    fn listeners_on_port(&mut self, port: u16) -> Option<Vec<TableSocket>> {
+        let mut found = self.sockets_on_port(port, Proto::Tcp)?;
+        found.retain(|s| s.state == Some(SockState::Listen));
+        Some(found)
+    }
     fn unix_target(&mut self, _pid: u32, _mnt: Option<u32>, _path: &str) -> Option<UnixTarget> {
         None
     }
@@ -138,8 +145,10 @@ pub struct Live {
     namespaces: Fresh<(), HashMap<u32, u32>>,
     /// socket inode -> owner.
     owners: Fresh<(), HashMap<u64, Owner>>,
-    /// netns inode -> that namespace's socket tables.
+    /// netns inode -> that namespace's socket tables (for unix sockets).
     tables: HashMap<u32, Fresh<(), Tables>>,
+    /// The TCP or UDP sockets on a port of a namespace, as the kernel selected them.
+    on_port: HashMap<PortQuery, Fresh<(), Vec<InetSocket>>>,
     capabilities: HashMap<u32, u64>,
     /// With `-- CMD`: the environment the command was started with (wsltrace's own), for
     /// traced processes that exited before their /proc/PID/environ was read.
@@ -154,11 +163,21 @@ fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     super::namespaces::parse_link(link.to_str()?)
 }
 
-/// netns inode -> a pid in it.
+/// One question about a port: (netns inode, port, protocol, listeners only).
+type PortQuery = (u32, u16, Proto, bool);
+
+/// Past this many ports asked about, answers no longer current are dropped.
+const PORT_QUERIES_KEPT: usize = 64;
+
+/// netns inode -> a pid in it, the first in /proc's order. One `readlink` per process: no
+/// `procfs::Process` (which opens each process's directory).
 fn read_namespaces() -> Result<HashMap<u32, u32>, Infallible> {
     let mut map = HashMap::new();
-    for process in procfs::process::all_processes().into_iter().flatten().flatten() {
-        let pid = process.pid() as u32;
+    let Ok(proc) = std::fs::read_dir("/proc") else { return Ok(map) };
+    for entry in proc.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Some(netns) = ns_inode(pid, "net") {
             map.entry(netns).or_insert(pid);
         }
@@ -201,6 +220,42 @@ impl Live {
     fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
         let read = || Tables::read(&Netns::of_pid(pid)?, pid);
         self.tables.entry(netns).or_default().get((), read)
+    }
+
+    /// The sockets on `port` (only TCP listeners when `listening`) of every namespace.
+    fn on_port(&mut self, port: u16, proto: Proto, listening: bool) -> Vec<TableSocket> {
+        let Ok(namespaces) = self.namespaces.get((), read_namespaces);
+        let namespaces: Vec<(u32, u32)> = namespaces.iter().map(|(&n, &p)| (n, p)).collect();
+        if self.on_port.len() > PORT_QUERIES_KEPT {
+            self.on_port.retain(|_, answer| answer.is_current());
+        }
+        let mut found = Vec::new();
+        for (netns, pid) in namespaces {
+            let read = || Netns::of_pid(pid)?.run(|| sockets::inet_on_port(port, proto, listening));
+            match self.on_port.entry((netns, port, proto, listening)).or_default().get((), read) {
+                Ok(sockets) => found.extend(sockets.iter().map(|s| (netns, s.clone()))),
+                Err(err) => tracing::debug!("sockets of network namespace {netns}: {err:#}"),
+            }
+        }
+        // Nobody on the port (a refused connect): no owner to name, so no walk of every
+        // process's fds (the costliest thing the reader did on a busy machine).
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let Ok(owners) = self.owners.get((), read_owners);
+        let mut found: Vec<TableSocket> = found
+            .into_iter()
+            .map(|(netns, s)| TableSocket {
+                netns,
+                addr: s.local,
+                state: Some(s.state),
+                inode: s.inode,
+                owner: owners.get(&s.inode).cloned(),
+                accept_queue: (s.state == SockState::Listen).then_some(s.queues),
+            })
+            .collect();
+        found.sort_by_key(|s| (s.netns, s.addr, s.inode));
+        found
     }
 }
 
@@ -254,38 +309,11 @@ impl System for Live {
     }
 
     fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
-        let Ok(namespaces) = self.namespaces.get((), read_namespaces);
-        let namespaces: Vec<(u32, u32)> = namespaces.iter().map(|(&n, &p)| (n, p)).collect();
-        let mut found = Vec::new();
-        for (netns, pid) in namespaces {
-            let tables = match self.tables(netns, pid) {
-                Ok(tables) => tables,
-                Err(err) => {
-                    tracing::debug!("socket tables of network namespace {netns}: {err:#}");
-                    continue;
-                }
-            };
-            found.extend(tables.on_port(port, proto).map(|s| (netns, s.clone())));
-        }
-        // Nobody on the port (a refused connect): no owner to name, so no walk of every
-        // process's fds (the costliest thing the reader did on a busy machine).
-        if found.is_empty() {
-            return Some(Vec::new());
-        }
-        let Ok(owners) = self.owners.get((), read_owners);
-        let mut found: Vec<TableSocket> = found
-            .into_iter()
-            .map(|(netns, s)| TableSocket {
-                netns,
-                addr: s.local,
-                state: Some(s.state),
-                inode: s.inode,
-                owner: owners.get(&s.inode).cloned(),
-                accept_queue: (s.state == SockState::Listen).then_some(s.queues),
-            })
-            .collect();
-        found.sort_by_key(|s| (s.netns, s.addr, s.inode));
-        Some(found)
+        Some(self.on_port(port, proto, false))
+    }
+
+    fn listeners_on_port(&mut self, port: u16) -> Option<Vec<TableSocket>> {
+        Some(self.on_port(port, Proto::Tcp, true))
     }
 
     fn unix_target(&mut self, pid: u32, mnt: Option<u32>, path: &str) -> Option<UnixTarget> {
@@ -425,6 +453,91 @@ mod tests {
         let ours = found.iter().find(|s| s.state == Some(SockState::Listen)).expect("our listener");
         assert_eq!(ours.addr, listener.local_addr().unwrap());
         assert_eq!(ours.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
+    }
+
+    /// A listener in another network namespace is found with its namespace and owner; a
+    /// TIME_WAIT socket on the same port here is a socket on the port, not a listener.
+    #[test]
+    fn listeners_in_other_namespaces_and_time_wait_here() {
+        use std::{io::Read as _, os::unix::process::CommandExt as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop((accepted, listener));
+        assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
+        drop(client);
+        let port = addr.port();
+
+        // `sleep` in a namespace of its own, holding a listener on 0.0.0.0:PORT made before
+        // exec (without CLOEXEC, so that it is inherited).
+        let mut command = std::process::Command::new("sleep");
+        command.arg("30");
+        // SAFETY: between fork and exec the child only makes system calls on its own memory.
+        unsafe {
+            command.pre_exec(move || {
+                let any = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: port.to_be(),
+                    sin_addr: libc::in_addr { s_addr: 0 },
+                    sin_zero: [0; 8],
+                };
+                let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                let fd = if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                    libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)
+                } else {
+                    -1
+                };
+                if fd < 0
+                    || libc::bind(fd, (&raw const any).cast(), len) != 0
+                    || libc::listen(fd, 8) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let mut live = Live::default();
+        let here = live.netns_of(std::process::id()).unwrap();
+        let theirs = live.netns_of(child.id()).unwrap();
+        assert_ne!(here, theirs);
+        let ours = |found: Vec<TableSocket>| -> Vec<TableSocket> {
+            found.into_iter().filter(|s| s.netns == here || s.netns == theirs).collect()
+        };
+
+        let listeners = ours(live.listeners_on_port(port).unwrap());
+        let [listening] = &listeners[..] else { panic!("{listeners:#?}") };
+        assert_eq!(listening.netns, theirs);
+        assert_eq!(listening.addr, SocketAddr::from(([0, 0, 0, 0], port)));
+        assert_eq!(listening.state, Some(SockState::Listen));
+        assert_eq!(listening.accept_queue, Some((0, 8)));
+        let owner = listening.owner.as_ref().expect("the listener's owner");
+        assert_eq!((owner.pid, owner.comm.as_str()), (child.id(), "sleep"));
+
+        let mut all = ours(live.sockets_on_port(port, Proto::Tcp).unwrap());
+        all.sort_by_key(|s| s.netns != here);
+        let [time_wait, other] = &all[..] else { panic!("{all:#?}") };
+        let expected = TableSocket {
+            netns: here,
+            addr,
+            state: Some(SockState::TimeWait),
+            inode: 0,
+            owner: None,
+            accept_queue: None,
+        };
+        assert_eq!((time_wait, other), (&expected, listening));
+        // What the trait's own answer from all the sockets gives.
+        struct AllOnly<'a>(&'a mut Live);
+        impl System for AllOnly<'_> {
+            fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
+                self.0.sockets_on_port(port, proto)
+            }
+        }
+        assert_eq!(ours(AllOnly(&mut live).listeners_on_port(port).unwrap()), listeners);
+
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// The unix listener is found in the caller's namespace's tables, with its owner.
