@@ -62,22 +62,12 @@ impl Diag {
         Ok(Diag { socket, sequence: 0 })
     }
 
-    /// Every `protocol` socket of `family` (AF_INET or AF_INET6), in every state.
-    pub fn inet(&mut self, family: u8, protocol: u8) -> Result<Vec<InetResponse>> {
-        self.inet_selected(family, protocol, Select::All)
-    }
-
-    /// The `protocol` sockets of `family` that `select` names. The kernel does the selecting:
+    /// The `protocol` sockets of `family` (AF_INET or AF_INET6) that `select` names. The kernel does the selecting:
     /// a dump checks the request's source port (`idiag_sport`, when not 0) on every socket
     /// before anything else, and a state mask of LISTEN alone skips the walk of the
     /// established table (all TIME_WAIT sockets included) altogether (`inet_diag_dump_icsk`,
     /// `udp_dump`). The replies are not checked again here: callers filter by port anyway.
-    pub fn inet_selected(
-        &mut self,
-        family: u8,
-        protocol: u8,
-        select: Select,
-    ) -> Result<Vec<InetResponse>> {
+    pub fn inet(&mut self, family: u8, protocol: u8, select: Select) -> Result<Vec<InetResponse>> {
         let mut socket_id =
             if i64::from(family) == AF_INET6 { SocketId::new_v6() } else { SocketId::new_v4() };
         let states = match select {

@@ -57,11 +57,13 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
-/// Every TCP and UDP socket of the caller's own network namespace (held by any process), e.g.
-/// to see whether something listens on a nameserver's port.
-pub fn inet_sockets_here() -> Result<Vec<SocketInfo>> {
-    let (inet, _) = diag_tables()?;
-    Ok(inet.into_iter().map(|(_, info)| info).collect())
+/// Every TCP and UDP socket on `port` in the caller's own network namespace (held by any
+/// process), e.g. to see whether something serves a nameserver's port.
+pub fn inet_sockets_here(port: u16) -> Result<Vec<SocketInfo>> {
+    let mut diag = diag::Diag::open()?;
+    let sockets = inet_tables(&mut diag, diag::Select::Port(port));
+    // Port 0 selects nothing in the kernel: the whole table comes back.
+    Ok(sockets.into_iter().filter(|(s, _)| s.local.port() == port).map(|(_, info)| info).collect())
 }
 
 /// The TCP or UDP sockets bound to `port` in the calling thread's network namespace, in every
@@ -76,7 +78,7 @@ pub fn inet_on_port(port: u16, proto: Proto, listening: bool) -> Result<Vec<Inet
     let mut diag = diag::Diag::open()?;
     let mut found = Vec::new();
     for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
-        match diag.inet_selected(family, protocol, select) {
+        match diag.inet(family, protocol, select) {
             Ok(replies) => found.extend(
                 replies
                     .iter()
@@ -97,10 +99,21 @@ type DiagTables = (Vec<(InetSocket, SocketInfo)>, Vec<(u64, SocketInfo)>);
 
 fn diag_tables() -> Result<DiagTables> {
     let mut diag = diag::Diag::open()?;
+    let inet = inet_tables(&mut diag, diag::Select::All);
+    let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
+        tracing::debug!("sock_diag unix: {err:#}");
+        Vec::new()
+    });
+    Ok((inet, unix))
+}
+
+/// The TCP and UDP sockets over IPv4 and IPv6 that `select` names; a table the kernel cannot
+/// give (a diag module missing) is left out.
+fn inet_tables(diag: &mut diag::Diag, select: diag::Select) -> Vec<(InetSocket, SocketInfo)> {
     let mut inet = Vec::new();
     for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
         for (protocol, ..) in diag::IP_PROTOCOLS {
-            match diag.inet(family, protocol) {
+            match diag.inet(family, protocol, select) {
                 Ok(replies) => {
                     inet.extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol)));
                 }
@@ -110,11 +123,7 @@ fn diag_tables() -> Result<DiagTables> {
             }
         }
     }
-    let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
-        tracing::debug!("sock_diag unix: {err:#}");
-        Vec::new()
-    });
-    Ok((inet, unix))
+    inet
 }
 
 /// The socket tables of one network namespace.
@@ -272,7 +281,7 @@ mod tests {
         let tcp = libc::IPPROTO_TCP as u8;
         let mut diag = diag::Diag::open().unwrap();
         let mut raw = |select| -> Vec<(std::net::SocketAddr, SockState)> {
-            let replies = diag.inet_selected(names::AF_INET as u8, tcp, select).unwrap();
+            let replies = diag.inet(names::AF_INET as u8, tcp, select).unwrap();
             let mut found: Vec<_> = replies
                 .iter()
                 .filter_map(|r| diag::inet_socket(r, tcp))
