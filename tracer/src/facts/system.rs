@@ -17,7 +17,7 @@ use crate::decode::state::SockState;
 
 use super::{
     fresh::Fresh,
-    sockets::{self, InetSocket, Netns, Proto, Tables, fds},
+    sockets::{self, InetSocket, Netns, Proto, fds},
 };
 
 /// A socket on a port, with its owner when wsltrace could find it.
@@ -145,8 +145,8 @@ pub struct Live {
     namespaces: Fresh<(), HashMap<u32, u32>>,
     /// socket inode -> owner.
     owners: Fresh<(), HashMap<u64, Owner>>,
-    /// netns inode -> that namespace's socket tables (for unix sockets).
-    tables: HashMap<u32, Fresh<(), Tables>>,
+    /// netns inode -> that namespace's unix listeners (path, inode).
+    unix_listeners: HashMap<u32, Fresh<(), Vec<(String, u64)>>>,
     /// The TCP or UDP sockets on a port of a namespace, as the kernel selected them.
     on_port: HashMap<PortQuery, Fresh<(), Vec<InetSocket>>>,
     capabilities: HashMap<u32, u64>,
@@ -216,10 +216,10 @@ impl Live {
         self
     }
 
-    /// The socket tables of network namespace `netns`, entered through process `pid`.
-    fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
-        let read = || Tables::read(&Netns::of_pid(pid)?, pid);
-        self.tables.entry(netns).or_default().get((), read)
+    /// The unix listeners of network namespace `netns`, entered through process `pid`.
+    fn unix_listeners(&mut self, netns: u32, pid: u32) -> anyhow::Result<&[(String, u64)]> {
+        let read = || Netns::of_pid(pid)?.run(sockets::unix_listeners_here);
+        Ok(self.unix_listeners.entry(netns).or_default().get((), read)?)
     }
 
     /// The sockets on `port` (only TCP listeners when `listening`) of every namespace.
@@ -327,7 +327,11 @@ impl System for Live {
             Some(netns) => (netns, pid),
             None => (ns_inode(std::process::id(), "net")?, std::process::id()),
         };
-        let listening = self.tables(netns, via).ok()?.unix_listener(path).and_then(|s| s.inode);
+        let listening = self
+            .unix_listeners(netns, via)
+            .ok()?
+            .iter()
+            .find_map(|(listening, inode)| (listening == path).then_some(*inode));
         // The owners are walked for only when there is a listener to name.
         let listener = listening.and_then(|inode| {
             let Ok(owners) = self.owners.get((), read_owners);

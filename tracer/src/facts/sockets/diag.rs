@@ -100,9 +100,18 @@ impl Diag {
 
     /// Every unix socket, in every state, with its name and its peer's inode.
     pub fn unix(&mut self) -> Result<Vec<UnixResponse>> {
+        // All states: the crate names only LISTEN and ESTABLISHED, unconnected is TCP_CLOSE.
+        self.unix_in(unix::StateFlags::from_bits_retain(u32::MAX))
+    }
+
+    /// The listening unix sockets, with their names (the kernel checks the state mask first).
+    pub fn unix_listeners(&mut self) -> Result<Vec<UnixResponse>> {
+        self.unix_in(unix::StateFlags::LISTEN)
+    }
+
+    fn unix_in(&mut self, state_flags: unix::StateFlags) -> Result<Vec<UnixResponse>> {
         let request = SockDiagMessage::UnixRequest(UnixRequest {
-            // All states: the crate names only LISTEN and ESTABLISHED, unconnected is TCP_CLOSE.
-            state_flags: unix::StateFlags::from_bits_retain(u32::MAX),
+            state_flags,
             inode: 0,
             show_flags: ShowFlags::NAME | ShowFlags::PEER,
             cookie: [0xff; 8],

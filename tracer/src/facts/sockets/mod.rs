@@ -168,15 +168,25 @@ impl Tables {
             }
         })
     }
+}
 
-    /// The unix socket that listens on `path`, if one does.
-    pub fn unix_listener(&self, path: &str) -> Option<&SocketInfo> {
-        use crate::event::{KnownAddr, SockAddr};
-        self.by_inode.values().find(|s| {
-            s.state == Some(SockState::Listen)
-                && matches!(&s.local, Some(SockAddr::Known(KnownAddr::Unix(u))) if u.path.as_deref() == Some(path))
+/// The unix sockets listening on a path in the calling thread's network namespace: (path,
+/// inode). Only the listeners are asked for, not every unix socket and the TCP and UDP tables.
+/// Without unix_diag in the kernel, none (as [`Tables::read`] has none then).
+pub fn unix_listeners_here() -> Result<Vec<(String, u64)>> {
+    use crate::event::{KnownAddr, SockAddr};
+    let replies = diag::Diag::open()?.unix_listeners().unwrap_or_else(|err| {
+        tracing::debug!("sock_diag unix: {err:#}");
+        Vec::new()
+    });
+    Ok(diag::unix_infos(&replies)
+        .into_iter()
+        .filter(|(_, s)| s.state == Some(SockState::Listen))
+        .filter_map(|(inode, s)| match s.local {
+            Some(SockAddr::Known(KnownAddr::Unix(u))) => Some((u.path?, inode)),
+            _ => None,
         })
-    }
+        .collect())
 }
 
 #[cfg(test)]
@@ -235,6 +245,32 @@ mod tests {
         assert_eq!((uc.peer_inode, ua.peer_inode), (ua.inode, uc.inode));
 
         assert!(snap.windows(2).all(|w| w[0].fd < w[1].fd));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Unix listeners by path: the listener alone, not the accepted connection that bears
+    /// its name too.
+    #[test]
+    fn unix_listeners_by_path() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = std::env::temp_dir().join(format!("wsltrace-ulisten-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let inode = |fd: &dyn std::os::fd::AsRawFd| {
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
+        };
+        let path = path.to_str().unwrap();
+        let found: Vec<u64> = unix_listeners_here()
+            .unwrap()
+            .into_iter()
+            .filter_map(|(p, inode)| (p == path).then_some(inode))
+            .collect();
+        assert_eq!(found, [inode(&listener)]);
+        assert_ne!(inode(&accepted), inode(&listener));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
