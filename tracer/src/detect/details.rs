@@ -56,7 +56,7 @@ fn accept_queue(ev: &Event, ctx: &mut Ctx<'_>) -> Option<String> {
     let netns = ev.ns.map(|n| n.net);
     let listeners: Vec<String> = ctx
         .system
-        .sockets_on_port(dest.port(), crate::facts::sockets::Proto::Tcp)?
+        .listeners_on_port(dest.port())?
         .iter()
         .filter(|s| Some(s.netns) == netns && covers(s.addr, dest))
         .filter_map(|s| {

@@ -72,6 +72,26 @@ impl<'a> Ctx<'a> {
     /// Sockets on `port`: the traced processes' (from the trace), then the system's (from
     /// /proc) without repeating those; `None` when neither source can say.
     pub fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
+        let system = self.system.sockets_on_port(port, proto);
+        self.with_traced(port, proto, system)
+    }
+
+    /// The TCP listeners on `port`, the traced processes' and the system's (which is asked for
+    /// listeners only: cheaper than every socket on the port).
+    pub fn listeners_on_port(&mut self, port: u16) -> Option<Vec<TableSocket>> {
+        let system = self.system.listeners_on_port(port);
+        let mut found = self.with_traced(port, Proto::Tcp, system)?;
+        found.retain(|s| s.state == Some(SockState::Listen));
+        Some(found)
+    }
+
+    /// The traced processes' sockets on `port`, then `system`'s without repeating those.
+    fn with_traced(
+        &self,
+        port: u16,
+        proto: Proto,
+        system: Option<Vec<TableSocket>>,
+    ) -> Option<Vec<TableSocket>> {
         let ty = match proto {
             Proto::Tcp => "SOCK_STREAM",
             Proto::Udp => "SOCK_DGRAM",
@@ -92,7 +112,6 @@ impl<'a> Ctx<'a> {
                 })
             })
             .collect();
-        let system = self.system.sockets_on_port(port, proto);
         if system.is_none() && found.is_empty() {
             return None;
         }
@@ -311,11 +330,7 @@ fn classify_listeners(ctx: &mut Ctx<'_>, ev: &Event) -> Option<(ListenerKind, Ve
     }
     let dest = inet(ev.args.addr.as_ref()?)?;
     let netns = ev.ns.map(|ns| ns.net).or_else(|| ctx.system.netns_of(ev.pid))?;
-    let listening: Vec<TableSocket> = ctx
-        .sockets_on_port(dest.port(), Proto::Tcp)?
-        .into_iter()
-        .filter(|s| s.state == Some(SockState::Listen))
-        .collect();
+    let listening: Vec<TableSocket> = ctx.listeners_on_port(dest.port())?;
     let here: Vec<&TableSocket> = listening.iter().filter(|s| s.netns == netns).collect();
     let kind = if here.iter().any(|s| covers(s.addr, dest)) {
         ListenerKind::Here
@@ -340,7 +355,7 @@ fn accept_queue_full(ev: &Event, ctx: &mut Ctx<'_>) -> Option<bool> {
     let netns = ev.ns.map(|ns| ns.net).or_else(|| ctx.system.netns_of(ev.pid))?;
     let queues: Vec<(u32, u32)> = ctx
         .system
-        .sockets_on_port(dest.port(), Proto::Tcp)?
+        .listeners_on_port(dest.port())?
         .into_iter()
         .filter(|s| s.netns == netns && s.state == Some(SockState::Listen) && covers(s.addr, dest))
         .filter_map(|s| s.accept_queue)

@@ -161,7 +161,7 @@ pub fn observe() -> Dns {
     const PATH: &str = "/etc/resolv.conf";
     let text = std::fs::read_to_string(PATH).ok();
     let target = std::fs::read_link(PATH).ok().map(|t| t.display().to_string());
-    let sockets = super::sockets::inet_sockets_here().unwrap_or_else(|err| {
+    let sockets = super::sockets::inet_sockets_here(53).unwrap_or_else(|err| {
         tracing::debug!("cannot list this namespace's sockets: {err:#}");
         Vec::new()
     });

@@ -20,6 +20,13 @@ impl<K, T> Default for Fresh<K, T> {
     }
 }
 
+impl<K, T> Fresh<K, T> {
+    /// Whether what is held is still current (for dropping stale entries of a map of these).
+    pub fn is_current(&self) -> bool {
+        self.held.as_ref().is_some_and(|(_, at, _)| at.elapsed() < TTL)
+    }
+}
+
 impl<K: PartialEq, T> Fresh<K, T> {
     /// The value for `key`, from `read` when what is held is stale; a failed read keeps
     /// nothing and is returned.
@@ -50,6 +57,8 @@ mod tests {
         assert_eq!(fresh.get(2, || read(20)), Ok(&20));
         assert_eq!(fresh.get(2, || Err(())), Ok(&20));
         assert_eq!(reads, 2);
+        assert!(fresh.is_current());
+        assert!(!Fresh::<(), u32>::default().is_current());
     }
 
     #[test]

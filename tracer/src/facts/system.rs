@@ -17,7 +17,7 @@ use crate::decode::state::SockState;
 
 use super::{
     fresh::Fresh,
-    sockets::{Netns, Proto, Tables, fds},
+    sockets::{self, InetSocket, Netns, Proto, fds},
 };
 
 /// A socket on a port, with its owner when wsltrace could find it.
@@ -106,6 +106,13 @@ pub trait System {
     fn sockets_on_port(&mut self, _port: u16, _proto: Proto) -> Option<Vec<TableSocket>> {
         None
     }
+    /// The TCP listeners on `port` in every network namespace wsltrace can see: the LISTEN
+    /// sockets of [`System::sockets_on_port`], which a system may find more cheaply.
+    fn listeners_on_port(&mut self, port: u16) -> Option<Vec<TableSocket>> {
+        let mut found = self.sockets_on_port(port, Proto::Tcp)?;
+        found.retain(|s| s.state == Some(SockState::Listen));
+        Some(found)
+    }
     fn unix_target(&mut self, _pid: u32, _mnt: Option<u32>, _path: &str) -> Option<UnixTarget> {
         None
     }
@@ -138,8 +145,10 @@ pub struct Live {
     namespaces: Fresh<(), HashMap<u32, u32>>,
     /// socket inode -> owner.
     owners: Fresh<(), HashMap<u64, Owner>>,
-    /// netns inode -> that namespace's socket tables.
-    tables: HashMap<u32, Fresh<(), Tables>>,
+    /// netns inode -> that namespace's unix listeners (path, inode).
+    unix_listeners: HashMap<u32, Fresh<(), Vec<(String, u64)>>>,
+    /// The TCP or UDP sockets on a port of a namespace, as the kernel selected them.
+    on_port: HashMap<PortQuery, Fresh<(), Vec<InetSocket>>>,
     capabilities: HashMap<u32, u64>,
     /// With `-- CMD`: the environment the command was started with (wsltrace's own), for
     /// traced processes that exited before their /proc/PID/environ was read.
@@ -154,11 +163,21 @@ fn ns_inode(pid: u32, kind: &str) -> Option<u32> {
     super::namespaces::parse_link(link.to_str()?)
 }
 
-/// netns inode -> a pid in it.
+/// One question about a port: (netns inode, port, protocol, listeners only).
+type PortQuery = (u32, u16, Proto, bool);
+
+/// Past this many ports asked about, answers no longer current are dropped.
+const PORT_QUERIES_KEPT: usize = 64;
+
+/// netns inode -> a pid in it, the first in /proc's order. One `readlink` per process: no
+/// `procfs::Process` (which opens each process's directory).
 fn read_namespaces() -> Result<HashMap<u32, u32>, Infallible> {
     let mut map = HashMap::new();
-    for process in procfs::process::all_processes().into_iter().flatten().flatten() {
-        let pid = process.pid() as u32;
+    let Ok(proc) = std::fs::read_dir("/proc") else { return Ok(map) };
+    for entry in proc.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
         if let Some(netns) = ns_inode(pid, "net") {
             map.entry(netns).or_insert(pid);
         }
@@ -197,10 +216,46 @@ impl Live {
         self
     }
 
-    /// The socket tables of network namespace `netns`, entered through process `pid`.
-    fn tables(&mut self, netns: u32, pid: u32) -> anyhow::Result<&Tables> {
-        let read = || Tables::read(&Netns::of_pid(pid)?, pid);
-        self.tables.entry(netns).or_default().get((), read)
+    /// The unix listeners of network namespace `netns`, entered through process `pid`.
+    fn unix_listeners(&mut self, netns: u32, pid: u32) -> anyhow::Result<&[(String, u64)]> {
+        let read = || Netns::of_pid(pid)?.run(sockets::unix_listeners_here);
+        Ok(self.unix_listeners.entry(netns).or_default().get((), read)?)
+    }
+
+    /// The sockets on `port` (only TCP listeners when `listening`) of every namespace.
+    fn on_port(&mut self, port: u16, proto: Proto, listening: bool) -> Vec<TableSocket> {
+        let Ok(namespaces) = self.namespaces.get((), read_namespaces);
+        let namespaces: Vec<(u32, u32)> = namespaces.iter().map(|(&n, &p)| (n, p)).collect();
+        if self.on_port.len() > PORT_QUERIES_KEPT {
+            self.on_port.retain(|_, answer| answer.is_current());
+        }
+        let mut found = Vec::new();
+        for (netns, pid) in namespaces {
+            let read = || Netns::of_pid(pid)?.run(|| sockets::inet_on_port(port, proto, listening));
+            match self.on_port.entry((netns, port, proto, listening)).or_default().get((), read) {
+                Ok(sockets) => found.extend(sockets.iter().map(|s| (netns, s.clone()))),
+                Err(err) => tracing::debug!("sockets of network namespace {netns}: {err:#}"),
+            }
+        }
+        // Nobody on the port (a refused connect): no owner to name, so no walk of every
+        // process's fds (the costliest thing the reader did on a busy machine).
+        if found.is_empty() {
+            return Vec::new();
+        }
+        let Ok(owners) = self.owners.get((), read_owners);
+        let mut found: Vec<TableSocket> = found
+            .into_iter()
+            .map(|(netns, s)| TableSocket {
+                netns,
+                addr: s.local,
+                state: Some(s.state),
+                inode: s.inode,
+                owner: owners.get(&s.inode).cloned(),
+                accept_queue: (s.state == SockState::Listen).then_some(s.queues),
+            })
+            .collect();
+        found.sort_by_key(|s| (s.netns, s.addr, s.inode));
+        found
     }
 }
 
@@ -254,38 +309,11 @@ impl System for Live {
     }
 
     fn sockets_on_port(&mut self, port: u16, proto: Proto) -> Option<Vec<TableSocket>> {
-        let Ok(namespaces) = self.namespaces.get((), read_namespaces);
-        let namespaces: Vec<(u32, u32)> = namespaces.iter().map(|(&n, &p)| (n, p)).collect();
-        let mut found = Vec::new();
-        for (netns, pid) in namespaces {
-            let tables = match self.tables(netns, pid) {
-                Ok(tables) => tables,
-                Err(err) => {
-                    tracing::debug!("socket tables of network namespace {netns}: {err:#}");
-                    continue;
-                }
-            };
-            found.extend(tables.on_port(port, proto).map(|s| (netns, s.clone())));
-        }
-        // Nobody on the port (a refused connect): no owner to name, so no walk of every
-        // process's fds (the costliest thing the reader did on a busy machine).
-        if found.is_empty() {
-            return Some(Vec::new());
-        }
-        let Ok(owners) = self.owners.get((), read_owners);
-        let mut found: Vec<TableSocket> = found
-            .into_iter()
-            .map(|(netns, s)| TableSocket {
-                netns,
-                addr: s.local,
-                state: Some(s.state),
-                inode: s.inode,
-                owner: owners.get(&s.inode).cloned(),
-                accept_queue: (s.state == SockState::Listen).then_some(s.queues),
-            })
-            .collect();
-        found.sort_by_key(|s| (s.netns, s.addr, s.inode));
-        Some(found)
+        Some(self.on_port(port, proto, false))
+    }
+
+    fn listeners_on_port(&mut self, port: u16) -> Option<Vec<TableSocket>> {
+        Some(self.on_port(port, Proto::Tcp, true))
     }
 
     fn unix_target(&mut self, pid: u32, mnt: Option<u32>, path: &str) -> Option<UnixTarget> {
@@ -299,7 +327,11 @@ impl System for Live {
             Some(netns) => (netns, pid),
             None => (ns_inode(std::process::id(), "net")?, std::process::id()),
         };
-        let listening = self.tables(netns, via).ok()?.unix_listener(path).and_then(|s| s.inode);
+        let listening = self
+            .unix_listeners(netns, via)
+            .ok()?
+            .iter()
+            .find_map(|(listening, inode)| (listening == path).then_some(*inode));
         // The owners are walked for only when there is a listener to name.
         let listener = listening.and_then(|inode| {
             let Ok(owners) = self.owners.get((), read_owners);
@@ -391,82 +423,4 @@ pub fn local_ipv6(if_inet6: &str) -> Vec<IpAddr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_addresses_from_proc_files() {
-        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n  +-- 127.0.0.0/8 2 0 2\n     +-- 127.0.0.0/31 1 0 0\n        |-- 127.0.0.0\n           /8 host LOCAL\n        |-- 127.0.0.1\n           /32 host LOCAL\n     |-- 172.17.0.2\n        /32 host LOCAL\n";
-        assert_eq!(
-            local_ipv4(fib),
-            ["127.0.0.1", "172.17.0.2"].map(|a| a.parse::<IpAddr>().unwrap())
-        );
-        let v6 = "00000000000000000000000000000001 01 80 10 80       lo\n";
-        assert_eq!(local_ipv6(v6), vec!["::1".parse::<IpAddr>().unwrap()]);
-    }
-
-    #[test]
-    fn live_reads_our_own_process() {
-        let mut live = Live::default();
-        let me = std::process::id();
-        assert!(live.capabilities(me).is_some());
-        assert_eq!(live.mount_fstype(me, "/proc/self").as_deref(), Some("proc"));
-        assert!(live.netns_of(me).is_some());
-        let addrs = live.addresses(me, None).unwrap();
-        assert!(addrs.contains(&"127.0.0.1".parse().unwrap()), "{addrs:?}");
-    }
-
-    #[test]
-    fn finds_a_listener_and_its_owner() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mut live = Live::default();
-        let found = live.sockets_on_port(port, Proto::Tcp).unwrap();
-        let ours = found.iter().find(|s| s.state == Some(SockState::Listen)).expect("our listener");
-        assert_eq!(ours.addr, listener.local_addr().unwrap());
-        assert_eq!(ours.owner.as_ref().map(|o| o.pid), Some(std::process::id()));
-    }
-
-    /// The unix listener is found in the caller's namespace's tables, with its owner.
-    #[test]
-    fn finds_a_unix_listener_and_its_owner() {
-        let dir = std::env::temp_dir().join(format!("wsltrace-system-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("l.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let me = std::process::id();
-        let path = path.to_str().unwrap();
-        let target = Live::default().unix_target(me, None, path).unwrap();
-        assert!(target.exists && target.is_socket && target.listener_same_file, "{target:?}");
-        assert_eq!(target.listener.map(|o| o.pid), Some(me));
-        drop(listener);
-        let stale = Live::default().unix_target(me, None, path).unwrap();
-        assert!(stale.exists && stale.listener.is_none(), "{stale:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A caller that has exited (a zombie has no /proc/PID/root) from our mount namespace
-    /// still sees the file: what the look-up falls back to when the caller exits mid-way.
-    #[test]
-    fn an_exited_caller_sees_the_file_through_our_namespace() {
-        let path = std::env::temp_dir().join(format!("wsltrace-exited-{}", std::process::id()));
-        std::fs::write(&path, "").unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        let zombie = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z')
-            })
-        };
-        while !zombie() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let ours = super::super::namespaces::read(std::process::id()).map(|ns| ns.mnt);
-        let target = Live::default().unix_target(pid, ours, path.to_str().unwrap()).unwrap();
-        assert!(target.exists && !target.is_socket, "{target:?}");
-        assert!(Live::default().unix_target(pid, None, path.to_str().unwrap()).is_none());
-        child.wait().unwrap();
-        std::fs::remove_file(&path).unwrap();
-    }
-}
+mod tests;

@@ -36,6 +36,17 @@ pub const IP_PROTOCOLS: [(u8, Proto, &str, &str); 2] = [
     (libc::IPPROTO_UDP as u8, Proto::Udp, "SOCK_DGRAM", "IPPROTO_UDP"),
 ];
 
+/// Which sockets of a table a dump asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Select {
+    /// The whole table.
+    All,
+    /// Sockets bound to this local port, in every state.
+    Port(u16),
+    /// Sockets listening on this local port (TCP).
+    Listening(u16),
+}
+
 /// A sock_diag netlink socket, bound to the namespace it was opened in.
 pub struct Diag {
     socket: Socket,
@@ -51,15 +62,30 @@ impl Diag {
         Ok(Diag { socket, sequence: 0 })
     }
 
-    /// Every `protocol` socket of `family` (AF_INET or AF_INET6), in every state.
-    pub fn inet(&mut self, family: u8, protocol: u8) -> Result<Vec<InetResponse>> {
-        let socket_id =
+    /// The `protocol` sockets of `family` (AF_INET or AF_INET6) that `select` names. The kernel does the selecting:
+    /// a dump checks the request's source port (`idiag_sport`, when not 0) on every socket
+    /// before anything else, and a state mask of LISTEN alone skips the walk of the
+    /// established table (all TIME_WAIT sockets included) altogether (`inet_diag_dump_icsk`,
+    /// `udp_dump`). The replies are not checked again here: callers filter by port anyway.
+    pub fn inet(&mut self, family: u8, protocol: u8, select: Select) -> Result<Vec<InetResponse>> {
+        let mut socket_id =
             if i64::from(family) == AF_INET6 { SocketId::new_v6() } else { SocketId::new_v4() };
+        let states = match select {
+            Select::All => inet::StateFlags::all(),
+            Select::Port(port) => {
+                socket_id.source_port = port;
+                inet::StateFlags::all()
+            }
+            Select::Listening(port) => {
+                socket_id.source_port = port;
+                inet::StateFlags::LISTEN
+            }
+        };
         let request = SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol,
             extensions: ExtensionFlags::empty(),
-            states: inet::StateFlags::all(),
+            states,
             socket_id,
         });
         Ok(self
@@ -74,9 +100,18 @@ impl Diag {
 
     /// Every unix socket, in every state, with its name and its peer's inode.
     pub fn unix(&mut self) -> Result<Vec<UnixResponse>> {
+        // All states: the crate names only LISTEN and ESTABLISHED, unconnected is TCP_CLOSE.
+        self.unix_in(unix::StateFlags::from_bits_retain(u32::MAX))
+    }
+
+    /// The listening unix sockets, with their names (the kernel checks the state mask first).
+    pub fn unix_listeners(&mut self) -> Result<Vec<UnixResponse>> {
+        self.unix_in(unix::StateFlags::LISTEN)
+    }
+
+    fn unix_in(&mut self, state_flags: unix::StateFlags) -> Result<Vec<UnixResponse>> {
         let request = SockDiagMessage::UnixRequest(UnixRequest {
-            // All states: the crate names only LISTEN and ESTABLISHED, unconnected is TCP_CLOSE.
-            state_flags: unix::StateFlags::from_bits_retain(u32::MAX),
+            state_flags,
             inode: 0,
             show_flags: ShowFlags::NAME | ShowFlags::PEER,
             cookie: [0xff; 8],
@@ -143,24 +178,14 @@ pub fn parse_datagram(mut bytes: &[u8], out: &mut Vec<SockDiagMessage>) -> Resul
 /// An IPv4/IPv6 socket, for look-ups by port and as a `SocketInfo` (without fd). `protocol`
 /// is the one the dump asked for (the reply does not repeat it).
 pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(InetSocket, SocketInfo)> {
-    let (_, proto, sock_type, protocol_name) =
-        IP_PROTOCOLS.iter().find(|(p, ..)| *p == protocol)?;
+    let (_, _, sock_type, protocol_name) = IP_PROTOCOLS.iter().find(|(p, ..)| *p == protocol)?;
+    let socket = inet_socket(resp, protocol)?;
+    let state = socket.state;
     let header = &resp.header;
     let id = &header.socket_id;
     let family = i64::from(header.family);
     let connected = id.destination_port != 0 || !id.destination_address.is_unspecified();
     let peer = connected.then(|| ip_addr(id.destination_address, id.destination_port, 0));
-    let state = match proto {
-        Proto::Tcp => SockState::tcp(header.state),
-        Proto::Udp => SockState::connectionless(header.state),
-    };
-    let socket = InetSocket {
-        proto: *proto,
-        local: std::net::SocketAddr::new(id.source_address, id.source_port),
-        state,
-        inode: header.inode.into(),
-        queues: (header.recv_queue, header.send_queue),
-    };
     let info = SocketInfo {
         flags: None,
         fd: None,
@@ -174,6 +199,24 @@ pub fn inet_info(resp: &InetResponse, protocol: u8) -> Option<(InetSocket, Socke
         peer_inode: None,
     };
     Some((socket, info))
+}
+
+/// An IPv4/IPv6 socket for look-ups by port (what [`inet_info`] gives without the names).
+pub fn inet_socket(resp: &InetResponse, protocol: u8) -> Option<InetSocket> {
+    let (_, proto, ..) = IP_PROTOCOLS.iter().find(|(p, ..)| *p == protocol)?;
+    let header = &resp.header;
+    let id = &header.socket_id;
+    let state = match proto {
+        Proto::Tcp => SockState::tcp(header.state),
+        Proto::Udp => SockState::connectionless(header.state),
+    };
+    Some(InetSocket {
+        proto: *proto,
+        local: std::net::SocketAddr::new(id.source_address, id.source_port),
+        state,
+        inode: header.inode.into(),
+        queues: (header.recv_queue, header.send_queue),
+    })
 }
 
 /// An address the way getsockname() would give it. `interface` is the socket's bound device,

@@ -57,11 +57,40 @@ pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
-/// Every TCP and UDP socket of the caller's own network namespace (held by any process), e.g.
-/// to see whether something listens on a nameserver's port.
-pub fn inet_sockets_here() -> Result<Vec<SocketInfo>> {
-    let (inet, _) = diag_tables()?;
-    Ok(inet.into_iter().map(|(_, info)| info).collect())
+/// Every TCP and UDP socket on `port` in the caller's own network namespace (held by any
+/// process), e.g. to see whether something serves a nameserver's port.
+pub fn inet_sockets_here(port: u16) -> Result<Vec<SocketInfo>> {
+    let mut diag = diag::Diag::open()?;
+    let sockets = inet_tables(&mut diag, diag::Select::Port(port));
+    // Port 0 selects nothing in the kernel: the whole table comes back.
+    Ok(sockets.into_iter().filter(|(s, _)| s.local.port() == port).map(|(_, info)| info).collect())
+}
+
+/// The TCP or UDP sockets bound to `port` in the calling thread's network namespace, in every
+/// state, or only the TCP listeners when `listening`. The kernel is asked for that port and
+/// those states rather than for a dump of the whole table, which on a machine that makes many
+/// connections holds tens of thousands of TIME_WAIT sockets.
+pub fn inet_on_port(port: u16, proto: Proto, listening: bool) -> Result<Vec<InetSocket>> {
+    let Some(&(protocol, ..)) = diag::IP_PROTOCOLS.iter().find(|(_, p, ..)| *p == proto) else {
+        return Ok(Vec::new());
+    };
+    let select = if listening { diag::Select::Listening(port) } else { diag::Select::Port(port) };
+    let mut diag = diag::Diag::open()?;
+    let mut found = Vec::new();
+    for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
+        match diag.inet(family, protocol, select) {
+            Ok(replies) => found.extend(
+                replies
+                    .iter()
+                    .filter_map(|r| diag::inet_socket(r, protocol))
+                    // Port 0 selects nothing in the kernel: the whole table comes back.
+                    .filter(|s| s.local.port() == port)
+                    .filter(|s| !listening || s.state == SockState::Listen),
+            ),
+            Err(err) => tracing::debug!("sock_diag family {family} protocol {protocol}: {err:#}"),
+        }
+    }
+    Ok(found)
 }
 
 /// The sock_diag tables of the calling thread's network namespace: TCP and UDP over IPv4 and
@@ -70,10 +99,21 @@ type DiagTables = (Vec<(InetSocket, SocketInfo)>, Vec<(u64, SocketInfo)>);
 
 fn diag_tables() -> Result<DiagTables> {
     let mut diag = diag::Diag::open()?;
+    let inet = inet_tables(&mut diag, diag::Select::All);
+    let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
+        tracing::debug!("sock_diag unix: {err:#}");
+        Vec::new()
+    });
+    Ok((inet, unix))
+}
+
+/// The TCP and UDP sockets over IPv4 and IPv6 that `select` names; a table the kernel cannot
+/// give (a diag module missing) is left out.
+fn inet_tables(diag: &mut diag::Diag, select: diag::Select) -> Vec<(InetSocket, SocketInfo)> {
     let mut inet = Vec::new();
     for family in [names::AF_INET as u8, names::AF_INET6 as u8] {
         for (protocol, ..) in diag::IP_PROTOCOLS {
-            match diag.inet(family, protocol) {
+            match diag.inet(family, protocol, select) {
                 Ok(replies) => {
                     inet.extend(replies.iter().filter_map(|r| diag::inet_info(r, protocol)));
                 }
@@ -83,17 +123,12 @@ fn diag_tables() -> Result<DiagTables> {
             }
         }
     }
-    let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
-        tracing::debug!("sock_diag unix: {err:#}");
-        Vec::new()
-    });
-    Ok((inet, unix))
+    inet
 }
 
 /// The socket tables of one network namespace.
 pub struct Tables {
     by_inode: HashMap<u64, SocketInfo>,
-    inet: Vec<InetSocket>,
 }
 
 impl Tables {
@@ -103,14 +138,8 @@ impl Tables {
     pub fn read(netns: &Netns, pid: u32) -> Result<Tables> {
         let (inet, unix) = netns.run(diag_tables)?;
         let mut by_inode: HashMap<u64, SocketInfo> = unix.into_iter().collect();
-        let mut sockets = Vec::with_capacity(inet.len());
-        for (socket, info) in inet {
-            // TIME_WAIT sockets have no inode: no fd names them.
-            if socket.inode != 0 {
-                by_inode.insert(socket.inode, info);
-            }
-            sockets.push(socket);
-        }
+        // TIME_WAIT sockets have no inode: no fd names them.
+        by_inode.extend(inet.into_iter().filter(|(s, _)| s.inode != 0).map(|(s, i)| (s.inode, i)));
         for (table, parse) in [
             ("netlink", proc_tables::parse_netlink as fn(&str) -> Vec<(u64, SocketInfo)>),
             ("packet", proc_tables::parse_packet),
@@ -121,7 +150,7 @@ impl Tables {
                 Err(err) => tracing::debug!("{path}: {err}"),
             }
         }
-        Ok(Tables { by_inode, inet: sockets })
+        Ok(Tables { by_inode })
     }
 
     /// What socket `inode`, held by `fd` of `pid`, is: from the tables, else from the socket.
@@ -139,20 +168,25 @@ impl Tables {
             }
         })
     }
+}
 
-    /// The TCP or UDP sockets bound to `port`.
-    pub fn on_port(&self, port: u16, proto: Proto) -> impl Iterator<Item = &InetSocket> {
-        self.inet.iter().filter(move |s| s.proto == proto && s.local.port() == port)
-    }
-
-    /// The unix socket that listens on `path`, if one does.
-    pub fn unix_listener(&self, path: &str) -> Option<&SocketInfo> {
-        use crate::event::{KnownAddr, SockAddr};
-        self.by_inode.values().find(|s| {
-            s.state == Some(SockState::Listen)
-                && matches!(&s.local, Some(SockAddr::Known(KnownAddr::Unix(u))) if u.path.as_deref() == Some(path))
+/// The unix sockets listening on a path in the calling thread's network namespace: (path,
+/// inode). Only the listeners are asked for, not every unix socket and the TCP and UDP tables.
+/// Without unix_diag in the kernel, none (as [`Tables::read`] has none then).
+pub fn unix_listeners_here() -> Result<Vec<(String, u64)>> {
+    use crate::event::{KnownAddr, SockAddr};
+    let replies = diag::Diag::open()?.unix_listeners().unwrap_or_else(|err| {
+        tracing::debug!("sock_diag unix: {err:#}");
+        Vec::new()
+    });
+    Ok(diag::unix_infos(&replies)
+        .into_iter()
+        .filter(|(_, s)| s.state == Some(SockState::Listen))
+        .filter_map(|(inode, s)| match s.local {
+            Some(SockAddr::Known(KnownAddr::Unix(u))) => Some((u.path?, inode)),
+            _ => None,
         })
-    }
+        .collect())
 }
 
 #[cfg(test)]
@@ -214,10 +248,35 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// A connection closed by the accepting side leaves a TIME_WAIT socket on the listener's
-    /// port: in the tables, without inode, with its kernel name.
+    /// Unix listeners by path: the listener alone, not the accepted connection that bears
+    /// its name too.
     #[test]
-    fn time_wait_sockets_are_in_the_tables() {
+    fn unix_listeners_by_path() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = std::env::temp_dir().join(format!("wsltrace-ulisten-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("l.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        let inode = |fd: &dyn std::os::fd::AsRawFd| {
+            std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap().ino()
+        };
+        let path = path.to_str().unwrap();
+        let found: Vec<u64> = unix_listeners_here()
+            .unwrap()
+            .into_iter()
+            .filter_map(|(p, inode)| (p == path).then_some(inode))
+            .collect();
+        assert_eq!(found, [inode(&listener)]);
+        assert_ne!(inode(&accepted), inode(&listener));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A connection closed by the accepting side: the TIME_WAIT socket it leaves on the
+    /// listener's port (whose address this returns).
+    fn time_wait_socket() -> std::net::SocketAddr {
         use std::io::Read as _;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
@@ -225,10 +284,13 @@ mod tests {
         let (accepted, _) = listener.accept().unwrap();
         drop((accepted, listener));
         assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
-        drop(client);
-        let pid = std::process::id();
-        let tables = Tables::read(&Netns::of_pid(pid).unwrap(), pid).unwrap();
-        let found: Vec<&InetSocket> = tables.on_port(addr.port(), Proto::Tcp).collect();
+        addr
+    }
+
+    /// A TIME_WAIT socket is on its port without inode, with its kernel name.
+    #[test]
+    fn time_wait_sockets_are_on_their_port() {
+        let addr = time_wait_socket();
         let expected = InetSocket {
             proto: Proto::Tcp,
             local: addr,
@@ -236,7 +298,62 @@ mod tests {
             inode: 0,
             queues: (0, 0),
         };
-        assert_eq!(found, [&expected]);
-        assert_eq!(tables.on_port(addr.port(), Proto::Udp).count(), 0);
+        assert_eq!(inet_on_port(addr.port(), Proto::Tcp, false).unwrap(), [expected]);
+        assert_eq!(inet_on_port(addr.port(), Proto::Tcp, true).unwrap(), []);
+        assert_eq!(inet_on_port(addr.port(), Proto::Udp, false).unwrap(), []);
+    }
+
+    /// The kernel does the selecting (the replies, before any filter of ours, are the sockets
+    /// asked for), and the answers are those of the whole table's dump, picked by port.
+    #[test]
+    fn the_kernel_selects_by_port_and_state() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let laddr = listener.local_addr().unwrap();
+        let client = std::net::TcpStream::connect(laddr).unwrap();
+        let (_accepted, _) = listener.accept().unwrap();
+        let caddr = client.local_addr().unwrap();
+        let taddr = time_wait_socket();
+
+        let tcp = libc::IPPROTO_TCP as u8;
+        let mut diag = diag::Diag::open().unwrap();
+        let mut raw = |select| -> Vec<(std::net::SocketAddr, SockState)> {
+            let replies = diag.inet(names::AF_INET as u8, tcp, select).unwrap();
+            let mut found: Vec<_> = replies
+                .iter()
+                .filter_map(|r| diag::inet_socket(r, tcp))
+                .map(|s| (s.local, s.state))
+                .collect();
+            found.sort_by_key(|&(local, state)| (local, state == SockState::Listen));
+            found
+        };
+        use diag::Select::{Listening, Port};
+        assert_eq!(raw(Listening(laddr.port())), [(laddr, SockState::Listen)]);
+        assert_eq!(
+            raw(Port(laddr.port())),
+            [(laddr, SockState::Established), (laddr, SockState::Listen)]
+        );
+        assert_eq!(raw(Port(caddr.port())), [(caddr, SockState::Established)]);
+        assert_eq!(raw(Port(taddr.port())), [(taddr, SockState::TimeWait)]);
+        assert_eq!(raw(Listening(taddr.port())), []);
+        assert_eq!(raw(Listening(caddr.port())), []);
+
+        let (whole, _) = diag_tables().unwrap();
+        for port in [laddr.port(), caddr.port(), taddr.port()] {
+            for proto in [Proto::Tcp, Proto::Udp] {
+                let picked: Vec<&InetSocket> = whole
+                    .iter()
+                    .map(|(s, _)| s)
+                    .filter(|s| s.proto == proto && s.local.port() == port)
+                    .collect();
+                let asked = inet_on_port(port, proto, false).unwrap();
+                assert_eq!(picked, asked.iter().collect::<Vec<_>>(), "port {port} {proto:?}");
+                let listening = inet_on_port(port, proto, true).unwrap();
+                let picked: Vec<&InetSocket> = picked
+                    .into_iter()
+                    .filter(|s| proto == Proto::Tcp && s.state == SockState::Listen)
+                    .collect();
+                assert_eq!(picked, listening.iter().collect::<Vec<_>>(), "port {port} {proto:?}");
+            }
+        }
     }
 }
