@@ -17,7 +17,7 @@ pub fn kernel_layout() -> Option<KernelLayout> {
         );
         return None;
     }
-    match open_vmlinux().and_then(|btf| resolve(&Structs::new(&btf))) {
+    match open_vmlinux().and_then(|btf| resolve(&Structs::with(&btf, LAYOUT_STRUCTS)?)) {
         Ok(layout) => Some(layout),
         Err(err) => {
             tracing::warn!(
@@ -41,6 +41,30 @@ pub fn open_vmlinux() -> Result<Btf> {
         }
     }
 }
+
+/// The structs `resolve` reads.
+const LAYOUT_STRUCTS: &[&str] = &[
+    "task_struct",
+    "files_struct",
+    "fdtable",
+    "file",
+    "inode",
+    "nsproxy",
+    "net",
+    "mnt_namespace",
+    "uts_namespace",
+    "pid_namespace",
+    "user_namespace",
+    "ns_common",
+    "cred",
+    "pid",
+    "upid",
+    "seccomp",
+    "pt_regs",
+    "socket",
+    "sock",
+    "sock_common",
+];
 
 fn resolve(btf: &Structs<'_>) -> Result<KernelLayout> {
     let off = |strukt: &str, member: &str| -> Result<u32> {
@@ -176,6 +200,23 @@ pub struct Structs<'a> {
 impl<'a> Structs<'a> {
     pub fn new(btf: &'a Btf) -> Structs<'a> {
         Structs { btf, found: RefCell::default() }
+    }
+
+    /// With the structs `names` found in one pass over the types (each type parsed once);
+    /// any other is looked up when asked for.
+    fn with(btf: &'a Btf, names: &[&str]) -> Result<Structs<'a>> {
+        let mut found = HashMap::new();
+        let (first, last) = btf.base().type_id_range();
+        for id in first..=last {
+            if let Type::Struct(s) = btf.resolve_type_by_id(id)?
+                && let Ok(name) = btf.resolve_name(&s)
+                && names.contains(&name.as_str())
+            {
+                // The first, as `resolve_types_by_name` would give.
+                found.entry(name).or_insert(s);
+            }
+        }
+        Ok(Structs { btf, found: RefCell::new(found) })
     }
 
     fn find(&self, name: &str) -> Result<btf_rs::Struct> {
