@@ -2,6 +2,8 @@
 //! pending-call slot between calls (see `tracer_common::Identity`), and the programs that drop
 //! them or make them stale when something may change them.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -104,8 +106,10 @@ pub fn forget(pid_tgid: u64) {
 macro_rules! forget_after {
     ($($program:ident),*) => {
         $(
-            #[tracepoint]
-            pub fn $program(_ctx: TracePointContext) -> u32 {
+            // A section per program (see `syscall_programs`).
+            #[unsafe(no_mangle)]
+            #[unsafe(link_section = concat!("tracepoint/syscalls/", stringify!($program)))]
+            pub fn $program(_ctx: *mut c_void) -> u32 {
                 forget(bpf_get_current_pid_tgid());
                 0
             }
@@ -118,7 +122,7 @@ tracer_common::for_each_identity_change!(forget_after);
 /// `cgroup:cgroup_attach_task`, after a process or thread moved to another cgroup: every
 /// identity read until now is stale. A move is made by another process (a write to
 /// cgroup.procs), whose target's slot cannot be found from here, and moves are rare.
-#[tracepoint]
+#[tracepoint(category = "cgroup", name = "cgroup_attach_task")]
 pub fn cgroup_attach_task(_ctx: TracePointContext) -> u32 {
     if let Some(moved) = CGROUP_MOVED.get_ptr_mut(0) {
         // SAFETY: a map value. Concurrent moves may overwrite each other's time: both are

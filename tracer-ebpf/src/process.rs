@@ -41,7 +41,7 @@ fn process_record(kind: RecordKind, tgid: u32, parent_tgid: u32) -> ProcessRecor
 /// `sched:sched_process_fork`, attached only with `--follow-forks`. The current task is the
 /// parent. Thread creation fires it too: the thread's id is then registered as well, which is
 /// harmless (no process has that tgid while the thread lives) and undone when it exits.
-#[tracepoint]
+#[tracepoint(category = "sched", name = "sched_process_fork")]
 pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
     let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if !is_traced(parent_tgid) {
@@ -56,7 +56,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
 
 /// `sched:sched_process_exit`: fires for every exiting thread; the process is gone when the
 /// last one exits (`group_dead`).
-#[tracepoint]
+#[tracepoint(category = "sched", name = "sched_process_exit")]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
@@ -90,7 +90,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
 /// go. The thread then gets a fresh slot, without identity: it is between calls, traced, which
 /// is what its next exit without an entry needs to know (see `syscalls::without_entry`); a
 /// command started by wsltrace (`-- CMD`) is added to the traced set before it execs.
-#[tracepoint]
+#[tracepoint(category = "sched", name = "sched_process_exec")]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     forget(pid_tgid);

@@ -4,6 +4,8 @@
 //! tracepoint programs, so both kinds emit the same records. x86_64 only: the syscall numbers
 //! and the `pt_regs` offsets below are x86_64's (userspace refuses raw elsewhere).
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{map, raw_tracepoint},
@@ -121,15 +123,19 @@ fn exit(ctx: &RawTracePointContext, syscall: Syscall) {
 macro_rules! raw_programs {
     ($($variant:ident = $nr:literal => $enter:ident, $exit:ident;)*) => {
         $(
-            #[raw_tracepoint]
-            pub fn $enter(ctx: RawTracePointContext) -> u32 {
-                enter(&ctx, Syscall::$variant);
+            // A section per program, `raw_tp/NAME` (see `syscall_programs`): never attached
+            // by name, only tail-called.
+            #[unsafe(no_mangle)]
+            #[unsafe(link_section = concat!("raw_tp/", stringify!($enter)))]
+            pub fn $enter(ctx: *mut c_void) -> u32 {
+                enter(&RawTracePointContext::new(ctx), Syscall::$variant);
                 0
             }
 
-            #[raw_tracepoint]
-            pub fn $exit(ctx: RawTracePointContext) -> u32 {
-                exit(&ctx, Syscall::$variant);
+            #[unsafe(no_mangle)]
+            #[unsafe(link_section = concat!("raw_tp/", stringify!($exit)))]
+            pub fn $exit(ctx: *mut c_void) -> u32 {
+                exit(&RawTracePointContext::new(ctx), Syscall::$variant);
                 0
             }
         )*

@@ -14,7 +14,8 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, lost_index,
+        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, PROGRAM_RAW_SYS_ENTER,
+        PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -133,7 +134,7 @@ impl Kernel {
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
 
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = loader()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
             .override_global(GLOBAL_SELECTED, &selected, true)
             .override_global(GLOBAL_FAILED_ONLY, &failed_only, true)
@@ -153,6 +154,9 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
+        let socket_errors = socket_errors_missing(&tracefs, &layout);
+        let programs = programs_to_load(opts, &tracefs, &attached, keep_identity, socket_errors);
+        super::preload::load_all(&mut ebpf, &programs)?;
         let (attached, raw) = match opts.probe_kind {
             ProbeKind::Tracepoint => (attach_syscalls(&mut ebpf, &tracefs, &attached)?, None),
             ProbeKind::Raw => (attached.clone(), Some(super::raw::attach(&mut ebpf, &attached)?)),
@@ -276,16 +280,70 @@ fn pending_handle(ebpf: &Ebpf) -> Result<HashMap<MapData, u64, PendingCall>> {
     Ok(HashMap::try_from(Map::LruHashMap(data))?)
 }
 
+/// aya's loader, its copy of the kernel's BTF dropped before the object is parsed. aya reads it
+/// only for CO-RE relocations, and the programs have none (struct offsets come from
+/// `btf::kernel_layout`, as globals): held through `load` it was 12 MB of wsltrace's peak
+/// memory. aya 0.14 has no loader that skips parsing it.
+pub(crate) fn loader() -> EbpfLoader<'static> {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    loader
+}
+
 pub(super) fn take_map(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).with_context(|| format!("map {name} missing from the eBPF object"))
 }
 
+/// The programs a trace with `opts` attaches, the largest (the syscall exits) first, to be
+/// verified at once by [`super::preload::load_all`]. `attached`: the syscalls wanted.
+fn programs_to_load(
+    opts: &KernelOptions,
+    tracefs: &Path,
+    attached: &[Syscall],
+    keep_identity: bool,
+    socket_errors_missing: Option<String>,
+) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    match opts.probe_kind {
+        // A syscall without tracepoints is skipped (with a warning) by `attach_syscalls`.
+        ProbeKind::Tracepoint => names.extend(
+            attached
+                .iter()
+                .filter(|s| {
+                    tracefs::has_tracepoint(tracefs, "syscalls", s.enter_tracepoint())
+                        && tracefs::has_tracepoint(tracefs, "syscalls", s.exit_tracepoint())
+                })
+                .flat_map(|s| [s.exit_tracepoint(), s.enter_tracepoint()]),
+        ),
+        ProbeKind::Raw if cfg!(target_arch = "x86_64") => {
+            names.extend(
+                attached.iter().flat_map(|s| [s.raw_exit_program(), s.raw_enter_program()]),
+            );
+            names.extend([PROGRAM_RAW_SYS_EXIT, PROGRAM_RAW_SYS_ENTER]);
+        }
+        // `raw::attach` says why not.
+        ProbeKind::Raw => {}
+    }
+    names.push("sched_process_exit");
+    if opts.follow_forks {
+        names.push("sched_process_fork");
+    }
+    if keep_identity {
+        names.extend(IDENTITY_CHANGES);
+        names.extend(["sched_process_exec", "cgroup_attach_task"]);
+    }
+    if opts.syscalls.contains(&Syscall::Connect) && socket_errors_missing.is_none() {
+        names.push(SOCKET_ERRORS);
+    }
+    names
+}
+
 fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<()> {
-    let program: &mut TracePoint = ebpf
+    let program = ebpf
         .program_mut(name)
-        .with_context(|| format!("program {name} missing from the eBPF object"))?
-        .try_into()?;
-    program.load().with_context(|| format!("the kernel rejected program {name}"))?;
+        .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    super::preload::load(name, program)?;
+    let program: &mut TracePoint = program.try_into()?;
     program.attach(category, name).with_context(|| format!("attaching to {category}:{name}"))?;
     Ok(())
 }
@@ -297,26 +355,30 @@ const SOCKET_ERRORS: &str = "inet_sk_error_report";
 /// tracepoint (before 5.14) or without the struct layouts it needs gets one warning and is
 /// traced without it.
 fn attach_socket_errors(ebpf: &mut Ebpf, tracefs: &Path, layout: &KernelLayout) -> Result<()> {
-    let missing = if !tracefs::has_tracepoint(tracefs, "sock", SOCKET_ERRORS) {
-        Some(format!("this kernel has no sock:{SOCKET_ERRORS} tracepoint (added in 5.14)"))
-    } else if layout.resolved == 0 || layout.sock_err == 0 {
-        Some("the kernel's socket struct layouts are unknown (no BTF)".to_owned())
-    } else {
-        None
-    };
-    if let Some(why) = missing {
+    if let Some(why) = socket_errors_missing(tracefs, layout) {
         tracing::warn!(
             "{why}: socket errors the program never reads (socket_error records) are not reported"
         );
         return Ok(());
     }
-    let program: &mut RawTracePoint = ebpf
+    let program = ebpf
         .program_mut(SOCKET_ERRORS)
-        .with_context(|| format!("program {SOCKET_ERRORS} missing from the eBPF object"))?
-        .try_into()?;
-    program.load().with_context(|| format!("the kernel rejected program {SOCKET_ERRORS}"))?;
+        .with_context(|| format!("program {SOCKET_ERRORS} missing from the eBPF object"))?;
+    super::preload::load(SOCKET_ERRORS, program)?;
+    let program: &mut RawTracePoint = program.try_into()?;
     program.attach(SOCKET_ERRORS).with_context(|| format!("attaching to sock:{SOCKET_ERRORS}"))?;
     Ok(())
+}
+
+/// Why this kernel cannot report socket errors, if it cannot.
+fn socket_errors_missing(tracefs: &Path, layout: &KernelLayout) -> Option<String> {
+    if !tracefs::has_tracepoint(tracefs, "sock", SOCKET_ERRORS) {
+        Some(format!("this kernel has no sock:{SOCKET_ERRORS} tracepoint (added in 5.14)"))
+    } else if layout.resolved == 0 || layout.sock_err == 0 {
+        Some("the kernel's socket struct layouts are unknown (no BTF)".to_owned())
+    } else {
+        None
+    }
 }
 
 /// Attaches enter and exit of each syscall; a syscall whose tracepoints this kernel lacks is
@@ -350,4 +412,30 @@ fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Resul
 fn raise_memlock_limit() {
     use nix::sys::resource::{Resource, setrlimit};
     let _ = setrlimit(Resource::RLIMIT_MEMLOCK, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PROGRAMS;
+
+    /// `loader` drops the kernel's BTF: right only while no program needs a CO-RE relocation.
+    #[test]
+    fn programs_need_no_kernel_btf() {
+        let object = aya_obj::Object::parse(PROGRAMS).expect("the built object parses");
+        assert!(!object.programs.is_empty());
+        assert!(!object.has_btf_relocations(), "CO-RE relocations: give the loader the BTF");
+    }
+
+    /// One section per program: aya copies a section's whole line info into each of its
+    /// programs (41 programs sharing `tracepoint` took 8 MB at start-up).
+    #[test]
+    fn each_program_has_a_section_of_its_own() {
+        let object = aya_obj::Object::parse(PROGRAMS).expect("the built object parses");
+        let mut sections = std::collections::HashMap::new();
+        for (name, program) in &object.programs {
+            if let Some(other) = sections.insert(program.section_index, name) {
+                panic!("programs {name} and {other} share a section");
+            }
+        }
+    }
 }

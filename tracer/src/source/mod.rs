@@ -6,6 +6,7 @@ pub mod btf;
 pub mod kernel;
 pub mod launch;
 pub mod live;
+mod preload;
 pub mod privileges;
 mod raw;
 pub mod recording;

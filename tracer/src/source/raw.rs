@@ -46,14 +46,13 @@ pub(super) fn attach(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArra
     Ok([enter, exit])
 }
 
-/// The raw tracepoint program `name`, loaded into the kernel.
+/// The raw tracepoint program `name`, loaded into the kernel (by `preload`, usually).
 fn load<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut RawTracePoint> {
-    let program: &mut RawTracePoint = ebpf
+    let program = ebpf
         .program_mut(name)
-        .with_context(|| format!("program {name} missing from the eBPF object"))?
-        .try_into()?;
-    program.load().with_context(|| format!("the kernel rejected program {name}"))?;
-    Ok(program)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?;
+    super::preload::load(name, program)?;
+    Ok(program.try_into()?)
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
