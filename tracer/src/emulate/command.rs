@@ -6,7 +6,6 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use aya::EbpfLoader;
 use tokio::sync::mpsc;
 use tracer_common::config::{MAP_EVENTS, MAP_PENDING};
 
@@ -52,7 +51,7 @@ async fn emulate(plan: Plan, args: &EmulateArgs) -> Result<ExitCode> {
     // Before anything is loaded or made: an old kernel gets one line, not a verifier dump.
     super::features::check(&plan, PROGRAMS)?;
     // The tracer's maps are created with the object; shrink the big ones, which stay unused.
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = crate::source::kernel::loader()
         .map_max_entries(MAP_EVENTS, 4096)
         .map_max_entries(MAP_PENDING, 1)
         .load(PROGRAMS)
