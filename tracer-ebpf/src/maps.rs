@@ -32,8 +32,8 @@ pub static SOCKETS: LruHashMap<u64, SocketOwner> =
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
-/// When a process last moved to another cgroup, which makes kept identities stale (see
-/// `identity`).
+/// When a process last moved to another cgroup, or a thread was renamed by another process,
+/// which makes kept identities stale (see `identity`).
 #[map]
 pub static CGROUP_MOVED: Array<u64> = Array::with_max_entries(1, 0);
 
@@ -62,6 +62,10 @@ pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
 pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static RENAME_PID_OFF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static RENAME_NEWCOMM_OFF: Global<u32> = Global::new(0);
 
 /// Since when every new thread of traced process `tgid` has its calls seen from their entry
 /// (see `tracer_common::config::MAP_TRACED`).
