@@ -231,8 +231,8 @@ impl PendingCall {
 /// move to another cgroup anywhere (`cgroup:cgroup_attach_task`, after the move) makes every
 /// identity read before it stale. So later calls copy them from here. The name too: exec drops
 /// the slot, and `task:task_rename` (which fires before the new name is written, possibly by
-/// another thread through /proc/PID/task/TID/comm) writes its `newcomm` into the renamed
-/// thread's slot.
+/// another thread of the process through /proc/self/task/TID/comm) writes its `newcomm` into
+/// the renamed thread's slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {

@@ -104,7 +104,7 @@ fn copy_ns(dst: &mut NsInums, src: &NsInums) {
     put(&mut dst._pad, 0);
 }
 
-/// When a process or thread last moved to another cgroup or was renamed from another process to another cgroup (kernel time; 0: never seen).
+/// When a process or thread last moved to another cgroup to another cgroup (kernel time; 0: never seen).
 #[inline(always)]
 fn last_cgroup_move() -> u64 {
     CGROUP_MOVED.get(0).copied().unwrap_or(0)
@@ -137,21 +137,26 @@ tracer_common::for_each_identity_change!(forget_after);
 /// cgroup.procs), whose target's slot cannot be found from here, and moves are rare.
 #[tracepoint]
 pub fn cgroup_attach_task(_ctx: TracePointContext) -> u32 {
-    stale_all();
+    if let Some(moved) = CGROUP_MOVED.get_ptr_mut(0) {
+        // SAFETY: a map value. Concurrent moves may overwrite each other's time: both are
+        // later than any identity read before either move, which is all that matters.
+        unsafe { *moved = bpf_ktime_get_ns() };
+    }
     0
 }
 
 /// `task:task_rename`, before the thread's new name is written (so it cannot be re-read from
 /// the task): the new name goes into the renamed thread's slot. A thread is renamed by itself
-/// (prctl(PR_SET_NAME)) or through /proc/PID/task/TID/comm, by one of its process's threads
-/// (pthread_setname_np) or by another process. The record names the renamed thread by its tid
-/// alone: looked up as a thread of the renaming process; a rename whose target is not found
-/// there may be another process's thread, whose slot cannot be found from here: every kept
-/// identity is made stale, as by a cgroup move (renames of one thread by another are rare
-/// and mostly of threads that made no traced call yet).
+/// (prctl(PR_SET_NAME), exec) or by another thread of its process through
+/// /proc/self/task/TID/comm (pthread_setname_np); the kernel refuses that write from another
+/// process (EINVAL). So the renamed thread, named by its tid, is in the renaming thread's
+/// process; a thread without a slot reads its name at its next call.
 #[tracepoint]
 pub fn task_rename(ctx: TracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) {
+        return 0;
+    }
     let target = match RENAME_PID_OFF.load() {
         0 => pid_tgid as u32,
         offset => match read_field::<u32>(&ctx, offset) {
@@ -160,12 +165,7 @@ pub fn task_rename(ctx: TracePointContext) -> u32 {
         },
     };
     let key = (pid_tgid & !0xffff_ffff) | u64::from(target);
-    let Some(slot) = PENDING.get_ptr_mut(key) else {
-        if target != pid_tgid as u32 {
-            stale_all();
-        }
-        return 0;
-    };
+    let Some(slot) = PENDING.get_ptr_mut(key) else { return 0 };
     // SAFETY: a map value; the renamed thread may be making a call on another CPU, and at
     // worst keeps a name read just before this one.
     let kept = unsafe { &mut (*slot).identity };
@@ -175,14 +175,4 @@ pub fn task_rename(ctx: TracePointContext) -> u32 {
         None => put(&mut kept.known, 0),
     }
     0
-}
-
-/// Makes every identity read until now stale.
-#[inline(always)]
-fn stale_all() {
-    if let Some(moved) = CGROUP_MOVED.get_ptr_mut(0) {
-        // SAFETY: a map value. Concurrent writers may overwrite each other's time: both are
-        // later than any identity read before either, which is all that matters.
-        unsafe { *moved = bpf_ktime_get_ns() };
-    }
 }

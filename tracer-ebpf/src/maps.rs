@@ -32,8 +32,8 @@ pub static SOCKETS: LruHashMap<u64, SocketOwner> =
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
-/// When a process last moved to another cgroup, or a thread was renamed by another process,
-/// which makes kept identities stale (see `identity`).
+/// When a process last moved to another cgroup, which makes kept identities stale (see
+/// `identity`).
 #[map]
 pub static CGROUP_MOVED: Array<u64> = Array::with_max_entries(1, 0);
 
