@@ -147,7 +147,7 @@ pub const fn record_size(addr_cap: usize, value_cap: usize) -> usize {
 }
 
 const _: () = {
-    assert!(ADDR_CAP == VALUE_CAP && ADDR_CAP % 8 == 0 && SMALL_TAIL % 8 == 0);
+    assert!(ADDR_CAP == VALUE_CAP && ADDR_CAP.is_multiple_of(8) && SMALL_TAIL.is_multiple_of(8));
     assert!(size_of::<SyscallRecord<0, 0>>() == record_size(0, 0));
     assert!(size_of::<SyscallRecord<SMALL_TAIL, 0>>() == record_size(SMALL_TAIL, 0));
     assert!(size_of::<SyscallRecord<0, SMALL_TAIL>>() == record_size(0, SMALL_TAIL));

@@ -99,6 +99,9 @@ pub struct Live {
     blocked_due: bool,
     /// Records from the kernel that could not be parsed (see `decode`).
     malformed: u64,
+    /// Records and bytes read from the ring.
+    ring_records: u64,
+    ring_bytes: u64,
 }
 
 impl Live {
@@ -140,6 +143,8 @@ impl Live {
             reported_blocked: HashSet::new(),
             blocked_due: false,
             malformed: 0,
+            ring_records: 0,
+            ring_bytes: 0,
         })
     }
 
@@ -227,14 +232,23 @@ impl Live {
         };
         // By reference: a syscall record's head is copied out of the ring, its tails are
         // decoded where they are.
+        self.ring_records += 1;
+        self.ring_bytes += item.len() as u64;
         let record = decode(records::parse(&item), &self.clock, &mut self.malformed);
         drop(item);
         self.drain = Some(read + 1);
         record
     }
 
-    /// Warns once, at the end, of every malformed record skipped.
+    /// Warns once, at the end, of every malformed record skipped (and says, for RUST_LOG=debug,
+    /// how much the ring carried).
     fn report_malformed(&self) {
+        tracing::debug!(
+            "read {} records, {} bytes from the ring ({} bytes per record)",
+            self.ring_records,
+            self.ring_bytes,
+            self.ring_bytes.checked_div(self.ring_records).unwrap_or(0)
+        );
         if self.malformed > 0 {
             tracing::warn!("skipped {} malformed records from the kernel in all", self.malformed);
         }

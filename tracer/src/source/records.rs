@@ -9,10 +9,6 @@ use tracer_common::{
 };
 
 /// A record read from the ring; a syscall's tails are borrowed from the ring's bytes.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a record is moved once, from the ring to the decoder; boxing would allocate per event"
-)]
 pub enum Record<'a> {
     Syscall(SyscallView<'a>),
     Fork(ProcessRecord),
