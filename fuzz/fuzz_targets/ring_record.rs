@@ -24,9 +24,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(Record::Syscall(rec)) => {
             // The same call seen still blocked: decoded from its raw arguments and the
             // address it passed, as `--blocked-after` does.
-            if let Some(syscall) = Syscall::from_id(rec.syscall) {
-                let passed = rec.addr.get(..rec.addr_copied as usize).unwrap_or(&rec.addr);
-                decode::pending_args(syscall, rec.args, passed);
+            if let Some(syscall) = Syscall::from_id(rec.head.syscall) {
+                decode::pending_args(syscall, rec.head.args, rec.addr_copied());
             }
             if let Some(ev) = decode::decode(&rec, &clock) {
                 write_and_read_back(RecordRef::Event(&ev), text);

@@ -79,6 +79,11 @@ pub const GLOBAL_EXEC_OLD_PID_OFF: &str = "EXEC_OLD_PID_OFF";
 /// `u32`: non-zero when every call that can change a thread's identity is watched, so a
 /// thread's namespaces and capabilities may be kept between its calls.
 pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
+/// `u32`: offset of `pid` (the renamed thread) in `task:task_rename`'s record; 0 if it lacks
+/// the field (then the renamed thread is the current one).
+pub const GLOBAL_RENAME_PID_OFF: &str = "RENAME_PID_OFF";
+/// `u32`: offset of `newcomm` in `task:task_rename`'s record.
+pub const GLOBAL_RENAME_NEWCOMM_OFF: &str = "RENAME_NEWCOMM_OFF";
 
 /// The raw tracepoint programs of `--probe-kind raw` (x86_64 only), on `sys_enter` and
 /// `sys_exit`: every syscall of every process, dispatched on its number.

@@ -10,5 +10,8 @@ pub mod layout;
 pub mod record;
 pub mod syscall;
 
-pub use record::{Header, Identity, PendingCall, ProcessRecord, RecordKind, SyscallRecord};
+pub use record::{
+    Header, Identity, PendingCall, ProcessRecord, RecordKind, SyscallHead, SyscallRecord,
+    SyscallView,
+};
 pub use syscall::{Capture, IDENTITY_CHANGES, Syscall};

@@ -7,7 +7,7 @@ pub const VALUE_CAP: usize = 128;
 pub const COMM_LEN: usize = 16;
 
 /// Version of the record layouts below; bump it on any layout change.
-pub const RECORD_VERSION: u16 = 3;
+pub const RECORD_VERSION: u16 = 4;
 
 /// What a record is. Numbers are never reused.
 #[repr(u16)]
@@ -46,39 +46,40 @@ impl Header {
     }
 }
 
-/// `SyscallRecord::flags`: the exit was seen without its entry (the call was in flight when
+/// `SyscallHead::flags`: the exit was seen without its entry (the call was in flight when
 /// tracing started, or its entry was evicted); arguments and duration are unknown.
 pub const FLAG_NO_ENTRY: u32 = 1 << 0;
-/// `SyscallRecord::flags`: reading the `addr` user buffer faulted (bad pointer).
+/// `SyscallHead::flags`: reading the `addr` user buffer faulted (bad pointer).
 pub const FLAG_ADDR_FAULT: u32 = 1 << 1;
-/// `SyscallRecord::flags`: reading the `value` user buffer faulted (bad pointer).
+/// `SyscallHead::flags`: reading the `value` user buffer faulted (bad pointer).
 pub const FLAG_VALUE_FAULT: u32 = 1 << 2;
-/// `SyscallRecord::flags`: `cap_effective` was read (a process may have no capability at all).
+/// `SyscallHead::flags`: `cap_effective` was read (a process may have no capability at all).
 pub const FLAG_CAPS: u32 = 1 << 3;
-/// `SyscallRecord::flags`: the filters hide this call; it only keeps the fd table current,
+/// `SyscallHead::flags`: the filters hide this call; it only keeps the fd table current,
 /// and carries neither namespaces nor capabilities.
 pub const FLAG_CONTEXT: u32 = 1 << 4;
-/// `SyscallRecord::flags`: the exit was seen without its entry on a thread traced since before
+/// `SyscallHead::flags`: the exit was seen without its entry on a thread traced since before
 /// the call began, so the call never reached `sys_enter`: something that runs before it, a
 /// seccomp filter, refused it. `ts_ns` is the exit time, the duration is unknown; the
 /// arguments were read at exit from the task's saved user registers (see [`FLAG_NO_ARGS`]).
 pub const FLAG_REFUSED: u32 = 1 << 5;
-/// `SyscallRecord::flags`, with [`FLAG_REFUSED`]: the thread runs under a seccomp filter
+/// `SyscallHead::flags`, with [`FLAG_REFUSED`]: the thread runs under a seccomp filter
 /// (`task->seccomp.mode != 0`), which is then what refused the call.
 pub const FLAG_SECCOMP: u32 = 1 << 6;
-/// `SyscallRecord::flags`, with [`FLAG_REFUSED`]: the saved registers could not be read (no
+/// `SyscallHead::flags`, with [`FLAG_REFUSED`]: the saved registers could not be read (no
 /// kernel layout, or none of the candidate locations checked out): the arguments are unknown.
 pub const FLAG_NO_ARGS: u32 = 1 << 7;
-/// `SyscallRecord::flags`: `value` holds what the kernel read from the sockets as the call
+/// `SyscallHead::flags`: the value tail holds what the kernel read from the sockets as the call
 /// returned. A connect that succeeded or is under way: the socket's local end (its ephemeral
 /// port) as a `sockaddr_in`/`sockaddr_in6`. A socketpair: after the two fds (`value_copied`
 /// = 8), the two sockets' inode numbers, two u64 at bytes 8..24.
 pub const FLAG_FROM_SOCKET: u32 = 1 << 8;
 
-/// One syscall, entry and exit paired: emitted once, at exit.
+/// One syscall, entry and exit paired: emitted once, at exit, as a [`SyscallRecord`]: this
+/// fixed head, then `addr_cap` bytes of address and `value_cap` bytes of option value.
 #[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SyscallRecord {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyscallHead {
     pub header: Header,
     /// Kernel time (CLOCK_MONOTONIC) at entry, or at exit with [`FLAG_NO_ENTRY`] or
     /// [`FLAG_REFUSED`].
@@ -97,12 +98,12 @@ pub struct SyscallRecord {
     pub syscall: u32,
     pub flags: u32,
     /// True length of the address (what the caller passed in, or what the kernel reported out);
-    /// at most [`ADDR_CAP`] bytes of it are in `addr`.
+    /// at most `addr_cap` bytes of it are in the record.
     pub addr_len: u32,
-    /// True length of the option value; at most [`VALUE_CAP`] bytes of it are in `value`.
+    /// True length of the option value; at most `value_cap` bytes of it are in the record.
     pub value_len: u32,
-    /// Bytes of `addr` and `value` actually copied (bounded by the caps and by the buffer size
-    /// the caller offered); the rest of each array is not part of the record.
+    /// Bytes of the address and value actually copied (bounded by the caps and by the buffer
+    /// size the caller offered); the rest of each tail is not part of the record.
     pub addr_copied: u32,
     pub value_copied: u32,
     pub comm: [u8; COMM_LEN],
@@ -110,11 +111,74 @@ pub struct SyscallRecord {
     pub ns: NsInums,
     /// The caller's effective capabilities at entry (`CAP_*` bits), with [`FLAG_CAPS`].
     pub cap_effective: u64,
-    pub addr: [u8; ADDR_CAP],
-    pub value: [u8; VALUE_CAP],
+    /// Size of the address tail after the head: one of [`TAIL_CAPS`].
+    pub addr_cap: u16,
+    /// Size of the option value tail after the address tail: one of [`TAIL_CAPS`].
+    pub value_cap: u16,
+    pub _pad: u32,
 }
 
-const _: () = assert!(size_of::<SyscallRecord>() == 432);
+const _: () = assert!(size_of::<SyscallHead>() == 184);
+
+/// The sizes a tail can have. `bpf_ringbuf_reserve` takes a size the verifier knows, so a
+/// record is not cut to its exact length: the kernel picks the smallest of these that holds
+/// what the call carries (most calls carry neither an address nor a value, most addresses and
+/// option values fit in 32 bytes). Each a multiple of 8: a record has no padding, and the next
+/// record in the ring stays aligned.
+pub const TAIL_CAPS: [usize; 3] = [0, SMALL_TAIL, ADDR_CAP];
+/// The short tail: a `sockaddr_in6` (28 bytes), a connect's local end, a socketpair's fds and
+/// inodes (24), any option value up to 32 bytes.
+pub const SMALL_TAIL: usize = 32;
+
+/// A syscall record as it is in the ring: the head, an address tail of `A` bytes and a value
+/// tail of `V` bytes (`A` and `V` among [`TAIL_CAPS`], as the head's `addr_cap` and
+/// `value_cap` say).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallRecord<const A: usize, const V: usize> {
+    pub head: SyscallHead,
+    pub addr: [u8; A],
+    pub value: [u8; V],
+}
+
+/// Size in the ring of a record with tails of `addr_cap` and `value_cap` bytes.
+pub const fn record_size(addr_cap: usize, value_cap: usize) -> usize {
+    size_of::<SyscallHead>() + addr_cap + value_cap
+}
+
+const _: () = {
+    assert!(ADDR_CAP == VALUE_CAP && ADDR_CAP.is_multiple_of(8) && SMALL_TAIL.is_multiple_of(8));
+    assert!(size_of::<SyscallRecord<0, 0>>() == record_size(0, 0));
+    assert!(size_of::<SyscallRecord<SMALL_TAIL, 0>>() == record_size(SMALL_TAIL, 0));
+    assert!(size_of::<SyscallRecord<0, SMALL_TAIL>>() == record_size(0, SMALL_TAIL));
+    assert!(size_of::<SyscallRecord<SMALL_TAIL, SMALL_TAIL>>() == 248);
+    assert!(size_of::<SyscallRecord<ADDR_CAP, 0>>() == record_size(ADDR_CAP, 0));
+    assert!(size_of::<SyscallRecord<0, VALUE_CAP>>() == record_size(0, VALUE_CAP));
+    assert!(size_of::<SyscallRecord<ADDR_CAP, SMALL_TAIL>>() == record_size(ADDR_CAP, SMALL_TAIL));
+    assert!(size_of::<SyscallRecord<ADDR_CAP, VALUE_CAP>>() == 440);
+};
+
+/// A syscall record read from the ring, by reference: its head and its two tails, whole
+/// (bytes past `addr_copied` and `value_copied` were not written, except what
+/// [`FLAG_FROM_SOCKET`] says).
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallView<'a> {
+    pub head: SyscallHead,
+    pub addr: &'a [u8],
+    pub value: &'a [u8],
+}
+
+impl SyscallView<'_> {
+    /// The address bytes copied from the caller.
+    pub fn addr_copied(&self) -> &[u8] {
+        &self.addr[..(self.head.addr_copied as usize).min(self.addr.len())]
+    }
+
+    /// The option value bytes copied from the caller.
+    pub fn value_copied(&self) -> &[u8] {
+        &self.value[..(self.head.value_copied as usize).min(self.value.len())]
+    }
+}
 
 /// What `sys_enter_*` keeps for its exit, per thread. The record itself is built at exit, in
 /// the ring, and only for the calls that are emitted: the calls the filters drop cost a write
@@ -141,7 +205,7 @@ pub struct PendingCall {
     pub identity: Identity,
 }
 
-const _: () = assert!(size_of::<PendingCall>() == 136);
+const _: () = assert!(size_of::<PendingCall>() == 152);
 
 impl PendingCall {
     /// `syscall` of a slot whose call has exited.
@@ -165,8 +229,10 @@ impl PendingCall {
 /// they change only through events the programs watch: setns, unshare, capset, the set*id
 /// family and exec drop the slot (their exits come after the change, in the thread itself); a
 /// move to another cgroup anywhere (`cgroup:cgroup_attach_task`, after the move) makes every
-/// identity read before it stale. So later calls copy them from here. (The name is read on
-/// every call: `task:task_rename` fires before the new name is written.)
+/// identity read before it stale. So later calls copy them from here. The name too: exec drops
+/// the slot, and `task:task_rename` (which fires before the new name is written, possibly by
+/// another thread of the process through /proc/self/task/TID/comm) writes its `newcomm` into
+/// the renamed thread's slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -180,9 +246,11 @@ pub struct Identity {
     pub cgroup_id: u64,
     /// Kernel time (CLOCK_MONOTONIC) these were read at.
     pub read_ns: u64,
+    /// The thread's name (`comm`), NUL-terminated.
+    pub comm: [u8; COMM_LEN],
 }
 
-const _: () = assert!(size_of::<Identity>() == 64);
+const _: () = assert!(size_of::<Identity>() == 80);
 
 impl Identity {
     pub const UNKNOWN: Identity = Identity {
@@ -194,6 +262,7 @@ impl Identity {
         _pad: 0,
         cgroup_id: 0,
         read_ns: 0,
+        comm: [0; COMM_LEN],
     };
     pub const KNOWN: u32 = 1;
     pub const CAPS: u32 = 2;
@@ -278,7 +347,7 @@ const _: () = assert!(size_of::<SocketOwner>() == 32);
 mod pod {
     // SAFETY: plain `#[repr(C)]` data without padding (checked by the size assertions) and
     // valid for any bit pattern.
-    unsafe impl aya::Pod for super::SyscallRecord {}
+    unsafe impl aya::Pod for super::SyscallHead {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCall {}
     // SAFETY: as above.

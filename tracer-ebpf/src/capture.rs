@@ -12,6 +12,11 @@ pub fn read_user<const N: usize>(dst: &mut [u8; N], src: u64, len: u32) -> Optio
     // Clamped as a 64-bit value: the verifier must see the bound on the very register passed
     // to the helper (a 32-bit compare let LLVM pass the unextended register).
     let len = u64::from(len);
+    // Through a volatile load: where the caller has bounded `len` already (the record's tail
+    // was chosen by it), LLVM would drop the clamp below, and the bound it relied on may sit
+    // on another register, which the verifier does not connect.
+    // SAFETY: a read of a local.
+    let len = unsafe { core::ptr::read_volatile(&len) };
     let n = if len > N as u64 { N as u64 } else { len };
     // SAFETY: the helper checks `src` itself; `dst` is valid for `n <= N` bytes.
     let ret =

@@ -1,4 +1,4 @@
-//! Who made a call: a thread's namespaces, capabilities, uid, gid and cgroup, kept in its
+//! Who made a call: a thread's name, namespaces, capabilities, uid, gid and cgroup, kept in its
 //! pending-call slot between calls (see `tracer_common::Identity`), and the programs that drop
 //! them or make them stale when something may change them.
 
@@ -7,26 +7,30 @@ use core::ffi::c_void;
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+        generated::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_ktime_get_ns},
     },
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{Identity, PendingCall, SyscallRecord, record::NsInums};
+use tracer_common::{
+    Identity, PendingCall, SyscallHead,
+    record::{COMM_LEN, NsInums},
+};
 
 use crate::{
-    maps::{CGROUP_MOVED, KEEP_IDENTITY, PENDING, is_traced},
-    store::put,
+    maps::{CGROUP_MOVED, KEEP_IDENTITY, PENDING, RENAME_NEWCOMM_OFF, RENAME_PID_OFF, is_traced},
+    process::read_field,
+    store::{put, put_all},
     task::{capabilities, namespaces},
 };
 
-/// Writes who made the call into `rec` (uid, gid, cgroup; namespaces unless `context`, zeros
+/// Writes who made the call into `rec` (name, uid, gid, cgroup; namespaces unless `context`, zeros
 /// then) and returns the effective capabilities (`None`: unknown, or `context`). Kept ones
 /// when the slot has them and no cgroup move came after they were read (at `now`, kernel
 /// time), else read from the task and kept for the thread's next calls.
 #[inline(always)]
 pub fn identity(
-    rec: &mut SyscallRecord,
+    rec: &mut SyscallHead,
     slot: Option<&mut PendingCall>,
     context: bool,
     now: u64,
@@ -37,6 +41,7 @@ pub fn identity(
     let slot = match slot {
         Some(slot) if fresh(slot) => {
             let kept = &slot.identity;
+            put_all(&mut rec.comm, &kept.comm);
             put(&mut rec.uid, kept.uid);
             put(&mut rec.gid, kept.gid);
             put(&mut rec.cgroup_id, kept.cgroup_id);
@@ -49,6 +54,7 @@ pub fn identity(
         }
         slot => slot,
     };
+    current_comm(&mut rec.comm);
     let uid_gid = bpf_get_current_uid_gid();
     put(&mut rec.uid, uid_gid as u32);
     put(&mut rec.gid, (uid_gid >> 32) as u32);
@@ -68,6 +74,7 @@ pub fn identity(
     put(&mut kept.gid, (uid_gid >> 32) as u32);
     put(&mut kept.cgroup_id, rec.cgroup_id);
     put(&mut kept.read_ns, now);
+    put_all(&mut kept.comm, &rec.comm);
     let known = if caps.is_some() { Identity::KNOWN | Identity::CAPS } else { Identity::KNOWN };
     put(&mut kept.known, known);
     if context {
@@ -76,6 +83,16 @@ pub fn identity(
     }
     copy_ns(&mut rec.ns, &kept.ns);
     caps
+}
+
+/// The current thread's name into `comm`, NUL-terminated (empty if the helper fails).
+#[inline(always)]
+fn current_comm(comm: &mut [u8; COMM_LEN]) {
+    // SAFETY: the helper writes at most COMM_LEN bytes, NUL-terminated, into `comm`.
+    let ret = unsafe { bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32) };
+    if ret != 0 {
+        put(&mut comm[0], 0);
+    }
 }
 
 /// Field by field: a whole-struct copy would become a byte loop (see `store`).
@@ -89,7 +106,7 @@ fn copy_ns(dst: &mut NsInums, src: &NsInums) {
     put(&mut dst._pad, 0);
 }
 
-/// When a process or thread last moved to another cgroup (kernel time; 0: never seen).
+/// When a process or thread last moved to another cgroup to another cgroup (kernel time; 0: never seen).
 #[inline(always)]
 fn last_cgroup_move() -> u64 {
     CGROUP_MOVED.get(0).copied().unwrap_or(0)
@@ -128,6 +145,38 @@ pub fn cgroup_attach_task(_ctx: TracePointContext) -> u32 {
         // SAFETY: a map value. Concurrent moves may overwrite each other's time: both are
         // later than any identity read before either move, which is all that matters.
         unsafe { *moved = bpf_ktime_get_ns() };
+    }
+    0
+}
+
+/// `task:task_rename`, before the thread's new name is written (so it cannot be re-read from
+/// the task): the new name goes into the renamed thread's slot. A thread is renamed by itself
+/// (prctl(PR_SET_NAME), exec) or by another thread of its process through
+/// /proc/self/task/TID/comm (pthread_setname_np); the kernel refuses that write from another
+/// process (EINVAL). So the renamed thread, named by its tid, is in the renaming thread's
+/// process; a thread without a slot reads its name at its next call.
+#[tracepoint(category = "task", name = "task_rename")]
+pub fn task_rename(ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) {
+        return 0;
+    }
+    let target = match RENAME_PID_OFF.load() {
+        0 => pid_tgid as u32,
+        offset => match read_field::<u32>(&ctx, offset) {
+            Some(tid) => tid,
+            None => return 0,
+        },
+    };
+    let key = (pid_tgid & !0xffff_ffff) | u64::from(target);
+    let Some(slot) = PENDING.get_ptr_mut(key) else { return 0 };
+    // SAFETY: a map value; the renamed thread may be making a call on another CPU, and at
+    // worst keeps a name read just before this one.
+    let kept = unsafe { &mut (*slot).identity };
+    match read_field::<[u8; COMM_LEN]>(&ctx, RENAME_NEWCOMM_OFF.load()) {
+        Some(comm) => put_all(&mut kept.comm, &comm),
+        // Unreadable: the thread reads its identity afresh at its next call.
+        None => put(&mut kept.known, 0),
     }
     0
 }

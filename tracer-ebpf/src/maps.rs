@@ -62,6 +62,10 @@ pub static EXIT_GROUP_DEAD_OFF: Global<u32> = Global::new(0);
 pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static RENAME_PID_OFF: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static RENAME_NEWCOMM_OFF: Global<u32> = Global::new(0);
 
 /// Since when every new thread of traced process `tgid` has its calls seen from their entry
 /// (see `tracer_common::config::MAP_TRACED`).

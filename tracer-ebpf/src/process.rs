@@ -19,7 +19,7 @@ use crate::{
 /// of sched_process_fork changed across kernel versions). Context pointers cannot take a
 /// variable offset, so this goes through bpf_probe_read_kernel.
 #[inline(always)]
-fn read_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
+pub fn read_field<T: Copy>(ctx: &TracePointContext, offset: u32) -> Option<T> {
     // SAFETY: the helper checks the address; a bad offset yields an error, not a fault.
     unsafe { ctx.read_at::<T>(offset as usize) }.ok()
 }

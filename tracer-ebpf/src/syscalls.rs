@@ -5,18 +5,15 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_pid_tgid,
-        generated::{bpf_get_current_comm, bpf_ktime_get_ns},
-    },
+    helpers::{bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns},
     programs::TracePointContext,
 };
 use tracer_common::{
     Capture, Header, PendingCall, RecordKind, Syscall, SyscallRecord,
     config::{Counter, lost_index},
     record::{
-        COMM_LEN, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS,
-        FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT,
+        ADDR_CAP, FLAG_ADDR_FAULT, FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS,
+        FLAG_NO_ENTRY, FLAG_REFUSED, FLAG_SECCOMP, FLAG_VALUE_FAULT, SMALL_TAIL, VALUE_CAP,
     },
 };
 
@@ -329,24 +326,140 @@ fn started_while_traced(tgid: u32) -> bool {
     start >= since
 }
 
-/// Builds the record in place in the ring and submits it; a full ring is counted.
+/// What a record's tails receive: a user buffer to copy (`src`, `n` bytes of its true length
+/// `len`), chosen before the record is reserved so that its size fits.
+#[derive(Clone, Copy)]
+struct Buffer {
+    src: u64,
+    len: u32,
+    n: u32,
+}
+
+impl Buffer {
+    const NONE: Buffer = Buffer { src: 0, len: 0, n: 0 };
+}
+
+/// What the call's address and value tails receive, and whether the value tail holds what
+/// the kernel reads from the sockets (a connect's local end, a socketpair's inodes).
+#[derive(Clone, Copy)]
+struct Plan {
+    addr: Buffer,
+    value: Buffer,
+    from_socket: bool,
+}
+
+impl Plan {
+    const NONE: Plan = Plan { addr: Buffer::NONE, value: Buffer::NONE, from_socket: false };
+}
+
+/// The user buffers the call passed or had filled. Input buffers are read at exit too: the
+/// caller's memory, which these calls only read, and only for calls that are emitted. Output
+/// buffers hold what the kernel wrote back, bounded by the size the caller offered.
+#[inline(always)]
+fn plan(syscall: Syscall, ret: i64, call: &PendingCall) -> Plan {
+    let args = &call.args;
+    let mut plan = Plan::NONE;
+    match syscall.capture() {
+        Capture::AddrIn { ptr, len } => {
+            let len = args[len] as u32;
+            plan.addr = Buffer { src: args[ptr], len, n: len };
+        }
+        Capture::ValueIn { ptr, len } => {
+            let len = args[len] as u32;
+            plan.value = Buffer { src: args[ptr], len, n: len };
+        }
+        Capture::AddrOut { ptr, len_ptr } if ret >= 0 => {
+            let len = read_user_len(args[len_ptr]).unwrap_or(0);
+            let n = if len < call.offered { len } else { call.offered };
+            plan.addr = Buffer { src: args[ptr], len, n };
+        }
+        Capture::ValueOut { ptr, len_ptr } if ret == 0 => {
+            let len = read_user_len(args[len_ptr]).unwrap_or(0);
+            let n = if len < call.offered { len } else { call.offered };
+            plan.value = Buffer { src: args[ptr], len, n };
+        }
+        Capture::Fds { ptr } if ret == 0 => {
+            plan.value = Buffer { src: args[ptr], len: 8, n: 8 };
+            plan.from_socket = true;
+        }
+        // The call failed: nothing was written back.
+        Capture::AddrOut { .. } | Capture::ValueOut { .. } | Capture::Fds { .. } => {}
+        Capture::None => {}
+    }
+    // The port a connect was given, read now: a short-lived client has closed the socket
+    // by the time userspace could ask it.
+    if syscall == Syscall::Connect && (ret == 0 || ret == -EINPROGRESS) {
+        plan.from_socket = true;
+    }
+    plan
+}
+
+/// The tail size for copying `copy`: what the socket reads add for the value tail comes
+/// on top (a sockaddr_in6 of 28 bytes, or 24 bytes of fds and inodes).
+#[inline(always)]
+fn tail(copy: &Buffer, from_socket: bool) -> usize {
+    if from_socket || (copy.src != 0 && copy.n != 0 && copy.n as usize <= SMALL_TAIL) {
+        SMALL_TAIL
+    } else if copy.src != 0 && copy.n != 0 {
+        ADDR_CAP
+    } else {
+        0
+    }
+}
+
+/// Builds the record in place in the ring, in the smallest form that holds what the call
+/// carries, and submits it; a full ring is counted. Each form is a size the verifier knows.
 #[inline(always)]
 fn emit_call(
     syscall: Syscall,
     pid_tgid: u64,
     ret: i64,
     flags: u32,
-    mut call: Option<&mut PendingCall>,
+    call: Option<&mut PendingCall>,
 ) {
-    let wakeup = wakeup_flags(size_of::<SyscallRecord>() as u64);
-    let Some(mut entry) = EVENTS.reserve::<SyscallRecord>(0) else {
+    let plan = match &call {
+        Some(call) if flags & FLAG_NO_ARGS == 0 => plan(syscall, ret, call),
+        _ => Plan::NONE,
+    };
+    // A connect's local end is an address too, but always fits the short tail; a socketpair
+    // copies its 8 bytes of fds and adds 16 of inodes.
+    let addr = tail(&plan.addr, false);
+    let value = tail(&plan.value, plan.from_socket);
+    const S: usize = SMALL_TAIL;
+    const A: usize = ADDR_CAP;
+    const V: usize = VALUE_CAP;
+    match (addr, value) {
+        (0, 0) => emit::<0, 0>(syscall, pid_tgid, ret, flags, call, &plan),
+        (S, 0) => emit::<S, 0>(syscall, pid_tgid, ret, flags, call, &plan),
+        (A, 0) => emit::<A, 0>(syscall, pid_tgid, ret, flags, call, &plan),
+        (0, S) => emit::<0, S>(syscall, pid_tgid, ret, flags, call, &plan),
+        (0, V) => emit::<0, V>(syscall, pid_tgid, ret, flags, call, &plan),
+        (S, S) => emit::<S, S>(syscall, pid_tgid, ret, flags, call, &plan),
+        (A, S) => emit::<A, S>(syscall, pid_tgid, ret, flags, call, &plan),
+        _ => emit::<A, V>(syscall, pid_tgid, ret, flags, call, &plan),
+    }
+}
+
+/// [`emit_call`] with tails of `A` and `V` bytes.
+#[inline(always)]
+fn emit<const A: usize, const V: usize>(
+    syscall: Syscall,
+    pid_tgid: u64,
+    ret: i64,
+    flags: u32,
+    mut call: Option<&mut PendingCall>,
+    plan: &Plan,
+) {
+    let wakeup = wakeup_flags(size_of::<SyscallRecord<A, V>>() as u64);
+    let Some(mut entry) = EVENTS.reserve::<SyscallRecord<A, V>>(0) else {
         // Per syscall, and context apart: `lost` counts only what the user asked for.
         count_at(lost_index(syscall, flags & FLAG_CONTEXT != 0));
         return;
     };
-    // SAFETY: every bit pattern is a valid SyscallRecord; each field is written below (the
-    // tails of `addr` and `value` past the copied bytes are not part of the record).
-    let rec = unsafe { &mut *entry.as_mut_ptr() };
+    // SAFETY: every bit pattern is a valid SyscallRecord; each head field is written below
+    // (the tails past the copied bytes are not part of the record).
+    let full = unsafe { &mut *entry.as_mut_ptr() };
+    let rec = &mut full.head;
     put(&mut rec.header, Header::new(RecordKind::Syscall));
     // SAFETY: helper without arguments, callable from tracepoints.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -368,108 +481,57 @@ fn emit_call(
     put(&mut rec.tgid, (pid_tgid >> 32) as u32);
     put(&mut rec.tid, pid_tgid as u32);
     put(&mut rec.syscall, syscall as u32);
-    // SAFETY: the helper writes at most COMM_LEN bytes, NUL-terminated, into the record.
-    let comm = unsafe { bpf_get_current_comm(rec.comm.as_mut_ptr().cast(), COMM_LEN as u32) };
-    if comm != 0 {
-        put(&mut rec.comm[0], 0);
-    }
     // Read in the kernel: the process may be gone by the time userspace looks. A context
     // record only tells the fd table what an fd is: it goes without namespaces and
     // capabilities.
     let caps = identity(rec, call.as_deref_mut(), flags & FLAG_CONTEXT != 0, now);
     put(&mut rec.cap_effective, caps.unwrap_or(0));
-    put(&mut rec.flags, if caps.is_some() { flags | FLAG_CAPS } else { flags });
-    put(&mut rec.addr_len, 0);
-    put(&mut rec.value_len, 0);
+    let mut flags = if caps.is_some() { flags | FLAG_CAPS } else { flags };
+    put(&mut rec.addr_cap, A as u16);
+    put(&mut rec.value_cap, V as u16);
+    put(&mut rec._pad, 0);
+    put(&mut rec.addr_len, plan.addr.len);
+    put(&mut rec.value_len, plan.value.len);
     put(&mut rec.addr_copied, 0);
     put(&mut rec.value_copied, 0);
-    if let Some(call) = &call
-        && flags & FLAG_NO_ARGS == 0
-    {
-        capture(rec, syscall, ret, call.offered, call.sock);
+    if A != 0 && plan.addr.src != 0 {
+        match read_user(&mut full.addr, plan.addr.src, plan.addr.n) {
+            Some(n) => put(&mut full.head.addr_copied, n),
+            None => flags |= FLAG_ADDR_FAULT,
+        }
     }
+    if V != 0 && plan.value.src != 0 {
+        match read_user(&mut full.value, plan.value.src, plan.value.n) {
+            Some(n) => put(&mut full.head.value_copied, n),
+            None => flags |= FLAG_VALUE_FAULT,
+        }
+    }
+    if plan.from_socket {
+        if let Some(call) = &call
+            && syscall == Syscall::Connect
+        {
+            flags |= local_end(full, call.sock);
+        } else if syscall == Syscall::Socketpair && full.head.value_copied == 8 {
+            flags |= pair_inodes(full);
+        }
+    }
+    put(&mut full.head.flags, flags);
     entry.submit(wakeup);
 }
 
-/// Copies a user buffer into `buf`, recording how much was copied or that the pointer was bad.
+/// Writes the inodes of a socketpair's two sockets after its fds in the value tail; returns
+/// [`FLAG_FROM_SOCKET`] when it did: each end names the other, as strace -yy shows them.
 #[inline(always)]
-fn copy_user<const N: usize>(
-    buf: &mut [u8; N],
-    copied: &mut u32,
-    flags: &mut u32,
-    fault: u32,
-    src: u64,
-    len: u32,
-) {
-    match read_user(buf, src, len) {
-        Some(n) => *copied = n,
-        None if src != 0 => *flags |= fault,
-        None => {}
+fn pair_inodes<const A: usize, const V: usize>(rec: &mut SyscallRecord<A, V>) -> u32 {
+    if V < 24 {
+        return 0;
     }
-}
-
-#[inline(always)]
-fn copy_addr(rec: &mut SyscallRecord, src: u64, len: u32) {
-    copy_user(&mut rec.addr, &mut rec.addr_copied, &mut rec.flags, FLAG_ADDR_FAULT, src, len);
-}
-
-#[inline(always)]
-fn copy_value(rec: &mut SyscallRecord, src: u64, len: u32) {
-    copy_user(&mut rec.value, &mut rec.value_copied, &mut rec.flags, FLAG_VALUE_FAULT, src, len);
-}
-
-/// Copies the call's address or option value. Input buffers are read at exit too: the
-/// caller's memory, which these calls only read, and only for calls that are emitted.
-/// Output buffers hold what the kernel wrote back, bounded by the size the caller offered.
-#[inline(always)]
-fn capture(rec: &mut SyscallRecord, syscall: Syscall, ret: i64, offered: u32, sock: u64) {
-    match syscall.capture() {
-        Capture::AddrIn { ptr, len } => {
-            rec.addr_len = rec.args[len] as u32;
-            copy_addr(rec, rec.args[ptr], rec.addr_len);
-        }
-        Capture::ValueIn { ptr, len } => {
-            rec.value_len = rec.args[len] as u32;
-            copy_value(rec, rec.args[ptr], rec.value_len);
-        }
-        Capture::AddrOut { ptr, len_ptr } if ret >= 0 => {
-            rec.addr_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
-            let n = if rec.addr_len < offered { rec.addr_len } else { offered };
-            copy_addr(rec, rec.args[ptr], n);
-        }
-        Capture::ValueOut { ptr, len_ptr } if ret == 0 => {
-            rec.value_len = read_user_len(rec.args[len_ptr]).unwrap_or(0);
-            let n = if rec.value_len < offered { rec.value_len } else { offered };
-            copy_value(rec, rec.args[ptr], n);
-        }
-        Capture::Fds { ptr } if ret == 0 => {
-            rec.value_len = 8;
-            copy_value(rec, rec.args[ptr], 8);
-        }
-        // The call failed: nothing was written back.
-        Capture::AddrOut { .. } | Capture::ValueOut { .. } | Capture::Fds { .. } => {}
-        Capture::None => {}
-    }
-    // The port a connect was given, read now: a short-lived client has closed the socket
-    // by the time userspace could ask it.
-    if syscall == Syscall::Connect && (ret == 0 || ret == -EINPROGRESS) {
-        local_end(rec, sock);
-    }
-    if syscall == Syscall::Socketpair && ret == 0 && rec.value_copied == 8 {
-        pair_inodes(rec);
-    }
-}
-
-/// Writes the inodes of a socketpair's two sockets after its fds in `value` and sets
-/// [`FLAG_FROM_SOCKET`]: each end names the other, as strace -yy shows them.
-#[inline(always)]
-fn pair_inodes(rec: &mut SyscallRecord) {
     let v = &rec.value;
     let fds = [
         i32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
         i32::from_ne_bytes([v[4], v[5], v[6], v[7]]),
     ];
-    let Some((a, b)) = task::fd_inodes(fds[0] as u64, fds[1] as u64) else { return };
+    let Some((a, b)) = task::fd_inodes(fds[0] as u64, fds[1] as u64) else { return 0 };
     let (a, b) = (a.to_ne_bytes(), b.to_ne_bytes());
     let mut i = 0;
     while i < 8 {
@@ -477,17 +539,20 @@ fn pair_inodes(rec: &mut SyscallRecord) {
         put(&mut rec.value[16 + i], b[i]);
         i += 1;
     }
-    let flags = rec.flags | FLAG_FROM_SOCKET;
-    put(&mut rec.flags, flags);
+    FLAG_FROM_SOCKET
 }
 
 const EINPROGRESS: i64 = 115;
 
-/// Writes the local end of the connect's socket (at `sock`, found at entry) into `value` as a
-/// sockaddr (the bytes userspace decodes like any address) and sets [`FLAG_FROM_SOCKET`].
+/// Writes the local end of the connect's socket (at `sock`, found at entry) into the value
+/// tail as a sockaddr (the bytes userspace decodes like any address); returns
+/// [`FLAG_FROM_SOCKET`] when it did.
 #[inline(always)]
-fn local_end(rec: &mut SyscallRecord, sock: u64) {
-    let Some((family, port, ip)) = task::local_end(sock) else { return };
+fn local_end<const A: usize, const V: usize>(rec: &mut SyscallRecord<A, V>, sock: u64) -> u32 {
+    if V < 28 {
+        return 0;
+    }
+    let Some((family, port, ip)) = task::local_end(sock) else { return 0 };
     let v = &mut rec.value;
     let [f0, f1] = family.to_ne_bytes();
     let [p0, p1] = port.to_be_bytes();
@@ -512,8 +577,7 @@ fn local_end(rec: &mut SyscallRecord, sock: u64) {
         }
         28
     };
-    put(&mut rec.value_len, len);
-    put(&mut rec.value_copied, len);
-    let flags = rec.flags | FLAG_FROM_SOCKET;
-    put(&mut rec.flags, flags);
+    put(&mut rec.head.value_len, len);
+    put(&mut rec.head.value_copied, len);
+    FLAG_FROM_SOCKET
 }

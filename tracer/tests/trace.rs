@@ -490,6 +490,50 @@ fn events_follow_a_gid_change_a_cgroup_move_and_a_rename() {
     assert_eq!(comms[4], "renamed", "{}", out.stdout);
 }
 
+/// The kernel keeps a thread's name between its calls too, so a rename must reach its slot
+/// however it is made: a thread renamed by another thread of its process, through
+/// /proc/self/task/TID/comm or pthread_setname_np (which writes there), shows its new name on
+/// its next call, though the rename happened outside any call of its own
+/// (`task:task_rename` fires before the name is written: re-reading the task there would
+/// keep the old name); and so does a thread that renames itself with prctl.
+#[test]
+fn a_thread_renamed_by_another_thread_shows_its_new_name() {
+    // The worker makes one socket() after each rename; the main thread renames it between.
+    let script = r#"
+import ctypes, socket, threading
+libc = ctypes.CDLL(None)
+turn, done = threading.Semaphore(0), threading.Semaphore(0)
+def worker():
+    for i in range(4):
+        if i == 3:
+            libc.prctl(15, b'by-itself', 0, 0, 0)
+        socket.socket().close()
+        done.release()
+        if not turn.acquire(timeout=20): return
+t = threading.Thread(target=worker, daemon=True); t.start()
+def step():
+    assert done.acquire(timeout=20), 'the worker is stuck'
+step()
+open('/proc/self/task/%d/comm' % t.native_id, 'w').write('by-proc-file')
+turn.release(); step()
+assert libc.pthread_setname_np(ctypes.c_ulong(t.ident), b'by-pthread') == 0
+turn.release(); step()
+turn.release(); step()
+turn.release(); t.join()
+"#;
+    let out = trace(&["--format", "json", "--", common::python(), "-c", script]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let events = out.events();
+    let comms: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["syscall"] == "socket" && e["tid"] != e["pid"])
+        .map(|e| &e["comm"])
+        .collect();
+    assert_eq!(comms.len(), 4, "{}", out.stdout);
+    assert_ne!(comms[0], "by-proc-file", "{}", out.stdout);
+    assert_eq!(comms[1..], [&json!("by-proc-file"), &json!("by-pthread"), &json!("by-itself")]);
+}
+
 #[test]
 fn no_follow_traces_the_command_only() {
     let out = run_cmd_json(&["--no-follow"], &["fork"]);

@@ -204,7 +204,7 @@ fn ipv6_unreachable_on_wsl2_nat() {
 /// ETIMEDOUT is the kernel's own.
 #[test]
 fn vsock_connect_to_the_host_timing_out() {
-    let demo = ["vsock-host", "--timeout-ms", "1", "--count", "50"];
+    let demo = ["vsock-host", "--timeout-ms", "1", "--count", "500"];
     let out = json(&["--assume", "wsl2"], &[], &demo);
     assert!(
         out.stderr.contains("vsock-host: ETIMEDOUT"),

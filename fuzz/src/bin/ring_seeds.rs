@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use tracer::source::kernel::{Kernel, KernelOptions};
+use tracer::source::kernel::{Kernel, KernelOptions, ProbeKind};
 use tracer_common::{Syscall, config::ErrnoSet};
 
 /// The calls to record. Each `try` keeps going after a call fails: failures are records too.
@@ -67,6 +67,7 @@ fn main() -> Result<()> {
         errnos: ErrnoSet::empty(),
         follow_forks: true,
         ring_bytes: 1 << 20,
+        probe_kind: ProbeKind::Tracepoint,
     };
     let (mut kernel, mut ring) = Kernel::load(&opts).context("loading the programs (as root?)")?;
     let python = if std::path::Path::new("/usr/bin/python3").exists() {

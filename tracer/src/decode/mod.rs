@@ -10,7 +10,7 @@ mod strerror;
 use chrono::{DateTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
-    PendingCall, ProcessRecord, Syscall, SyscallRecord,
+    PendingCall, ProcessRecord, Syscall, SyscallHead, SyscallView,
     record::{
         FLAG_CAPS, FLAG_CONTEXT, FLAG_FROM_SOCKET, FLAG_NO_ARGS, FLAG_NO_ENTRY, FLAG_REFUSED,
         FLAG_SECCOMP, SocketErrorRecord,
@@ -103,7 +103,8 @@ fn signal_name(signal: u32) -> String {
 }
 
 /// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).
-pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
+pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
+    let rec = &view.head;
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
     let refused_by = (rec.flags & FLAG_REFUSED != 0).then_some(if rec.flags & FLAG_SECCOMP != 0 {
@@ -123,7 +124,7 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         gid: rec.gid,
         cgroup_id: rec.cgroup_id,
         syscall,
-        args: if args_known { args(syscall, rec) } else { Args::default() },
+        args: if args_known { args(syscall, view) } else { Args::default() },
         ret: rec.ret,
         errno: Errno::from_ret(rec.ret),
         duration_ns: (!no_entry && refused_by.is_none()).then_some(rec.duration_ns),
@@ -145,13 +146,14 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
         cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
         context_only: rec.flags & FLAG_CONTEXT != 0,
         bound: (syscall == Syscall::Connect && from_socket)
-            .then(|| {
-                sockaddr::decode(&rec.value[..(rec.value_copied as usize).min(rec.value.len())])
-            })
+            .then(|| sockaddr::decode(view.value_copied()))
             .flatten(),
         pair_inodes: (syscall == Syscall::Socketpair && from_socket).then(|| {
             let ino = |at: usize| {
-                u64::from_ne_bytes(rec.value[at..at + 8].try_into().unwrap_or_default())
+                view.value
+                    .get(at..at + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes)
             };
             [ino(8), ino(16)]
         }),
@@ -164,25 +166,24 @@ pub fn decode(rec: &SyscallRecord, clock: &Clock) -> Option<Event> {
 /// the call in flight) and the address it passed, read from its memory. Nothing the call
 /// writes back (an accepted peer, an option value) exists yet.
 pub fn pending_args(syscall: Syscall, raw: [u64; 6], addr: &[u8]) -> Args {
-    // SAFETY: SyscallRecord is plain integers and byte arrays, valid when all zero.
-    let mut rec: SyscallRecord = unsafe { std::mem::zeroed() };
-    rec.args = raw;
-    let copied = addr.len().min(rec.addr.len());
-    rec.addr[..copied].copy_from_slice(&addr[..copied]);
-    rec.addr_copied = copied as u32;
-    rec.addr_len = copied as u32;
+    // SAFETY: SyscallHead is plain integers and byte arrays, valid when all zero.
+    let mut head: SyscallHead = unsafe { std::mem::zeroed() };
+    head.args = raw;
+    let addr = &addr[..addr.len().min(tracer_common::record::ADDR_CAP)];
+    head.addr_copied = addr.len() as u32;
+    head.addr_len = addr.len() as u32;
     // Not finished: decoded as a call without a result (ERESTARTSYS, never seen by programs),
     // so no out-argument is read.
-    rec.ret = -512;
-    args(syscall, &rec)
+    head.ret = -512;
+    args(syscall, &SyscallView { head, addr, value: &[] })
 }
 
-fn args(syscall: Syscall, rec: &SyscallRecord) -> Args {
+fn args(syscall: Syscall, view: &SyscallView<'_>) -> Args {
+    let rec = &view.head;
     let a = rec.args;
     let int = |i: usize| a[i] as i32;
     let fd = Some(int(0));
-    let addr_bytes = &rec.addr[..(rec.addr_copied as usize).min(rec.addr.len())];
-    let value_bytes = &rec.value[..(rec.value_copied as usize).min(rec.value.len())];
+    let (addr_bytes, value_bytes) = (view.addr_copied(), view.value_copied());
     let succeeded = rec.ret >= 0;
     match syscall {
         Syscall::Socket | Syscall::Socketpair => {

@@ -2,8 +2,33 @@ use super::*;
 use crate::event::{KnownAddr, OptValue, SockAddr};
 use tracer_common::{Header, RecordKind};
 
-fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> SyscallRecord {
-    SyscallRecord {
+/// A record with full tails, as the tests build it; the head's fields are reached through it.
+struct Rec {
+    head: SyscallHead,
+    addr: [u8; 128],
+    value: [u8; 128],
+}
+
+impl std::ops::Deref for Rec {
+    type Target = SyscallHead;
+    fn deref(&self) -> &SyscallHead {
+        &self.head
+    }
+}
+
+impl std::ops::DerefMut for Rec {
+    fn deref_mut(&mut self) -> &mut SyscallHead {
+        &mut self.head
+    }
+}
+
+/// Decodes `rec` as the reader does, by reference.
+fn decode(rec: &Rec, clock: &Clock) -> Option<Event> {
+    super::decode(&SyscallView { head: rec.head, addr: &rec.addr, value: &rec.value }, clock)
+}
+
+fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> Rec {
+    let head = SyscallHead {
         header: Header::new(RecordKind::Syscall),
         ts_ns: 1_000,
         duration_ns: 31_000,
@@ -23,9 +48,11 @@ fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> SyscallRecord {
         comm: *b"server\0\0\0\0\0\0\0\0\0\0",
         ns: Default::default(),
         cap_effective: 0,
-        addr: [0; 128],
-        value: [0; 128],
-    }
+        addr_cap: 128,
+        value_cap: 128,
+        _pad: 0,
+    };
+    Rec { head, addr: [0; 128], value: [0; 128] }
 }
 
 fn clock() -> Clock {

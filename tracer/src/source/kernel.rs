@@ -13,9 +13,9 @@ use tracer_common::{
     config::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
-        GLOBAL_KEEP_IDENTITY, GLOBAL_SELECTED, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES,
-        MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING, MAP_TRACED, PROGRAM_RAW_SYS_ENTER,
-        PROGRAM_RAW_SYS_EXIT, lost_index,
+        GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
+        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING,
+        MAP_TRACED, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -118,7 +118,13 @@ impl Kernel {
         // A thread's namespaces, capabilities, ids and cgroup are kept between its calls only
         // where every event that can change them is watched; elsewhere each record reads them
         // afresh.
+        // The name too: a rename's new name is taken from `task:task_rename`'s record.
+        let rename_newcomm_off =
+            tracefs::field_offset(&tracefs, "task", "task_rename", "newcomm").unwrap_or(None);
+        let rename_pid_off =
+            tracefs::field_offset(&tracefs, "task", "task_rename", "pid").unwrap_or(None);
         let keep_identity = exec_old_pid_off.is_some()
+            && rename_newcomm_off.is_some()
             && tracefs::has_tracepoint(&tracefs, "cgroup", "cgroup_attach_task")
             && IDENTITY_CHANGES.iter().all(|tp| tracefs::has_tracepoint(&tracefs, "syscalls", tp));
         let layout = super::btf::kernel_layout().unwrap_or(KernelLayout::UNRESOLVED);
@@ -144,6 +150,8 @@ impl Kernel {
             .override_global(GLOBAL_EXIT_GROUP_DEAD_OFF, &group_dead_off, true)
             .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
+            .override_global(GLOBAL_RENAME_PID_OFF, &rename_pid_off.unwrap_or(0), true)
+            .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
             .load(PROGRAMS)
@@ -172,6 +180,7 @@ impl Kernel {
             }
             attach(&mut ebpf, "sched", "sched_process_exec")?;
             attach(&mut ebpf, "cgroup", "cgroup_attach_task")?;
+            attach(&mut ebpf, "task", "task_rename")?;
         }
         if opts.syscalls.contains(&Syscall::Connect) {
             attach_socket_errors(&mut ebpf, &tracefs, &layout)?;
@@ -330,7 +339,7 @@ fn programs_to_load(
     }
     if keep_identity {
         names.extend(IDENTITY_CHANGES);
-        names.extend(["sched_process_exec", "cgroup_attach_task"]);
+        names.extend(["sched_process_exec", "cgroup_attach_task", "task_rename"]);
     }
     if opts.syscalls.contains(&Syscall::Connect) && socket_errors_missing.is_none() {
         names.push(SOCKET_ERRORS);

@@ -42,6 +42,8 @@ const HOUSEKEEPING: Duration = Duration::from_millis(200);
 /// Records read per drain at most: under a flood the ring refills as fast as it is read, and
 /// an unbounded drain would never return to notice a signal, the deadline or flush the output.
 const MAX_DRAIN: usize = 4096;
+/// Malformed records named one by one; the rest are only counted (see `report_malformed`).
+const MALFORMED_NAMED: u64 = 10;
 
 /// Why tracing stopped before every traced process exited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +97,11 @@ pub struct Live {
     reported_blocked: HashSet<(u64, u64)>,
     /// Housekeeping came: look for blocked calls once the ring is drained.
     blocked_due: bool,
+    /// Records from the kernel that could not be parsed (see `decode`).
+    malformed: u64,
+    /// Records and bytes read from the ring.
+    ring_records: u64,
+    ring_bytes: u64,
 }
 
 impl Live {
@@ -135,6 +142,9 @@ impl Live {
             blocked_after: Duration::ZERO,
             reported_blocked: HashSet::new(),
             blocked_due: false,
+            malformed: 0,
+            ring_records: 0,
+            ring_bytes: 0,
         })
     }
 
@@ -220,33 +230,27 @@ impl Live {
             }
             return Some(Record::Flush);
         };
-        let parsed = records::parse(&item);
+        // By reference: a syscall record's head is copied out of the ring, its tails are
+        // decoded where they are.
+        self.ring_records += 1;
+        self.ring_bytes += item.len() as u64;
+        let record = decode(records::parse(&item), &self.clock, &mut self.malformed);
         drop(item);
         self.drain = Some(read + 1);
-        // By reference: the 432-byte record is copied once, out of the ring, not again.
-        self.decode(&parsed)
+        record
     }
 
-    fn decode(&self, parsed: &Result<records::Record, RecordError>) -> Option<Record> {
-        match parsed {
-            Ok(records::Record::Syscall(rec)) => {
-                let event = decode::decode(rec, &self.clock).map(Record::Event);
-                if event.is_none() {
-                    tracing::warn!("skipped a record with unknown syscall id {}", rec.syscall);
-                }
-                event
-            }
-            Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(rec, &self.clock))),
-            Ok(records::Record::SocketError(rec)) => {
-                Some(Record::SocketError(decode::socket_error(rec, &self.clock)))
-            }
-            Ok(records::Record::Fork(rec)) => {
-                Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
-            }
-            Err(err) => {
-                tracing::warn!("skipped a malformed record from the kernel: {err}");
-                None
-            }
+    /// Warns once, at the end, of every malformed record skipped (and says, for RUST_LOG=debug,
+    /// how much the ring carried).
+    fn report_malformed(&self) {
+        tracing::debug!(
+            "read {} records, {} bytes from the ring ({} bytes per record)",
+            self.ring_records,
+            self.ring_bytes,
+            self.ring_bytes.checked_div(self.ring_records).unwrap_or(0)
+        );
+        if self.malformed > 0 {
+            tracing::warn!("skipped {} malformed records from the kernel in all", self.malformed);
         }
     }
 
@@ -341,6 +345,7 @@ impl Source for Live {
                 Phase::Draining => self.phase = Phase::Losses,
                 Phase::Losses => {
                     self.report_losses()?;
+                    self.report_malformed();
                     self.phase = Phase::Ending;
                 }
                 Phase::Ending => {
@@ -367,6 +372,38 @@ impl Source for Live {
                 self.phase = Phase::Losses;
             }
             Phase::Losses | Phase::Ending | Phase::Done => {}
+        }
+    }
+}
+
+/// One record read from the ring, decoded; `None` for a record skipped: malformed ones
+/// (wrong length, version or kind) are counted in `malformed`, the first few named.
+fn decode(
+    parsed: Result<records::Record<'_>, RecordError>,
+    clock: &Clock,
+    malformed: &mut u64,
+) -> Option<Record> {
+    match parsed {
+        Ok(records::Record::Syscall(rec)) => {
+            let event = decode::decode(&rec, clock).map(Record::Event);
+            if event.is_none() {
+                tracing::warn!("skipped a record with unknown syscall id {}", rec.head.syscall);
+            }
+            event
+        }
+        Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, clock))),
+        Ok(records::Record::SocketError(rec)) => {
+            Some(Record::SocketError(decode::socket_error(&rec, clock)))
+        }
+        Ok(records::Record::Fork(rec)) => {
+            Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })
+        }
+        Err(err) => {
+            *malformed += 1;
+            if *malformed <= MALFORMED_NAMED {
+                tracing::warn!("skipped a malformed record from the kernel: {err}");
+            }
+            None
         }
     }
 }

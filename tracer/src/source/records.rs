@@ -4,16 +4,13 @@ use std::mem::size_of;
 
 use thiserror::Error;
 use tracer_common::{
-    Header, ProcessRecord, RecordKind, SyscallRecord,
-    record::{RECORD_VERSION, SocketErrorRecord},
+    Header, ProcessRecord, RecordKind, SyscallHead, SyscallView,
+    record::{RECORD_VERSION, SocketErrorRecord, TAIL_CAPS, record_size},
 };
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a record is moved once, from the ring to the decoder; boxing would allocate per event"
-)]
-pub enum Record {
-    Syscall(SyscallRecord),
+/// A record read from the ring; a syscall's tails are borrowed from the ring's bytes.
+pub enum Record<'a> {
+    Syscall(SyscallView<'a>),
     Fork(ProcessRecord),
     Exit(ProcessRecord),
     SocketError(SocketErrorRecord),
@@ -27,6 +24,8 @@ pub enum RecordError {
     Version(u16),
     #[error("unknown record kind {0}")]
     Kind(u16),
+    #[error("syscall record of {len} bytes with tails of {addr_cap} and {value_cap} bytes")]
+    Tails { len: usize, addr_cap: u16, value_cap: u16 },
 }
 
 fn read<T: Copy>(bytes: &[u8]) -> Result<T, RecordError> {
@@ -38,18 +37,38 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, RecordError> {
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
-pub fn parse(bytes: &[u8]) -> Result<Record, RecordError> {
+pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
     let header: Header = read(bytes)?;
     if header.version != RECORD_VERSION {
         return Err(RecordError::Version(header.version));
     }
     match RecordKind::from_u16(header.kind) {
-        Some(RecordKind::Syscall) => read(bytes).map(Record::Syscall),
+        Some(RecordKind::Syscall) => syscall(bytes).map(Record::Syscall),
         Some(RecordKind::ProcessFork) => read(bytes).map(Record::Fork),
         Some(RecordKind::ProcessExit) => read(bytes).map(Record::Exit),
         Some(RecordKind::SocketError) => read(bytes).map(Record::SocketError),
         None => Err(RecordError::Kind(header.kind)),
     }
+}
+
+/// A syscall record: its head, then the two tails its head announces, which must be what the
+/// ring's record holds, exactly.
+fn syscall(bytes: &[u8]) -> Result<SyscallView<'_>, RecordError> {
+    let head: SyscallHead = read(bytes)?;
+    let (addr_cap, value_cap) = (usize::from(head.addr_cap), usize::from(head.value_cap));
+    if !TAIL_CAPS.contains(&addr_cap)
+        || !TAIL_CAPS.contains(&value_cap)
+        || bytes.len() != record_size(addr_cap, value_cap)
+    {
+        return Err(RecordError::Tails {
+            len: bytes.len(),
+            addr_cap: head.addr_cap,
+            value_cap: head.value_cap,
+        });
+    }
+    let tails = &bytes[size_of::<SyscallHead>()..];
+    let (addr, value) = tails.split_at(addr_cap);
+    Ok(SyscallView { head, addr, value })
 }
 
 #[cfg(test)]
@@ -111,5 +130,49 @@ mod tests {
         let mut rec = exit_record();
         rec.header.kind = RecordKind::Syscall as u16;
         assert!(matches!(parse(&bytes_of(&rec)), Err(RecordError::Short(48))));
+    }
+
+    /// A syscall record of the form (`addr_cap`, `value_cap`), as the kernel lays it out,
+    /// with its address tail filled with 0xaa and its value tail with 0xbb.
+    fn syscall_bytes(addr_cap: u16, value_cap: u16, addr_copied: u32) -> Vec<u8> {
+        // SAFETY: SyscallHead is plain integers and byte arrays, valid when all zero.
+        let mut head: SyscallHead = unsafe { std::mem::zeroed() };
+        head.header = Header::new(RecordKind::Syscall);
+        head.syscall = tracer_common::Syscall::Bind as u32;
+        (head.addr_cap, head.value_cap, head.addr_copied) = (addr_cap, value_cap, addr_copied);
+        let mut bytes = bytes_of(&head);
+        bytes.resize(bytes.len() + usize::from(addr_cap), 0xaa);
+        bytes.resize(bytes.len() + usize::from(value_cap), 0xbb);
+        bytes
+    }
+
+    #[test]
+    fn syscall_records_come_in_each_form_with_their_tails() {
+        for (a, v) in
+            [(0, 0), (32, 0), (128, 0), (0, 32), (0, 128), (32, 32), (128, 32), (128, 128)]
+        {
+            let bytes = syscall_bytes(a, v, 16);
+            assert_eq!(bytes.len(), 184 + usize::from(a) + usize::from(v));
+            let Ok(Record::Syscall(rec)) = parse(&bytes) else { panic!("form ({a}, {v})") };
+            assert_eq!((rec.addr.len(), rec.value.len()), (usize::from(a), usize::from(v)));
+            assert!(rec.addr.iter().all(|&b| b == 0xaa) && rec.value.iter().all(|&b| b == 0xbb));
+            // Only what was copied, never past the tail.
+            assert_eq!(rec.addr_copied().len(), usize::from(a).min(16));
+        }
+    }
+
+    #[test]
+    fn syscall_records_whose_length_disagrees_with_their_tails_are_errors() {
+        let tails = |len, addr_cap, value_cap| RecordError::Tails { len, addr_cap, value_cap };
+        // Cut short, or followed by more than the head announces.
+        let bytes = syscall_bytes(32, 0, 0);
+        assert_eq!(parse(&bytes[..200]).err(), Some(tails(200, 32, 0)));
+        let mut long = bytes.clone();
+        long.extend([0; 8]);
+        assert_eq!(parse(&long).err(), Some(tails(224, 32, 0)));
+        // A tail size the kernel never uses, even with the matching length.
+        assert_eq!(parse(&syscall_bytes(16, 0, 0)).err(), Some(tails(200, 16, 0)));
+        // The head alone is too short when cut.
+        assert_eq!(parse(&bytes[..100]).err(), Some(RecordError::Short(100)));
     }
 }
