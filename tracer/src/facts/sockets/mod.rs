@@ -190,8 +190,21 @@ pub fn unix_listeners_here() -> Result<Vec<(String, u64)>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::os::fd::AsRawFd as _;
+
+    /// A connection closed by the accepting side: the TIME_WAIT socket it leaves on the
+    /// listener's port (whose address this returns).
+    pub(crate) fn time_wait_socket() -> std::net::SocketAddr {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        drop((accepted, listener));
+        assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
+        addr
+    }
 
     use super::*;
     use crate::event::{KnownAddr, SockAddr, UnixAddr};
@@ -272,19 +285,6 @@ mod tests {
         assert_eq!(found, [inode(&listener)]);
         assert_ne!(inode(&accepted), inode(&listener));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// A connection closed by the accepting side: the TIME_WAIT socket it leaves on the
-    /// listener's port (whose address this returns).
-    fn time_wait_socket() -> std::net::SocketAddr {
-        use std::io::Read as _;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = std::net::TcpStream::connect(addr).unwrap();
-        let (accepted, _) = listener.accept().unwrap();
-        drop((accepted, listener));
-        assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
-        addr
     }
 
     /// A TIME_WAIT socket is on its port without inode, with its kernel name.

@@ -36,14 +36,8 @@ fn finds_a_listener_and_its_owner() {
 /// TIME_WAIT socket on the same port here is a socket on the port, not a listener.
 #[test]
 fn listeners_in_other_namespaces_and_time_wait_here() {
-    use std::{io::Read as _, os::unix::process::CommandExt as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut client = std::net::TcpStream::connect(addr).unwrap();
-    let (accepted, _) = listener.accept().unwrap();
-    drop((accepted, listener));
-    assert_eq!(client.read(&mut [0; 1]).unwrap(), 0);
-    drop(client);
+    use std::os::unix::process::CommandExt as _;
+    let addr = crate::facts::sockets::tests::time_wait_socket();
     let port = addr.port();
 
     // `sleep` in a namespace of its own, holding a listener on 0.0.0.0:PORT made before
