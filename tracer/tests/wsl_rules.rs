@@ -7,31 +7,11 @@
 
 mod common;
 
-use common::{Output, WSLTRACE, Workload, python, run, traced_in, wsltrace};
+use common::{
+    Output, WSLTRACE, Workload, findings::findings_with_errno as findings, python, run, traced_in,
+    wsltrace,
+};
 use serde_json::Value;
-
-/// (syscall, errno or async error, rule id, detail) of every finding on the events of a JSON trace.
-fn findings(out: &Output) -> Vec<(String, String, String, String)> {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-    let mut found = Vec::new();
-    for record in out.records() {
-        let syscall = match record["type"].as_str() {
-            Some("event") => text(&record["syscall"]),
-            Some("socket_error") => "socket_error".to_owned(),
-            _ => continue,
-        };
-        // A call's errno; a non-blocking connect's outcome read later (SO_ERROR); a socket error.
-        let errno = ["errno", "async_error", "error"]
-            .iter()
-            .map(|key| text(&record[*key]))
-            .find(|e| !e.is_empty())
-            .unwrap_or_default();
-        for f in record["anomalies"].as_array().into_iter().flatten() {
-            found.push((syscall.clone(), errno.clone(), text(&f["id"]), text(&f["detail"])));
-        }
-    }
-    found
-}
 
 fn ids(out: &Output) -> Vec<String> {
     let mut ids: Vec<String> = findings(out).into_iter().map(|f| f.2).collect();

@@ -31,6 +31,12 @@ pub fn trace_client(opts: &[&str], client: &[String]) -> Output {
 /// The findings on the events and the socket errors of a JSON trace, in stream order:
 /// (syscall or `socket_error`, rule id, detail).
 pub fn failure_findings(out: &Output) -> Vec<(String, String, String)> {
+    findings_with_errno(out).into_iter().map(|(what, _, id, detail)| (what, id, detail)).collect()
+}
+
+/// (syscall or `socket_error`, errno or async error, rule id, detail) of every finding on the
+/// events and socket errors of a JSON trace, in stream order.
+pub fn findings_with_errno(out: &Output) -> Vec<(String, String, String, String)> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let mut found = Vec::new();
     for record in out.records() {
@@ -39,8 +45,14 @@ pub fn failure_findings(out: &Output) -> Vec<(String, String, String)> {
             Some("socket_error") => "socket_error".to_owned(),
             _ => continue,
         };
+        // A call's errno; a non-blocking connect's outcome read later (SO_ERROR); a socket error.
+        let errno = ["errno", "async_error", "error"]
+            .iter()
+            .map(|key| text(&record[*key]))
+            .find(|e| !e.is_empty())
+            .unwrap_or_default();
         for f in record["anomalies"].as_array().into_iter().flatten() {
-            found.push((what.clone(), text(&f["id"]), text(&f["detail"])));
+            found.push((what.clone(), errno.clone(), text(&f["id"]), text(&f["detail"])));
         }
     }
     found
