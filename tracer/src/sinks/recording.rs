@@ -19,6 +19,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
+use tracer_common::Syscall;
 
 use super::{
     Sink,
@@ -58,6 +59,9 @@ pub struct RecordingSink {
     out: Option<Output>,
     /// The current part's counts, written as its footer.
     footer: Footer,
+    /// The current part's events per syscall, by syscall id: put in the footer when it is
+    /// written (an array index per event, not a map look-up by name).
+    calls: [u64; Syscall::ALL.len()],
     line: Vec<u8>,
     writer: LineWriter,
     last_flush: Instant,
@@ -106,6 +110,7 @@ impl RecordingSink {
             opts,
             compression,
             footer: Footer { part: 1, ..Footer::default() },
+            calls: [0; Syscall::ALL.len()],
             header,
             file_number,
             out: Some(out),
@@ -148,13 +153,7 @@ impl RecordingSink {
         match record {
             RecordRef::Event(ev) => {
                 f.events += 1;
-                // No String made per event: the name is looked up, and owned once.
-                match f.syscalls.get_mut(ev.syscall.name()) {
-                    Some(n) => *n += 1,
-                    None => {
-                        f.syscalls.insert(ev.syscall.name().to_owned(), 1);
-                    }
-                }
+                self.calls[ev.syscall as usize] += 1;
             }
             RecordRef::Loss(loss) => f.count_loss(loss),
             RecordRef::Exit(_) => f.exits += 1,
@@ -171,6 +170,11 @@ impl RecordingSink {
         self.footer.last_part = last_part;
         self.footer.duration_ns =
             (end - self.header.part_start).num_nanoseconds().unwrap_or(0).max(0) as u64;
+        let calls = std::mem::replace(&mut self.calls, [0; Syscall::ALL.len()]);
+        for syscall in Syscall::ALL.iter().filter(|s| calls[**s as usize] > 0) {
+            *self.footer.syscalls.entry(syscall.name().to_owned()).or_default() +=
+                calls[*syscall as usize];
+        }
         let footer = std::mem::take(&mut self.footer);
         self.frame(Frame::Footer(&footer))?;
         match self.out.take() {
