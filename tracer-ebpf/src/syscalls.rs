@@ -483,8 +483,10 @@ fn emit<const A: usize, const V: usize>(
     put(&mut rec.syscall, syscall as u32);
     // Read in the kernel: the process may be gone by the time userspace looks. A context
     // record only tells the fd table what an fd is: it goes without namespaces and
-    // capabilities.
-    let caps = identity(rec, call.as_deref_mut(), flags & FLAG_CONTEXT != 0, now);
+    // capabilities, but for a connect: a socket error may follow, judged in the namespaces
+    // of a process that has often exited by then.
+    let bare = flags & FLAG_CONTEXT != 0 && syscall != Syscall::Connect;
+    let caps = identity(rec, call.as_deref_mut(), bare, now);
     put(&mut rec.cap_effective, caps.unwrap_or(0));
     let mut flags = if caps.is_some() { flags | FLAG_CAPS } else { flags };
     put(&mut rec.addr_cap, A as u16);

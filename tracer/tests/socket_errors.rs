@@ -75,6 +75,12 @@ fn socket_errors_no_call_asks_for() {
         let errors = socket_errors(&selected);
         assert_eq!(errors.len(), 1, "{filter:?}: {}", selected.stdout);
         assert_eq!(errors[0]["connect"]["addr"], dest, "{filter:?}");
+        // Judged in the client's namespace, though no call of it was shown before.
+        assert_eq!(
+            errors[0]["anomalies"][0]["id"], "CONNECT-REFUSED-OTHER-ADDRESS",
+            "{filter:?}: {}",
+            errors[0]
+        );
         assert!(
             !selected.events().iter().any(|e| e["errno"] == "EINPROGRESS"),
             "{filter:?}: {}",
