@@ -162,8 +162,14 @@ impl Kernel {
         for (index, word) in (0..).zip(opts.errnos.words) {
             errnos.set(index, word, 0)?;
         }
-        let socket_errors = socket_errors_missing(&tracefs, &layout);
-        let programs = programs_to_load(opts, &tracefs, &attached, keep_identity, socket_errors);
+        let socket_errors_missing = socket_errors_missing(&tracefs, &layout);
+        let programs = programs_to_load(
+            opts,
+            &tracefs,
+            &attached,
+            keep_identity,
+            socket_errors_missing.is_none(),
+        );
         super::preload::load_all(&mut ebpf, &programs)?;
         let (attached, raw) = match opts.probe_kind {
             ProbeKind::Tracepoint => (attach_syscalls(&mut ebpf, &tracefs, &attached)?, None),
@@ -183,7 +189,7 @@ impl Kernel {
             attach(&mut ebpf, "task", "task_rename")?;
         }
         if opts.syscalls.contains(&Syscall::Connect) {
-            attach_socket_errors(&mut ebpf, &tracefs, &layout)?;
+            attach_socket_errors(&mut ebpf, socket_errors_missing)?;
         }
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
@@ -310,7 +316,7 @@ fn programs_to_load(
     tracefs: &Path,
     attached: &[Syscall],
     keep_identity: bool,
-    socket_errors_missing: Option<String>,
+    socket_errors: bool,
 ) -> Vec<&'static str> {
     let mut names = Vec::new();
     match opts.probe_kind {
@@ -341,7 +347,7 @@ fn programs_to_load(
         names.extend(IDENTITY_CHANGES);
         names.extend(["sched_process_exec", "cgroup_attach_task", "task_rename"]);
     }
-    if opts.syscalls.contains(&Syscall::Connect) && socket_errors_missing.is_none() {
+    if opts.syscalls.contains(&Syscall::Connect) && socket_errors {
         names.push(SOCKET_ERRORS);
     }
     names
@@ -361,10 +367,10 @@ fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<()> {
 const SOCKET_ERRORS: &str = "inet_sk_error_report";
 
 /// Attaches the socket error report (see tracer-ebpf's sockets.rs); a kernel without the
-/// tracepoint (before 5.14) or without the struct layouts it needs gets one warning and is
-/// traced without it.
-fn attach_socket_errors(ebpf: &mut Ebpf, tracefs: &Path, layout: &KernelLayout) -> Result<()> {
-    if let Some(why) = socket_errors_missing(tracefs, layout) {
+/// tracepoint (before 5.14) or without the struct layouts it needs (`missing`: why, from
+/// [`socket_errors_missing`]) gets one warning and is traced without it.
+fn attach_socket_errors(ebpf: &mut Ebpf, missing: Option<String>) -> Result<()> {
+    if let Some(why) = missing {
         tracing::warn!(
             "{why}: socket errors the program never reads (socket_error records) are not reported"
         );
