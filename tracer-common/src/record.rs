@@ -339,9 +339,12 @@ pub struct SocketOwner {
     pub fd: u32,
     /// An error reported during the connect, not yet emitted; 0 for none.
     pub error: u32,
+    /// The socket's `struct file *` at the connect: the key its insert was counted under in
+    /// the programs' filter of closes (see the eBPF `sockets::closing`).
+    pub file: u64,
 }
 
-const _: () = assert!(size_of::<SocketOwner>() == 32);
+const _: () = assert!(size_of::<SocketOwner>() == 40);
 
 #[cfg(feature = "user")]
 mod pod {

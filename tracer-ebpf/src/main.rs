@@ -1,6 +1,10 @@
 //! wsltrace's kernel programs: syscall tracepoints that pair entry and exit per thread and emit
 //! one record per call, plus sched tracepoints that follow forks and notice exits; and the
 //! cgroup programs of `wsltrace emulate`, which make chosen socket calls fail.
+// `core::intrinsics::atomic_xadd`: the BPF target has no compare-and-swap, so Rust gives it
+// no atomic read-modify-write types, though BPF has an atomic add (see `sockets`).
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_std]
 #![no_main]
 

@@ -29,6 +29,20 @@ pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(
 pub static SOCKETS: LruHashMap<u64, SocketOwner> =
     LruHashMap::with_max_entries(MAX_SOCKETS, aya_ebpf::bindings::BPF_F_NO_COMMON_LRU);
 
+/// A counting filter of the sockets in `SOCKETS`, by the hash of their `struct file *` (see
+/// `sockets::closing`). Small enough to stay in cache: every close of a socket reads it.
+pub const SOCKET_FILTER_BITS: u32 = 12;
+pub const SOCKET_FILTER_SLOTS: u32 = 1 << SOCKET_FILTER_BITS;
+
+#[map]
+pub static SOCKET_FILTER: Array<u64> = Array::with_max_entries(SOCKET_FILTER_SLOTS, 0);
+
+/// Per CPU: the thread whose entry program last ran here for a traced process. Its exit,
+/// usually on the same CPU, then looks its slot up without asking `TRACED` first; other
+/// processes' exits do not find themselves here and pay no `PENDING` lookup.
+#[map]
+pub static LAST_ENTRY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 

@@ -16,7 +16,7 @@ use tracer_common::Syscall;
 
 use crate::{
     maps::{SELECTED, is_traced},
-    syscalls::{SyscallArgs, SyscallResult, on_enter, on_exit},
+    syscalls::{SyscallArgs, SyscallResult, on_exit, on_traced_enter},
 };
 
 // struct pt_regs on x86_64 (arch/x86/include/asm/ptrace.h; the same layout as ptrace's
@@ -104,14 +104,15 @@ fn enter(ctx: &RawTracePointContext, syscall: Syscall) {
     let regs: u64 = ctx.arg(0);
     // Traced first (the map lookup every program makes), then the registers: an untraced
     // process's socket calls pay no register read.
-    if !is_traced((bpf_get_current_pid_tgid() >> 32) as u32) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
     let Some(frame) = read::<Frame>(regs + REGS_R10) else { return };
     if frame[FRAME_CS] & 0xffff != USER_CS {
         return;
     }
-    on_enter(&Args(frame), syscall);
+    on_traced_enter(&Args(frame), syscall, pid_tgid);
 }
 
 /// The exit of `syscall`, tail-called from `raw_sys_exit`.

@@ -13,16 +13,19 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{ERRNO_FILTER, PENDING, SELECTED, SOCKETS, errno_selected, is_traced},
+    maps::{
+        ERRNO_FILTER, PENDING, SELECTED, SOCKET_FILTER, SOCKET_FILTER_BITS, SOCKETS,
+        errno_selected, is_traced,
+    },
     output::emit,
-    task::{fd_sock, sock_error},
+    task::{fd_sock, file_sock, sock_error},
 };
 
 /// Connect entry on `fd` by thread `pid_tgid`: its socket's errors are attributed to it.
 /// Returns the socket's kernel address (0 when unknown), which the connect's exit reuses.
 #[inline(always)]
 pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) -> u64 {
-    let Some(sk) = fd_sock(fd) else { return 0 };
+    let Some((file, sk)) = fd_sock(fd) else { return 0 };
     let owner = SocketOwner {
         connect_ns: ts_ns,
         error_ns: 0,
@@ -30,7 +33,10 @@ pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) -> u64 {
         tid: pid_tgid as u32,
         fd: fd as u32,
         error: 0,
+        file,
     };
+    // Counted before the insert: a close that finds the slot at 0 knows the key is absent.
+    filter_add(file, 1);
     let _ = SOCKETS.insert(sk, owner, 0);
     sk
 }
@@ -55,10 +61,53 @@ pub fn connected(sk: u64, ret: i64) {
     owner.error_ns = 0;
 }
 
-/// Close entry of the socket at `sk`: its errors are no longer attributed.
+/// Close entry of the socket whose `struct file *` is `file`: its errors are no longer
+/// attributed.
+///
+/// Most closed sockets were never connected by a traced thread (accepted, listening, a
+/// socketpair's): the filter slot of their file is mostly 0, and then neither the two reads
+/// to the `struct sock` nor the delete (a hash walk under the bucket's lock) are made. The
+/// filter is keyed by the file (one per socket for its life, as the sock is) because the close
+/// has it at hand. A slot never counts fewer than the keys in `SOCKETS` whose insert it
+/// counted: each insert adds one to its file's slot (a replaced entry or an LRU eviction only
+/// leaves a slot higher), and a delete takes one off the slot of the file its entry records.
 #[inline(always)]
-pub fn closing(sk: u64) {
-    let _ = SOCKETS.remove(sk);
+pub fn closing(file: u64) {
+    if let Some(count) = SOCKET_FILTER.get_ptr(filter_slot(file)) {
+        // SAFETY: a map value; a stale read errs towards a delete that finds nothing.
+        if unsafe { core::ptr::read_volatile(count) } == 0 {
+            return;
+        }
+    }
+    let Some(sk) = file_sock(file) else { return };
+    let Some(owner) = SOCKETS.get_ptr(sk) else { return };
+    // SAFETY: a map value, one field read.
+    let counted = unsafe { (*owner).file };
+    if SOCKETS.remove(sk).is_ok() {
+        filter_add(counted, u64::MAX);
+    }
+}
+
+/// The `SOCKET_FILTER` slot of the socket file at `file`: a multiplicative hash of its
+/// address (the low bits of slab addresses are all alike).
+#[inline(always)]
+fn filter_slot(file: u64) -> u32 {
+    (file.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SOCKET_FILTER_BITS)) as u32
+}
+
+/// Adds `n` (wrapping: `u64::MAX` takes one off) to the filter slot of `file`, atomically:
+/// connects and closes of sockets sharing a slot may run on other CPUs.
+#[inline(always)]
+fn filter_add(file: u64, n: u64) {
+    if let Some(count) = SOCKET_FILTER.get_ptr_mut(filter_slot(file)) {
+        // SAFETY: a map value, valid and aligned. The result is unused, so this is the
+        // BPF_XADD instruction every kernel takes (a fetching add needs 5.12).
+        let _ = unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                count, n,
+            )
+        };
+    }
 }
 
 /// `sock:inet_sk_error_report` (`TP_PROTO(const struct sock *sk)`), attached as a raw

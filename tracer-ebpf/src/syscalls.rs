@@ -21,8 +21,8 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, PENDING, SELECTED, count, count_at, errno_selected,
-        is_traced, traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, LAST_ENTRY, PENDING, SELECTED, count, count_at,
+        errno_selected, is_traced, traced_since,
     },
     output::wakeup_flags,
     sockets,
@@ -106,8 +106,17 @@ fn read_ctx<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
 #[inline(always)]
 pub fn on_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
-        return;
+    if is_traced((pid_tgid >> 32) as u32) {
+        on_traced_enter(ctx, syscall, pid_tgid);
+    }
+}
+
+/// [`on_enter`] for thread `pid_tgid` of a traced process.
+#[inline(always)]
+pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64) {
+    if let Some(last) = LAST_ENTRY.get_ptr_mut(0) {
+        // SAFETY: this CPU's value; programs on one CPU do not preempt each other.
+        unsafe { *last = pid_tgid };
     }
     // close() is traced for sockets only: files, pipes and the loader's closes are not events.
     // Checked now: after the call the fd is gone. The socket's errors are no longer attributed
@@ -115,8 +124,8 @@ pub fn on_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall) {
     if syscall == Syscall::Close {
         match fd_kind(ctx.arg(0)) {
             FdKind::NotSocket => return,
-            FdKind::Socket(Some(sk)) => sockets::closing(sk),
-            FdKind::Socket(None) | FdKind::Unknown => {}
+            FdKind::Socket(file) => sockets::closing(file),
+            FdKind::Unknown => {}
         }
     }
     // SAFETY: helper without arguments.
@@ -213,7 +222,13 @@ fn so_error(args: &[u64; 6]) -> u32 {
 #[inline(always)]
 pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    if !is_traced((pid_tgid >> 32) as u32) {
+    let tgid = (pid_tgid >> 32) as u32;
+    // This thread made the last traced entry on this CPU: its process is traced, unless that
+    // entry was of an earlier thread with this id, which left no slot holding a call (the
+    // slot goes when a thread exits): then `TRACED` is asked after all.
+    // SAFETY: this CPU's value, as in `on_traced_enter`.
+    let hinted = LAST_ENTRY.get_ptr(0).is_some_and(|last| unsafe { *last } == pid_tgid);
+    if !hinted && !is_traced(tgid) {
         return;
     }
     let ret = ctx.ret();
@@ -221,7 +236,9 @@ pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
     let Some(call) = call else {
-        without_entry(ctx, syscall, pid_tgid, ret, slot);
+        if !hinted || is_traced(tgid) {
+            without_entry(ctx, syscall, pid_tgid, ret, slot);
+        }
         return;
     };
     // SAFETY: this thread's slot, as in `on_enter`.
@@ -266,6 +283,12 @@ fn without_entry<C: SyscallResult>(
     ret: i64,
     slot: Option<*mut PendingCall>,
 ) {
+    // close() of a file has no entry either (the entry program passes it over): the exit is
+    // a refused close only when it failed and its fd is still an open socket. A successful
+    // one (a file or pipe closed: nginx closes one per request) needs nothing more.
+    if syscall == Syscall::Close && ret >= 0 {
+        return;
+    }
     if slot.is_none() && !started_while_traced((pid_tgid >> 32) as u32) {
         // In flight when tracing started (a server blocked in accept): report the result,
         // flagged, rather than lose it.
@@ -280,10 +303,8 @@ fn without_entry<C: SyscallResult>(
     let Some(flags) = verdict(syscall, ret, None) else { return };
     let mut args = [0u64; 6];
     let have_args = saved_args(ctx.nr(), &mut args);
-    // close() of a file has no entry either (the entry program passes it over): the exit is
-    // a refused close only when it failed and its fd is still an open socket.
-    if syscall == Syscall::Close && (ret >= 0 || !have_args || fd_is_socket(args[0]) != Some(true))
-    {
+    // A failed close: refused only if its fd is still an open socket.
+    if syscall == Syscall::Close && (!have_args || fd_is_socket(args[0]) != Some(true)) {
         return;
     }
     let mut flags = flags | FLAG_REFUSED;

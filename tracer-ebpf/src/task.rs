@@ -1,7 +1,10 @@
 //! Facts about the current task, read by following kernel pointers at offsets resolved from
 //! BTF by userspace (see tracer_common::layout).
 
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task};
+use aya_ebpf::{
+    Global,
+    helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task},
+};
 use tracer_common::{layout::KernelLayout, record::NsInums};
 
 use crate::{
@@ -11,6 +14,18 @@ use crate::{
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
+
+/// The kernel layout the loader wrote, read field by field where used: `LAYOUT.load()` copied
+/// all of its 47 words onto the stack in every program that follows a pointer.
+#[inline(always)]
+fn layout() -> &'static KernelLayout {
+    // `Global` is a transparent wrapper of the value.
+    let ptr: *const KernelLayout = (&LAYOUT as *const Global<KernelLayout>).cast();
+    // Laundered through a volatile read: the static is written by the loader, not by this
+    // code, and the compiler must not fold the reads to its initial value.
+    // SAFETY: a read of a local; the pointer is to a static, valid for the program's life.
+    unsafe { &*core::ptr::read_volatile(&ptr) }
+}
 
 #[inline(always)]
 fn read<T: Copy>(addr: u64) -> Option<T> {
@@ -64,13 +79,13 @@ fn is_socket(l: &KernelLayout, file: u64) -> Option<bool> {
 /// Whether `fd` is an open socket of the current process; `None` when the layout is unknown.
 #[inline(always)]
 pub fn fd_is_socket(fd: u64) -> Option<bool> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 {
         return None;
     }
-    match fd_file(&l, fd)? {
+    match fd_file(l, fd)? {
         0 => Some(false),
-        file => is_socket(&l, file),
+        file => is_socket(l, file),
     }
 }
 
@@ -80,48 +95,49 @@ pub enum FdKind {
     Unknown,
     /// A file, pipe... or no open fd.
     NotSocket,
-    /// A socket, with its `struct sock *` when it can be read.
-    Socket(Option<u64>),
+    /// A socket, with its `struct file *`.
+    Socket(u64),
 }
 
-/// Whether `fd` is a socket and its `struct sock *`, in one walk of the fd table: a close
-/// needs both, and walking it twice cost its entry 7 more kernel reads.
+/// Whether `fd` is a socket, and its `struct file *`: what a close asks first. The socket's
+/// `struct sock *` is two reads further ([`file_sock`]), which most closes do without.
 #[inline(always)]
 pub fn fd_kind(fd: u64) -> FdKind {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 {
         return FdKind::Unknown;
     }
-    let file = match fd_file(&l, fd) {
+    let file = match fd_file(l, fd) {
         None => return FdKind::Unknown,
         Some(0) => return FdKind::NotSocket,
         Some(file) => file,
     };
-    match is_socket(&l, file) {
+    match is_socket(l, file) {
         None => FdKind::Unknown,
         Some(false) => FdKind::NotSocket,
-        Some(true) => FdKind::Socket(file_sock(&l, file)),
+        Some(true) => FdKind::Socket(file),
     }
 }
 
 /// The `struct sock *` of the socket file at `file` (file -> private_data (`struct socket`) ->
 /// sk); `None` when the layout lacks the offsets.
 #[inline(always)]
-fn file_sock(l: &KernelLayout, file: u64) -> Option<u64> {
-    if l.file_private_data == 0 || l.socket_sk == 0 {
+pub fn file_sock(file: u64) -> Option<u64> {
+    let l = layout();
+    if l.resolved == 0 || l.file_private_data == 0 || l.socket_sk == 0 {
         return None;
     }
     let socket: u64 = read(file + u64::from(l.file_private_data)).filter(|&s| s != 0)?;
     read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
 }
 
-/// The kernel address of the `struct sock` behind socket `fd` of the current process
+/// The `struct file *` and the `struct sock *` of socket `fd` of the current process
 /// (fd -> file -> private_data (`struct socket`) -> sk); `None` when `fd` is no socket or the
 /// layout lacks the offsets.
 #[inline(always)]
-pub fn fd_sock(fd: u64) -> Option<u64> {
+pub fn fd_sock(fd: u64) -> Option<(u64, u64)> {
     match fd_kind(fd) {
-        FdKind::Socket(sk) => sk,
+        FdKind::Socket(file) => Some((file, file_sock(file)?)),
         FdKind::Unknown | FdKind::NotSocket => None,
     }
 }
@@ -129,7 +145,7 @@ pub fn fd_sock(fd: u64) -> Option<u64> {
 /// `sk->sk_err` of the socket at `sk`: the error being reported, a positive errno.
 #[inline(always)]
 pub fn sock_error(sk: u64) -> Option<u32> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 || l.sock_err == 0 {
         return None;
     }
@@ -140,11 +156,11 @@ pub fn sock_error(sk: u64) -> Option<u32> {
 /// ends), through one read of the fd table.
 #[inline(always)]
 pub fn fd_inodes(a: u64, b: u64) -> Option<(u64, u64)> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 || l.inode_ino == 0 {
         return None;
     }
-    let table = fd_table(&l)?;
+    let table = fd_table(l)?;
     let ino = |fd: u64| -> Option<u64> {
         let file = table_file(table, fd).filter(|&f| f != 0)?;
         let inode: u64 = read(file + u64::from(l.file_inode))?;
@@ -157,7 +173,7 @@ pub fn fd_inodes(a: u64, b: u64) -> Option<(u64, u64)> {
 /// address (IPv4 in the first 4 bytes). `None` when unknown or not an IP socket.
 #[inline(always)]
 pub fn local_end(sk: u64) -> Option<(u16, u16, [u8; 16])> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 || l.sk_num == 0 || sk == 0 {
         return None;
     }
@@ -186,7 +202,7 @@ pub const AF_INET6: u16 = 10;
 /// do_exit has set it; `None` when the layout is unknown.
 #[inline(always)]
 pub fn exit_status() -> Option<u32> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 {
         return None;
     }
@@ -207,18 +223,18 @@ fn inum(l: &KernelLayout, ns: Option<u64>, common: u32) -> u32 {
 /// zeros where unknown or not `wanted`.
 #[inline(always)]
 pub fn namespaces(ns: &mut NsInums, wanted: bool) {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     let (mut net, mut mnt, mut uts, mut user, mut pid_ns) = (0, 0, 0, 0, 0);
     if wanted && l.resolved != 0 {
         // SAFETY: helper without arguments.
         let task = unsafe { bpf_get_current_task() };
         if let Some(nsproxy) = read::<u64>(task + u64::from(l.task_nsproxy)).filter(|&p| p != 0) {
-            net = inum(&l, read(nsproxy + u64::from(l.nsproxy_net)), l.net_common);
-            mnt = inum(&l, read(nsproxy + u64::from(l.nsproxy_mnt)), l.mnt_common);
-            uts = inum(&l, read(nsproxy + u64::from(l.nsproxy_uts)), l.uts_common);
+            net = inum(l, read(nsproxy + u64::from(l.nsproxy_net)), l.net_common);
+            mnt = inum(l, read(nsproxy + u64::from(l.nsproxy_mnt)), l.mnt_common);
+            uts = inum(l, read(nsproxy + u64::from(l.nsproxy_uts)), l.uts_common);
         }
         if let Some(cred) = read::<u64>(task + u64::from(l.task_cred)).filter(|&p| p != 0) {
-            user = inum(&l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
+            user = inum(l, read(cred + u64::from(l.cred_user_ns)), l.user_common);
         }
         // The active pid namespace (what /proc/PID/ns/pid shows), not pid_ns_for_children.
         if let Some(pid) = read::<u64>(task + u64::from(l.task_thread_pid)).filter(|&p| p != 0)
@@ -227,7 +243,7 @@ pub fn namespaces(ns: &mut NsInums, wanted: bool) {
             // Nesting is limited to 32 levels (MAX_PID_NS_LEVEL).
             let upid =
                 pid + u64::from(l.pid_numbers) + u64::from(level & 0x3f) * u64::from(l.upid_size);
-            pid_ns = inum(&l, read(upid + u64::from(l.upid_ns)), l.pid_common);
+            pid_ns = inum(l, read(upid + u64::from(l.upid_ns)), l.pid_common);
         }
     }
     put(&mut ns.net, net);
@@ -242,7 +258,7 @@ pub fn namespaces(ns: &mut NsInums, wanted: bool) {
 /// before, which read as the same little-endian u64).
 #[inline(always)]
 pub fn capabilities() -> Option<u64> {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 {
         return None;
     }
@@ -256,8 +272,8 @@ pub fn capabilities() -> Option<u64> {
 /// that offset is unknown (0).
 #[inline(always)]
 fn task_field<T: Copy>(offset: impl Fn(&KernelLayout) -> u32) -> Option<T> {
-    let l: KernelLayout = LAYOUT.load();
-    let offset = offset(&l);
+    let l = layout();
+    let offset = offset(l);
     if l.resolved == 0 || offset == 0 {
         return None;
     }
@@ -302,7 +318,7 @@ const USER_DS: u64 = 0x2b;
 /// where the read fails.
 #[inline(always)]
 pub fn saved_args(nr: u64, out: &mut [u64; 6]) -> bool {
-    let l: KernelLayout = LAYOUT.load();
+    let l = layout();
     if l.resolved == 0 || l.task_stack == 0 || l.regs_size == 0 {
         return false;
     }
