@@ -251,6 +251,14 @@ pub struct Identity {
 }
 
 const _: () = assert!(size_of::<Identity>() == 80);
+// The kernel programs copy a name as two aligned words.
+const _: () = assert!(
+    core::mem::offset_of!(SyscallHead, comm).is_multiple_of(8)
+        && core::mem::offset_of!(Identity, comm).is_multiple_of(8)
+        && core::mem::offset_of!(PendingCall, identity).is_multiple_of(8)
+        && align_of::<SyscallHead>() == 8
+        && align_of::<PendingCall>() == 8
+);
 
 impl Identity {
     pub const UNKNOWN: Identity = Identity {

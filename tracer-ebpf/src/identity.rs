@@ -41,7 +41,7 @@ pub fn identity(
     let slot = match slot {
         Some(slot) if fresh(slot) => {
             let kept = &slot.identity;
-            put_all(&mut rec.comm, &kept.comm);
+            copy_comm(&mut rec.comm, &kept.comm);
             put(&mut rec.uid, kept.uid);
             put(&mut rec.gid, kept.gid);
             put(&mut rec.cgroup_id, kept.cgroup_id);
@@ -74,7 +74,7 @@ pub fn identity(
     put(&mut kept.gid, (uid_gid >> 32) as u32);
     put(&mut kept.cgroup_id, rec.cgroup_id);
     put(&mut kept.read_ns, now);
-    put_all(&mut kept.comm, &rec.comm);
+    copy_comm(&mut kept.comm, &rec.comm);
     let known = if caps.is_some() { Identity::KNOWN | Identity::CAPS } else { Identity::KNOWN };
     put(&mut kept.known, known);
     if context {
@@ -92,6 +92,18 @@ fn current_comm(comm: &mut [u8; COMM_LEN]) {
     let ret = unsafe { bpf_get_current_comm(comm.as_mut_ptr().cast(), COMM_LEN as u32) };
     if ret != 0 {
         put(&mut comm[0], 0);
+    }
+}
+
+/// A name copied as two words, not 16 bytes one by one.
+#[inline(always)]
+fn copy_comm(dst: &mut [u8; COMM_LEN], src: &[u8; COMM_LEN]) {
+    let (dst, src) = (dst.as_mut_ptr().cast::<u64>(), src.as_ptr().cast::<u64>());
+    // SAFETY: both are 16 bytes at an 8-byte aligned offset of a struct aligned to 8
+    // (asserted in tracer_common::record), so two aligned words each.
+    unsafe {
+        put(&mut *dst, *src);
+        put(&mut *dst.add(1), *src.add(1));
     }
 }
 
