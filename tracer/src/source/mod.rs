@@ -12,6 +12,7 @@ mod raw;
 pub mod recording;
 pub mod records;
 pub mod target;
+mod traced_pids;
 pub mod tracefs;
 
 use std::{fmt, path::PathBuf};
