@@ -270,6 +270,11 @@ impl Kernel {
             .collect()
     }
 
+    /// Whether thread `pid_tgid` has a slot: it made a traced call since tracing started.
+    pub fn has_slot(&self, pid_tgid: u64) -> bool {
+        self.pending.get(&pid_tgid, 0).is_ok()
+    }
+
     pub fn counters(&self) -> Result<Counters> {
         let sum_at = |index: u32| -> Result<u64> { Ok(self.counters.get(&index, 0)?.iter().sum()) };
         let sum = |counter: Counter| sum_at(counter as u32);

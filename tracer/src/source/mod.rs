@@ -3,6 +3,7 @@
 //! (`pipeline::run`).
 
 pub mod btf;
+mod in_flight;
 pub mod kernel;
 pub mod launch;
 pub mod live;
