@@ -8,6 +8,13 @@ pub const MAP_EVENTS: &str = "EVENTS";
 /// (CLOCK_MONOTONIC) from which every new thread's calls are seen from their entry: when it
 /// was registered, or 0 for a child added at fork (it runs nothing before it is added).
 pub const MAP_TRACED: &str = "TRACED";
+/// `Array<u64>` with `BPF_F_MMAPABLE`, a byte per pid (eight per element): 1 while that id is
+/// in [`MAP_TRACED`]. Every program's first check reads it, an array access the verifier
+/// inlines, and looks the hash up only for an id whose byte is set: the hash lookup was a
+/// third of what each program costs every socket call of every process. Userspace writes
+/// its bytes through a shared mapping, so its stores and the programs' never overwrite each
+/// other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
+pub const MAP_TRACED_PIDS: &str = "TRACED_PIDS";
 /// `LruHashMap<u64 pid_tgid, SyscallRecord>`: calls between entry and exit.
 pub const MAP_PENDING: &str = "PENDING";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
@@ -20,6 +27,8 @@ pub const MAP_SOCKETS: &str = "SOCKETS";
 
 /// Default ring buffer size in bytes (a power of two): about 20,000 syscall records.
 pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
+/// The largest `pid_max` (`PID_MAX_LIMIT` on 64-bit kernels), for when it cannot be read.
+pub const PID_MAX_LIMIT: u32 = 4 << 20;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 16384;
 /// Maximum number of threads inside a traced syscall at once.

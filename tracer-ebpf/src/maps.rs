@@ -21,6 +21,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 #[map]
 pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 
+/// A byte per pid, set while the id is in `TRACED` (see `config::MAP_TRACED_PIDS`); sized
+/// by the loader.
+#[map]
+pub static TRACED_PIDS: Array<u64> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
@@ -94,7 +99,45 @@ pub fn traced_since(tgid: u32) -> Option<u64> {
 /// The first check of every program: is this process traced? wsltrace itself never is.
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
-    tgid != TRACER_TGID.load() && TRACED.get_ptr(tgid).is_some()
+    tgid != TRACER_TGID.load() && maybe_traced(tgid) && TRACED.get_ptr(tgid).is_some()
+}
+
+/// False when `id` is certainly not in `TRACED`: its byte is clear. An id past the bytes
+/// (`pid_max` raised since the start) may be.
+#[inline(always)]
+fn maybe_traced(id: u32) -> bool {
+    match TRACED_PIDS.get_ptr(id / 8) {
+        // SAFETY: a byte of a map value, read once.
+        Some(bytes) => unsafe { *bytes.cast::<u8>().add((id % 8) as usize) != 0 },
+        None => true,
+    }
+}
+
+/// Adds `id` to the traced set: its byte first, so that `TRACED` never holds an id whose byte
+/// is clear. Returns whether it was added (`TRACED` may be full).
+#[inline(always)]
+pub fn add_traced(id: u32, since: u64) -> bool {
+    set_traced_byte(id, 1);
+    if TRACED.insert(id, since, 0).is_ok() {
+        return true;
+    }
+    set_traced_byte(id, 0);
+    false
+}
+
+/// Takes `id` out of the traced set, its byte last.
+#[inline(always)]
+pub fn remove_traced(id: u32) {
+    let _ = TRACED.remove(id);
+    set_traced_byte(id, 0);
+}
+
+#[inline(always)]
+fn set_traced_byte(id: u32, value: u8) {
+    if let Some(bytes) = TRACED_PIDS.get_ptr_mut(id / 8) {
+        // SAFETY: a byte of a map value; a byte store leaves the neighbours' bytes alone.
+        unsafe { core::ptr::write_volatile(bytes.cast::<u8>().add((id % 8) as usize), value) };
+    }
 }
 
 #[inline(always)]

@@ -10,7 +10,10 @@ use tracer_common::{Header, PendingCall, ProcessRecord, RecordKind, config::Coun
 
 use crate::{
     identity::forget,
-    maps::{EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, PENDING, TRACED, is_traced},
+    maps::{
+        EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, PENDING, add_traced, is_traced,
+        remove_traced,
+    },
     output::emit,
     task::exit_status,
 };
@@ -48,7 +51,7 @@ pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let Some(child) = read_field::<u32>(&ctx, FORK_CHILD_OFF.load()) else { return 0 };
-    if TRACED.insert(child, 0, 0).is_ok() {
+    if add_traced(child, 0) {
         emit(&process_record(RecordKind::ProcessFork, child, parent_tgid), Counter::LostFork);
     }
     0
@@ -66,14 +69,14 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     // A later thread may get this id: it must not inherit the slot and its identity.
     let _ = PENDING.remove(pid_tgid);
     if tid != tgid {
-        let _ = TRACED.remove(tid);
+        remove_traced(tid);
     }
     let group_dead = match EXIT_GROUP_DEAD_OFF.load() {
         0 => tid == tgid,
         offset => read_field::<u8>(&ctx, offset).is_some_and(|dead| dead != 0),
     };
     if group_dead {
-        let _ = TRACED.remove(tgid);
+        remove_traced(tgid);
         let mut record = process_record(RecordKind::ProcessExit, tgid, 0);
         // The last thread's status is the process's: exit_group gives every thread the same.
         if let Some(status) = exit_status() {

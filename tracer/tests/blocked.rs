@@ -79,6 +79,57 @@ fn a_blocking_connect_to_a_full_accept_queue_is_reported_while_it_blocks() {
     assert!(out.stderr.contains("(1 blocked calls reported)"), "{}", out.stderr);
 }
 
+/// Waits until thread `pid` is inside connect(2) (x86_64 number 42), by its own /proc file.
+fn wait_in_connect(pid: u32) {
+    let file = format!("/proc/{pid}/syscall");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&file).is_ok_and(|s| s.starts_with("42 ")) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("pid {pid} never blocked in connect: {:?}", std::fs::read_to_string(&file));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_connect_already_hanging_when_tracing_starts_is_reported_blocked() {
+    let (_listener, mut client, port) = full_queue_and_client();
+    client.go();
+    wait_in_connect(client.pid);
+    let pid = client.pid.to_string();
+    let tracer = Tracer::attach(&["--pid", &pid, "--format", "json", "--duration", "3"]);
+    let out = tracer.finish();
+    assert!(out.status.success(), "{}", out.stderr);
+    let records = blocked(&out);
+    assert_eq!(records.len(), 1, "one record per call:\n{}", out.stdout);
+    let b = &records[0];
+    assert_eq!(b["syscall"], "connect");
+    assert_eq!(b["in_flight_at_attach"], true, "{b}");
+    // The arguments came from /proc, the address from the caller's memory.
+    assert_eq!(
+        (&b["args"]["addr"]["ip"], &b["args"]["addr"]["port"]),
+        (&"127.0.0.1".into(), &port.into())
+    );
+    assert_eq!(b["args"]["addrlen"], 16);
+    // Counted from the start of tracing: at least the 2 s default, within the 3 s traced.
+    let blocked_ns = b["blocked_ns"].as_u64().expect("blocked_ns");
+    assert!((2_000_000_000..3_000_000_000).contains(&blocked_ns), "{blocked_ns}");
+    assert_eq!(finding_ids(b), [QUEUE_FULL]);
+    // The fd table knew the socket from the snapshot at attach.
+    assert_eq!(b["sock"]["type"], "SOCK_STREAM", "{b}");
+
+    // The text says what the time means.
+    let tracer = Tracer::attach(&["--pid", &pid, "--duration", "3"]);
+    let out = tracer.finish();
+    let line = out.stdout.lines().find(|l| l.contains("blocked for")).unwrap_or_default();
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}}}, 16) ... blocked for at least 2.")),
+        "{line}"
+    );
+    assert!(line.contains("s (in progress when tracing started)"), "{line}");
+}
+
 #[test]
 fn curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect() {
     let listener = Workload::start(&["full-queue"]);

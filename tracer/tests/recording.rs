@@ -90,7 +90,7 @@ fn of_type<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
 fn assert_complete(records: &[Value]) {
     assert_eq!(records.first().map(|r| &r["type"]), Some(&json!("header")), "{records:?}");
     assert_eq!(records[0]["format"], "wsltrace-recording");
-    assert_eq!(records[0]["schema_version"], "1.3");
+    assert_eq!(records[0]["schema_version"], "1.4");
     let kind = common::probe_kind().unwrap_or_else(|| "tracepoint".to_owned());
     assert_eq!(records[0]["probe_kind"], kind.as_str(), "the header names the probe kind");
     let footer = records.last().expect("records");
@@ -547,7 +547,7 @@ fn damaged_recordings_are_reported_by_line() {
 
     // A newer major schema is refused; a newer minor is read (its new types are noted only).
     let mut newer = lines.clone();
-    newer[0] = newer[0].replace(r#""schema_version":"1.3""#, r#""schema_version":"2.0""#);
+    newer[0] = newer[0].replace(r#""schema_version":"1.4""#, r#""schema_version":"2.0""#);
     let newer = write("newer.jsonl", &newer, "\n");
     let (out, read) = analysed_events(&[&newer, good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -558,7 +558,7 @@ fn damaged_recordings_are_reported_by_line() {
     );
     assert_eq!(read, expected, "the other file is still analysed");
     let mut minor = with_line(3, r#"{"type":"frobnicate"}"#);
-    minor[0] = minor[0].replace(r#""schema_version":"1.3""#, r#""schema_version":"1.7""#);
+    minor[0] = minor[0].replace(r#""schema_version":"1.4""#, r#""schema_version":"1.7""#);
     let minor = write("minor.jsonl", &minor, "\n");
     let (out, read) = analysed_events(&[&minor]);
     assert!(out.status.success(), "{}", out.stderr);

@@ -267,6 +267,7 @@ pub fn blocked(
         sock: None,
         blocked_ns,
         nonblocking: false,
+        in_flight_at_attach: false,
         ns: (id.known != 0 && id.ns.net != 0).then_some(Namespaces {
             net: id.ns.net,
             mnt: id.ns.mnt,

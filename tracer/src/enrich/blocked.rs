@@ -81,6 +81,7 @@ impl ConnectWatch {
                 sock,
                 blocked_ns,
                 nonblocking: true,
+                in_flight_at_attach: false,
                 ns: None,
                 anomalies: Vec::new(),
             });

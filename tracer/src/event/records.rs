@@ -35,6 +35,10 @@ pub struct Blocked {
     /// (SYN_SENT): the program waits for it with poll/epoll, not in the call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nonblocking: bool,
+    /// The call was in progress when tracing started: `ts` is that start and `blocked_ns`
+    /// counts from it, a lower bound (since 1.4).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_flight_at_attach: bool,
     /// The caller's namespaces, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ns: Option<Namespaces>,
@@ -57,6 +61,7 @@ impl Blocked {
             sock: ev.sock,
             blocked_ns,
             nonblocking: false,
+            in_flight_at_attach: false,
             ns: ev.ns,
             anomalies: ev.anomalies,
         }

@@ -22,7 +22,7 @@ pub const FORMAT: &str = "wsltrace-recording";
 
 /// The schema this build writes. Readers accept any minor version of their major (minor
 /// versions only add fields and record types) and refuse a newer major.
-pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 3 };
+pub const SCHEMA: SchemaVersion = SchemaVersion { major: 1, minor: 4 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SchemaVersion {
@@ -192,6 +192,6 @@ mod tests {
         assert_eq!(SchemaVersion::parse("1.0"), Some(SchemaVersion { major: 1, minor: 0 }));
         assert_eq!(SchemaVersion::parse("2"), Some(SchemaVersion { major: 2, minor: 0 }));
         assert_eq!(SchemaVersion::parse("1.x"), None);
-        assert_eq!(SCHEMA.to_string(), "1.3");
+        assert_eq!(SCHEMA.to_string(), "1.4");
     }
 }

@@ -92,9 +92,13 @@ impl<W: Write> TextSink<W> {
         self.call(&ev);
         self.line.push_str(") ... ");
         let secs = b.blocked_ns as f64 / 1e9;
-        self.styled_fmt(WARN, format_args!("blocked for {secs:.1}s"));
+        let at_least = if b.in_flight_at_attach { "at least " } else { "" };
+        self.styled_fmt(WARN, format_args!("blocked for {at_least}{secs:.1}s"));
         if b.nonblocking {
             self.line.push_str(" (non-blocking: still connecting)");
+        }
+        if b.in_flight_at_attach {
+            self.line.push_str(" (in progress when tracing started)");
         }
         for finding in &b.anomalies {
             self.finding(&ev, finding);

@@ -15,12 +15,15 @@ use tracer_common::{
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
         GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING,
-        MAP_TRACED, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
+        MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
 
-use super::tracefs;
+use super::{
+    traced_pids::{self, TracedPids},
+    tracefs,
+};
 
 /// The object built from `tracer-ebpf` by build.rs.
 pub(crate) static PROGRAMS: &[u8] =
@@ -89,6 +92,7 @@ pub struct Kernel {
     // Owns the programs and their links: dropping it detaches everything.
     _ebpf: Ebpf,
     traced: HashMap<MapData, u32, u64>,
+    traced_pids: TracedPids,
     counters: PerCpuArray<MapData, u64>,
     /// The calls in flight, read for `--blocked-after`: a handle of its own, since emulation
     /// may take the object's.
@@ -154,9 +158,11 @@ impl Kernel {
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
+            .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries())
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
+        let traced_pids = TracedPids::map(take_map(&mut ebpf, MAP_TRACED_PIDS)?)?;
         // The filter is in place before any program runs.
         let mut errnos: Array<_, u64> = Array::try_from(take_map(&mut ebpf, MAP_ERRNOS)?)?;
         for (index, word) in (0..).zip(opts.errnos.words) {
@@ -196,7 +202,9 @@ impl Kernel {
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
         let pending = pending_handle(&ebpf)?;
-        Ok((Kernel { _ebpf: ebpf, traced, counters, pending, _raw: raw, syscalls }, ring))
+        let kernel =
+            Kernel { _ebpf: ebpf, traced, traced_pids, counters, pending, _raw: raw, syscalls };
+        Ok((kernel, ring))
     }
 
     /// The loaded object, for features that attach programs of their own (emulation).
@@ -208,9 +216,13 @@ impl Kernel {
     /// programs which threads were traced from their first call (see `FLAG_REFUSED`).
     pub fn trace(&mut self, tgid: u32) -> Result<()> {
         let since = monotonic_ns()?;
-        self.traced
-            .insert(tgid, since, 0)
-            .with_context(|| format!("adding pid {tgid} to the traced set"))
+        // The byte first: the programs look a pid up only when its byte is set.
+        self.traced_pids.set(tgid, true);
+        let added = self.traced.insert(tgid, since, 0);
+        if added.is_err() {
+            self.traced_pids.set(tgid, false);
+        }
+        added.with_context(|| format!("adding pid {tgid} to the traced set"))
     }
 
     /// The traced set as the kernel holds it: the processes given, plus followed children,
@@ -222,6 +234,7 @@ impl Kernel {
     /// Forgets a process that exited without the kernel noticing (it died before being added).
     pub fn untrace(&mut self, tgid: u32) {
         let _ = self.traced.remove(&tgid);
+        self.traced_pids.set(tgid, false);
     }
 
     /// Detaches every program without making the user wait. The kernel waits for an RCU
@@ -255,6 +268,11 @@ impl Kernel {
             .filter_map(Result::ok)
             .filter(|(_, call)| call.syscall != PendingCall::NONE)
             .collect()
+    }
+
+    /// Whether thread `pid_tgid` has a slot: it made a traced call since tracing started.
+    pub fn has_slot(&self, pid_tgid: u64) -> bool {
+        self.pending.get(&pid_tgid, 0).is_ok()
     }
 
     pub fn counters(&self) -> Result<Counters> {

@@ -22,6 +22,7 @@ use tokio::{
 
 use super::{
     Record, Source,
+    in_flight::{self, CallAtAttach},
     kernel::{Kernel, Lost, monotonic_ns},
     launch::{self, Launched},
     records::{self, RecordError},
@@ -95,6 +96,8 @@ pub struct Live {
     blocked_after: Duration,
     /// The calls reported as blocked, by (pid_tgid, entry time): each once.
     reported_blocked: HashSet<(u64, u64)>,
+    /// Calls in progress when tracing started, not reported yet (see `in_flight`).
+    at_attach: Vec<CallAtAttach>,
     /// Housekeeping came: look for blocked calls once the ring is drained.
     blocked_due: bool,
     /// Records from the kernel that could not be parsed (see `decode`).
@@ -141,6 +144,7 @@ impl Live {
             reported_lost: Lost::default(),
             blocked_after: Duration::ZERO,
             reported_blocked: HashSet::new(),
+            at_attach: Vec::new(),
             blocked_due: false,
             malformed: 0,
             ring_records: 0,
@@ -151,6 +155,16 @@ impl Live {
     /// Reports the calls still in progress after `after` (zero: never).
     pub fn with_blocked_after(mut self, after: Duration) -> Self {
         self.blocked_after = after;
+        if !after.is_zero() {
+            // Of the calls reported blocked (accept waits by design).
+            let syscalls: Vec<Syscall> = (self.kernel.syscalls.iter().copied())
+                .filter(|s| !matches!(s, Syscall::Accept | Syscall::Accept4))
+                .collect();
+            match monotonic_ns() {
+                Ok(now) => self.at_attach = in_flight::scan(&self.kernel.traced(), &syscalls, now),
+                Err(err) => tracing::warn!("cannot look for calls already in progress: {err:#}"),
+            }
+        }
         self
     }
 
@@ -294,7 +308,24 @@ impl Live {
             let blocked = self.blocked(pid_tgid, &call, syscall, blocked_ns);
             self.queued.push_back(Record::Blocked(blocked));
         }
+        self.report_blocked_at_attach(now, after);
         self.queued.push_back(Record::Tick(now));
+    }
+
+    /// The calls in progress when tracing started that still are, `after` since: each
+    /// reported once. A thread that made a traced call since has left its call: its entry
+    /// gave it a slot.
+    fn report_blocked_at_attach(&mut self, now: u64, after: u64) {
+        let mut calls = std::mem::take(&mut self.at_attach);
+        calls.retain(|call| !self.kernel.has_slot(call.pid_tgid) && in_flight::still_in(call));
+        for call in calls.extract_if(.., |call| now.saturating_sub(call.seen_ns) >= after) {
+            let blocked_ns = now.saturating_sub(call.seen_ns);
+            let pending = call.as_pending();
+            let mut blocked = self.blocked(call.pid_tgid, &pending, call.syscall, blocked_ns);
+            blocked.in_flight_at_attach = true;
+            self.queued.push_back(Record::Blocked(blocked));
+        }
+        self.at_attach = calls;
     }
 
     fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {

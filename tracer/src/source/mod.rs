@@ -3,6 +3,7 @@
 //! (`pipeline::run`).
 
 pub mod btf;
+mod in_flight;
 pub mod kernel;
 pub mod launch;
 pub mod live;
@@ -12,6 +13,7 @@ mod raw;
 pub mod recording;
 pub mod records;
 pub mod target;
+mod traced_pids;
 pub mod tracefs;
 
 use std::{fmt, path::PathBuf};

@@ -45,7 +45,8 @@ pub struct BenchArgs {
     skip: Vec<Skip>,
 
     /// Measure only this part (with no overhead rounds): `kernel` reads the programs' BPF time
-    /// per call in about a minute, for work on the kernel programs
+    /// per call in about a minute, for work on the kernel programs; `nginx` runs the server
+    /// rounds alone
     #[arg(long, value_enum, conflicts_with = "skip")]
     only: Option<Only>,
 
@@ -83,6 +84,8 @@ enum Skip {
 enum Only {
     /// The kernel programs' own run time (BPF statistics, read with bpftool)
     Kernel,
+    /// nginx under ab, traced and untraced
+    Nginx,
 }
 
 /// How much of everything: `--quick` or not, with the user's overrides.
@@ -156,11 +159,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if let Err(why) = &bpftrace {
         results.notes.push(format!("bpftrace was not run: {why}."));
     }
-    if args.only == Some(Only::Kernel) {
-        prerequisites::bpftool().map_err(|why| anyhow::anyhow!("bpftool {why}"))?;
-        results.kernel = Some(kernel_costs(&tools, &settings)?);
-        results.notes.push("Only the kernel programs were measured (--only kernel).".into());
-        return write_results(&root, &args.out, results);
+    match args.only {
+        Some(Only::Kernel) => {
+            prerequisites::bpftool().map_err(|why| anyhow::anyhow!("bpftool {why}"))?;
+            results.kernel = Some(kernel_costs(&tools, &settings)?);
+            results.notes.push("Only the kernel programs were measured (--only kernel).".into());
+            return write_results(&root, &args.out, results);
+        }
+        Some(Only::Nginx) => {
+            prerequisites::ab().map_err(|why| anyhow::anyhow!("ab {why}"))?;
+            results.server = Some(nginx::measure(&tools, &settings)?);
+            results.notes.push("Only the nginx rounds were run (--only nginx).".into());
+            return write_results(&root, &args.out, results);
+        }
+        None => {}
     }
     let wanted = |phase: Skip| !args.skip.contains(&phase);
     let mut modes = vec![
