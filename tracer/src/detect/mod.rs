@@ -13,7 +13,7 @@ pub mod vocabulary;
 
 use std::time::Duration;
 
-use foldhash::{HashMap, HashMapExt as _, HashSet};
+use foldhash::{HashMap, HashMapExt as _};
 use tracer_common::Syscall;
 
 use crate::{
@@ -31,6 +31,10 @@ use vocabulary::Matcher;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
+    /// The syscalls (bits as in [`Rule::may_fire_on`]) some rule may fire on, for finished
+    /// calls and for calls in progress: every other call skips the rules.
+    fires_on: u64,
+    fires_on_blocked: u64,
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
@@ -60,7 +64,15 @@ impl Detector {
             .iter()
             .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
             .then(HashMap::new);
+        let fires_on = |blocked: bool| {
+            rules
+                .iter()
+                .filter(|r| r.judges_blocked() == blocked)
+                .fold(0, |mask, r| mask | r.syscalls())
+        };
         Detector {
+            fires_on: fires_on(false),
+            fires_on_blocked: fires_on(true),
             rules,
             env,
             system,
@@ -161,31 +173,40 @@ impl Detector {
         previous: Option<Syscall>,
         connected_ns: Option<u64>,
     ) {
+        // Most calls (socket, setsockopt, close...) have no rule that could fire on them.
+        let fires_on = if ev.blocked { self.fires_on_blocked } else { self.fires_on };
+        if fires_on & rules::syscall_bit(ev.syscall) == 0 {
+            return;
+        }
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         ctx.connected_ns = connected_ns;
         ctx.resolver_timeout =
             self.resolver_timeouts.as_ref().and_then(|t| t.get(&ev.pid).copied().flatten());
         // Findings already on the event (a recording) count for their groups: an offline
-        // re-evaluation must not add a generic rule next to a specific one seen live.
-        let mut fired_groups: HashSet<&str> = self
-            .rules
-            .iter()
-            .filter(|r| ev.anomalies.iter().any(|f| f.id == r.spec.id))
-            .filter_map(|r| r.spec.group.as_deref())
-            .collect();
+        // re-evaluation must not add a generic rule next to a specific one seen live. (A few
+        // groups at most: a Vec, which allocates nothing while empty.)
+        let mut fired_groups: Vec<&str> = if ev.anomalies.is_empty() {
+            Vec::new()
+        } else {
+            self.rules
+                .iter()
+                .filter(|r| ev.anomalies.iter().any(|f| f.id == r.spec.id))
+                .filter_map(|r| r.spec.group.as_deref())
+                .collect()
+        };
         for rule in &self.rules {
             // Most rules name one syscall: pass over the others without evaluating them.
             if !rule.may_fire_on(ev.syscall) || rule.judges_blocked() != ev.blocked {
                 continue;
             }
-            if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
+            if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(&g)) {
                 continue;
             }
             if !rule.matches(ev, &mut ctx) {
                 continue;
             }
             if let Some(group) = &rule.spec.group {
-                fired_groups.insert(group);
+                fired_groups.push(group);
             }
             let detail = rule.spec.detail.and_then(|d| details::describe(d, ev, &mut ctx));
             if !ev.anomalies.iter().any(|f| f.id == rule.spec.id) {
@@ -193,7 +214,7 @@ impl Detector {
                     id: rule.spec.id.clone(),
                     severity: rule.spec.severity,
                     title: rule.spec.title.clone(),
-                    fix: one_paragraph(&rule.spec.fix),
+                    fix: rule.fix.clone(),
                     detail,
                 });
             }
