@@ -300,7 +300,7 @@ impl Live {
     fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {
         let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
         let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .map(|c| c.trim_end().to_owned())
+            .map(|c| c.trim_end().into())
             .unwrap_or_default();
         let addr = match syscall {
             Syscall::Connect | Syscall::Bind => read_user(pid, call.args[1], call.args[2]),
