@@ -214,7 +214,7 @@ impl Event {
         ts_ns: u64,
         pid: u32,
         tid: u32,
-        comm: Comm,
+        comm: impl Into<Comm>,
         syscall: Syscall,
         args: Args,
         ret: i64,
@@ -224,7 +224,7 @@ impl Event {
             ts_ns,
             pid,
             tid,
-            comm,
+            comm: comm.into(),
             uid: 0,
             gid: 0,
             cgroup_id: 0,
@@ -257,7 +257,7 @@ impl Event {
         Event {
             cgroup_id: 1,
             duration_ns: Some(31_000),
-            ..Event::made_up(ts, 1, 4242, 4251, "server".into(), syscall, args, ret)
+            ..Event::made_up(ts, 1, 4242, 4251, "server", syscall, args, ret)
         }
     }
 }
@@ -398,3 +398,4 @@ mod syscall_name {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown syscall {name:?}")))
     }
 }
+

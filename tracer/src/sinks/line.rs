@@ -187,19 +187,17 @@ fn plain(s: &[u8]) -> bool {
     let special = |x: u64| {
         less_than(x, 0x20) | less_than(x ^ (ONES * 0x22), 1) | less_than(x ^ (ONES * 0x5c), 1)
     };
-    let mut words = s.chunks_exact(8);
-    for word in &mut words {
+    let word_plain = |word: &[u8]| {
         let mut w = [0; 8];
         w.copy_from_slice(word);
-        if special(u64::from_ne_bytes(w)) != 0 {
-            return false;
-        }
+        special(u64::from_ne_bytes(w)) == 0
+    };
+    if s.len() < 8 {
+        // Short names (`connect`, `AF_INET`): byte by byte, cheaper than padding a word.
+        return s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
     }
-    // The tail, padded with spaces (plain).
-    let rest = words.remainder();
-    let mut w = [b' '; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    special(u64::from_ne_bytes(w)) == 0
+    // The whole words, then the last eight bytes (overlapping them): the tail without a copy.
+    s.chunks_exact(8).all(word_plain) && word_plain(&s[s.len() - 8..])
 }
 
 fn errno(b: &mut Vec<u8>, errno: Errno) {

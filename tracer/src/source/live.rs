@@ -385,7 +385,7 @@ fn decode(
 ) -> Option<Record> {
     match parsed {
         Ok(records::Record::Syscall(rec)) => {
-            let event = decode::decode(&rec, clock).map(Record::Event);
+            let event = decode::decode(&rec, clock).map(|ev| Record::Event(Box::new(ev)));
             if event.is_none() {
                 tracing::warn!("skipped a record with unknown syscall id {}", rec.head.syscall);
             }

@@ -31,7 +31,9 @@ pub enum Record {
     Header(Box<Header>),
     /// The sockets a process held as tracing started.
     Snapshot(Snapshot),
-    Event(Event),
+    /// Boxed: an event is ~900 bytes, moved from the source to the pipeline through several
+    /// frames; a pointer moves for the price of one allocation (the moves cost more).
+    Event(Box<Event>),
     /// A socket error no call asked for.
     SocketError(SocketError),
     /// A call still in progress after `--blocked-after` (live), or as recorded.

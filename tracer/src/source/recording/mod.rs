@@ -123,7 +123,7 @@ impl Recordings {
                     self.ready = match record {
                         Record::Header(header) => Some(SourceRecord::Header(header)),
                         Record::Snapshot(snap) => Some(SourceRecord::Snapshot(snap)),
-                        Record::Event(ev) => Some(SourceRecord::Event(*ev)),
+                        Record::Event(ev) => Some(SourceRecord::Event(ev)),
                         Record::Loss(loss) => Some(SourceRecord::Loss(loss)),
                         Record::Exit(exit) => Some(SourceRecord::Exit(exit)),
                         Record::SocketError(error) => Some(SourceRecord::SocketError(*error)),
