@@ -109,7 +109,8 @@ fn signal_name(signal: u32) -> String {
 }
 
 /// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).
-pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
+/// Boxed where it is made: the event is large and passed on by pointer (see `source::Record`).
+pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Box<Event>> {
     let rec = &view.head;
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
@@ -120,7 +121,7 @@ pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
     let from_socket = rec.flags & FLAG_FROM_SOCKET != 0;
-    Some(Event {
+    Some(Box::new(Event {
         ts: clock.wall(rec.ts_ns),
         ts_ns: rec.ts_ns,
         pid: rec.tgid,
@@ -165,7 +166,7 @@ pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
         }),
         blocked: false,
         anomalies: Vec::new(),
-    })
+    }))
 }
 
 /// The arguments of a call still in progress: its raw arguments (from the kernel's record of

@@ -292,7 +292,7 @@ impl Live {
                 continue;
             }
             let blocked = self.blocked(pid_tgid, &call, syscall, blocked_ns);
-            self.queued.push_back(Record::Blocked(blocked));
+            self.queued.push_back(Record::Blocked(Box::new(blocked)));
         }
         self.queued.push_back(Record::Tick(now));
     }
@@ -385,7 +385,7 @@ fn decode(
 ) -> Option<Record> {
     match parsed {
         Ok(records::Record::Syscall(rec)) => {
-            let event = decode::decode(&rec, clock).map(|ev| Record::Event(Box::new(ev)));
+            let event = decode::decode(&rec, clock).map(Record::Event);
             if event.is_none() {
                 tracing::warn!("skipped a record with unknown syscall id {}", rec.head.syscall);
             }
@@ -393,7 +393,7 @@ fn decode(
         }
         Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, clock))),
         Ok(records::Record::SocketError(rec)) => {
-            Some(Record::SocketError(decode::socket_error(&rec, clock)))
+            Some(Record::SocketError(Box::new(decode::socket_error(&rec, clock))))
         }
         Ok(records::Record::Fork(rec)) => {
             Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })

@@ -126,8 +126,8 @@ impl Recordings {
                         Record::Event(ev) => Some(SourceRecord::Event(ev)),
                         Record::Loss(loss) => Some(SourceRecord::Loss(loss)),
                         Record::Exit(exit) => Some(SourceRecord::Exit(exit)),
-                        Record::SocketError(error) => Some(SourceRecord::SocketError(*error)),
-                        Record::Blocked(b) => Some(SourceRecord::Blocked(*b)),
+                        Record::SocketError(error) => Some(SourceRecord::SocketError(error)),
+                        Record::Blocked(b) => Some(SourceRecord::Blocked(b)),
                         // Checked by the reader; nothing for the pipeline.
                         Record::Footer(_) => None,
                     };
