@@ -31,10 +31,10 @@ use vocabulary::Matcher;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
-    /// The syscalls (bits as in [`Rule::may_fire_on`]) some rule may fire on, for finished
-    /// calls and for calls in progress: every other call skips the rules.
-    fires_on: u64,
-    fires_on_blocked: u64,
+    /// By syscall id, the rules that may fire on it (indices into `rules`, in file order), for
+    /// finished calls ([0]) and calls in progress ([1]): an event passes over no other rule,
+    /// and most calls (socket, setsockopt...) over none.
+    rules_for: [Vec<Vec<usize>>; 2],
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
@@ -64,15 +64,20 @@ impl Detector {
             .iter()
             .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
             .then(HashMap::new);
-        let fires_on = |blocked: bool| {
-            rules
-                .iter()
-                .filter(|r| r.judges_blocked() == blocked)
-                .fold(0, |mask, r| mask | r.syscalls())
+        let rules_for = |blocked: bool| -> Vec<Vec<usize>> {
+            let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
+            (0..ids)
+                .map(|id| {
+                    let fires = |r: &&Rule| {
+                        Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
+                            && r.judges_blocked() == blocked
+                    };
+                    rules.iter().enumerate().filter(|(_, r)| fires(r)).map(|(i, _)| i).collect()
+                })
+                .collect()
         };
         Detector {
-            fires_on: fires_on(false),
-            fires_on_blocked: fires_on(true),
+            rules_for: [rules_for(false), rules_for(true)],
             rules,
             env,
             system,
@@ -173,9 +178,10 @@ impl Detector {
         previous: Option<Syscall>,
         connected_ns: Option<u64>,
     ) {
-        // Most calls (socket, setsockopt, close...) have no rule that could fire on them.
-        let fires_on = if ev.blocked { self.fires_on_blocked } else { self.fires_on };
-        if fires_on & rules::syscall_bit(ev.syscall) == 0 {
+        let candidates = self.rules_for[usize::from(ev.blocked)]
+            .get(ev.syscall as usize)
+            .map_or(&[][..], Vec::as_slice);
+        if candidates.is_empty() {
             return;
         }
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
@@ -194,11 +200,7 @@ impl Detector {
                 .filter_map(|r| r.spec.group.as_deref())
                 .collect()
         };
-        for rule in &self.rules {
-            // Most rules name one syscall: pass over the others without evaluating them.
-            if !rule.may_fire_on(ev.syscall) || rule.judges_blocked() != ev.blocked {
-                continue;
-            }
+        for rule in candidates.iter().map(|&i| &self.rules[i]) {
             if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(&g)) {
                 continue;
             }

@@ -289,11 +289,6 @@ impl Rule {
         self.syscalls & syscall_bit(syscall) != 0
     }
 
-    /// The syscalls the rule may fire on, one bit each (see [`syscall_bit`]).
-    pub fn syscalls(&self) -> u64 {
-        self.syscalls
-    }
-
     /// Every matcher holds (and not every exception). A fact that cannot be known (offline,
     /// process gone) does not hold.
     pub fn matches(&self, ev: &Event, ctx: &mut Ctx<'_>) -> bool {
@@ -306,7 +301,7 @@ impl Rule {
 }
 
 /// A syscall's bit in [`Rule::syscalls`]; ids past 63 share every bit (never skipped).
-pub fn syscall_bit(syscall: Syscall) -> u64 {
+fn syscall_bit(syscall: Syscall) -> u64 {
     1_u64.checked_shl(syscall as u32).unwrap_or(u64::MAX)
 }
 
