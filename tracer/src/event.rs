@@ -398,4 +398,3 @@ mod syscall_name {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown syscall {name:?}")))
     }
 }
-

@@ -22,10 +22,6 @@ use crate::{
 };
 
 /// What a source hands the pipeline, in order.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "an event is moved once, from the source to the pipeline; boxing would allocate per event"
-)]
 pub enum Record {
     /// A recording's header: what the records after it were recorded on, and when.
     Header(Box<Header>),
