@@ -23,6 +23,10 @@ mod records;
 /// nothing for it; owned when read back from a recording, or for a number without a name.
 pub type Name = Cow<'static, str>;
 
+/// A process's name (`comm`): inline up to 24 bytes, so the kernel's 15-byte names cost an
+/// event no allocation; written and read as a plain JSON string.
+pub type Comm = compact_str::CompactString;
+
 /// One socket syscall, entry and exit together.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -35,7 +39,7 @@ pub struct Event {
     pub pid: u32,
     /// Thread id.
     pub tid: u32,
-    pub comm: String,
+    pub comm: Comm,
     pub uid: u32,
     pub gid: u32,
     pub cgroup_id: u64,
@@ -210,7 +214,7 @@ impl Event {
         ts_ns: u64,
         pid: u32,
         tid: u32,
-        comm: String,
+        comm: impl Into<Comm>,
         syscall: Syscall,
         args: Args,
         ret: i64,
@@ -220,7 +224,7 @@ impl Event {
             ts_ns,
             pid,
             tid,
-            comm,
+            comm: comm.into(),
             uid: 0,
             gid: 0,
             cgroup_id: 0,
@@ -253,7 +257,7 @@ impl Event {
         Event {
             cgroup_id: 1,
             duration_ns: Some(31_000),
-            ..Event::made_up(ts, 1, 4242, 4251, "server".into(), syscall, args, ret)
+            ..Event::made_up(ts, 1, 4242, 4251, "server", syscall, args, ret)
         }
     }
 }

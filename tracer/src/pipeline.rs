@@ -109,6 +109,8 @@ pub struct Pipeline {
     /// Processes with an event shown: only their exits are (a shell wrapper's forty helper
     /// processes that never touched a socket are not news).
     shown: HashSet<u32>,
+    /// The pid inserted in `shown` last.
+    last_shown: Option<u32>,
     /// Live, with `--blocked-after`: non-blocking connects still connecting.
     watch: Option<ConnectWatch>,
     pub stats: Stats,
@@ -123,6 +125,7 @@ impl Pipeline {
             filter: Filter::default(),
             sinks,
             shown: HashSet::new(),
+            last_shown: None,
             watch: None,
             stats: Stats::default(),
         }
@@ -182,7 +185,11 @@ impl Pipeline {
             detector.shown();
         }
         self.stats.events += 1;
-        self.shown.insert(ev.pid);
+        // Mostly the same process as the last event: no look-up then.
+        if self.last_shown != Some(ev.pid) {
+            self.shown.insert(ev.pid);
+            self.last_shown = Some(ev.pid);
+        }
         self.stats.in_flight_at_attach += u64::from(ev.in_flight_at_attach);
         self.stats.count_findings(&ev.anomalies);
         self.sinks.write(RecordRef::Event(ev))
@@ -259,6 +266,10 @@ impl Pipeline {
         self.enricher.exit(exit.pid);
         if let Some(detector) = &mut self.detector {
             detector.exit(exit.pid);
+        }
+        // A later process with the same pid is not yet shown.
+        if self.last_shown == Some(exit.pid) {
+            self.last_shown = None;
         }
         if !self.shown.remove(&exit.pid) || !self.filter.exit(exit) {
             return Ok(());

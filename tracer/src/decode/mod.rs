@@ -17,7 +17,7 @@ use tracer_common::{
     },
 };
 
-use crate::event::{Args, Blocked, Event, Namespaces, ProcessExit, RefusedBy, SocketError};
+use crate::event::{Args, Blocked, Comm, Event, Namespaces, ProcessExit, RefusedBy, SocketError};
 use errno::Errno;
 use names::{
     FAMILIES, LEVELS, SHUTDOWN_HOW, SOCK_FLAG_SETS, SOCK_FLAGS, SOCK_TYPE_MASK, SOCK_TYPES, flags,
@@ -51,6 +51,12 @@ impl Clock {
 pub fn comm(raw: &[u8]) -> String {
     let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// The NUL-terminated comm as an event's [`Comm`]: inline, no allocation for a kernel name.
+pub fn comm_inline(raw: &[u8]) -> Comm {
+    let end = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    Comm::from_utf8_lossy(&raw[..end])
 }
 
 /// Decodes a process exit, with its status as wait(2) reports it when the kernel could read it.
@@ -103,7 +109,8 @@ fn signal_name(signal: u32) -> String {
 }
 
 /// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).
-pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
+/// Boxed where it is made: the event is large and passed on by pointer (see `source::Record`).
+pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Box<Event>> {
     let rec = &view.head;
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
@@ -114,12 +121,12 @@ pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
     let from_socket = rec.flags & FLAG_FROM_SOCKET != 0;
-    Some(Event {
+    Some(Box::new(Event {
         ts: clock.wall(rec.ts_ns),
         ts_ns: rec.ts_ns,
         pid: rec.tgid,
         tid: rec.tid,
-        comm: comm(&rec.comm),
+        comm: comm_inline(&rec.comm),
         uid: rec.uid,
         gid: rec.gid,
         cgroup_id: rec.cgroup_id,
@@ -159,7 +166,7 @@ pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Event> {
         }),
         blocked: false,
         anomalies: Vec::new(),
-    })
+    }))
 }
 
 /// The arguments of a call still in progress: its raw arguments (from the kernel's record of
@@ -252,7 +259,7 @@ pub fn blocked(
     call: &PendingCall,
     syscall: Syscall,
     blocked_ns: u64,
-    comm: String,
+    comm: Comm,
     addr: &[u8],
 ) -> Blocked {
     let id = call.identity;

@@ -25,6 +25,7 @@ impl std::ops::DerefMut for Rec {
 /// Decodes `rec` as the reader does, by reference.
 fn decode(rec: &Rec, clock: &Clock) -> Option<Event> {
     super::decode(&SyscallView { head: rec.head, addr: &rec.addr, value: &rec.value }, clock)
+        .map(|ev| *ev)
 }
 
 fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> Rec {

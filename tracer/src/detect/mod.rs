@@ -13,7 +13,7 @@ pub mod vocabulary;
 
 use std::time::Duration;
 
-use foldhash::{HashMap, HashMapExt as _, HashSet};
+use foldhash::{HashMap, HashMapExt as _};
 use tracer_common::Syscall;
 
 use crate::{
@@ -31,6 +31,10 @@ use vocabulary::Matcher;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
+    /// By syscall id, the rules that may fire on it (indices into `rules`, in file order), for
+    /// finished calls ([0]) and calls in progress ([1]): an event passes over no other rule,
+    /// and most calls (socket, setsockopt...) over none.
+    rules_for: [Vec<Vec<usize>>; 2],
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
@@ -60,7 +64,20 @@ impl Detector {
             .iter()
             .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
             .then(HashMap::new);
+        let rules_for = |blocked: bool| -> Vec<Vec<usize>> {
+            let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
+            (0..ids)
+                .map(|id| {
+                    let fires = |r: &&Rule| {
+                        Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
+                            && r.judges_blocked() == blocked
+                    };
+                    rules.iter().enumerate().filter(|(_, r)| fires(r)).map(|(i, _)| i).collect()
+                })
+                .collect()
+        };
         Detector {
+            rules_for: [rules_for(false), rules_for(true)],
             rules,
             env,
             system,
@@ -161,31 +178,37 @@ impl Detector {
         previous: Option<Syscall>,
         connected_ns: Option<u64>,
     ) {
+        let candidates = self.rules_for[usize::from(ev.blocked)]
+            .get(ev.syscall as usize)
+            .map_or(&[][..], Vec::as_slice);
+        if candidates.is_empty() {
+            return;
+        }
         let mut ctx = Ctx::new(&self.env, self.system.as_mut(), traced, self.initial_net, previous);
         ctx.connected_ns = connected_ns;
         ctx.resolver_timeout =
             self.resolver_timeouts.as_ref().and_then(|t| t.get(&ev.pid).copied().flatten());
         // Findings already on the event (a recording) count for their groups: an offline
-        // re-evaluation must not add a generic rule next to a specific one seen live.
-        let mut fired_groups: HashSet<&str> = self
-            .rules
-            .iter()
-            .filter(|r| ev.anomalies.iter().any(|f| f.id == r.spec.id))
-            .filter_map(|r| r.spec.group.as_deref())
-            .collect();
-        for rule in &self.rules {
-            // Most rules name one syscall: pass over the others without evaluating them.
-            if !rule.may_fire_on(ev.syscall) || rule.judges_blocked() != ev.blocked {
-                continue;
-            }
-            if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(g)) {
+        // re-evaluation must not add a generic rule next to a specific one seen live. (A few
+        // groups at most: a Vec, which allocates nothing while empty.)
+        let mut fired_groups: Vec<&str> = if ev.anomalies.is_empty() {
+            Vec::new()
+        } else {
+            self.rules
+                .iter()
+                .filter(|r| ev.anomalies.iter().any(|f| f.id == r.spec.id))
+                .filter_map(|r| r.spec.group.as_deref())
+                .collect()
+        };
+        for rule in candidates.iter().map(|&i| &self.rules[i]) {
+            if rule.spec.group.as_deref().is_some_and(|g| fired_groups.contains(&g)) {
                 continue;
             }
             if !rule.matches(ev, &mut ctx) {
                 continue;
             }
             if let Some(group) = &rule.spec.group {
-                fired_groups.insert(group);
+                fired_groups.push(group);
             }
             let detail = rule.spec.detail.and_then(|d| details::describe(d, ev, &mut ctx));
             if !ev.anomalies.iter().any(|f| f.id == rule.spec.id) {
@@ -193,7 +216,7 @@ impl Detector {
                     id: rule.spec.id.clone(),
                     severity: rule.spec.severity,
                     title: rule.spec.title.clone(),
-                    fix: one_paragraph(&rule.spec.fix),
+                    fix: rule.fix.clone(),
                     detail,
                 });
             }

@@ -248,6 +248,11 @@ pub struct Rule {
     /// it). Evaluating every rule's matchers on every event, each hashing the syscall into its
     /// set, was a fifth of the reader's time at high event rates.
     syscalls: u64,
+    /// `blocked = true` is among its matchers (see [`Rule::judges_blocked`]): asked for every
+    /// event, so worked out once.
+    blocked: bool,
+    /// The fix as one paragraph, as findings carry it: made once, not for every finding.
+    pub fix: String,
 }
 
 impl Rule {
@@ -258,7 +263,9 @@ impl Rule {
             }
             _ => mask,
         });
-        Rule { spec, syscalls }
+        let blocked = spec.when.matchers().contains(&Matcher::Blocked(true));
+        let fix = super::one_paragraph(&spec.fix);
+        Rule { spec, syscalls, blocked, fix }
     }
 
     pub fn applies_to(&self, env: &Environment) -> bool {
@@ -270,14 +277,14 @@ impl Rule {
         })
     }
 
-    /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
-    /// leaves it out.
     /// Whether the rule judges calls still in progress (`blocked = true`) rather than
     /// finished calls: a rule judges one kind or the other, never both.
     pub fn judges_blocked(&self) -> bool {
-        self.spec.when.matchers().contains(&Matcher::Blocked(true))
+        self.blocked
     }
 
+    /// Whether the rule can fire on `syscall` at all: false when its `syscall` matcher
+    /// leaves it out.
     pub fn may_fire_on(&self, syscall: Syscall) -> bool {
         self.syscalls & syscall_bit(syscall) != 0
     }

@@ -12,7 +12,7 @@ use tracer_common::Syscall;
 use super::FdTable;
 use crate::{
     decode::{errno::Errno, state::SockState},
-    event::{Args, Blocked, Event},
+    event::{Args, Blocked, Comm, Event},
 };
 
 const EINPROGRESS: u16 = 115;
@@ -44,7 +44,7 @@ impl ConnectWatch {
     /// The connects under way for longer than the delay at `now_ns` whose socket is still
     /// connecting, each reported once.
     pub fn tick(&mut self, now_ns: u64, fds: &mut FdTable) -> Vec<Blocked> {
-        let due: Vec<(u32, i32, Args, u64, String)> = fds
+        let due: Vec<(u32, i32, Args, u64, Comm)> = fds
             .all_connecting()
             .filter(|(pid, fd, c)| {
                 now_ns.saturating_sub(c.started_ns) >= self.after_ns
@@ -52,7 +52,7 @@ impl ConnectWatch {
             })
             .map(|(pid, fd, c)| {
                 let args = Args { fd: Some(fd), addr: Some(c.addr.clone()), ..Args::default() };
-                (pid, fd, args, c.started_ns, fds.comm(pid).unwrap_or_default().to_owned())
+                (pid, fd, args, c.started_ns, Comm::from(fds.comm(pid).unwrap_or_default()))
             })
             .collect();
         let mut blocked = Vec::new();

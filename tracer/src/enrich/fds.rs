@@ -13,7 +13,7 @@ use tracer_common::Syscall;
 
 use crate::{
     decode::{errno::Errno, state::SockState},
-    event::{Event, KnownAddr, OptValue, PendingConnect, SockAddr, SocketInfo},
+    event::{Comm, Event, KnownAddr, OptValue, PendingConnect, SockAddr, SocketInfo},
 };
 
 /// Looks up what an fd of a live process is (lazily, for fds the table has not seen created).
@@ -43,7 +43,7 @@ impl SocketLookup for NoLookup {
 pub struct FdTable {
     procs: HashMap<u32, HashMap<i32, SocketInfo>>,
     /// comm and network namespace of each process, as of its last event.
-    who: HashMap<u32, (String, Option<u32>)>,
+    who: HashMap<u32, (Comm, Option<u32>)>,
     /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
     /// their outcome (SO_ERROR, a second connect) carries them.
     connecting: HashMap<(u32, i32), PendingConnect>,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tracer_common::Syscall;
 
 use super::{
-    Args, Event, Finding, Namespaces, PendingConnect, SocketInfo, rfc3339_ns, syscall_name,
+    Args, Comm, Event, Finding, Namespaces, PendingConnect, SocketInfo, rfc3339_ns, syscall_name,
 };
 use crate::decode::errno::Errno;
 
@@ -23,7 +23,7 @@ pub struct Blocked {
     pub ts_ns: u64,
     pub pid: u32,
     pub tid: u32,
-    pub comm: String,
+    pub comm: Comm,
     #[serde(with = "syscall_name")]
     pub syscall: Syscall,
     pub args: Args,
@@ -222,7 +222,7 @@ impl SocketError {
             .or_else(|| self.sock.as_ref().and_then(|s| s.peer.clone()));
         let ret = -i64::from(self.error.0);
         let args = Args { fd: Some(self.fd), addr, ..Args::default() };
-        let comm = self.comm.clone();
+        let comm = Comm::from(self.comm.as_str());
         let ev = Event::made_up(
             self.ts,
             self.ts_ns,

@@ -148,7 +148,9 @@ impl Summary {
                     .processes
                     .entry(ev.pid)
                     .or_insert_with(|| ProcessReport { pid: ev.pid, ..ProcessReport::default() });
-                p.comm.clone_from(&ev.comm);
+                if p.comm != ev.comm {
+                    p.comm = ev.comm.to_string();
+                }
                 p.calls += 1;
                 p.errors += u64::from(ev.errno.is_some());
                 self.count_findings(&ev.anomalies);

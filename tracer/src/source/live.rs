@@ -306,7 +306,7 @@ impl Live {
                 continue;
             }
             let blocked = self.blocked(pid_tgid, &call, syscall, blocked_ns);
-            self.queued.push_back(Record::Blocked(blocked));
+            self.queued.push_back(Record::Blocked(Box::new(blocked)));
         }
         self.report_blocked_at_attach(now, after);
         self.queued.push_back(Record::Tick(now));
@@ -323,7 +323,7 @@ impl Live {
             let pending = call.as_pending();
             let mut blocked = self.blocked(call.pid_tgid, &pending, call.syscall, blocked_ns);
             blocked.in_flight_at_attach = true;
-            self.queued.push_back(Record::Blocked(blocked));
+            self.queued.push_back(Record::Blocked(Box::new(blocked)));
         }
         self.at_attach = calls;
     }
@@ -331,7 +331,7 @@ impl Live {
     fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {
         let (pid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
         let comm = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-            .map(|c| c.trim_end().to_owned())
+            .map(|c| c.trim_end().into())
             .unwrap_or_default();
         let addr = match syscall {
             Syscall::Connect | Syscall::Bind => read_user(pid, call.args[1], call.args[2]),
@@ -424,7 +424,7 @@ fn decode(
         }
         Ok(records::Record::Exit(rec)) => Some(Record::Exit(decode::exit(&rec, clock))),
         Ok(records::Record::SocketError(rec)) => {
-            Some(Record::SocketError(decode::socket_error(&rec, clock)))
+            Some(Record::SocketError(Box::new(decode::socket_error(&rec, clock))))
         }
         Ok(records::Record::Fork(rec)) => {
             Some(Record::Fork { parent: rec.parent_tgid, child: rec.tgid })

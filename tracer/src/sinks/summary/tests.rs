@@ -8,7 +8,7 @@ fn event(pid: u32, syscall: Syscall, ret: i64, duration_ns: Option<u64>) -> Even
         ts: DateTime::from_timestamp(100, 0).unwrap(),
         pid,
         tid: pid,
-        comm: format!("p{pid}"),
+        comm: format!("p{pid}").into(),
         duration_ns,
         in_flight_at_attach: duration_ns.is_none(),
         ..Event::for_test(syscall, Args::default(), ret)

@@ -123,11 +123,11 @@ impl Recordings {
                     self.ready = match record {
                         Record::Header(header) => Some(SourceRecord::Header(header)),
                         Record::Snapshot(snap) => Some(SourceRecord::Snapshot(snap)),
-                        Record::Event(ev) => Some(SourceRecord::Event(*ev)),
+                        Record::Event(ev) => Some(SourceRecord::Event(ev)),
                         Record::Loss(loss) => Some(SourceRecord::Loss(loss)),
                         Record::Exit(exit) => Some(SourceRecord::Exit(exit)),
-                        Record::SocketError(error) => Some(SourceRecord::SocketError(*error)),
-                        Record::Blocked(b) => Some(SourceRecord::Blocked(*b)),
+                        Record::SocketError(error) => Some(SourceRecord::SocketError(error)),
+                        Record::Blocked(b) => Some(SourceRecord::Blocked(b)),
                         // Checked by the reader; nothing for the pipeline.
                         Record::Footer(_) => None,
                     };
