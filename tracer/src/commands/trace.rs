@@ -1,7 +1,10 @@
 //! Live tracing: `wsltrace --pid PID` and `wsltrace -- CMD`. Wiring only: the live source
 //! (`source::live`) runs through the pipeline in `pipeline::run`, as recordings do.
 
-use std::{ffi::OsString, net::SocketAddr, os::fd::AsFd as _, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap, ffi::OsString, net::SocketAddr, os::fd::AsFd as _, process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -161,9 +164,10 @@ fn kernel_options(args: &TraceArgs) -> KernelOptions {
 }
 
 /// What a traced process holds as tracing starts (an empty list, said so, when /proc cannot
-/// tell: the process may have just exited).
-fn snapshot(pid: u32) -> Snapshot {
-    let sockets = sockets::snapshot(pid).unwrap_or_else(|err| {
+/// tell: the process may have just exited). `tables`: the socket tables read so far, by
+/// network namespace.
+fn snapshot(pid: u32, tables: &mut HashMap<u64, sockets::Tables>) -> Snapshot {
+    let sockets = sockets::snapshot_with(pid, tables).unwrap_or_else(|err| {
         tracing::warn!("cannot list the sockets of pid {pid}: {err:#}");
         Vec::new()
     });
@@ -254,7 +258,8 @@ async fn trace(args: TraceArgs) -> Result<ExitCode> {
     }
     let mut snapshots = Vec::new();
     if !args.no_snapshot {
-        snapshots.extend(pids.iter().chain(&added).map(|&pid| snapshot(pid)));
+        let mut tables = HashMap::new();
+        snapshots.extend(pids.iter().chain(&added).map(|&pid| snapshot(pid, &mut tables)));
     }
     // Userspace filters; relative --since/--until and the recording count from here. The
     // file is created only now, so a trace that cannot start leaves none behind.

@@ -16,7 +16,10 @@ pub mod fds;
 pub mod netns;
 mod proc_tables;
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    net::SocketAddr,
+};
 
 use anyhow::Result;
 
@@ -49,11 +52,21 @@ pub struct InetSocket {
 
 /// Every socket fd `pid` holds, sorted by fd.
 pub fn snapshot(pid: u32) -> Result<Vec<SocketInfo>> {
+    snapshot_with(pid, &mut HashMap::new())
+}
+
+/// [`snapshot`], with the tables of each network namespace (by inode) read once for all the
+/// processes of a trace: a server's master and workers share theirs.
+pub fn snapshot_with(pid: u32, tables: &mut HashMap<u64, Tables>) -> Result<Vec<SocketInfo>> {
     let fds = fds::socket_fds(pid)?;
     if fds.is_empty() {
         return Ok(Vec::new());
     }
-    let tables = Tables::read(&Netns::of_pid(pid)?, pid)?;
+    let netns = Netns::of_pid(pid)?;
+    let tables = match tables.entry(netns.inode) {
+        Entry::Occupied(held) => held.into_mut(),
+        Entry::Vacant(slot) => slot.insert(Tables::read(&netns, pid)?),
+    };
     Ok(fds.into_iter().map(|(fd, inode)| tables.describe(pid, fd, inode)).collect())
 }
 
@@ -99,7 +112,7 @@ type DiagTables = (Vec<(InetSocket, SocketInfo)>, Vec<(u64, SocketInfo)>);
 
 fn diag_tables() -> Result<DiagTables> {
     let mut diag = diag::Diag::open()?;
-    let inet = inet_tables(&mut diag, diag::Select::All);
+    let inet = inet_tables(&mut diag, diag::Select::Held);
     let unix = diag.unix().map(|replies| diag::unix_infos(&replies)).unwrap_or_else(|err| {
         tracing::debug!("sock_diag unix: {err:#}");
         Vec::new()
@@ -304,7 +317,8 @@ pub(crate) mod tests {
     }
 
     /// The kernel does the selecting (the replies, before any filter of ours, are the sockets
-    /// asked for), and the answers are those of the whole table's dump, picked by port.
+    /// asked for), and the answers are those of the table fds are described from (every
+    /// state but TIME_WAIT), picked by port.
     #[test]
     fn the_kernel_selects_by_port_and_state() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -337,7 +351,9 @@ pub(crate) mod tests {
         assert_eq!(raw(Listening(taddr.port())), []);
         assert_eq!(raw(Listening(caddr.port())), []);
 
+        // The tables fds are described from leave TIME_WAIT out: no fd holds one.
         let (whole, _) = diag_tables().unwrap();
+        assert!(!whole.iter().any(|(s, _)| s.state == SockState::TimeWait));
         for port in [laddr.port(), caddr.port(), taddr.port()] {
             for proto in [Proto::Tcp, Proto::Udp] {
                 let picked: Vec<&InetSocket> = whole
@@ -346,7 +362,9 @@ pub(crate) mod tests {
                     .filter(|s| s.proto == proto && s.local.port() == port)
                     .collect();
                 let asked = inet_on_port(port, proto, false).unwrap();
-                assert_eq!(picked, asked.iter().collect::<Vec<_>>(), "port {port} {proto:?}");
+                let held: Vec<&InetSocket> =
+                    asked.iter().filter(|s| s.state != SockState::TimeWait).collect();
+                assert_eq!(picked, held, "port {port} {proto:?}");
                 let listening = inet_on_port(port, proto, true).unwrap();
                 let picked: Vec<&InetSocket> = picked
                     .into_iter()
