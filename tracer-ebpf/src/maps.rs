@@ -106,9 +106,9 @@ pub fn is_traced(tgid: u32) -> bool {
 /// (`pid_max` raised since the start) may be.
 #[inline(always)]
 fn maybe_traced(id: u32) -> bool {
-    match TRACED_PIDS.get_ptr(id / 8) {
+    match traced_byte(id) {
         // SAFETY: a byte of a map value, read once.
-        Some(bytes) => unsafe { *bytes.cast::<u8>().add((id % 8) as usize) != 0 },
+        Some(byte) => unsafe { *byte != 0 },
         None => true,
     }
 }
@@ -134,10 +134,18 @@ pub fn remove_traced(id: u32) {
 
 #[inline(always)]
 fn set_traced_byte(id: u32, value: u8) {
-    if let Some(bytes) = TRACED_PIDS.get_ptr_mut(id / 8) {
+    if let Some(byte) = traced_byte(id) {
         // SAFETY: a byte of a map value; a byte store leaves the neighbours' bytes alone.
-        unsafe { core::ptr::write_volatile(bytes.cast::<u8>().add((id % 8) as usize), value) };
+        unsafe { core::ptr::write_volatile(byte, value) };
     }
+}
+
+/// The byte of `id` in `TRACED_PIDS`, eight to an element; `None` past the map.
+#[inline(always)]
+fn traced_byte(id: u32) -> Option<*mut u8> {
+    let bytes = TRACED_PIDS.get_ptr_mut(id / 8)?;
+    // SAFETY: `id % 8` is inside the 8-byte value.
+    Some(unsafe { bytes.cast::<u8>().add((id % 8) as usize) })
 }
 
 #[inline(always)]

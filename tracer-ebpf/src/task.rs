@@ -44,15 +44,15 @@ fn fd_table(l: &KernelLayout) -> Option<(u64, u64)> {
     // `files_struct` embeds its first table (`fdtab`, 64 fds) right after the `fdt` pointer,
     // which points to it until the process opens more: one read gets the pointer and, when
     // it points just past itself, the table's `max_fds` (an int) and `fd`.
-    if l.fdt_max_fds == 0 && l.fdt_fd == 8 {
+    let fdt: u64 = if l.fdt_max_fds == 0 && l.fdt_fd == 8 {
         let [fdt, max_fds, fd_array]: [u64; 3] = read(at)?;
         if fdt == at + 8 {
             return Some((fd_array, max_fds & 0xffff_ffff));
         }
-        let [max_fds, fd_array]: [u64; 2] = read(fdt)?;
-        return Some((fd_array, max_fds & 0xffff_ffff));
-    }
-    let fdt: u64 = read(at)?;
+        fdt
+    } else {
+        read(at)?
+    };
     // `max_fds` (an int) and `fd` side by side, as in every kernel so far: one read for both.
     if l.fdt_fd == l.fdt_max_fds + 8 {
         let [max_fds, fd_array]: [u64; 2] = read(fdt + u64::from(l.fdt_max_fds))?;
