@@ -156,10 +156,8 @@ impl Live {
     pub fn with_blocked_after(mut self, after: Duration) -> Self {
         self.blocked_after = after;
         if !after.is_zero() {
-            // Of the calls reported blocked (accept waits by design).
-            let syscalls: Vec<Syscall> = (self.kernel.syscalls.iter().copied())
-                .filter(|s| !matches!(s, Syscall::Accept | Syscall::Accept4))
-                .collect();
+            let syscalls: Vec<Syscall> =
+                Syscall::ALL.iter().copied().filter(|&s| self.shown_when_blocked(s)).collect();
             match monotonic_ns() {
                 Ok(now) => self.at_attach = in_flight::scan(&self.kernel.traced(), &syscalls, now),
                 Err(err) => tracing::warn!("cannot look for calls already in progress: {err:#}"),
@@ -296,10 +294,8 @@ impl Live {
         for (pid_tgid, call) in calls {
             let Some(syscall) = Syscall::from_id(call.syscall) else { continue };
             let blocked_ns = now.saturating_sub(call.ts_ns);
-            // accept/accept4 wait by design; unselected (context) calls are not shown.
             if blocked_ns < after
-                || matches!(syscall, Syscall::Accept | Syscall::Accept4)
-                || !self.kernel.syscalls.contains(&syscall)
+                || !self.shown_when_blocked(syscall)
                 || !traced.contains(&((pid_tgid >> 32) as u32))
                 || !self.reported_blocked.insert((pid_tgid, call.ts_ns))
             {
@@ -312,20 +308,30 @@ impl Live {
         self.queued.push_back(Record::Tick(now));
     }
 
-    /// The calls in progress when tracing started that still are, `after` since: each
-    /// reported once. A thread that made a traced call since has left its call: its entry
-    /// gave it a slot.
+    /// Whether a call of `syscall` still in progress is reported: a selected one, but for
+    /// accept/accept4, which wait by design (unselected calls are context, never shown).
+    fn shown_when_blocked(&self, syscall: Syscall) -> bool {
+        !matches!(syscall, Syscall::Accept | Syscall::Accept4)
+            && self.kernel.syscalls.contains(&syscall)
+    }
+
+    /// The calls in progress when tracing started that still are, once `after` has passed
+    /// since the scan (one scan: they are all due at once), each reported then or never. A
+    /// thread that made a traced call since has left its call: its entry gave it a slot.
     fn report_blocked_at_attach(&mut self, now: u64, after: u64) {
-        let mut calls = std::mem::take(&mut self.at_attach);
-        calls.retain(|call| !self.kernel.has_slot(call.pid_tgid) && in_flight::still_in(call));
-        for call in calls.extract_if(.., |call| now.saturating_sub(call.seen_ns) >= after) {
+        if self.at_attach.first().is_none_or(|c| now.saturating_sub(c.seen_ns) < after) {
+            return;
+        }
+        for call in std::mem::take(&mut self.at_attach) {
+            if self.kernel.has_slot(call.pid_tgid) || !in_flight::still_in(&call) {
+                continue;
+            }
             let blocked_ns = now.saturating_sub(call.seen_ns);
             let pending = call.as_pending();
             let mut blocked = self.blocked(call.pid_tgid, &pending, call.syscall, blocked_ns);
             blocked.in_flight_at_attach = true;
             self.queued.push_back(Record::Blocked(Box::new(blocked)));
         }
-        self.at_attach = calls;
     }
 
     fn blocked(&self, pid_tgid: u64, call: &PendingCall, syscall: Syscall, ns: u64) -> Blocked {
