@@ -7,7 +7,7 @@
 //! 10 ms or so), so a SIGKILL loses at most that much.
 
 use std::{
-    io::{self, BufWriter, Read as _, Seek as _, Write},
+    io::{self, Read as _, Seek as _, Write},
     os::unix::fs::FileExt as _,
     path::{Path, PathBuf},
     sync::{
@@ -208,10 +208,16 @@ fn current_path(opts: &Options, file_number: u32) -> PathBuf {
 
 impl Sink for RecordingSink {
     fn write(&mut self, record: RecordRef<'_>) -> io::Result<()> {
-        self.line.clear();
-        self.writer.record(&mut self.line, record)?;
         let out = self.out.as_mut().ok_or_else(|| io::Error::other("the recording is finished"))?;
-        out.write_all(&self.line)?;
+        match out {
+            // Straight into the output buffer: no copy of the line.
+            Output::Plain(plain) => plain.line(&mut self.writer, record)?,
+            Output::Zstd(w) => {
+                self.line.clear();
+                self.writer.record(&mut self.line, record)?;
+                w.write_all(&self.line)?;
+            }
+        }
         let size = out.size();
         self.count(record);
         if self.opts.rotate.is_some_and(|limit| size >= limit) {
@@ -255,8 +261,56 @@ impl Drop for RecordingSink {
 }
 
 enum Output {
-    Plain(BufWriter<Counted>),
+    Plain(Plain),
     Zstd(zstd::Encoder<'static, Counted>),
+}
+
+/// Bytes buffered before a plain recording writes them out: large writes, few system calls.
+const PLAIN_BUFFER: usize = 256 << 10;
+
+/// A plain file and its buffer, which lines are written into in place (a `BufWriter` took a
+/// copy of each line made elsewhere).
+struct Plain {
+    file: Counted,
+    buf: Vec<u8>,
+}
+
+impl Plain {
+    fn new(file: Counted) -> Plain {
+        // Room for the last line past the mark without growing.
+        Plain { file, buf: Vec::with_capacity(PLAIN_BUFFER + (16 << 10)) }
+    }
+
+    /// Appends `record`'s line, whole or not at all; writes the buffer out once it is full.
+    fn line(&mut self, writer: &mut LineWriter, record: RecordRef<'_>) -> io::Result<()> {
+        let start = self.buf.len();
+        if let Err(err) = writer.record(&mut self.buf, record) {
+            self.buf.truncate(start);
+            return Err(err.into());
+        }
+        if self.buf.len() >= PLAIN_BUFFER {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer to the file; on an error, what was written leaves the buffer.
+    fn write_out(&mut self) -> io::Result<()> {
+        let mut done = 0;
+        let result = loop {
+            match self.buf.get(done..) {
+                Some([]) | None => break Ok(()),
+                Some(rest) => match self.file.write(rest) {
+                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => break Err(err),
+                },
+            }
+        };
+        self.buf.drain(..done);
+        result
+    }
 }
 
 impl Output {
@@ -275,7 +329,7 @@ impl Output {
         written.fetch_add(opened.len, Ordering::Relaxed);
         let counted = Counted { file, bytes: opened.len, written: Arc::clone(written) };
         Ok(match compression {
-            Compression::None => Output::Plain(BufWriter::with_capacity(256 << 10, counted)),
+            Compression::None => Output::Plain(Plain::new(counted)),
             Compression::Zstd => Output::Zstd(
                 zstd::Encoder::new(counted, ZSTD_LEVEL)
                     .with_context(|| format!("starting zstd for {}", path.display()))?,
@@ -287,7 +341,7 @@ impl Output {
     /// encoder holds are not counted (up to one block).
     fn size(&self) -> u64 {
         match self {
-            Output::Plain(w) => w.get_ref().bytes + w.buffer().len() as u64,
+            Output::Plain(p) => p.file.bytes + p.buf.len() as u64,
             Output::Zstd(w) => w.get_ref().bytes,
         }
     }
@@ -296,7 +350,10 @@ impl Output {
     /// during an incident should survive the machine going down next.
     fn finish(self) -> io::Result<()> {
         let counted = match self {
-            Output::Plain(w) => w.into_inner().map_err(io::IntoInnerError::into_error)?,
+            Output::Plain(mut p) => {
+                p.write_out()?;
+                p.file
+            }
             Output::Zstd(w) => w.finish()?,
         };
         counted.file.sync_data()
@@ -306,22 +363,21 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Output::Plain(w) => w.write(buf),
+            Output::Plain(p) => {
+                p.buf.extend_from_slice(buf);
+                if p.buf.len() >= PLAIN_BUFFER {
+                    p.write_out()?;
+                }
+                Ok(buf.len())
+            }
             Output::Zstd(w) => w.write(buf),
-        }
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self {
-            Output::Plain(w) => w.write_all(buf),
-            Output::Zstd(w) => w.write_all(buf),
         }
     }
 
     /// For zstd this ends the current block, so everything written so far can be decoded.
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            Output::Plain(w) => w.flush(),
+            Output::Plain(p) => p.write_out().and_then(|()| p.file.flush()),
             Output::Zstd(w) => w.flush(),
         }
     }

@@ -334,21 +334,98 @@ fn other_records_are_serde_s() {
     }
 }
 
-/// The word-at-a-time test agrees with the byte rule for every byte value at every position of
-/// a word, of the tail, and of both, among plain bytes and bytes just around the limits.
+/// `s` written by `Cursor::plain_string` after `prefix`, into a Vec of no spare capacity (so
+/// every write grows it): the bytes, and whether it took `s`.
+fn plain_string(prefix: &[u8], s: &[u8]) -> (Vec<u8>, bool) {
+    let mut buf = prefix.to_vec();
+    buf.shrink_to_fit();
+    let took = Cursor::new(&mut buf).plain_string(s);
+    (buf, took)
+}
+
+/// The copy's word-at-a-time test agrees with the byte rule for every byte value at every
+/// position of strings of 1 to 40 bytes (each size class of the copy and their edges), among
+/// plain bytes and bytes just around the limits; a plain string is copied whole between quotes,
+/// anything else leaves the line as it was.
 #[test]
-fn plain_agrees_with_the_byte_rule() {
+fn plain_string_agrees_with_the_byte_rule() {
     let byte_rule = |s: &[u8]| s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
-    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
-        for len in 1..=19 {
+    for filler in [b'a', b'!', b']', 0x7f, 0xff] {
+        for len in 1..=40 {
             for at in 0..len {
                 for c in 0..=255u8 {
                     let mut s = vec![filler; len];
                     s[at] = c;
-                    assert_eq!(plain(&s), byte_rule(&s), "{c:#x} at {at} of {len} in {filler:#x}");
+                    let (line, took) = plain_string(b"{", &s);
+                    assert_eq!(took, byte_rule(&s), "{c:#x} at {at} of {len} in {filler:#x}");
+                    let expected =
+                        if took { [&b"{\""[..], &s, b"\""].concat() } else { b"{".to_vec() };
+                    assert_eq!(line, expected, "{c:#x} at {at} of {len} in {filler:#x}");
                 }
             }
         }
     }
-    assert!(plain(b""));
+    assert_eq!(plain_string(b"", b""), (b"\"\"".to_vec(), true));
+}
+
+/// Strings of every length from 0 to 40, plain or with a character to escape (at the start,
+/// the middle, the end), ASCII or not, as serde_json writes them.
+#[test]
+fn strings_of_every_length_as_serde_writes_them() {
+    for len in 0..=40 {
+        let plain: String =
+            "abcdefghijklmnopqrstuvwxyz0123456789-_/.".chars().cycle().take(len).collect();
+        let mut cases = vec![plain.clone(), plain.replace('a', "\u{e9}")];
+        for escaped in ['"', '\\', '\n', '\u{1}', '\u{1f}', '\u{7f}'] {
+            for at in [0, len / 2, len.saturating_sub(1)] {
+                let mut s: Vec<char> = plain.chars().collect();
+                if let Some(c) = s.get_mut(at) {
+                    *c = escaped;
+                }
+                cases.push(s.into_iter().collect());
+            }
+        }
+        for s in cases {
+            let mut buf = b"x".to_vec();
+            string(&mut Cursor::new(&mut buf), &s);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                format!("x{}", serde_json::to_string(&s).unwrap()),
+                "{s:?}"
+            );
+        }
+    }
+}
+
+/// Integers of every digit count, at its edges, negative ones and the types' limits, as
+/// serde_json writes them; the timestamp's nine digits zero-padded.
+#[test]
+fn integers_of_every_digit_count_as_serde_writes_them() {
+    let mut unsigned = vec![0, u64::MAX, u64::from(u32::MAX), u64::from(u16::MAX)];
+    let mut rng = Rng(0x1234_5678);
+    for digits in 1..=19 {
+        let low = 10_u64.pow(digits - 1);
+        unsigned.extend([low, low + 1, 10 * low - 1, low + rng.below(9 * low)]);
+    }
+    unsigned.extend([10_u64.pow(19), 10_u64.pow(19) + 7]);
+    for n in unsigned {
+        let mut buf = Vec::new();
+        Cursor::new(&mut buf).uint(n);
+        assert_eq!(buf, serde_json::to_vec(&n).unwrap(), "{n}");
+    }
+    let mut signed = vec![i64::MIN, i64::MAX, i64::from(i32::MIN), i64::from(i32::MAX), -1, 0];
+    for digits in 1..=18 {
+        let low = 10_i64.pow(digits - 1);
+        signed.extend([low, -low, 10 * low - 1, -(10 * low - 1), -(low + 1)]);
+    }
+    for n in signed {
+        let mut buf = b"[".to_vec();
+        Cursor::new(&mut buf).int(n);
+        assert_eq!(buf, [&b"["[..], &serde_json::to_vec(&n).unwrap()].concat(), "{n}");
+    }
+    for n in [0, 7, 10, 99, 100, 12_345, 100_000_000, 999_999_999] {
+        let mut buf = Vec::new();
+        Cursor::new(&mut buf).nine_digits(n);
+        assert_eq!(String::from_utf8(buf).unwrap(), format!("{n:09}"));
+    }
 }
