@@ -169,11 +169,18 @@ fn key_u64(b: &mut Cursor<'_>, key: &[u8], n: u64) {
 #[inline]
 fn string(b: &mut Cursor<'_>, s: &str) {
     if !b.plain_string(s.as_bytes()) {
-        // Writing to a Vec cannot fail.
-        b.vec(|v| {
-            let _ = serde_json::to_writer(v, s);
-        });
+        escaped(b, s);
     }
+}
+
+/// Out of line: keeps `string` small enough to inline.
+#[cold]
+#[inline(never)]
+fn escaped(b: &mut Cursor<'_>, s: &str) {
+    // Writing to a Vec cannot fail.
+    b.vec(|v| {
+        let _ = serde_json::to_writer(v, s);
+    });
 }
 
 fn errno(b: &mut Cursor<'_>, errno: Errno) {

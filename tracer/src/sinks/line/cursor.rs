@@ -91,7 +91,7 @@ impl<'a> Cursor<'a> {
         let n = s.len();
         let src = s.as_ptr();
         let at = self.room(n + 2);
-        // SAFETY (every block): loads at offsets `0..k` and `n - k..n` with `k <= n` read inside
+        // SAFETY: in every arm, loads at offsets `0..k` and `n - k..n` with `k <= n` read inside
         // `s`; stores at `at + 1 + (same offsets)` write inside the `n + 2` bytes of room at
         // `at`, which `s` cannot overlap (the cursor borrows the Vec mutably).
         unsafe {
@@ -99,7 +99,7 @@ impl<'a> Cursor<'a> {
                 8..=16 => {
                     let a = src.cast::<u64>().read_unaligned();
                     let b = src.add(n - 8).cast::<u64>().read_unaligned();
-                    if special(a) | special(b) != 0 {
+                    if special2(a, b) {
                         return false;
                     }
                     at.add(1).cast::<u64>().write_unaligned(a);
@@ -108,7 +108,7 @@ impl<'a> Cursor<'a> {
                 17..=32 => {
                     let [a, b, c, d] =
                         [0, 8, n - 16, n - 8].map(|i| src.add(i).cast::<u64>().read_unaligned());
-                    if special(a) | special(b) | special(c) | special(d) != 0 {
+                    if special2(a, b) || special2(c, d) {
                         return false;
                     }
                     at.add(1).cast::<u64>().write_unaligned(a);
@@ -119,7 +119,8 @@ impl<'a> Cursor<'a> {
                 4..8 => {
                     let a = src.cast::<u32>().read_unaligned();
                     let b = src.add(n - 4).cast::<u32>().read_unaligned();
-                    if special(u64::from(a) | u64::from(b) << 32) != 0 {
+                    let ab = u64::from(a) | u64::from(b) << 32;
+                    if special2(ab, ab) {
                         return false;
                     }
                     at.add(1).cast::<u32>().write_unaligned(a);
@@ -191,12 +192,41 @@ impl Drop for Cursor<'_> {
 /// Non-zero when a byte of `x` needs escaping in a JSON string: a control character (< 0x20),
 /// a quote or a backslash. The "has a byte less than n" word trick, exact as a yes/no for any
 /// word (lanes past the first hit may be wrong, not the answer).
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
 pub fn special(x: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let less_than = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
     less_than(x, 0x20) | less_than(x ^ (ONES * 0x22), 1) | less_than(x ^ (ONES * 0x5c), 1)
+}
+
+/// A byte of `a` or `b` needs escaping: with SSE2 (every x86-64 CPU has it), the 16 bytes
+/// compared at once, about a third of the instructions of the word trick on two words.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special2(a: u64, b: u64) -> bool {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2 is part of the x86-64 baseline (enabled in every x86_64 build): these
+    // register-only intrinsics run on any CPU this binary can run on.
+    unsafe {
+        let x = _mm_set_epi64x(b as i64, a as i64);
+        // Unsigned x <= 0x1f: the minimum of x and 0x1f is x.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
+        let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x22));
+        let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x5c));
+        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash))) != 0
+    }
+}
+
+/// A byte of `a` or `b` needs escaping.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn special2(a: u64, b: u64) -> bool {
+    special(a) | special(b) != 0
 }
 
 /// Copies `s` to `dst`. Names, numbers' keys and most strings are under 32 bytes: those are
@@ -209,7 +239,7 @@ pub fn special(x: u64) -> u64 {
 unsafe fn copy_short(dst: *mut u8, s: &[u8]) {
     let n = s.len();
     let src = s.as_ptr();
-    // SAFETY (every block): each load reads inside `s` (offsets `0..k` and `n - k..n` with
+    // SAFETY: in every arm, each load reads inside `s` (offsets `0..k` and `n - k..n` with
     // `k <= n`), each store writes inside `dst[..n]`, which the caller gave us.
     unsafe {
         match n {

@@ -429,3 +429,24 @@ fn integers_of_every_digit_count_as_serde_writes_them() {
         assert_eq!(String::from_utf8(buf).unwrap(), format!("{n:09}"));
     }
 }
+
+/// The portable word trick (what other architectures use instead of SSE2) agrees with the
+/// byte rule for every byte value in every lane, among plain bytes and bytes near the limits.
+#[test]
+fn word_trick_agrees_with_the_byte_rule() {
+    let byte_rule = |s: &[u8]| s.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\');
+    for filler in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+        for at in 0..8 {
+            for c in 0..=255u8 {
+                let mut w = [filler; 8];
+                w[at] = c;
+                let word = u64::from_ne_bytes(w);
+                assert_eq!(
+                    cursor::special(word) == 0,
+                    byte_rule(&w),
+                    "{c:#x} at {at} in {filler:#x}"
+                );
+            }
+        }
+    }
+}
