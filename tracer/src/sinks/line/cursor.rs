@@ -1,10 +1,12 @@
-//! A line's bytes appended to a `Vec<u8>` through its spare capacity: the write position and
-//! the room left live in the cursor (registers), not in the Vec, and the Vec's length is set
-//! once, when the cursor is dropped. Each piece checks its room (one compare; growing is a
-//! cold call), short copies are made with overlapping fixed-size loads and stores instead of
-//! a `memcpy` call, and integers are written straight into the room, two digits at a time.
-//! `Vec::extend_from_slice` per piece (a call, a capacity check and a `memcpy` call each) and
-//! `itoa` (digits into its buffer, then copied) were a third of the line writer.
+//! A line's bytes appended to a `Vec<u8>` through its spare capacity: the length lives in the
+//! cursor and is stored into the Vec once, when the cursor is dropped. Each piece checks its
+//! room (a compare and a branch; growing is a cold call): sound piece by piece, where one bound
+//! reserved per line would have to be kept right by hand for every key. Short copies are made
+//! with overlapping fixed-size loads and stores instead of a `memcpy` call, strings are checked
+//! for characters to escape as they are copied (the same registers), and integers are written
+//! straight into the room, two digits at a time. `Vec::extend_from_slice` per piece (a capacity
+//! check, a length update and a `memcpy` call each) and `itoa` (digits into its buffer, then
+//! copied) were a third of the line writer.
 
 use std::ptr;
 
