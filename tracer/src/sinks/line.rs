@@ -9,7 +9,7 @@
 
 use std::{io::Write as _, net::Ipv4Addr};
 
-use chrono::{DateTime, SecondsFormat, Timelike as _, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, SecondsFormat, Timelike as _, Utc};
 
 use self::cursor::{Cursor, Integer};
 use crate::{
@@ -22,8 +22,9 @@ use crate::{
 
 /// Writes records as JSON lines; keeps the formatted date and time of the last second seen.
 pub struct LineWriter {
-    /// Unix time of `second`, and its `"YYYY-MM-DDTHH:MM:SS.` (quote and dot included).
-    last_second: Option<i64>,
+    /// The UTC date and second of the day of `second`, and its `"YYYY-MM-DDTHH:MM:SS.` (quote
+    /// and dot included).
+    last_second: Option<(NaiveDate, u32)>,
     second: [u8; 21],
 }
 
@@ -122,11 +123,14 @@ impl LineWriter {
 
     /// `"2026-11-21T11:02:03.104512345Z"`, as `rfc3339_ns` writes it.
     fn ts(&mut self, b: &mut Cursor<'_>, ts: DateTime<Utc>) {
-        let nanos = ts.nanosecond();
-        let second = ts.timestamp();
-        // Four-digit years only (chrono writes others with a sign), no leap second: the fast
-        // path covers every clock this century; the rest are chrono's.
-        if nanos >= 1_000_000_000 || !(0..=253_402_300_799).contains(&second) {
+        // The UTC date and second of the day as stored (`ts.timestamp()` and `ts.nanosecond()`
+        // went through the offset and a days-since-1970 sum, 60 instructions).
+        let naive = ts.naive_utc();
+        let nanos = naive.nanosecond();
+        let second = (naive.date(), naive.num_seconds_from_midnight());
+        // Years 1970 to 9999 only (chrono writes five-digit years with a sign), no leap second:
+        // the fast path covers every clock this century; the rest are chrono's.
+        if nanos >= 1_000_000_000 || !(1970..=9999).contains(&second.0.year()) {
             return string(b, &ts.to_rfc3339_opts(SecondsFormat::Nanos, true));
         }
         if self.last_second != Some(second) {
