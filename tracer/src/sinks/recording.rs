@@ -21,6 +21,7 @@ use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use tracer_common::Syscall;
 
+use self::output::{Counted, Plain};
 use super::{
     Sink,
     args::OutputArgs,
@@ -34,6 +35,8 @@ use crate::{
         naming::{self, Compression},
     },
 };
+
+mod output;
 
 /// Buffered output is written out when it is older than this.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -265,54 +268,6 @@ enum Output {
     Zstd(zstd::Encoder<'static, Counted>),
 }
 
-/// Bytes buffered before a plain recording writes them out: large writes, few system calls.
-const PLAIN_BUFFER: usize = 256 << 10;
-
-/// A plain file and its buffer, which lines are written into in place (a `BufWriter` took a
-/// copy of each line made elsewhere).
-struct Plain {
-    file: Counted,
-    buf: Vec<u8>,
-}
-
-impl Plain {
-    fn new(file: Counted) -> Plain {
-        // Room for the last line past the mark without growing.
-        Plain { file, buf: Vec::with_capacity(PLAIN_BUFFER + (16 << 10)) }
-    }
-
-    /// Appends `record`'s line, whole or not at all; writes the buffer out once it is full.
-    fn line(&mut self, writer: &mut LineWriter, record: RecordRef<'_>) -> io::Result<()> {
-        let start = self.buf.len();
-        if let Err(err) = writer.record(&mut self.buf, record) {
-            self.buf.truncate(start);
-            return Err(err.into());
-        }
-        if self.buf.len() >= PLAIN_BUFFER {
-            self.write_out()?;
-        }
-        Ok(())
-    }
-
-    /// Writes the buffer to the file; on an error, what was written leaves the buffer.
-    fn write_out(&mut self) -> io::Result<()> {
-        let mut done = 0;
-        let result = loop {
-            match self.buf.get(done..) {
-                Some([]) | None => break Ok(()),
-                Some(rest) => match self.file.write(rest) {
-                    Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => done += n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => break Err(err),
-                },
-            }
-        };
-        self.buf.drain(..done);
-        result
-    }
-}
-
 impl Output {
     fn open(
         path: &Path,
@@ -363,13 +318,7 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Output::Plain(p) => {
-                p.buf.extend_from_slice(buf);
-                if p.buf.len() >= PLAIN_BUFFER {
-                    p.write_out()?;
-                }
-                Ok(buf.len())
-            }
+            Output::Plain(p) => p.append(buf).map(|()| buf.len()),
             Output::Zstd(w) => w.write(buf),
         }
     }
@@ -417,25 +366,4 @@ fn prepare_append(
         }
     }
     Ok(())
-}
-
-/// A file that counts the bytes written to it, for rotation (this part) and the status line
-/// (every part).
-struct Counted {
-    file: std::fs::File,
-    bytes: u64,
-    written: Arc<AtomicU64>,
-}
-
-impl Write for Counted {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.bytes += n as u64;
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
 }
