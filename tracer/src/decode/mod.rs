@@ -7,7 +7,9 @@ pub mod sockopt;
 pub mod state;
 mod strerror;
 
-use chrono::{DateTime, Utc};
+use std::cell::Cell;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
     PendingCall, ProcessRecord, Syscall, SyscallHead, SyscallView,
@@ -25,11 +27,17 @@ use names::{
 };
 
 /// Converts kernel timestamps (CLOCK_MONOTONIC, what bpf_ktime_get_ns returns) to wall time.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Clock {
     /// realtime - monotonic, in ns, sampled once at start.
     offset_ns: i128,
+    /// The last day a time fell on (days since the epoch) and its date: the calendar is
+    /// worked out once a day, not for every event.
+    day: Cell<(i64, NaiveDate)>,
 }
+
+const NS_PER_SEC: i64 = 1_000_000_000;
+const SECS_PER_DAY: i64 = 86_400;
 
 impl Clock {
     pub fn now() -> anyhow::Result<Self> {
@@ -38,12 +46,29 @@ impl Clock {
         let ns = |t: nix::sys::time::TimeSpec| {
             i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
         };
-        Ok(Clock { offset_ns: ns(real) - ns(mono) })
+        Ok(Clock::with_offset(ns(real) - ns(mono)))
     }
 
+    /// Wall time = kernel time + `offset_ns`.
+    pub fn with_offset(offset_ns: i128) -> Self {
+        Clock { offset_ns, day: Cell::new((i64::MIN, NaiveDate::MIN)) }
+    }
+
+    /// What `DateTime::from_timestamp_nanos` gives, with the date taken from the last call's
+    /// when the day is the same.
     pub fn wall(&self, ktime_ns: u64) -> DateTime<Utc> {
-        let ns = i128::from(ktime_ns) + self.offset_ns;
-        DateTime::from_timestamp_nanos(i64::try_from(ns).unwrap_or(i64::MAX))
+        let ns = i64::try_from(i128::from(ktime_ns) + self.offset_ns).unwrap_or(i64::MAX);
+        let (secs, nanos) = (ns.div_euclid(NS_PER_SEC), ns.rem_euclid(NS_PER_SEC) as u32);
+        let (days, in_day) = (secs.div_euclid(SECS_PER_DAY), secs.rem_euclid(SECS_PER_DAY) as u32);
+        let (cached, mut date) = self.day.get();
+        if cached != days {
+            date = DateTime::from_timestamp_nanos(ns).date_naive();
+            self.day.set((days, date));
+        }
+        match NaiveTime::from_num_seconds_from_midnight_opt(in_day, nanos) {
+            Some(time) => NaiveDateTime::new(date, time).and_utc(),
+            None => DateTime::from_timestamp_nanos(ns),
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use chrono::DateTime;
 use crate::event::{KnownAddr, OptValue, SockAddr};
 use tracer_common::{Header, RecordKind};
 
@@ -57,7 +58,29 @@ fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> Rec {
 }
 
 fn clock() -> Clock {
-    Clock { offset_ns: 0 }
+    Clock::with_offset(0)
+}
+
+/// The date kept from the last call gives the times `from_timestamp_nanos` gives: within a
+/// day, across midnight (both ways), before 1970, at the ends of the range.
+#[test]
+fn wall_time_is_chronos_across_days() {
+    let day = 86_400 * 1_000_000_000_i64;
+    let at = |offset_ns: i128, ktimes: &[u64]| {
+        let clock = Clock::with_offset(offset_ns);
+        for &k in ktimes {
+            let ns = i64::try_from(i128::from(k) + offset_ns).unwrap_or(i64::MAX);
+            assert_eq!(clock.wall(k), DateTime::from_timestamp_nanos(ns), "{offset_ns} + {k}");
+        }
+    };
+    let today = 1_764_650_000 * 1_000_000_000_i128;
+    let ks = [0, 1, 5_000, 999_999_999, 1_000_000_000, 3_600_000_000_123, 86_399_999_999_999];
+    at(today, &ks);
+    let to_midnight = (day as i128 - today.rem_euclid(day as i128)) as u64;
+    at(today, &[to_midnight - 1, to_midnight, to_midnight + 1, to_midnight - 1, 5, to_midnight]);
+    at(-(day as i128) * 400, &[0, 1, day as u64 - 1, day as u64, 2 * day as u64 + 7, 3]);
+    at(i128::from(i64::MAX) - 10, &[0, 9, 10, 11, u64::MAX]);
+    at(i128::from(i64::MIN), &[0, 1, day as u64]);
 }
 
 #[test]
