@@ -1,6 +1,6 @@
 use super::*;
-use chrono::DateTime;
 use crate::event::{KnownAddr, OptValue, SockAddr};
+use chrono::DateTime;
 use tracer_common::{Header, RecordKind};
 
 /// A record with full tails, as the tests build it; the head's fields are reached through it.

@@ -7,6 +7,8 @@
 //! /proc (through [`SocketLookup`]); an fd that dup2 replaced keeps its old entry until a call on
 //! it fails with EBADF/ENOTSOCK or the fd is closed or reused by socket/accept.
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashMapExt as _};
 
 use tracer_common::Syscall;
@@ -41,7 +43,9 @@ impl SocketLookup for NoLookup {
 }
 
 pub struct FdTable {
-    procs: HashMap<u32, HashMap<i32, SocketInfo>>,
+    /// Each entry shared with the events that show it (changed in place when no event holds
+    /// it any more, which is the usual case: copied on write otherwise).
+    procs: HashMap<u32, HashMap<i32, Arc<SocketInfo>>>,
     /// comm and network namespace of each process, as of its last event.
     who: HashMap<u32, (Comm, Option<u32>)>,
     /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
@@ -75,12 +79,17 @@ impl FdTable {
         let table = self.procs.entry(pid).or_default();
         for sock in sockets {
             if let Some(fd) = sock.fd {
-                table.insert(fd, sock.clone());
+                table.insert(fd, Arc::new(sock.clone()));
             }
         }
     }
 
     pub fn get(&self, pid: u32, fd: i32) -> Option<&SocketInfo> {
+        self.shared(pid, fd).map(Arc::as_ref)
+    }
+
+    /// The entry for `fd` of `pid`, to be held by a record.
+    pub fn shared(&self, pid: u32, fd: i32) -> Option<&Arc<SocketInfo>> {
         self.procs.get(&pid)?.get(&fd)
     }
 
@@ -120,8 +129,8 @@ impl FdTable {
     }
 
     /// What `fd` of `pid` is (looked up in /proc the first time it is seen).
-    pub fn socket(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
-        self.entry(pid, fd).map(|sock| sock.clone())
+    pub fn socket(&mut self, pid: u32, fd: i32) -> Option<Arc<SocketInfo>> {
+        self.entry(pid, fd).map(|sock| Arc::clone(sock))
     }
 
     /// The non-blocking connect under way on `fd` of `pid`, if any.
@@ -143,11 +152,11 @@ impl FdTable {
     }
 
     /// The entry for `fd`, looked up in /proc the first time it is seen.
-    fn entry(&mut self, pid: u32, fd: i32) -> Option<&mut SocketInfo> {
+    fn entry(&mut self, pid: u32, fd: i32) -> Option<&mut Arc<SocketInfo>> {
         let known = self.procs.get(&pid).is_some_and(|t| t.contains_key(&fd));
         if !known {
             let found = self.lookup.describe(pid, fd)?;
-            self.procs.entry(pid).or_default().insert(fd, found);
+            self.procs.entry(pid).or_default().insert(fd, Arc::new(found));
         }
         self.procs.get_mut(&pid)?.get_mut(&fd)
     }
@@ -229,15 +238,15 @@ impl FdTable {
         match ev.syscall {
             Syscall::Socket => {
                 if let Some(fd) = ret_fd {
-                    let sock = SocketInfo {
+                    let sock = Arc::new(SocketInfo {
                         fd: Some(fd),
                         family: a.domain.clone().unwrap_or_default(),
                         sock_type: a.sock_type.clone(),
                         protocol: a.protocol.clone(),
                         flags: a.flags.clone(),
                         ..SocketInfo::default()
-                    };
-                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    });
+                    self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
                     self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
@@ -250,7 +259,7 @@ impl FdTable {
                         None => fds.map(|fd| self.lookup.inode(pid, fd)),
                     };
                     for (i, fd) in fds.into_iter().enumerate() {
-                        let sock = SocketInfo {
+                        let sock = Arc::new(SocketInfo {
                             inode: inodes[i],
                             peer_inode: inodes[1 - i],
                             fd: Some(fd),
@@ -262,10 +271,10 @@ impl FdTable {
                                 a.sock_type.as_deref(),
                             )),
                             ..SocketInfo::default()
-                        };
+                        });
                         // The event describes the first end; the text shows both.
                         if i == 0 {
-                            ev.sock = Some(sock.clone());
+                            ev.sock = Some(Arc::clone(&sock));
                         }
                         self.procs.entry(pid).or_default().insert(fd, sock);
                         self.connecting.remove(&(pid, fd));
@@ -277,18 +286,18 @@ impl FdTable {
                 if let Some(fd) = ret_fd {
                     let family = listener.as_ref().map(|l| l.family.clone()).unwrap_or_default();
                     let sock_type = listener.as_ref().and_then(|l| l.sock_type.clone());
-                    let sock = SocketInfo {
+                    let sock = Arc::new(SocketInfo {
                         fd: Some(fd),
                         state: Some(SockState::connected(&family, sock_type.as_deref())),
                         family,
                         sock_type,
                         protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
                         flags: a.flags.clone().filter(|f| f != "0"),
-                        local: listener.and_then(|l| l.local),
+                        local: listener.and_then(|l| l.local.clone()),
                         peer: a.addr.clone(),
                         ..SocketInfo::default()
-                    };
-                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
+                    });
+                    self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
                     self.connecting.remove(&(pid, fd));
                     ev.sock = Some(sock);
                 }
@@ -326,7 +335,9 @@ impl FdTable {
                     None if connected => self.local_after_connect(pid, fd, addr.as_ref()),
                     None => None,
                 };
-                let Some(sock) = self.entry(pid, fd) else { return };
+                let Some(entry) = self.entry(pid, fd) else { return };
+                // The last event that showed it is gone, as a rule: changed in place.
+                let sock = Arc::make_mut(entry);
                 if local.is_some() {
                     sock.local = local;
                 }
@@ -353,10 +364,11 @@ impl FdTable {
                     sock.state =
                         Some(SockState::connected(&sock.family, sock.sock_type.as_deref()));
                 }
-                ev.sock = Some(sock.clone());
+                ev.sock = Some(Arc::clone(entry));
                 // The connect failed: the socket is connected nowhere (the event still shows
-                // where it was going).
+                // where it was going): the table's entry is copied from the event's.
                 if settled == Some(false) {
+                    let sock = Arc::make_mut(entry);
                     sock.peer = None;
                     sock.state = Some(SockState::Closed);
                 }

@@ -88,7 +88,7 @@ impl Enricher {
             b.ns = namespaces.of(b.pid);
         }
         if b.sock.is_none() {
-            b.sock = b.args.fd.and_then(|fd| self.fds.get(b.pid, fd)).cloned();
+            b.sock = b.args.fd.and_then(|fd| self.fds.shared(b.pid, fd)).cloned();
         }
     }
 
