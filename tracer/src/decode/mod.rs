@@ -7,8 +7,6 @@ pub mod sockopt;
 pub mod state;
 mod strerror;
 
-use std::cell::Cell;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use nix::time::{ClockId, clock_gettime};
 use tracer_common::{
@@ -27,13 +25,10 @@ use names::{
 };
 
 /// Converts kernel timestamps (CLOCK_MONOTONIC, what bpf_ktime_get_ns returns) to wall time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Clock {
     /// realtime - monotonic, in ns, sampled once at start.
     offset_ns: i128,
-    /// The last day a time fell on (days since the epoch) and its date: the calendar is
-    /// worked out once a day, not for every event.
-    day: Cell<(i64, NaiveDate)>,
 }
 
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -46,29 +41,59 @@ impl Clock {
         let ns = |t: nix::sys::time::TimeSpec| {
             i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
         };
-        Ok(Clock::with_offset(ns(real) - ns(mono)))
+        Ok(Clock { offset_ns: ns(real) - ns(mono) })
     }
 
     /// Wall time = kernel time + `offset_ns`.
+    #[cfg(test)]
     pub fn with_offset(offset_ns: i128) -> Self {
-        Clock { offset_ns, day: Cell::new((i64::MIN, NaiveDate::MIN)) }
+        Clock { offset_ns }
     }
 
-    /// What `DateTime::from_timestamp_nanos` gives, with the date taken from the last call's
-    /// when the day is the same.
+    fn wall_ns(&self, ktime_ns: u64) -> i64 {
+        i64::try_from(i128::from(ktime_ns) + self.offset_ns).unwrap_or(i64::MAX)
+    }
+
     pub fn wall(&self, ktime_ns: u64) -> DateTime<Utc> {
-        let ns = i64::try_from(i128::from(ktime_ns) + self.offset_ns).unwrap_or(i64::MAX);
+        DateTime::from_timestamp_nanos(self.wall_ns(ktime_ns))
+    }
+
+    /// What [`Clock::wall`] gives, with the date taken from `recent` when the day is the one
+    /// it holds (chrono's calendar is worked out once a day, not for every event).
+    pub fn wall_within(&self, ktime_ns: u64, recent: &mut Recent) -> DateTime<Utc> {
+        let ns = self.wall_ns(ktime_ns);
         let (secs, nanos) = (ns.div_euclid(NS_PER_SEC), ns.rem_euclid(NS_PER_SEC) as u32);
         let (days, in_day) = (secs.div_euclid(SECS_PER_DAY), secs.rem_euclid(SECS_PER_DAY) as u32);
-        let (cached, mut date) = self.day.get();
-        if cached != days {
-            date = DateTime::from_timestamp_nanos(ns).date_naive();
-            self.day.set((days, date));
-        }
+        let date = match recent.day {
+            Some((day, date)) if day == days => date,
+            _ => {
+                let date = DateTime::from_timestamp_nanos(ns).date_naive();
+                recent.day = Some((days, date));
+                date
+            }
+        };
         match NaiveTime::from_num_seconds_from_midnight_opt(in_day, nanos) {
             Some(time) => NaiveDateTime::new(date, time).and_utc(),
             None => DateTime::from_timestamp_nanos(ns),
         }
+    }
+}
+
+/// What the reader decoded last, kept for the next record: its day's date, and the comm the
+/// kernel sent and its text (a process's calls come in runs).
+#[derive(Debug, Default)]
+pub struct Recent {
+    day: Option<(i64, NaiveDate)>,
+    comm: ([u8; 16], Comm),
+}
+
+impl Recent {
+    /// `raw` as text, decoded again only when it is not the last one's.
+    fn comm(&mut self, raw: &[u8; 16]) -> Comm {
+        if *raw != self.comm.0 {
+            self.comm = (*raw, comm_inline(raw));
+        }
+        self.comm.1.clone()
     }
 }
 
@@ -136,6 +161,15 @@ fn signal_name(signal: u32) -> String {
 /// Decodes one syscall record; `None` for an unknown syscall id (a newer kernel object).
 /// Boxed where it is made: the event is large and passed on by pointer (see `source::Record`).
 pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Box<Event>> {
+    decode_after(view, clock, &mut Recent::default())
+}
+
+/// [`decode`], for a record that follows those `recent` has seen (the reader's stream).
+pub fn decode_after(
+    view: &SyscallView<'_>,
+    clock: &Clock,
+    recent: &mut Recent,
+) -> Option<Box<Event>> {
     let rec = &view.head;
     let syscall = Syscall::from_id(rec.syscall)?;
     let no_entry = rec.flags & FLAG_NO_ENTRY != 0;
@@ -146,52 +180,63 @@ pub fn decode(view: &SyscallView<'_>, clock: &Clock) -> Option<Box<Event>> {
     });
     let args_known = !no_entry && rec.flags & FLAG_NO_ARGS == 0;
     let from_socket = rec.flags & FLAG_FROM_SOCKET != 0;
-    Some(Box::new(Event {
-        ts: clock.wall(rec.ts_ns),
-        ts_ns: rec.ts_ns,
-        pid: rec.tgid,
-        tid: rec.tid,
-        comm: comm_inline(&rec.comm),
-        uid: rec.uid,
-        gid: rec.gid,
-        cgroup_id: rec.cgroup_id,
-        syscall,
-        args: if args_known { args(syscall, view) } else { Args::default() },
-        ret: rec.ret,
-        errno: Errno::from_ret(rec.ret),
-        duration_ns: (!no_entry && refused_by.is_none()).then_some(rec.duration_ns),
-        in_flight_at_attach: no_entry,
-        // Set by the enrich stage, which knows the fd's pending connect.
-        async_error: None,
-        connect: None,
-        refused_by,
-        // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
-        ns: (rec.ns.net != 0).then_some(Namespaces {
-            net: rec.ns.net,
-            mnt: rec.ns.mnt,
-            pid: rec.ns.pid,
-            user: rec.ns.user,
-            uts: rec.ns.uts,
-        }),
-        cgroup: None,
-        sock: None,
-        cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
-        context_only: rec.flags & FLAG_CONTEXT != 0,
-        bound: (syscall == Syscall::Connect && from_socket)
-            .then(|| sockaddr::decode(view.value_copied()))
-            .flatten(),
-        pair_inodes: (syscall == Syscall::Socketpair && from_socket).then(|| {
-            let ino = |at: usize| {
-                view.value
-                    .get(at..at + 8)
-                    .and_then(|b| b.try_into().ok())
-                    .map_or(0, u64::from_ne_bytes)
-            };
-            [ino(8), ino(16)]
-        }),
-        blocked: false,
-        anomalies: Vec::new(),
-    }))
+    let (ts, comm) = (clock.wall_within(rec.ts_ns, recent), recent.comm(&rec.comm));
+    let bound = (syscall == Syscall::Connect && from_socket)
+        .then(|| sockaddr::decode(view.value_copied()))
+        .flatten();
+    let pair_inodes = (syscall == Syscall::Socketpair && from_socket).then(|| {
+        let ino = |at: usize| {
+            view.value.get(at..at + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_ne_bytes)
+        };
+        [ino(8), ino(16)]
+    });
+    // Allocated first, then written with values only (no call that could unwind in between):
+    // the event is built in its box, not on the stack and copied there, as
+    // `Box::new(Event { .. })` does; its arguments are filled in there too.
+    let boxed = Box::<Event>::new_uninit();
+    let mut ev = Box::write(
+        boxed,
+        Event {
+            ts,
+            ts_ns: rec.ts_ns,
+            pid: rec.tgid,
+            tid: rec.tid,
+            comm,
+            uid: rec.uid,
+            gid: rec.gid,
+            cgroup_id: rec.cgroup_id,
+            syscall,
+            args: Args::default(),
+            ret: rec.ret,
+            errno: Errno::from_ret(rec.ret),
+            duration_ns: (!no_entry && refused_by.is_none()).then_some(rec.duration_ns),
+            in_flight_at_attach: no_entry,
+            // Set by the enrich stage, which knows the fd's pending connect.
+            async_error: None,
+            connect: None,
+            refused_by,
+            // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
+            ns: (rec.ns.net != 0).then_some(Namespaces {
+                net: rec.ns.net,
+                mnt: rec.ns.mnt,
+                pid: rec.ns.pid,
+                user: rec.ns.user,
+                uts: rec.ns.uts,
+            }),
+            cgroup: None,
+            sock: None,
+            cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
+            context_only: rec.flags & FLAG_CONTEXT != 0,
+            bound,
+            pair_inodes,
+            blocked: false,
+            anomalies: Vec::new(),
+        },
+    );
+    if args_known {
+        fill_args(&mut ev.args, syscall, view);
+    }
+    Some(ev)
 }
 
 /// The arguments of a call still in progress: its raw arguments (from the kernel's record of
@@ -211,6 +256,14 @@ pub fn pending_args(syscall: Syscall, raw: [u64; 6], addr: &[u8]) -> Args {
 }
 
 fn args(syscall: Syscall, view: &SyscallView<'_>) -> Args {
+    let mut args = Args::default();
+    fill_args(&mut args, syscall, view);
+    args
+}
+
+/// Sets the arguments `syscall` has in `out` (empty when called): field by field, so that the
+/// reader writes them in the event's box, not on the stack to be copied there.
+fn fill_args(out: &mut Args, syscall: Syscall, view: &SyscallView<'_>) {
     let rec = &view.head;
     let a = rec.args;
     let int = |i: usize| a[i] as i32;
@@ -222,53 +275,46 @@ fn args(syscall: Syscall, view: &SyscallView<'_>) -> Args {
             let domain = i64::from(int(0));
             let ty = i64::from(int(1));
             let type_flags = ty & !SOCK_TYPE_MASK;
-            let fds = (syscall == Syscall::Socketpair && succeeded && value_bytes.len() == 8)
+            out.domain = Some(name_or_number(FAMILIES, domain));
+            out.sock_type = Some(name_or_number(SOCK_TYPES, ty & SOCK_TYPE_MASK));
+            out.flags = (type_flags != 0).then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, type_flags));
+            out.protocol = Some(name_or_number(protocols_of(domain), i64::from(int(2))));
+            out.fds = (syscall == Syscall::Socketpair && succeeded && value_bytes.len() == 8)
                 .then(|| [int_at(value_bytes, 0), int_at(value_bytes, 4)]);
-            Args {
-                domain: Some(name_or_number(FAMILIES, domain)),
-                sock_type: Some(name_or_number(SOCK_TYPES, ty & SOCK_TYPE_MASK)),
-                flags: (type_flags != 0).then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, type_flags)),
-                protocol: Some(name_or_number(protocols_of(domain), i64::from(int(2)))),
-                fds,
-                ..Args::default()
-            }
         }
-        Syscall::Bind | Syscall::Connect => Args {
-            fd,
-            addr: sockaddr::decode(addr_bytes),
-            addrlen: Some(int(2) as u32),
-            ..Args::default()
-        },
-        Syscall::Listen => Args { fd, backlog: Some(int(1)), ..Args::default() },
-        Syscall::Accept | Syscall::Accept4 | Syscall::Getsockname | Syscall::Getpeername => Args {
-            fd,
-            addr: if succeeded { sockaddr::decode(addr_bytes) } else { None },
-            addrlen: (succeeded && a[1] != 0).then_some(rec.addr_len),
-            flags: (syscall == Syscall::Accept4)
-                .then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, i64::from(int(3)))),
-            ..Args::default()
-        },
+        Syscall::Bind | Syscall::Connect => {
+            out.fd = fd;
+            out.addr = sockaddr::decode(addr_bytes);
+            out.addrlen = Some(int(2) as u32);
+        }
+        Syscall::Listen => {
+            out.fd = fd;
+            out.backlog = Some(int(1));
+        }
+        Syscall::Accept | Syscall::Accept4 | Syscall::Getsockname | Syscall::Getpeername => {
+            out.fd = fd;
+            out.addr = if succeeded { sockaddr::decode(addr_bytes) } else { None };
+            out.addrlen = (succeeded && a[1] != 0).then_some(rec.addr_len);
+            out.flags = (syscall == Syscall::Accept4)
+                .then(|| flags(SOCK_FLAGS, SOCK_FLAG_SETS, i64::from(int(3))));
+        }
         Syscall::Getsockopt | Syscall::Setsockopt => {
             let level = i64::from(int(1));
             let optname = i64::from(int(2));
             // getsockopt's value exists only when the call succeeded; setsockopt's was passed in.
             let has_value = syscall == Syscall::Setsockopt || rec.ret == 0;
-            Args {
-                fd,
-                level: Some(name_or_number(LEVELS, level)),
-                optname: Some(name_or_number(options_at(level), optname)),
-                optlen: has_value.then_some(rec.value_len),
-                value: (has_value && a[3] != 0)
-                    .then(|| sockopt::decode(level, optname, value_bytes, rec.value_len)),
-                ..Args::default()
-            }
+            out.fd = fd;
+            out.level = Some(name_or_number(LEVELS, level));
+            out.optname = Some(name_or_number(options_at(level), optname));
+            out.optlen = has_value.then_some(rec.value_len);
+            out.value = (has_value && a[3] != 0)
+                .then(|| sockopt::decode(level, optname, value_bytes, rec.value_len));
         }
-        Syscall::Shutdown => Args {
-            fd,
-            how: Some(name_or_number(SHUTDOWN_HOW, i64::from(int(1)))),
-            ..Args::default()
-        },
-        Syscall::Close => Args { fd, ..Args::default() },
+        Syscall::Shutdown => {
+            out.fd = fd;
+            out.how = Some(name_or_number(SHUTDOWN_HOW, i64::from(int(1))));
+        }
+        Syscall::Close => out.fd = fd,
     }
 }
 

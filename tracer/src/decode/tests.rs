@@ -61,16 +61,18 @@ fn clock() -> Clock {
     Clock::with_offset(0)
 }
 
-/// The date kept from the last call gives the times `from_timestamp_nanos` gives: within a
+/// The date kept from the last record gives the times `from_timestamp_nanos` gives: within a
 /// day, across midnight (both ways), before 1970, at the ends of the range.
 #[test]
 fn wall_time_is_chronos_across_days() {
     let day = 86_400 * 1_000_000_000_i64;
     let at = |offset_ns: i128, ktimes: &[u64]| {
-        let clock = Clock::with_offset(offset_ns);
+        let (clock, mut recent) = (Clock::with_offset(offset_ns), Recent::default());
         for &k in ktimes {
             let ns = i64::try_from(i128::from(k) + offset_ns).unwrap_or(i64::MAX);
-            assert_eq!(clock.wall(k), DateTime::from_timestamp_nanos(ns), "{offset_ns} + {k}");
+            let wall = clock.wall_within(k, &mut recent);
+            assert_eq!(wall, DateTime::from_timestamp_nanos(ns), "{offset_ns} + {k}");
+            assert_eq!(wall, clock.wall(k));
         }
     };
     let today = 1_764_650_000 * 1_000_000_000_i128;
@@ -81,6 +83,39 @@ fn wall_time_is_chronos_across_days() {
     at(-(day as i128) * 400, &[0, 1, day as u64 - 1, day as u64, 2 * day as u64 + 7, 3]);
     at(i128::from(i64::MAX) - 10, &[0, 9, 10, 11, u64::MAX]);
     at(i128::from(i64::MIN), &[0, 1, day as u64]);
+}
+
+/// The reader's stream, each record decoded after the ones before it, gives each record's own
+/// comm and time: a comm or a day that changes is not taken from the record before.
+#[test]
+fn records_decoded_in_a_stream_are_decoded_alone() {
+    let (clock, mut recent) =
+        (Clock::with_offset(1_764_650_000 * 1_000_000_000), Recent::default());
+    let day = 86_400 * 1_000_000_000;
+    let mut stream = Vec::new();
+    for (comm, ts_ns) in [
+        (&b"server"[..], 5),
+        (b"server", 7),
+        (b"", 8),
+        (b"client-with-15c", 9),
+        (b"client-with-15c", day + 9),
+        (b"server", day + 10),
+        (b"\xff\xfeodd", 2 * day),
+        (b"server", 3),
+    ] {
+        let mut rec = record(Syscall::Close, [3, 0, 0, 0, 0, 0], 0);
+        rec.comm = [0; 16];
+        rec.comm[..comm.len()].copy_from_slice(comm);
+        rec.ts_ns = ts_ns;
+        let view = SyscallView { head: rec.head, addr: &rec.addr, value: &rec.value };
+        let alone = super::decode(&view, &clock).unwrap();
+        let after = decode_after(&view, &clock, &mut recent).unwrap();
+        assert_eq!(after, alone);
+        stream.push((after.comm.to_string(), after.ts));
+    }
+    assert_eq!(stream[3].0, "client-with-15c");
+    assert_eq!(stream[6].0, "\u{fffd}\u{fffd}odd");
+    assert_eq!(stream[7].0, "server");
 }
 
 #[test]

@@ -38,10 +38,8 @@ pub struct Detector {
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
-    /// The last traced call on each (pid, fd), for `previous_syscall`.
-    previous: HashMap<(u32, i32), Syscall>,
-    /// When each (pid, fd) last connected (or started connecting), for `connected_at_least`.
-    connected: HashMap<(u32, i32), u64>,
+    /// What the trace saw last on each (pid, fd) (one look-up per event for both).
+    seen: HashMap<(u32, i32), Seen>,
     /// Each process's resolver timeout, read at its first connect while it surely lives (a
     /// short-lived client has often exited when its last close is judged); only when a rule
     /// asks for `connected_at_least = "resolver_timeout"`.
@@ -82,8 +80,7 @@ impl Detector {
             env,
             system,
             initial_net,
-            previous: HashMap::new(),
-            connected: HashMap::new(),
+            seen: HashMap::new(),
             resolver_timeouts,
             reported: Reported::default(),
         }
@@ -94,8 +91,7 @@ impl Detector {
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
         self.reported.start();
         let fd = ev.args.fd;
-        let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
-        let connected = fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        let (previous, connected) = self.seen(ev.pid, fd);
         self.judge(ev, traced, previous, connected);
         // The failure of a non-blocking connect, reported by this call: the connect rules
         // judge it as the connect that failed (same ids, details and fixes).
@@ -116,26 +112,20 @@ impl Detector {
         if let Some(fd) = fd {
             if ev.syscall == Syscall::Close {
                 self.reported.close((ev.pid, fd));
+                self.seen.remove(&(ev.pid, fd));
+                return;
             }
-            match ev.syscall {
-                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
-                syscall => self.previous.insert((ev.pid, fd), syscall),
-            };
-            match ev.syscall {
-                Syscall::Close => {
-                    self.connected.remove(&(ev.pid, fd));
+            let seen = self.seen.entry((ev.pid, fd)).or_default();
+            seen.previous = Some(ev.syscall);
+            // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
+            if ev.syscall == Syscall::Connect && !ev.failed() {
+                seen.connected = Some(ev.ts_ns);
+                if let Some(timeouts) = &mut self.resolver_timeouts
+                    && !timeouts.contains_key(&ev.pid)
+                {
+                    let timeout = environ::resolver_timeout(ev, self.system.as_mut());
+                    timeouts.insert(ev.pid, timeout);
                 }
-                // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
-                Syscall::Connect if !ev.failed() => {
-                    self.connected.insert((ev.pid, fd), ev.ts_ns);
-                    if let Some(timeouts) = &mut self.resolver_timeouts
-                        && !timeouts.contains_key(&ev.pid)
-                    {
-                        let timeout = environ::resolver_timeout(ev, self.system.as_mut());
-                        timeouts.insert(ev.pid, timeout);
-                    }
-                }
-                _ => {}
             }
         }
     }
@@ -144,7 +134,7 @@ impl Detector {
     /// `SocketError`), as a connect that just failed.
     pub fn judge_failed_connect(&mut self, ev: &mut Event, traced: &FdTable) {
         self.reported.start();
-        let connected = ev.args.fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        let (_, connected) = self.seen(ev.pid, ev.args.fd);
         self.judge(ev, traced, Some(Syscall::Connect), connected);
         // The call that reads the error may have carried the findings already (when it came
         // first); the connect is the one the fd table still waits on, else the last one seen.
@@ -165,10 +155,15 @@ impl Detector {
     /// Adds the findings of the rules written for calls in progress (`blocked = true`).
     pub fn detect_blocked(&mut self, b: &mut Blocked, traced: &FdTable) {
         let mut ev = b.as_event();
-        let previous = b.args.fd.and_then(|fd| self.previous.get(&(b.pid, fd)).copied());
-        let connected = b.args.fd.and_then(|fd| self.connected.get(&(b.pid, fd)).copied());
+        let (previous, connected) = self.seen(b.pid, b.args.fd);
         self.judge(&mut ev, traced, previous, connected);
         b.anomalies = ev.anomalies;
+    }
+
+    /// The previous call on `fd` of `pid` and when it last connected.
+    fn seen(&self, pid: u32, fd: Option<i32>) -> (Option<Syscall>, Option<u64>) {
+        let seen = fd.and_then(|fd| self.seen.get(&(pid, fd)));
+        (seen.and_then(|s| s.previous), seen.and_then(|s| s.connected))
     }
 
     fn judge(
@@ -225,13 +220,21 @@ impl Detector {
 
     /// A process exited: forget its fds.
     pub fn exit(&mut self, pid: u32) {
-        self.previous.retain(|(p, _), _| *p != pid);
-        self.connected.retain(|(p, _), _| *p != pid);
+        self.seen.retain(|(p, _), _| *p != pid);
         self.reported.exit(pid);
         if let Some(timeouts) = &mut self.resolver_timeouts {
             timeouts.remove(&pid);
         }
     }
+}
+
+/// What the trace saw last on an fd; forgotten when it is closed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The last traced call on it, for `previous_syscall`.
+    previous: Option<Syscall>,
+    /// When it last connected (or started connecting), for `connected_at_least`.
+    connected: Option<u64>,
 }
 
 /// A call that reports the failure of a non-blocking connect (getsockopt(SO_ERROR)), seen as
