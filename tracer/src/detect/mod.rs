@@ -31,10 +31,13 @@ use vocabulary::Matcher;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
-    /// By syscall id, the rules that may fire on it (indices into `rules`, in file order), for
-    /// finished calls ([0]) and calls in progress ([1]): an event passes over no other rule,
-    /// and most calls (socket, setsockopt...) over none.
-    rules_for: [Vec<Vec<usize>>; 2],
+    /// The rules that may fire on an event (indices into `rules`, in file order), by what the
+    /// event is ([`Detector::kind`]: a call in progress or finished, with an errno or not,
+    /// refused or not, its syscall id): an event passes over no other rule, and most (a
+    /// socket, a setsockopt, any call that succeeded...) over none.
+    rules_for: Vec<Vec<usize>>,
+    /// The syscall ids `rules_for` has room for.
+    ids: usize,
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
@@ -62,20 +65,27 @@ impl Detector {
             .iter()
             .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
             .then(HashMap::new);
-        let rules_for = |blocked: bool| -> Vec<Vec<usize>> {
-            let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
-            (0..ids)
-                .map(|id| {
-                    let fires = |r: &&Rule| {
-                        Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
-                            && r.judges_blocked() == blocked
-                    };
-                    rules.iter().enumerate().filter(|(_, r)| fires(r)).map(|(i, _)| i).collect()
-                })
-                .collect()
-        };
+        let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
+        // In the order of `kind`'s numbers: blocked, errno, refused, then the syscall id.
+        let mut rules_for = Vec::with_capacity(8 * ids);
+        for blocked in [false, true] {
+            for errno in [false, true] {
+                for refused in [false, true] {
+                    for id in 0..ids {
+                        let fires = |r: &&Rule| {
+                            Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
+                                && r.judges_blocked() == blocked
+                                && r.may_fire_with(errno, refused)
+                        };
+                        let list = rules.iter().enumerate().filter(|(_, r)| fires(r));
+                        rules_for.push(list.map(|(i, _)| i).collect());
+                    }
+                }
+            }
+        }
         Detector {
-            rules_for: [rules_for(false), rules_for(true)],
+            rules_for,
+            ids,
             rules,
             env,
             system,
@@ -160,6 +170,18 @@ impl Detector {
         b.anomalies = ev.anomalies;
     }
 
+    /// Where the rules that may fire on `ev` are listed in `rules_for`.
+    fn kind(&self, ev: &Event) -> usize {
+        let (id, ids) = (ev.syscall as usize, self.ids);
+        if id >= ids {
+            return usize::MAX;
+        }
+        let class = usize::from(ev.blocked) * 4
+            + usize::from(ev.errno.is_some()) * 2
+            + usize::from(ev.refused_by.is_some());
+        class * ids + id
+    }
+
     /// The previous call on `fd` of `pid` and when it last connected.
     fn seen(&self, pid: u32, fd: Option<i32>) -> (Option<Syscall>, Option<u64>) {
         let seen = fd.and_then(|fd| self.seen.get(&(pid, fd)));
@@ -173,9 +195,7 @@ impl Detector {
         previous: Option<Syscall>,
         connected_ns: Option<u64>,
     ) {
-        let candidates = self.rules_for[usize::from(ev.blocked)]
-            .get(ev.syscall as usize)
-            .map_or(&[][..], Vec::as_slice);
+        let candidates = self.rules_for.get(self.kind(ev)).map_or(&[][..], Vec::as_slice);
         if candidates.is_empty() {
             return;
         }
