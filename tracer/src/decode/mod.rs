@@ -79,15 +79,22 @@ impl Clock {
     }
 }
 
-/// What the reader decoded last, kept for the next record: its day's date, and the comm the
-/// kernel sent and its text (a process's calls come in runs).
+/// What the reader decoded last, kept for the next record: its day's date, the comm the
+/// kernel sent and its text (a process's calls come in runs), the event's box once used.
 #[derive(Debug, Default)]
 pub struct Recent {
     day: Option<(i64, NaiveDate)>,
     comm: ([u8; 16], Comm),
+    /// The box of an event the pipeline is done with, for the next event.
+    spare: Option<Box<Event>>,
 }
 
 impl Recent {
+    /// `ev` has been through the pipeline: its box carries the next event.
+    pub fn recycle(&mut self, ev: Box<Event>) {
+        self.spare = Some(ev);
+    }
+
     /// `raw` as text, decoded again only when it is not the last one's.
     fn comm(&mut self, raw: &[u8; 16]) -> Comm {
         if *raw != self.comm.0 {
@@ -190,49 +197,103 @@ pub fn decode_after(
         };
         [ino(8), ino(16)]
     });
-    // Allocated first, then written with values only (no call that could unwind in between):
-    // the event is built in its box, not on the stack and copied there, as
-    // `Box::new(Event { .. })` does; its arguments are filled in there too.
-    let boxed = Box::<Event>::new_uninit();
-    let mut ev = Box::write(
-        boxed,
-        Event {
-            ts,
-            ts_ns: rec.ts_ns,
-            pid: rec.tgid,
-            tid: rec.tid,
-            comm,
-            uid: rec.uid,
-            gid: rec.gid,
-            cgroup_id: rec.cgroup_id,
-            syscall,
-            args: Args::default(),
-            ret: rec.ret,
-            errno: Errno::from_ret(rec.ret),
-            duration_ns: (!no_entry && refused_by.is_none()).then_some(rec.duration_ns),
-            in_flight_at_attach: no_entry,
-            // Set by the enrich stage, which knows the fd's pending connect.
-            async_error: None,
-            connect: None,
-            refused_by,
-            // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
-            ns: (rec.ns.net != 0).then_some(Namespaces {
-                net: rec.ns.net,
-                mnt: rec.ns.mnt,
-                pid: rec.ns.pid,
-                user: rec.ns.user,
-                uts: rec.ns.uts,
-            }),
-            cgroup: None,
-            sock: None,
-            cap_effective: (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective),
-            context_only: rec.flags & FLAG_CONTEXT != 0,
-            bound,
-            pair_inodes,
-            blocked: false,
-            anomalies: Vec::new(),
-        },
-    );
+    let (ts_ns, pid, tid, uid, gid, cgroup_id, ret) =
+        (rec.ts_ns, rec.tgid, rec.tid, rec.uid, rec.gid, rec.cgroup_id, rec.ret);
+    let errno = Errno::from_ret(ret);
+    let duration_ns = (!no_entry && refused_by.is_none()).then_some(rec.duration_ns);
+    // All zero when the kernel layout is unknown: the enrich stage falls back to /proc.
+    let ns = (rec.ns.net != 0).then_some(Namespaces {
+        net: rec.ns.net,
+        mnt: rec.ns.mnt,
+        pid: rec.ns.pid,
+        user: rec.ns.user,
+        uts: rec.ns.uts,
+    });
+    let cap_effective = (rec.flags & FLAG_CAPS != 0).then_some(rec.cap_effective);
+    let context_only = rec.flags & FLAG_CONTEXT != 0;
+    let mut ev = match recent.spare.take() {
+        // The last event's box, given back by the pipeline: written over field by field (no
+        // allocation, no free). Every field is named here, so one added to `Event` and not
+        // set fails the build (an unused binding).
+        Some(mut spare) => {
+            let Event {
+                ts: ts_,
+                ts_ns: ts_ns_,
+                pid: pid_,
+                tid: tid_,
+                comm: comm_,
+                uid: uid_,
+                gid: gid_,
+                cgroup_id: cgroup_id_,
+                syscall: syscall_,
+                args: args_,
+                ret: ret_,
+                errno: errno_,
+                duration_ns: duration_ns_,
+                in_flight_at_attach: in_flight_at_attach_,
+                async_error: async_error_,
+                connect: connect_,
+                refused_by: refused_by_,
+                ns: ns_,
+                cgroup: cgroup_,
+                sock: sock_,
+                cap_effective: cap_effective_,
+                context_only: context_only_,
+                bound: bound_,
+                pair_inodes: pair_inodes_,
+                blocked: blocked_,
+                anomalies: anomalies_,
+            } = &mut *spare;
+            (*ts_, *ts_ns_, *pid_, *tid_, *comm_) = (ts, ts_ns, pid, tid, comm);
+            (*uid_, *gid_, *cgroup_id_, *syscall_) = (uid, gid, cgroup_id, syscall);
+            *args_ = Args::default();
+            (*ret_, *errno_, *duration_ns_, *in_flight_at_attach_) =
+                (ret, errno, duration_ns, no_entry);
+            (*async_error_, *connect_, *refused_by_, *ns_) = (None, None, refused_by, ns);
+            (*cgroup_, *sock_, *cap_effective_, *context_only_) =
+                (None, None, cap_effective, context_only);
+            (*bound_, *pair_inodes_, *blocked_) = (bound, pair_inodes, false);
+            // Emptied, its room kept.
+            anomalies_.clear();
+            spare
+        }
+        // Allocated first, then written with values only (no call that could unwind in
+        // between): the event is built in its box, not on the stack and copied there, as
+        // `Box::new(Event { .. })` does.
+        None => Box::write(
+            Box::<Event>::new_uninit(),
+            Event {
+                ts,
+                ts_ns,
+                pid,
+                tid,
+                comm,
+                uid,
+                gid,
+                cgroup_id,
+                syscall,
+                args: Args::default(),
+                ret,
+                errno,
+                duration_ns,
+                in_flight_at_attach: no_entry,
+                // Set by the enrich stage, which knows the fd's pending connect.
+                async_error: None,
+                connect: None,
+                refused_by,
+                ns,
+                cgroup: None,
+                sock: None,
+                cap_effective,
+                context_only,
+                bound,
+                pair_inodes,
+                blocked: false,
+                anomalies: Vec::new(),
+            },
+        ),
+    };
+    // Filled in where they go: the arguments are not copied.
     if args_known {
         fill_args(&mut ev.args, syscall, view);
     }

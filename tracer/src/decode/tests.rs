@@ -85,15 +85,22 @@ fn wall_time_is_chronos_across_days() {
     at(i128::from(i64::MIN), &[0, 1, day as u64]);
 }
 
-/// The reader's stream, each record decoded after the ones before it, gives each record's own
-/// comm and time: a comm or a day that changes is not taken from the record before.
+/// The reader's stream, each record decoded after the ones before it (in the box of the one
+/// before), gives each record's own comm and time: a comm or a day that changes is not taken
+/// from the record before, nor anything else the box held.
 #[test]
 fn records_decoded_in_a_stream_are_decoded_alone() {
     let (clock, mut recent) =
         (Clock::with_offset(1_764_650_000 * 1_000_000_000), Recent::default());
     let day = 86_400 * 1_000_000_000;
     let mut stream = Vec::new();
-    for (comm, ts_ns) in [
+    let calls = [
+        (Syscall::Socket, [2, 1 | 0o4000, 6, 0, 0, 0], 3),
+        (Syscall::Connect, [3, 0, 16, 0, 0, 0], -111),
+        (Syscall::Getsockopt, [3, 1, 4, 1, 1, 0], 0),
+        (Syscall::Close, [3, 0, 0, 0, 0, 0], 0),
+    ];
+    for (i, (comm, ts_ns)) in [
         (&b"server"[..], 5),
         (b"server", 7),
         (b"", 8),
@@ -102,8 +109,12 @@ fn records_decoded_in_a_stream_are_decoded_alone() {
         (b"server", day + 10),
         (b"\xff\xfeodd", 2 * day),
         (b"server", 3),
-    ] {
-        let mut rec = record(Syscall::Close, [3, 0, 0, 0, 0, 0], 0);
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (syscall, args, ret) = calls[i % calls.len()];
+        let mut rec = record(syscall, args, ret);
         rec.comm = [0; 16];
         rec.comm[..comm.len()].copy_from_slice(comm);
         rec.ts_ns = ts_ns;
@@ -112,6 +123,21 @@ fn records_decoded_in_a_stream_are_decoded_alone() {
         let after = decode_after(&view, &clock, &mut recent).unwrap();
         assert_eq!(after, alone);
         stream.push((after.comm.to_string(), after.ts));
+        // The next one is made in this one's box: nothing of this one, nor what the stages
+        // after the reader added, may stay.
+        let mut used = after;
+        used.cgroup = Some("/user.slice".into());
+        used.sock = Some(crate::event::SocketInfo::default().into());
+        used.async_error = Some(Errno(111));
+        (used.blocked, used.context_only, used.in_flight_at_attach) = (true, true, true);
+        used.anomalies.push(crate::event::Finding {
+            id: "X".into(),
+            severity: crate::event::Severity::Info,
+            title: "t".into(),
+            fix: "f".into(),
+            detail: None,
+        });
+        recent.recycle(used);
     }
     assert_eq!(stream[3].0, "client-with-15c");
     assert_eq!(stream[6].0, "\u{fffd}\u{fffd}odd");

@@ -32,7 +32,7 @@ use tracer_common::{PendingCall, Syscall, record::ADDR_CAP};
 
 use crate::{
     decode::{self, Clock},
-    event::{Blocked, Loss, LostDetail, Snapshot},
+    event::{Blocked, Event, Loss, LostDetail, Snapshot},
 };
 
 /// How often the ring is drained when no wakeup came: records are submitted without waking
@@ -404,6 +404,10 @@ impl Source for Live {
 
     /// Stops tracing if it still runs (the last records are drained all the same, until a
     /// write fails); while draining, ends the drain.
+    fn recycle(&mut self, ev: Box<Event>) {
+        self.recent.recycle(ev);
+    }
+
     fn output_closed(&mut self) {
         self.queued.clear();
         match self.phase {
