@@ -101,7 +101,26 @@ impl Detector {
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
         self.reported.start();
         let fd = ev.args.fd;
-        let (previous, connected) = self.seen(ev.pid, fd);
+        // What the fd saw before this call, and what it has seen after it: one look-up (the
+        // rules read the values before, passed to them).
+        let connects = ev.syscall == Syscall::Connect && !ev.failed();
+        let before = match fd {
+            None => Seen::default(),
+            Some(fd) if ev.syscall == Syscall::Close => {
+                self.seen.remove(&(ev.pid, fd)).unwrap_or_default()
+            }
+            Some(fd) => {
+                let seen = self.seen.entry((ev.pid, fd)).or_default();
+                let before = *seen;
+                seen.previous = Some(ev.syscall);
+                // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
+                if connects {
+                    seen.connected = Some(ev.ts_ns);
+                }
+                before
+            }
+        };
+        let (previous, connected) = (before.previous, before.connected);
         self.judge(ev, traced, previous, connected);
         // The failure of a non-blocking connect, reported by this call: the connect rules
         // judge it as the connect that failed (same ids, details and fixes).
@@ -122,20 +141,12 @@ impl Detector {
         if let Some(fd) = fd {
             if ev.syscall == Syscall::Close {
                 self.reported.close((ev.pid, fd));
-                self.seen.remove(&(ev.pid, fd));
-                return;
-            }
-            let seen = self.seen.entry((ev.pid, fd)).or_default();
-            seen.previous = Some(ev.syscall);
-            // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
-            if ev.syscall == Syscall::Connect && !ev.failed() {
-                seen.connected = Some(ev.ts_ns);
-                if let Some(timeouts) = &mut self.resolver_timeouts
-                    && !timeouts.contains_key(&ev.pid)
-                {
-                    let timeout = environ::resolver_timeout(ev, self.system.as_mut());
-                    timeouts.insert(ev.pid, timeout);
-                }
+            } else if connects
+                && let Some(timeouts) = &mut self.resolver_timeouts
+                && !timeouts.contains_key(&ev.pid)
+            {
+                let timeout = environ::resolver_timeout(ev, self.system.as_mut());
+                timeouts.insert(ev.pid, timeout);
             }
         }
     }

@@ -48,6 +48,9 @@ pub struct FdTable {
     procs: HashMap<u32, HashMap<i32, Arc<SocketInfo>>>,
     /// comm and network namespace of each process, as of its last event.
     who: HashMap<u32, (Comm, Option<u32>)>,
+    /// The process whose `who` entry the last call set, and what the entry holds: most
+    /// calls come from it, with nothing new.
+    last_who: Option<(u32, Comm, Option<u32>)>,
     /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
     /// their outcome (SO_ERROR, a second connect) carries them.
     connecting: HashMap<(u32, i32), PendingConnect>,
@@ -71,7 +74,13 @@ const EISCONN: u16 = 106;
 
 impl FdTable {
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
-        FdTable { procs: HashMap::new(), who: HashMap::new(), connecting: HashMap::new(), lookup }
+        FdTable {
+            procs: HashMap::new(),
+            who: HashMap::new(),
+            last_who: None,
+            connecting: HashMap::new(),
+            lookup,
+        }
     }
 
     /// What the process held when tracing started.
@@ -125,6 +134,9 @@ impl FdTable {
     pub fn exit(&mut self, pid: u32) {
         self.procs.remove(&pid);
         self.who.remove(&pid);
+        if self.last_who.as_ref().is_some_and(|(last, _, _)| *last == pid) {
+            self.last_who = None;
+        }
         self.connecting.retain(|(p, _), _| *p != pid);
     }
 
@@ -224,13 +236,20 @@ impl FdTable {
     fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
         // Context-only calls carry no namespaces: keep what an earlier call said.
-        let who = self.who.entry(pid).or_default();
-        if let Some(ns) = ev.ns {
-            who.1 = Some(ns.net);
-        }
-        // Copied only when it changed (exec, a renamed thread): not per event.
-        if who.0 != ev.comm {
-            who.0.clone_from(&ev.comm);
+        let net = ev.ns.map(|ns| ns.net);
+        let told = |(last, comm, last_net): &(u32, Comm, Option<u32>)| {
+            *last == pid && (net.is_none() || net == *last_net) && *comm == ev.comm
+        };
+        if !self.last_who.as_ref().is_some_and(told) {
+            let who = self.who.entry(pid).or_default();
+            if net.is_some() {
+                who.1 = net;
+            }
+            // Copied only when it changed (exec, a renamed thread): not per event.
+            if who.0 != ev.comm {
+                who.0.clone_from(&ev.comm);
+            }
+            self.last_who = Some((pid, who.0.clone(), who.1));
         }
         let ok = ev.errno.is_none();
         let a = &ev.args;
@@ -247,7 +266,7 @@ impl FdTable {
                         ..SocketInfo::default()
                     });
                     self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                     ev.sock = Some(sock);
                 }
             }
@@ -277,7 +296,7 @@ impl FdTable {
                             ev.sock = Some(Arc::clone(&sock));
                         }
                         self.procs.entry(pid).or_default().insert(fd, sock);
-                        self.connecting.remove(&(pid, fd));
+                        self.forget_connect(pid, fd);
                     }
                 }
             }
@@ -298,14 +317,14 @@ impl FdTable {
                         ..SocketInfo::default()
                     });
                     self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                     ev.sock = Some(sock);
                 }
             }
             Syscall::Close => {
                 if let Some(fd) = a.fd {
                     ev.sock = self.procs.get_mut(&pid).and_then(|t| t.remove(&fd));
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                 }
             }
             Syscall::Bind
@@ -322,7 +341,7 @@ impl FdTable {
                     if let Some(table) = self.procs.get_mut(&pid) {
                         table.remove(&fd);
                     }
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                     return;
                 }
                 let settled = self.async_outcome(ev, fd);
@@ -373,6 +392,14 @@ impl FdTable {
                     sock.state = Some(SockState::Closed);
                 }
             }
+        }
+    }
+
+    /// `fd` of `pid` is no longer the socket of a connect under way (mostly none is: no
+    /// hashing then).
+    fn forget_connect(&mut self, pid: u32, fd: i32) {
+        if !self.connecting.is_empty() {
+            self.connecting.remove(&(pid, fd));
         }
     }
 
