@@ -72,9 +72,10 @@ pub struct Event {
     /// cgroup table (serde's `rc` feature writes and reads it as a plain string).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<Arc<str>>,
-    /// What the call's fd is (or, for socket/accept, the fd it returned).
+    /// What the call's fd is (or, for socket/accept, the fd it returned): shared with the fd
+    /// table, not copied per event (written and read as the plain object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sock: Option<SocketInfo>,
+    pub sock: Option<Arc<SocketInfo>>,
     /// The caller's effective capabilities at the time of the call, when the kernel could read
     /// them. Kept for the knowledge base, not written out.
     #[serde(skip)]

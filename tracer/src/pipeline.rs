@@ -31,7 +31,11 @@ pub async fn run(source: &mut impl Source, pipeline: &mut Pipeline) -> Result<us
                 Ok(())
             }
             Record::Snapshot(snap) => pipeline.snapshot(&snap),
-            Record::Event(mut ev) => pipeline.event(&mut ev),
+            Record::Event(mut ev) => {
+                let written = pipeline.event(&mut ev);
+                source.recycle(ev);
+                written
+            }
             Record::SocketError(mut error) => pipeline.socket_error(&mut error),
             Record::Blocked(mut b) => pipeline.blocked(&mut b),
             Record::Tick(now_ns) => pipeline.tick(now_ns),

@@ -1,5 +1,6 @@
 use super::*;
 use crate::event::{KnownAddr, OptValue, SockAddr};
+use chrono::DateTime;
 use tracer_common::{Header, RecordKind};
 
 /// A record with full tails, as the tests build it; the head's fields are reached through it.
@@ -57,7 +58,90 @@ fn record(syscall: Syscall, args: [u64; 6], ret: i64) -> Rec {
 }
 
 fn clock() -> Clock {
-    Clock { offset_ns: 0 }
+    Clock::with_offset(0)
+}
+
+/// The date kept from the last record gives the times `from_timestamp_nanos` gives: within a
+/// day, across midnight (both ways), before 1970, at the ends of the range.
+#[test]
+fn wall_time_is_chronos_across_days() {
+    let day = 86_400 * 1_000_000_000_i64;
+    let at = |offset_ns: i128, ktimes: &[u64]| {
+        let (clock, mut recent) = (Clock::with_offset(offset_ns), Recent::default());
+        for &k in ktimes {
+            let ns = i64::try_from(i128::from(k) + offset_ns).unwrap_or(i64::MAX);
+            let wall = clock.wall_within(k, &mut recent);
+            assert_eq!(wall, DateTime::from_timestamp_nanos(ns), "{offset_ns} + {k}");
+            assert_eq!(wall, clock.wall(k));
+        }
+    };
+    let today = 1_764_650_000 * 1_000_000_000_i128;
+    let ks = [0, 1, 5_000, 999_999_999, 1_000_000_000, 3_600_000_000_123, 86_399_999_999_999];
+    at(today, &ks);
+    let to_midnight = (day as i128 - today.rem_euclid(day as i128)) as u64;
+    at(today, &[to_midnight - 1, to_midnight, to_midnight + 1, to_midnight - 1, 5, to_midnight]);
+    at(-(day as i128) * 400, &[0, 1, day as u64 - 1, day as u64, 2 * day as u64 + 7, 3]);
+    at(i128::from(i64::MAX) - 10, &[0, 9, 10, 11, u64::MAX]);
+    at(i128::from(i64::MIN), &[0, 1, day as u64]);
+}
+
+/// The reader's stream, each record decoded after the ones before it (in the box of the one
+/// before), gives each record's own comm and time: a comm or a day that changes is not taken
+/// from the record before, nor anything else the box held.
+#[test]
+fn records_decoded_in_a_stream_are_decoded_alone() {
+    let (clock, mut recent) =
+        (Clock::with_offset(1_764_650_000 * 1_000_000_000), Recent::default());
+    let day = 86_400 * 1_000_000_000;
+    let mut stream = Vec::new();
+    let calls = [
+        (Syscall::Socket, [2, 1 | 0o4000, 6, 0, 0, 0], 3),
+        (Syscall::Connect, [3, 0, 16, 0, 0, 0], -111),
+        (Syscall::Getsockopt, [3, 1, 4, 1, 1, 0], 0),
+        (Syscall::Close, [3, 0, 0, 0, 0, 0], 0),
+    ];
+    for (i, (comm, ts_ns)) in [
+        (&b"server"[..], 5),
+        (b"server", 7),
+        (b"", 8),
+        (b"client-with-15c", 9),
+        (b"client-with-15c", day + 9),
+        (b"server", day + 10),
+        (b"\xff\xfeodd", 2 * day),
+        (b"server", 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (syscall, args, ret) = calls[i % calls.len()];
+        let mut rec = record(syscall, args, ret);
+        rec.comm = [0; 16];
+        rec.comm[..comm.len()].copy_from_slice(comm);
+        rec.ts_ns = ts_ns;
+        let view = SyscallView { head: rec.head, addr: &rec.addr, value: &rec.value };
+        let alone = super::decode(&view, &clock).unwrap();
+        let after = decode_after(&view, &clock, &mut recent).unwrap();
+        assert_eq!(after, alone);
+        stream.push((after.comm.to_string(), after.ts));
+        // The next one is made in this one's box: nothing of this one, nor what the stages
+        // after the reader added, may stay.
+        let mut used = after;
+        used.cgroup = Some("/user.slice".into());
+        used.sock = Some(crate::event::SocketInfo::default().into());
+        used.async_error = Some(Errno(111));
+        (used.blocked, used.context_only, used.in_flight_at_attach) = (true, true, true);
+        used.anomalies.push(crate::event::Finding {
+            id: "X".into(),
+            severity: crate::event::Severity::Info,
+            title: "t".into(),
+            fix: "f".into(),
+            detail: None,
+        });
+        recent.recycle(used);
+    }
+    assert_eq!(stream[3].0, "client-with-15c");
+    assert_eq!(stream[6].0, "\u{fffd}\u{fffd}odd");
+    assert_eq!(stream[7].0, "server");
 }
 
 #[test]

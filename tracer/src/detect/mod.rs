@@ -31,17 +31,18 @@ use vocabulary::Matcher;
 pub struct Detector {
     /// The rules that apply to this environment, in file order.
     rules: Vec<Rule>,
-    /// By syscall id, the rules that may fire on it (indices into `rules`, in file order), for
-    /// finished calls ([0]) and calls in progress ([1]): an event passes over no other rule,
-    /// and most calls (socket, setsockopt...) over none.
-    rules_for: [Vec<Vec<usize>>; 2],
+    /// The rules that may fire on an event (indices into `rules`, in file order), by what the
+    /// event is ([`Detector::kind`]: a call in progress or finished, with an errno or not,
+    /// refused or not, its syscall id): an event passes over no other rule, and most (a
+    /// socket, a setsockopt, any call that succeeded...) over none.
+    rules_for: Vec<Vec<usize>>,
+    /// The syscall ids `rules_for` has room for.
+    ids: usize,
     env: Environment,
     system: Box<dyn System>,
     initial_net: Option<u32>,
-    /// The last traced call on each (pid, fd), for `previous_syscall`.
-    previous: HashMap<(u32, i32), Syscall>,
-    /// When each (pid, fd) last connected (or started connecting), for `connected_at_least`.
-    connected: HashMap<(u32, i32), u64>,
+    /// What the trace saw last on each (pid, fd) (one look-up per event for both).
+    seen: HashMap<(u32, i32), Seen>,
     /// Each process's resolver timeout, read at its first connect while it surely lives (a
     /// short-lived client has often exited when its last close is judged); only when a rule
     /// asks for `connected_at_least = "resolver_timeout"`.
@@ -64,26 +65,32 @@ impl Detector {
             .iter()
             .any(|r| r.spec.when.matchers().iter().any(wants_timeout))
             .then(HashMap::new);
-        let rules_for = |blocked: bool| -> Vec<Vec<usize>> {
-            let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
-            (0..ids)
-                .map(|id| {
-                    let fires = |r: &&Rule| {
-                        Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
-                            && r.judges_blocked() == blocked
-                    };
-                    rules.iter().enumerate().filter(|(_, r)| fires(r)).map(|(i, _)| i).collect()
-                })
-                .collect()
-        };
+        let ids = Syscall::ALL.iter().map(|&s| s as usize).max().map_or(0, |max| max + 1);
+        // In the order of `kind`'s numbers: blocked, errno, refused, then the syscall id.
+        let mut rules_for = Vec::with_capacity(8 * ids);
+        for blocked in [false, true] {
+            for errno in [false, true] {
+                for refused in [false, true] {
+                    for id in 0..ids {
+                        let fires = |r: &&Rule| {
+                            Syscall::from_id(id as u32).is_some_and(|s| r.may_fire_on(s))
+                                && r.judges_blocked() == blocked
+                                && r.may_fire_with(errno, refused)
+                        };
+                        let list = rules.iter().enumerate().filter(|(_, r)| fires(r));
+                        rules_for.push(list.map(|(i, _)| i).collect());
+                    }
+                }
+            }
+        }
         Detector {
-            rules_for: [rules_for(false), rules_for(true)],
+            rules_for,
+            ids,
             rules,
             env,
             system,
             initial_net,
-            previous: HashMap::new(),
-            connected: HashMap::new(),
+            seen: HashMap::new(),
             resolver_timeouts,
             reported: Reported::default(),
         }
@@ -94,8 +101,26 @@ impl Detector {
     pub fn detect(&mut self, ev: &mut Event, traced: &FdTable) {
         self.reported.start();
         let fd = ev.args.fd;
-        let previous = fd.and_then(|fd| self.previous.get(&(ev.pid, fd)).copied());
-        let connected = fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        // What the fd saw before this call, and what it has seen after it: one look-up (the
+        // rules read the values before, passed to them).
+        let connects = ev.syscall == Syscall::Connect && !ev.failed();
+        let before = match fd {
+            None => Seen::default(),
+            Some(fd) if ev.syscall == Syscall::Close => {
+                self.seen.remove(&(ev.pid, fd)).unwrap_or_default()
+            }
+            Some(fd) => {
+                let seen = self.seen.entry((ev.pid, fd)).or_default();
+                let before = *seen;
+                seen.previous = Some(ev.syscall);
+                // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
+                if connects {
+                    seen.connected = Some(ev.ts_ns);
+                }
+                before
+            }
+        };
+        let (previous, connected) = (before.previous, before.connected);
         self.judge(ev, traced, previous, connected);
         // The failure of a non-blocking connect, reported by this call: the connect rules
         // judge it as the connect that failed (same ids, details and fixes).
@@ -116,26 +141,12 @@ impl Detector {
         if let Some(fd) = fd {
             if ev.syscall == Syscall::Close {
                 self.reported.close((ev.pid, fd));
-            }
-            match ev.syscall {
-                Syscall::Close => self.previous.remove(&(ev.pid, fd)),
-                syscall => self.previous.insert((ev.pid, fd), syscall),
-            };
-            match ev.syscall {
-                Syscall::Close => {
-                    self.connected.remove(&(ev.pid, fd));
-                }
-                // A connect that returned 0 or EINPROGRESS: the socket has a peer from now.
-                Syscall::Connect if !ev.failed() => {
-                    self.connected.insert((ev.pid, fd), ev.ts_ns);
-                    if let Some(timeouts) = &mut self.resolver_timeouts
-                        && !timeouts.contains_key(&ev.pid)
-                    {
-                        let timeout = environ::resolver_timeout(ev, self.system.as_mut());
-                        timeouts.insert(ev.pid, timeout);
-                    }
-                }
-                _ => {}
+            } else if connects
+                && let Some(timeouts) = &mut self.resolver_timeouts
+                && !timeouts.contains_key(&ev.pid)
+            {
+                let timeout = environ::resolver_timeout(ev, self.system.as_mut());
+                timeouts.insert(ev.pid, timeout);
             }
         }
     }
@@ -144,7 +155,7 @@ impl Detector {
     /// `SocketError`), as a connect that just failed.
     pub fn judge_failed_connect(&mut self, ev: &mut Event, traced: &FdTable) {
         self.reported.start();
-        let connected = ev.args.fd.and_then(|fd| self.connected.get(&(ev.pid, fd)).copied());
+        let (_, connected) = self.seen(ev.pid, ev.args.fd);
         self.judge(ev, traced, Some(Syscall::Connect), connected);
         // The call that reads the error may have carried the findings already (when it came
         // first); the connect is the one the fd table still waits on, else the last one seen.
@@ -165,10 +176,27 @@ impl Detector {
     /// Adds the findings of the rules written for calls in progress (`blocked = true`).
     pub fn detect_blocked(&mut self, b: &mut Blocked, traced: &FdTable) {
         let mut ev = b.as_event();
-        let previous = b.args.fd.and_then(|fd| self.previous.get(&(b.pid, fd)).copied());
-        let connected = b.args.fd.and_then(|fd| self.connected.get(&(b.pid, fd)).copied());
+        let (previous, connected) = self.seen(b.pid, b.args.fd);
         self.judge(&mut ev, traced, previous, connected);
         b.anomalies = ev.anomalies;
+    }
+
+    /// Where the rules that may fire on `ev` are listed in `rules_for`.
+    fn kind(&self, ev: &Event) -> usize {
+        let (id, ids) = (ev.syscall as usize, self.ids);
+        if id >= ids {
+            return usize::MAX;
+        }
+        let class = usize::from(ev.blocked) * 4
+            + usize::from(ev.errno.is_some()) * 2
+            + usize::from(ev.refused_by.is_some());
+        class * ids + id
+    }
+
+    /// The previous call on `fd` of `pid` and when it last connected.
+    fn seen(&self, pid: u32, fd: Option<i32>) -> (Option<Syscall>, Option<u64>) {
+        let seen = fd.and_then(|fd| self.seen.get(&(pid, fd)));
+        (seen.and_then(|s| s.previous), seen.and_then(|s| s.connected))
     }
 
     fn judge(
@@ -178,9 +206,7 @@ impl Detector {
         previous: Option<Syscall>,
         connected_ns: Option<u64>,
     ) {
-        let candidates = self.rules_for[usize::from(ev.blocked)]
-            .get(ev.syscall as usize)
-            .map_or(&[][..], Vec::as_slice);
+        let candidates = self.rules_for.get(self.kind(ev)).map_or(&[][..], Vec::as_slice);
         if candidates.is_empty() {
             return;
         }
@@ -225,13 +251,21 @@ impl Detector {
 
     /// A process exited: forget its fds.
     pub fn exit(&mut self, pid: u32) {
-        self.previous.retain(|(p, _), _| *p != pid);
-        self.connected.retain(|(p, _), _| *p != pid);
+        self.seen.retain(|(p, _), _| *p != pid);
         self.reported.exit(pid);
         if let Some(timeouts) = &mut self.resolver_timeouts {
             timeouts.remove(&pid);
         }
     }
+}
+
+/// What the trace saw last on an fd; forgotten when it is closed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// The last traced call on it, for `previous_syscall`.
+    previous: Option<Syscall>,
+    /// When it last connected (or started connecting), for `connected_at_least`.
+    connected: Option<u64>,
 }
 
 /// A call that reports the failure of a non-blocking connect (getsockopt(SO_ERROR)), seen as

@@ -251,6 +251,11 @@ pub struct Rule {
     /// `blocked = true` is among its matchers (see [`Rule::judges_blocked`]): asked for every
     /// event, so worked out once.
     blocked: bool,
+    /// What an event must carry for the rule to fire, from its matchers on the event's
+    /// fields: an errno (`errno`), a refusal (`refused_by`). Only those evaluated before any
+    /// matcher that reads the system count: skipping the rule then skips no look-up it would
+    /// have made.
+    needs: Needs,
     /// The fix as one paragraph, as findings carry it: made once, not for every finding.
     pub fix: String,
 }
@@ -264,8 +269,22 @@ impl Rule {
             _ => mask,
         });
         let blocked = spec.when.matchers().contains(&Matcher::Blocked(true));
+        // Matchers below cost 2 read the event and the environment, nothing else (see
+        // `Matcher::cost`).
+        let first = spec.when.matchers().iter().take_while(|m| m.cost() < 2);
+        let needs = first.fold(Needs::default(), |needs, m| match m {
+            Matcher::Errno(_) => Needs { errno: true, ..needs },
+            Matcher::RefusedBy(_) => Needs { refused: true, ..needs },
+            _ => needs,
+        });
         let fix = super::one_paragraph(&spec.fix);
-        Rule { spec, syscalls, blocked, fix }
+        Rule { spec, syscalls, blocked, needs, fix }
+    }
+
+    /// Whether an event with (or without) an errno and a refusal may fire the rule: false
+    /// when it would fail its `errno` or `refused_by` matcher.
+    pub fn may_fire_with(&self, errno: bool, refused: bool) -> bool {
+        (errno || !self.needs.errno) && (refused || !self.needs.refused)
     }
 
     pub fn applies_to(&self, env: &Environment) -> bool {
@@ -298,6 +317,13 @@ impl Rule {
         all(&self.spec.when, ctx)
             && !self.spec.unless.as_ref().is_some_and(|unless| all(unless, ctx))
     }
+}
+
+/// See [`Rule::needs`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Needs {
+    errno: bool,
+    refused: bool,
 }
 
 /// A syscall's bit in [`Rule::syscalls`]; ids past 63 share every bit (never skipped).

@@ -178,11 +178,14 @@ fn wsl1_only_rules() {
         Args { fd: Some(3), addr: inet([127, 0, 0, 1], 9), ..Args::default() },
         -111,
     );
-    ev.sock = Some(SocketInfo {
-        family: "AF_INET".into(),
-        flags: Some("SOCK_NONBLOCK|SOCK_CLOEXEC".into()),
-        ..SocketInfo::default()
-    });
+    ev.sock = Some(
+        SocketInfo {
+            family: "AF_INET".into(),
+            flags: Some("SOCK_NONBLOCK|SOCK_CLOEXEC".into()),
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     let wsl1 = fired(ev.clone(), WslKind::Wsl1, None, Fake::default());
     assert!(wsl1.contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned()), "{wsl1:?}");
     assert!(!linux(ev, Fake::default()).contains(&"WSL1-NONBLOCKING-CONNECT-REFUSED".to_owned()));
@@ -204,7 +207,7 @@ fn wsl1_only_rules() {
 fn listening(local: Option<SockAddr>) -> Event {
     let mut ev =
         event(Syscall::Listen, Args { fd: Some(3), backlog: Some(16), ..Args::default() }, 0);
-    ev.sock = Some(SocketInfo { family: "AF_INET".into(), local, ..SocketInfo::default() });
+    ev.sock = Some(SocketInfo { family: "AF_INET".into(), local, ..SocketInfo::default() }.into());
     ev
 }
 
@@ -265,11 +268,14 @@ fn udp_is_never_relayed() {
         Args { fd: Some(3), addr: inet([0, 0, 0, 0], 5353), ..Args::default() },
         0,
     );
-    ev.sock = Some(SocketInfo {
-        family: "AF_INET".into(),
-        sock_type: Some("SOCK_DGRAM".into()),
-        ..SocketInfo::default()
-    });
+    ev.sock = Some(
+        SocketInfo {
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_DGRAM".into()),
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     assert_eq!(fired(ev.clone(), WslKind::Wsl2, Some("nat"), Fake::default()), ["WSL2-RELAY-UDP"]);
     let mut client = ev.clone();
     client.args.addr = inet([0, 0, 0, 0], 0);
@@ -375,11 +381,14 @@ fn async_connect_outcomes_are_judged_as_the_connect() {
         addr: inet([127, 0, 0, 1], 8080).unwrap(),
         started_ns: 1,
     });
-    ev.sock = Some(SocketInfo {
-        family: "AF_INET".into(),
-        flags: Some("SOCK_NONBLOCK".into()),
-        ..SocketInfo::default()
-    });
+    ev.sock = Some(
+        SocketInfo {
+            family: "AF_INET".into(),
+            flags: Some("SOCK_NONBLOCK".into()),
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     let system = || Fake { listeners: vec![listener.clone()], ..Fake::default() };
     assert_eq!(linux(ev.clone(), system()), ["CONNECT-REFUSED-OTHER-ADDRESS"]);
     // WSL1's immediate refusal is not this one.

@@ -78,7 +78,7 @@ impl ConnectWatch {
                 comm,
                 syscall: Syscall::Connect,
                 args,
-                sock,
+                sock: sock.map(Into::into),
                 blocked_ns,
                 nonblocking: true,
                 in_flight_at_attach: false,

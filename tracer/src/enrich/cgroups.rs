@@ -18,17 +18,25 @@ pub struct CgroupPaths {
     root: Option<PathBuf>,
     paths: HashMap<u64, Arc<str>>,
     scanned: Option<Instant>,
+    /// The id asked for last and its path: most events come from the cgroup of the last one.
+    last: Option<(u64, Arc<str>)>,
 }
 
 impl CgroupPaths {
     /// Finds the cgroup2 mount (on hybrid layouts it is not /sys/fs/cgroup).
     pub fn discover() -> Self {
-        CgroupPaths { root: cgroup2_mount(), paths: HashMap::new(), scanned: None }
+        CgroupPaths { root: cgroup2_mount(), paths: HashMap::new(), scanned: None, last: None }
     }
 
     /// The path of cgroup `id`, shared: each event holds it without a copy.
     pub fn path(&mut self, id: u64) -> Option<Arc<str>> {
+        if let Some((last, path)) = &self.last
+            && *last == id
+        {
+            return Some(Arc::clone(path));
+        }
         if let Some(path) = self.paths.get(&id) {
+            self.last = Some((id, Arc::clone(path)));
             return Some(Arc::clone(path));
         }
         let root = self.root.clone()?;
@@ -36,6 +44,8 @@ impl CgroupPaths {
             return None;
         }
         self.scanned = Some(Instant::now());
+        // A re-walk may find an id's directory renamed: the last path is asked for again.
+        self.last = None;
         walk(&root, &root, &mut self.paths);
         self.paths.get(&id).cloned()
     }

@@ -7,6 +7,8 @@
 //! /proc (through [`SocketLookup`]); an fd that dup2 replaced keeps its old entry until a call on
 //! it fails with EBADF/ENOTSOCK or the fd is closed or reused by socket/accept.
 
+use std::sync::Arc;
+
 use foldhash::{HashMap, HashMapExt as _};
 
 use tracer_common::Syscall;
@@ -41,9 +43,14 @@ impl SocketLookup for NoLookup {
 }
 
 pub struct FdTable {
-    procs: HashMap<u32, HashMap<i32, SocketInfo>>,
+    /// Each entry shared with the events that show it (changed in place when no event holds
+    /// it any more, which is the usual case: copied on write otherwise).
+    procs: HashMap<u32, HashMap<i32, Arc<SocketInfo>>>,
     /// comm and network namespace of each process, as of its last event.
     who: HashMap<u32, (Comm, Option<u32>)>,
+    /// The process whose `who` entry the last call set, and what the entry holds: most
+    /// calls come from it, with nothing new.
+    last_who: Option<(u32, Comm, Option<u32>)>,
     /// Non-blocking connects under way (EINPROGRESS), by (pid, fd): the call that reports
     /// their outcome (SO_ERROR, a second connect) carries them.
     connecting: HashMap<(u32, i32), PendingConnect>,
@@ -67,7 +74,13 @@ const EISCONN: u16 = 106;
 
 impl FdTable {
     pub fn new(lookup: Box<dyn SocketLookup>) -> Self {
-        FdTable { procs: HashMap::new(), who: HashMap::new(), connecting: HashMap::new(), lookup }
+        FdTable {
+            procs: HashMap::new(),
+            who: HashMap::new(),
+            last_who: None,
+            connecting: HashMap::new(),
+            lookup,
+        }
     }
 
     /// What the process held when tracing started.
@@ -75,12 +88,17 @@ impl FdTable {
         let table = self.procs.entry(pid).or_default();
         for sock in sockets {
             if let Some(fd) = sock.fd {
-                table.insert(fd, sock.clone());
+                table.insert(fd, Arc::new(sock.clone()));
             }
         }
     }
 
     pub fn get(&self, pid: u32, fd: i32) -> Option<&SocketInfo> {
+        self.shared(pid, fd).map(Arc::as_ref)
+    }
+
+    /// The entry for `fd` of `pid`, to be held by a record.
+    pub fn shared(&self, pid: u32, fd: i32) -> Option<&Arc<SocketInfo>> {
         self.procs.get(&pid)?.get(&fd)
     }
 
@@ -116,12 +134,15 @@ impl FdTable {
     pub fn exit(&mut self, pid: u32) {
         self.procs.remove(&pid);
         self.who.remove(&pid);
+        if self.last_who.as_ref().is_some_and(|(last, _, _)| *last == pid) {
+            self.last_who = None;
+        }
         self.connecting.retain(|(p, _), _| *p != pid);
     }
 
     /// What `fd` of `pid` is (looked up in /proc the first time it is seen).
-    pub fn socket(&mut self, pid: u32, fd: i32) -> Option<SocketInfo> {
-        self.entry(pid, fd).map(|sock| sock.clone())
+    pub fn socket(&mut self, pid: u32, fd: i32) -> Option<Arc<SocketInfo>> {
+        self.entry(pid, fd).map(|sock| Arc::clone(sock))
     }
 
     /// The non-blocking connect under way on `fd` of `pid`, if any.
@@ -143,11 +164,11 @@ impl FdTable {
     }
 
     /// The entry for `fd`, looked up in /proc the first time it is seen.
-    fn entry(&mut self, pid: u32, fd: i32) -> Option<&mut SocketInfo> {
+    fn entry(&mut self, pid: u32, fd: i32) -> Option<&mut Arc<SocketInfo>> {
         let known = self.procs.get(&pid).is_some_and(|t| t.contains_key(&fd));
         if !known {
             let found = self.lookup.describe(pid, fd)?;
-            self.procs.entry(pid).or_default().insert(fd, found);
+            self.procs.entry(pid).or_default().insert(fd, Arc::new(found));
         }
         self.procs.get_mut(&pid)?.get_mut(&fd)
     }
@@ -215,13 +236,20 @@ impl FdTable {
     fn update(&mut self, ev: &mut Event) {
         let pid = ev.pid;
         // Context-only calls carry no namespaces: keep what an earlier call said.
-        let who = self.who.entry(pid).or_default();
-        if let Some(ns) = ev.ns {
-            who.1 = Some(ns.net);
-        }
-        // Copied only when it changed (exec, a renamed thread): not per event.
-        if who.0 != ev.comm {
-            who.0.clone_from(&ev.comm);
+        let net = ev.ns.map(|ns| ns.net);
+        let told = |(last, comm, last_net): &(u32, Comm, Option<u32>)| {
+            *last == pid && (net.is_none() || net == *last_net) && *comm == ev.comm
+        };
+        if !self.last_who.as_ref().is_some_and(told) {
+            let who = self.who.entry(pid).or_default();
+            if net.is_some() {
+                who.1 = net;
+            }
+            // Copied only when it changed (exec, a renamed thread): not per event.
+            if who.0 != ev.comm {
+                who.0.clone_from(&ev.comm);
+            }
+            self.last_who = Some((pid, who.0.clone(), who.1));
         }
         let ok = ev.errno.is_none();
         let a = &ev.args;
@@ -229,16 +257,16 @@ impl FdTable {
         match ev.syscall {
             Syscall::Socket => {
                 if let Some(fd) = ret_fd {
-                    let sock = SocketInfo {
+                    let sock = Arc::new(SocketInfo {
                         fd: Some(fd),
                         family: a.domain.clone().unwrap_or_default(),
                         sock_type: a.sock_type.clone(),
                         protocol: a.protocol.clone(),
                         flags: a.flags.clone(),
                         ..SocketInfo::default()
-                    };
-                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
-                    self.connecting.remove(&(pid, fd));
+                    });
+                    self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
+                    self.forget_connect(pid, fd);
                     ev.sock = Some(sock);
                 }
             }
@@ -250,7 +278,7 @@ impl FdTable {
                         None => fds.map(|fd| self.lookup.inode(pid, fd)),
                     };
                     for (i, fd) in fds.into_iter().enumerate() {
-                        let sock = SocketInfo {
+                        let sock = Arc::new(SocketInfo {
                             inode: inodes[i],
                             peer_inode: inodes[1 - i],
                             fd: Some(fd),
@@ -262,13 +290,13 @@ impl FdTable {
                                 a.sock_type.as_deref(),
                             )),
                             ..SocketInfo::default()
-                        };
+                        });
                         // The event describes the first end; the text shows both.
                         if i == 0 {
-                            ev.sock = Some(sock.clone());
+                            ev.sock = Some(Arc::clone(&sock));
                         }
                         self.procs.entry(pid).or_default().insert(fd, sock);
-                        self.connecting.remove(&(pid, fd));
+                        self.forget_connect(pid, fd);
                     }
                 }
             }
@@ -277,26 +305,26 @@ impl FdTable {
                 if let Some(fd) = ret_fd {
                     let family = listener.as_ref().map(|l| l.family.clone()).unwrap_or_default();
                     let sock_type = listener.as_ref().and_then(|l| l.sock_type.clone());
-                    let sock = SocketInfo {
+                    let sock = Arc::new(SocketInfo {
                         fd: Some(fd),
                         state: Some(SockState::connected(&family, sock_type.as_deref())),
                         family,
                         sock_type,
                         protocol: listener.as_ref().and_then(|l| l.protocol.clone()),
                         flags: a.flags.clone().filter(|f| f != "0"),
-                        local: listener.and_then(|l| l.local),
+                        local: listener.and_then(|l| l.local.clone()),
                         peer: a.addr.clone(),
                         ..SocketInfo::default()
-                    };
-                    self.procs.entry(pid).or_default().insert(fd, sock.clone());
-                    self.connecting.remove(&(pid, fd));
+                    });
+                    self.procs.entry(pid).or_default().insert(fd, Arc::clone(&sock));
+                    self.forget_connect(pid, fd);
                     ev.sock = Some(sock);
                 }
             }
             Syscall::Close => {
                 if let Some(fd) = a.fd {
                     ev.sock = self.procs.get_mut(&pid).and_then(|t| t.remove(&fd));
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                 }
             }
             Syscall::Bind
@@ -313,7 +341,7 @@ impl FdTable {
                     if let Some(table) = self.procs.get_mut(&pid) {
                         table.remove(&fd);
                     }
-                    self.connecting.remove(&(pid, fd));
+                    self.forget_connect(pid, fd);
                     return;
                 }
                 let settled = self.async_outcome(ev, fd);
@@ -326,7 +354,9 @@ impl FdTable {
                     None if connected => self.local_after_connect(pid, fd, addr.as_ref()),
                     None => None,
                 };
-                let Some(sock) = self.entry(pid, fd) else { return };
+                let Some(entry) = self.entry(pid, fd) else { return };
+                // The last event that showed it is gone, as a rule: changed in place.
+                let sock = Arc::make_mut(entry);
                 if local.is_some() {
                     sock.local = local;
                 }
@@ -353,14 +383,23 @@ impl FdTable {
                     sock.state =
                         Some(SockState::connected(&sock.family, sock.sock_type.as_deref()));
                 }
-                ev.sock = Some(sock.clone());
+                ev.sock = Some(Arc::clone(entry));
                 // The connect failed: the socket is connected nowhere (the event still shows
-                // where it was going).
+                // where it was going): the table's entry is copied from the event's.
                 if settled == Some(false) {
+                    let sock = Arc::make_mut(entry);
                     sock.peer = None;
                     sock.state = Some(SockState::Closed);
                 }
             }
+        }
+    }
+
+    /// `fd` of `pid` is no longer the socket of a connect under way (mostly none is: no
+    /// hashing then).
+    fn forget_connect(&mut self, pid: u32, fd: i32) {
+        if !self.connecting.is_empty() {
+            self.connecting.remove(&(pid, fd));
         }
     }
 

@@ -22,6 +22,9 @@ pub struct Enricher {
     /// Each process's namespaces as of its last event: what a socket error, reported where
     /// the process is not the current task (and maybe after it exited), is judged in.
     last_ns: HashMap<u32, Namespaces>,
+    /// The last (pid, namespaces) put in `last_ns`: a process's calls come in runs, and
+    /// its namespaces rarely change.
+    last_ns_put: Option<(u32, Namespaces)>,
 }
 
 impl Enricher {
@@ -31,13 +34,19 @@ impl Enricher {
             live: Some((cgroups::CgroupPaths::discover(), namespaces::ProcNamespaces::default())),
             fds: FdTable::new(lookup),
             last_ns: HashMap::new(),
+            last_ns_put: None,
         }
     }
 
     /// For a recording: nothing is looked up on this machine; the fd table replays the calls
     /// so that the knowledge base sees what the traced processes held, call by call.
     pub fn offline() -> Self {
-        Enricher { live: None, fds: FdTable::new(Box::new(fds::NoLookup)), last_ns: HashMap::new() }
+        Enricher {
+            live: None,
+            fds: FdTable::new(Box::new(fds::NoLookup)),
+            last_ns: HashMap::new(),
+            last_ns_put: None,
+        }
     }
 
     pub fn event(&mut self, ev: &mut Event) {
@@ -51,8 +60,11 @@ impl Enricher {
                 ev.ns = namespaces.of(ev.pid);
             }
         }
-        if let Some(ns) = ev.ns {
+        if let Some(ns) = ev.ns
+            && self.last_ns_put != Some((ev.pid, ns))
+        {
             self.last_ns.insert(ev.pid, ns);
+            self.last_ns_put = Some((ev.pid, ns));
         }
         self.fds.apply(ev);
     }
@@ -88,7 +100,7 @@ impl Enricher {
             b.ns = namespaces.of(b.pid);
         }
         if b.sock.is_none() {
-            b.sock = b.args.fd.and_then(|fd| self.fds.get(b.pid, fd)).cloned();
+            b.sock = b.args.fd.and_then(|fd| self.fds.shared(b.pid, fd)).cloned();
         }
     }
 
@@ -99,6 +111,9 @@ impl Enricher {
     pub fn exit(&mut self, pid: u32) {
         self.fds.exit(pid);
         self.last_ns.remove(&pid);
+        if self.last_ns_put.is_some_and(|(last, _)| last == pid) {
+            self.last_ns_put = None;
+        }
         if let Some((_, namespaces)) = &mut self.live {
             namespaces.forget(pid);
         }

@@ -1,7 +1,7 @@
 //! The records of the JSON stream besides events: calls still in progress, socket errors no
 //! call asked for, losses, exits, snapshots; and `RecordRef`, one line of the stream.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,7 +28,7 @@ pub struct Blocked {
     pub syscall: Syscall,
     pub args: Args,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sock: Option<SocketInfo>,
+    pub sock: Option<Arc<SocketInfo>>,
     /// How long it had been in progress when it was reported.
     pub blocked_ns: u64,
     /// A non-blocking connect that returned EINPROGRESS and whose socket is still connecting
@@ -197,7 +197,7 @@ pub struct SocketError {
     pub fd: i32,
     /// What the fd is, from the fd table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sock: Option<SocketInfo>,
+    pub sock: Option<Arc<SocketInfo>>,
     /// The error (`sk_err`).
     pub error: Errno,
     /// The connect it follows: its destination and when it started.

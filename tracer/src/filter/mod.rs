@@ -305,7 +305,7 @@ mod tests {
         assert!(!filter(&["--addr", ":9"]).event(&ev));
         ev.args.addr = None;
         assert!(!filter(&["--addr", ":8080"]).event(&ev));
-        ev.sock = Some(SocketInfo { peer: Some(lo(8080)), ..SocketInfo::default() });
+        ev.sock = Some(SocketInfo { peer: Some(lo(8080)), ..SocketInfo::default() }.into());
         assert!(filter(&["--addr", ":8080"]).event(&ev));
     }
 

@@ -114,7 +114,7 @@ pub fn render_args(ev: &Event) -> String {
                         let second = SocketInfo {
                             inode: first.peer_inode,
                             peer_inode: first.inode,
-                            ..first.clone()
+                            ..SocketInfo::clone(first)
                         };
                         let _ =
                             write!(s, ", [{x}<{}>, {y}<{}>]", sock_tag(first), sock_tag(&second));

@@ -32,7 +32,7 @@ use tracer_common::{PendingCall, Syscall, record::ADDR_CAP};
 
 use crate::{
     decode::{self, Clock},
-    event::{Blocked, Loss, LostDetail, Snapshot},
+    event::{Blocked, Event, Loss, LostDetail, Snapshot},
 };
 
 /// How often the ring is drained when no wakeup came: records are submitted without waking
@@ -73,6 +73,8 @@ pub struct Live {
     kernel: Kernel,
     ring: AsyncFd<RingBuf<MapData>>,
     clock: Clock,
+    /// The last record's day and comm, for the next one.
+    recent: decode::Recent,
     signals: mpsc::UnboundedReceiver<Origin>,
     launched: Option<Launched>,
     /// The command's exit status, once known.
@@ -129,6 +131,7 @@ impl Live {
             kernel,
             ring,
             clock,
+            recent: decode::Recent::default(),
             signals,
             launched,
             status: None,
@@ -246,7 +249,8 @@ impl Live {
         // decoded where they are.
         self.ring_records += 1;
         self.ring_bytes += item.len() as u64;
-        let record = decode(records::parse(&item), &self.clock, &mut self.malformed);
+        let parsed = records::parse(&item);
+        let record = decode(parsed, &self.clock, &mut self.recent, &mut self.malformed);
         drop(item);
         self.drain = Some(read + 1);
         record
@@ -400,6 +404,10 @@ impl Source for Live {
 
     /// Stops tracing if it still runs (the last records are drained all the same, until a
     /// write fails); while draining, ends the drain.
+    fn recycle(&mut self, ev: Box<Event>) {
+        self.recent.recycle(ev);
+    }
+
     fn output_closed(&mut self) {
         self.queued.clear();
         match self.phase {
@@ -418,11 +426,12 @@ impl Source for Live {
 fn decode(
     parsed: Result<records::Record<'_>, RecordError>,
     clock: &Clock,
+    recent: &mut decode::Recent,
     malformed: &mut u64,
 ) -> Option<Record> {
     match parsed {
         Ok(records::Record::Syscall(rec)) => {
-            let event = decode::decode(&rec, clock).map(Record::Event);
+            let event = decode::decode_after(&rec, clock, recent).map(Record::Event);
             if event.is_none() {
                 tracing::warn!("skipped a record with unknown syscall id {}", rec.head.syscall);
             }

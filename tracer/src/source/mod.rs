@@ -66,6 +66,9 @@ pub trait Source {
 
     /// The output went away (EPIPE): end as soon as possible.
     fn output_closed(&mut self);
+
+    /// An event `next` returned, done with: a source may make the next one in its box.
+    fn recycle(&mut self, _ev: Box<Event>) {}
 }
 
 /// Something wrong with an input, reported as `FILE:LINE: message`.

@@ -37,6 +37,8 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, RecordError> {
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
+/// Inlined into the reader: no call and no result returned through memory per record.
+#[inline]
 pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
     let header: Header = read(bytes)?;
     if header.version != RECORD_VERSION {
@@ -53,6 +55,7 @@ pub fn parse(bytes: &[u8]) -> Result<Record<'_>, RecordError> {
 
 /// A syscall record: its head, then the two tails its head announces, which must be what the
 /// ring's record holds, exactly.
+#[inline]
 fn syscall(bytes: &[u8]) -> Result<SyscallView<'_>, RecordError> {
     let head: SyscallHead = read(bytes)?;
     let (addr_cap, value_cap) = (usize::from(head.addr_cap), usize::from(head.value_cap));

@@ -21,13 +21,16 @@ fn lookup(server: [u8; 4], after_ns: u64, wsl: WslKind, mode: Option<&str>) -> V
     assert!(connect.anomalies.is_empty());
     let mut close = event(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0);
     close.ts_ns = 10 * SECOND + after_ns;
-    close.sock = Some(SocketInfo {
-        fd: Some(4),
-        family: "AF_INET".into(),
-        sock_type: Some("SOCK_DGRAM".into()),
-        peer,
-        ..SocketInfo::default()
-    });
+    close.sock = Some(
+        SocketInfo {
+            fd: Some(4),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_DGRAM".into()),
+            peer,
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     detector.detect(&mut close, &table);
     close.anomalies.into_iter().map(|f| f.id).collect()
 }
@@ -59,12 +62,15 @@ fn dns_socket_without_a_traced_connect() {
     let system = Fake { resolver_timeout: Some(Duration::from_secs(1)), ..Fake::default() };
     let mut close = event(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0);
     close.ts_ns = 100 * SECOND;
-    close.sock = Some(SocketInfo {
-        family: "AF_INET".into(),
-        sock_type: Some("SOCK_DGRAM".into()),
-        peer: inet([192, 0, 2, 1], 53),
-        ..SocketInfo::default()
-    });
+    close.sock = Some(
+        SocketInfo {
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_DGRAM".into()),
+            peer: inet([192, 0, 2, 1], 53),
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     assert!(linux(close, system).is_empty());
 }
 

@@ -37,7 +37,7 @@ fn follows_a_server() {
     let mut e = ev(Syscall::Accept4, Args { fd: Some(3), addr: lo(5555), ..Args::default() }, 4);
     table.apply(&mut e);
     let accepted = e.sock.unwrap();
-    assert_eq!((accepted.fd, accepted.local, accepted.peer), (Some(4), lo(8080), lo(5555)));
+    assert_eq!((accepted.fd, &accepted.local, &accepted.peer), (Some(4), &lo(8080), &lo(5555)));
     assert_eq!(accepted.family, "AF_INET");
 
     let mut e = ev(Syscall::Close, Args { fd: Some(4), ..Args::default() }, 0);
@@ -224,7 +224,7 @@ fn accept_in_flight_at_attach_is_described() {
     e.in_flight_at_attach = true;
     table.apply(&mut e);
     let sock = e.sock.unwrap();
-    assert_eq!((sock.fd, sock.local, sock.peer), (Some(5), lo(80), lo(5555)));
+    assert_eq!((sock.fd, &sock.local, &sock.peer), (Some(5), &lo(80), &lo(5555)));
 }
 
 /// socketpair ends name each other by inode.

@@ -269,7 +269,7 @@ impl Rng {
             uts: r.int(0, u32::MAX),
         });
         ev.cgroup = self.maybe(Rng::string).map(Into::into);
-        ev.sock = self.maybe(Rng::socket);
+        ev.sock = self.maybe(Rng::socket).map(Into::into);
         ev.anomalies = (0..self.below(3)).map(|_| self.finding()).collect();
         // Never written: must not change the line.
         ev.cap_effective = self.maybe(Rng::next);

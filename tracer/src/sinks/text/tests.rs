@@ -26,7 +26,7 @@ fn blocked_calls_say_for_how_long() {
         peer: Some(lo),
         ..SocketInfo::default()
     };
-    let ev = Event { sock: Some(sock), ..event(Syscall::Connect, args, 0) };
+    let ev = Event { sock: Some(sock.into()), ..event(Syscall::Connect, args, 0) };
     let mut b = Blocked::for_test(ev, 2_040_000_000);
     let text = |b: &Blocked| {
         let mut sink = TextSink::new(Vec::new(), false, Some(1));
@@ -94,13 +94,16 @@ fn async_connect_failure_shows_the_destination() {
     };
     let dest = SockAddr::Known(KnownAddr::Inet { ip: [127, 0, 0, 1].into(), port: 18080 });
     let mut ev = event(Syscall::Getsockopt, args, 0);
-    ev.sock = Some(SocketInfo {
-        fd: Some(5),
-        family: "AF_INET".into(),
-        sock_type: Some("SOCK_STREAM".into()),
-        peer: Some(dest.clone()),
-        ..SocketInfo::default()
-    });
+    ev.sock = Some(
+        SocketInfo {
+            fd: Some(5),
+            family: "AF_INET".into(),
+            sock_type: Some("SOCK_STREAM".into()),
+            peer: Some(dest.clone()),
+            ..SocketInfo::default()
+        }
+        .into(),
+    );
     ev.async_error = Some(crate::decode::errno::Errno(111));
     ev.connect = Some(crate::event::PendingConnect { addr: dest, started_ns: 0 });
     assert!(
@@ -183,7 +186,7 @@ fn fds_say_what_they_are() {
         ..SocketInfo::default()
     };
     let mut ev = event(Syscall::Getsockopt, Args { fd: Some(5), ..Args::default() }, 0);
-    ev.sock = Some(unix);
+    ev.sock = Some(unix.into());
     assert!(line(&ev).contains("getsockopt(5<UNIX:/tmp/app.sock>, ?, ?"), "{}", line(&ev));
 
     let tcp = SocketInfo {
@@ -195,7 +198,7 @@ fn fds_say_what_they_are() {
         ..SocketInfo::default()
     };
     let mut ev = event(Syscall::Accept4, Args { fd: Some(3), ..Args::default() }, 4);
-    ev.sock = Some(tcp);
+    ev.sock = Some(tcp.into());
     assert!(line(&ev).contains(") = 4<TCP:127.0.0.1:80->127.0.0.1:5555> <31us>"), "{}", line(&ev));
 }
 
