@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    PendingCall,
+    PendingCall, Slot,
     config::{
         COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_SOCKETS,
         MAX_TRACED,
@@ -26,6 +26,11 @@ pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 #[map]
 pub static TRACED_PIDS: Array<u64> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
+/// The slots of threads with small ids, by id (see `config::MAP_SLOTS`); sized by the loader.
+#[map]
+pub static SLOTS: Array<Slot> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// The slots of the other threads.
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 

@@ -21,11 +21,11 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, LAST_ENTRY, PENDING, SELECTED, count, count_at,
-        errno_selected, is_traced, traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, LAST_ENTRY, SELECTED, count, count_at, errno_selected,
+        is_traced, traced_since,
     },
     output::wakeup_flags,
-    sockets,
+    slots, sockets,
     store::{put, put_all},
     task::{self, FdKind, fd_is_socket, fd_kind, saved_args, start_time, under_seccomp},
 };
@@ -144,26 +144,17 @@ pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64)
         }
         _ => 0,
     };
-    match PENDING.get_ptr_mut(pid_tgid) {
-        // SAFETY: this thread's slot, used only by this thread's enter and exit programs
-        // (and by the emulation supervisor while this thread is stopped in seccomp).
-        Some(slot) => {
-            // SAFETY: as said above.
-            let slot = unsafe { &mut *slot };
-            put(&mut slot.ts_ns, ts_ns);
-            put_all(&mut slot.args, &args);
-            put(&mut slot.offered, offered);
-            put(&mut slot.sock, sock);
-            put(&mut slot.syscall, syscall as u32);
-        }
-        // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
-        // idle longest, whose next exit is then one without entry (see `without_entry`).
-        None => {
-            let call =
-                PendingCall { args, offered, sock, ..PendingCall::new(ts_ns, syscall as u32) };
-            let _ = PENDING.insert(pid_tgid, call, 0);
-        }
-    }
+    let Some(slot) = slots::get(pid_tgid).or_else(|| slots::claim(pid_tgid, ts_ns)) else {
+        return;
+    };
+    // SAFETY: this thread's slot, used only by this thread's enter and exit programs (and by
+    // the emulation supervisor while this thread is stopped in seccomp).
+    let slot = unsafe { &mut *slot };
+    put(&mut slot.ts_ns, ts_ns);
+    put_all(&mut slot.args, &args);
+    put(&mut slot.offered, offered);
+    put(&mut slot.sock, sock);
+    put(&mut slot.syscall, syscall as u32);
 }
 
 /// What to do with a finished call: emit it, emit it as context only, or drop it.
@@ -232,7 +223,7 @@ pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
         return;
     }
     let ret = ctx.ret();
-    let slot = PENDING.get_ptr_mut(pid_tgid);
+    let slot = slots::get(pid_tgid);
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
     let Some(call) = call else {
@@ -321,8 +312,7 @@ fn without_entry<C: SyscallResult>(
     let slot = match slot {
         Some(slot) => slot,
         None => {
-            let _ = PENDING.insert(pid_tgid, PendingCall::new(now, PendingCall::NONE), 0);
-            let Some(slot) = PENDING.get_ptr_mut(pid_tgid) else { return };
+            let Some(slot) = slots::claim(pid_tgid, now) else { return };
             slot
         }
     };
