@@ -1,27 +1,27 @@
 //! Loads the kernel programs, configures them, attaches them, and owns them while tracing.
 
-use std::{collections::HashSet, path::Path};
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
-    IDENTITY_CHANGES, PendingCall, Slot, Syscall,
+    IDENTITY_CHANGES, PendingCall, Syscall,
     config::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
-        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING,
-        MAP_SLOTS, MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT,
-        SLOT_TIDS, lost_index,
+        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_SLOTS,
+        MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
 
 use super::{
+    slots::{self, Slots},
     traced_pids::{self, TracedPids},
     tracefs,
 };
@@ -97,8 +97,7 @@ pub struct Kernel {
     counters: PerCpuArray<MapData, u64>,
     /// The threads' slots, read for `--blocked-after` (the calls in flight) and for the calls
     /// in progress at attach: handles of their own, since emulation may take the object's.
-    slots: Array<MapData, Slot>,
-    pending: HashMap<MapData, u64, PendingCall>,
+    slots: Slots,
     /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
     /// program array when its last descriptor closes.
     _raw: Option<[ProgramArray<MapData>; 2]>,
@@ -161,7 +160,7 @@ impl Kernel {
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
             .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries())
-            .map_max_entries(MAP_SLOTS, slot_entries())
+            .map_max_entries(MAP_SLOTS, slots::entries())
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
@@ -204,17 +203,9 @@ impl Kernel {
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
-        let (slots, pending) = slot_handles(&ebpf)?;
-        let kernel = Kernel {
-            _ebpf: ebpf,
-            traced,
-            traced_pids,
-            counters,
-            slots,
-            pending,
-            _raw: raw,
-            syscalls,
-        };
+        let slots = Slots::open(&ebpf)?;
+        let kernel =
+            Kernel { _ebpf: ebpf, traced, traced_pids, counters, slots, _raw: raw, syscalls };
         Ok((kernel, ring))
     }
 
@@ -271,35 +262,14 @@ impl Kernel {
         // references this is instant, otherwise it takes the time described above.
     }
 
-    /// Every call in flight in a traced thread: (pid_tgid, the call). A thread's slot stays
-    /// between its calls, marked idle ([`PendingCall::NONE`]); those are left out. The array
-    /// is read at the ids of the traced processes' threads (`TRACED` holds threads too with
-    /// `-f`: each id once), not whole (32,768 look-ups).
+    /// Every call in flight in a traced thread: (pid_tgid, the call).
     pub fn calls_in_flight(&self) -> Vec<(u64, PendingCall)> {
-        let hashed = self.pending.iter().filter_map(Result::ok);
-        let tids: HashSet<u32> = self
-            .traced()
-            .into_iter()
-            .filter_map(|id| procfs::process::Process::new(id as i32).ok()?.tasks().ok())
-            .flatten()
-            .filter_map(|task| u32::try_from(task.ok()?.tid).ok())
-            .collect();
-        let arrayed = tids.into_iter().filter_map(|tid| {
-            let slot = self.slots.get(&tid, 0).ok()?;
-            (slot.owner as u32 == tid).then_some((slot.owner, slot.call))
-        });
-        hashed.chain(arrayed).filter(|(_, call)| call.syscall != PendingCall::NONE).collect()
+        self.slots.in_flight(self.traced())
     }
 
     /// Whether thread `pid_tgid` has a slot: it made a traced call since tracing started.
     pub fn has_slot(&self, pid_tgid: u64) -> bool {
-        self.array_slot(pid_tgid).is_some() || self.pending.get(&pid_tgid, 0).is_ok()
-    }
-
-    /// The slot of thread `pid_tgid` in the array, when it has one there.
-    fn array_slot(&self, pid_tgid: u64) -> Option<PendingCall> {
-        let slot = self.slots.get(&(pid_tgid as u32), 0).ok()?;
-        (slot.owner == pid_tgid).then_some(slot.call)
+        self.slots.has(pid_tgid)
     }
 
     pub fn counters(&self) -> Result<Counters> {
@@ -328,28 +298,6 @@ pub fn monotonic_ns() -> Result<u64> {
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .context("reading the monotonic clock")?;
     Ok(u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?)
-}
-
-/// Second fds on the slot maps, `SLOTS` and `PENDING` (the same kernel maps, opened by id).
-fn slot_handles(ebpf: &Ebpf) -> Result<(Array<MapData, Slot>, HashMap<MapData, u64, PendingCall>)> {
-    let reopen = |name: &str| -> Result<MapData> {
-        let id = match ebpf.map(name) {
-            Some(Map::Array(data) | Map::LruHashMap(data) | Map::HashMap(data)) => {
-                data.info()?.id()
-            }
-            _ => bail!("map {name} missing from the eBPF object"),
-        };
-        MapData::from_id(id).context("opening the map of calls in flight")
-    };
-    let slots = Array::try_from(Map::Array(reopen(MAP_SLOTS)?))?;
-    let pending = HashMap::try_from(Map::LruHashMap(reopen(MAP_PENDING)?))?;
-    Ok((slots, pending))
-}
-
-/// Elements of `SLOTS`: a slot per thread id up to `pid_max`, at most [`SLOT_TIDS`].
-fn slot_entries() -> u32 {
-    let pid_max = procfs::sys::kernel::pid_max().ok().and_then(|max| u32::try_from(max).ok());
-    pid_max.unwrap_or(SLOT_TIDS).clamp(1, SLOT_TIDS)
 }
 
 /// aya's loader, its copy of the kernel's BTF dropped before the object is parsed. aya reads it
