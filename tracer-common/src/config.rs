@@ -10,8 +10,9 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_TRACED: &str = "TRACED";
 /// `Array<u64>` with `BPF_F_MMAPABLE`, a byte per pid (eight per element): 1 while that id is
 /// in [`MAP_TRACED`]. Every program's first check reads it, an array access the verifier
-/// inlines, and looks the hash up only for an id whose byte is set: the hash lookup was a
-/// third of what each program costs every socket call of every process. Userspace writes
+/// inlines, and asks the hash only for an id past it: the hash lookup was a third of what
+/// each program costs every socket call of every process, and 40-50 ns of each traced call's
+/// entry and exit. Userspace writes
 /// its bytes through a shared mapping, so its stores and the programs' never overwrite each
 /// other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
 pub const MAP_TRACED_PIDS: &str = "TRACED_PIDS";

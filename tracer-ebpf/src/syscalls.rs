@@ -21,8 +21,8 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, LAST_ENTRY, SELECTED, count, count_at, errno_selected,
-        is_traced, traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, SELECTED, count, count_at, errno_selected, is_traced,
+        traced_since,
     },
     output::wakeup_flags,
     slots, sockets,
@@ -114,10 +114,6 @@ pub fn on_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall) {
 /// [`on_enter`] for thread `pid_tgid` of a traced process.
 #[inline(always)]
 pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64) {
-    if let Some(last) = LAST_ENTRY.get_ptr_mut(0) {
-        // SAFETY: this CPU's value; programs on one CPU do not preempt each other.
-        unsafe { *last = pid_tgid };
-    }
     // close() is traced for sockets only: files, pipes and the loader's closes are not events.
     // Checked now: after the call the fd is gone. The socket's errors are no longer attributed
     // to this fd.
@@ -213,13 +209,7 @@ fn so_error(args: &[u64; 6]) -> u32 {
 #[inline(always)]
 pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    // This thread made the last traced entry on this CPU: its process is traced, unless that
-    // entry was of an earlier thread with this id, which left no slot holding a call (the
-    // slot goes when a thread exits): then `TRACED` is asked after all.
-    // SAFETY: this CPU's value, as in `on_traced_enter`.
-    let hinted = LAST_ENTRY.get_ptr(0).is_some_and(|last| unsafe { *last } == pid_tgid);
-    if !hinted && !is_traced(tgid) {
+    if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
     let ret = ctx.ret();
@@ -227,9 +217,7 @@ pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
     let Some(call) = call else {
-        if !hinted || is_traced(tgid) {
-            without_entry(ctx, syscall, pid_tgid, ret, slot);
-        }
+        without_entry(ctx, syscall, pid_tgid, ret, slot);
         return;
     };
     // SAFETY: this thread's slot, as in `on_enter`.
