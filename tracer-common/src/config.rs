@@ -10,12 +10,20 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_TRACED: &str = "TRACED";
 /// `Array<u64>` with `BPF_F_MMAPABLE`, a byte per pid (eight per element): 1 while that id is
 /// in [`MAP_TRACED`]. Every program's first check reads it, an array access the verifier
-/// inlines, and looks the hash up only for an id whose byte is set: the hash lookup was a
-/// third of what each program costs every socket call of every process. Userspace writes
+/// inlines, and asks the hash only for an id past it: the hash lookup was a third of what
+/// each program costs every socket call of every process, and 40-50 ns of each traced call's
+/// entry and exit. Userspace writes
 /// its bytes through a shared mapping, so its stores and the programs' never overwrite each
 /// other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
 pub const MAP_TRACED_PIDS: &str = "TRACED_PIDS";
-/// `LruHashMap<u64 pid_tgid, SyscallRecord>`: calls between entry and exit.
+/// `Array<Slot>` with `BPF_F_MMAPABLE`, indexed by thread id: the slot of each traced thread
+/// whose id is below its size ([`SLOT_TIDS`] at most, `pid_max` if less): the call it is in
+/// and its kept identity. An array access the verifier inlines, where a hash lookup cost
+/// every entry and every exit 40-50 ns; the slot is the thread's while `owner` holds its
+/// pid_tgid (a thread id is unique among live threads).
+pub const MAP_SLOTS: &str = "SLOTS";
+/// `LruHashMap<u64 pid_tgid, PendingCall>`: the slots of threads whose id is past
+/// [`MAP_SLOTS`].
 pub const MAP_PENDING: &str = "PENDING";
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
@@ -31,8 +39,11 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 pub const PID_MAX_LIMIT: u32 = 4 << 20;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 16384;
-/// Maximum number of threads inside a traced syscall at once.
+/// Maximum number of threads with a slot in the hash (ids past [`SLOT_TIDS`]) at once.
 pub const MAX_IN_FLIGHT: u32 = 16384;
+/// Thread ids below this have their slot in [`MAP_SLOTS`] (160 bytes each: 5 MB of kernel
+/// memory for all of them; `pid_max` is 32768 on most machines without systemd's raise).
+pub const SLOT_TIDS: u32 = 32768;
 /// Maximum number of connected sockets whose errors are attributed (the least recently
 /// connected are forgotten first). The kernel keeps one LRU list per CPU (an insert into the
 /// common list cost each connect about 100 ns): each CPU's connects share

@@ -11,7 +11,7 @@ pub mod record;
 pub mod syscall;
 
 pub use record::{
-    Header, Identity, PendingCall, ProcessRecord, RecordKind, SyscallHead, SyscallRecord,
+    Header, Identity, PendingCall, ProcessRecord, RecordKind, Slot, SyscallHead, SyscallRecord,
     SyscallView,
 };
 pub use syscall::{Capture, IDENTITY_CHANGES, Syscall};

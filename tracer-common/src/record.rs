@@ -223,6 +223,17 @@ impl PendingCall {
     }
 }
 
+/// A thread's slot in the `SLOTS` array (see `config::MAP_SLOTS`): its call and identity,
+/// the thread's while `owner` holds its pid_tgid (0: free).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub owner: u64,
+    pub call: PendingCall,
+}
+
+const _: () = assert!(size_of::<Slot>() == 160);
+
 /// What a thread's records say of who made the call (namespaces, effective capabilities,
 /// uid and gid, cgroup), as its first emitted call read them. Reading them costs some 15
 /// kernel pointer reads and two helpers, a third of an emitted call's time in the kernel, and
@@ -361,6 +372,8 @@ mod pod {
     unsafe impl aya::Pod for super::SyscallHead {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::PendingCall {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Slot {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ProcessRecord {}
     // SAFETY: as above.

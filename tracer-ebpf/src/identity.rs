@@ -18,8 +18,9 @@ use tracer_common::{
 };
 
 use crate::{
-    maps::{CGROUP_MOVED, KEEP_IDENTITY, PENDING, RENAME_NEWCOMM_OFF, RENAME_PID_OFF, is_traced},
+    maps::{CGROUP_MOVED, KEEP_IDENTITY, RENAME_NEWCOMM_OFF, RENAME_PID_OFF, is_traced},
     process::read_field,
+    slots,
     store::{put, put_all},
     task::{capabilities, namespaces},
 };
@@ -128,7 +129,7 @@ fn last_cgroup_move() -> u64 {
 #[inline(always)]
 pub fn forget(pid_tgid: u64) {
     if is_traced((pid_tgid >> 32) as u32) {
-        let _ = PENDING.remove(pid_tgid);
+        slots::release(pid_tgid);
     }
 }
 
@@ -181,7 +182,7 @@ pub fn task_rename(ctx: TracePointContext) -> u32 {
         },
     };
     let key = (pid_tgid & !0xffff_ffff) | u64::from(target);
-    let Some(slot) = PENDING.get_ptr_mut(key) else { return 0 };
+    let Some(slot) = slots::get(key) else { return 0 };
     // SAFETY: a map value; the renamed thread may be making a call on another CPU, and at
     // worst keeps a name read just before this one.
     let kept = unsafe { &mut (*slot).identity };

@@ -15,6 +15,7 @@ mod maps;
 mod output;
 mod process;
 mod raw;
+mod slots;
 mod sockets;
 mod store;
 mod syscalls;

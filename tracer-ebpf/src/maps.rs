@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    PendingCall,
+    PendingCall, Slot,
     config::{
         COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_SOCKETS,
         MAX_TRACED,
@@ -26,6 +26,11 @@ pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 #[map]
 pub static TRACED_PIDS: Array<u64> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
+/// The slots of threads with small ids, by id (see `config::MAP_SLOTS`); sized by the loader.
+#[map]
+pub static SLOTS: Array<Slot> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
+
+/// The slots of the other threads.
 #[map]
 pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
 
@@ -41,12 +46,6 @@ pub const SOCKET_FILTER_SLOTS: u32 = 1 << SOCKET_FILTER_BITS;
 
 #[map]
 pub static SOCKET_FILTER: Array<u64> = Array::with_max_entries(SOCKET_FILTER_SLOTS, 0);
-
-/// Per CPU: the thread whose entry program last ran here for a traced process. Its exit,
-/// usually on the same CPU, then looks its slot up without asking `TRACED` first; other
-/// processes' exits do not find themselves here and pay no `PENDING` lookup.
-#[map]
-pub static LAST_ENTRY: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -97,20 +96,18 @@ pub fn traced_since(tgid: u32) -> Option<u64> {
 }
 
 /// The first check of every program: is this process traced? wsltrace itself never is.
+/// The byte answers for an id inside `TRACED_PIDS`: it is set from just before the id enters
+/// `TRACED` until just after it leaves, so it is set for every traced process, and for a
+/// process being added or removed a moment early or late (a call made in that moment is
+/// traced). An id past the bytes (`pid_max` raised since the start) asks `TRACED`.
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
-    tgid != TRACER_TGID.load() && maybe_traced(tgid) && TRACED.get_ptr(tgid).is_some()
-}
-
-/// False when `id` is certainly not in `TRACED`: its byte is clear. An id past the bytes
-/// (`pid_max` raised since the start) may be.
-#[inline(always)]
-fn maybe_traced(id: u32) -> bool {
-    match traced_byte(id) {
-        // SAFETY: a byte of a map value, read once.
-        Some(byte) => unsafe { *byte != 0 },
-        None => true,
-    }
+    tgid != TRACER_TGID.load()
+        && match traced_byte(tgid) {
+            // SAFETY: a byte of a map value, read once.
+            Some(byte) => unsafe { *byte != 0 },
+            None => TRACED.get_ptr(tgid).is_some(),
+        }
 }
 
 /// Adds `id` to the traced set: its byte first, so that `TRACED` never holds an id whose byte

@@ -6,15 +6,15 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use tracer_common::{Header, PendingCall, ProcessRecord, RecordKind, config::Counter};
+use tracer_common::{Header, ProcessRecord, RecordKind, config::Counter};
 
 use crate::{
     identity::forget,
     maps::{
-        EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, PENDING, add_traced, is_traced,
-        remove_traced,
+        EXEC_OLD_PID_OFF, EXIT_GROUP_DEAD_OFF, FORK_CHILD_OFF, add_traced, is_traced, remove_traced,
     },
     output::emit,
+    slots,
     task::exit_status,
 };
 
@@ -67,7 +67,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // A later thread may get this id: it must not inherit the slot and its identity.
-    let _ = PENDING.remove(pid_tgid);
+    slots::release(pid_tgid);
     if tid != tgid {
         remove_traced(tid);
     }
@@ -103,7 +103,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if is_traced((pid_tgid >> 32) as u32) {
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_ns() };
-        let _ = PENDING.insert(pid_tgid, PendingCall::new(now, PendingCall::NONE), 0);
+        let _ = slots::claim(pid_tgid, now);
     }
     0
 }

@@ -14,10 +14,11 @@ use tracer_common::{
 
 use crate::{
     maps::{
-        ERRNO_FILTER, PENDING, SELECTED, SOCKET_FILTER, SOCKET_FILTER_BITS, SOCKETS,
-        errno_selected, is_traced,
+        ERRNO_FILTER, SELECTED, SOCKET_FILTER, SOCKET_FILTER_BITS, SOCKETS, errno_selected,
+        is_traced,
     },
     output::emit,
+    slots,
     task::{fd_sock, file_sock, sock_error},
 };
 
@@ -127,7 +128,7 @@ pub fn inet_sk_error_report(ctx: RawTracePointContext) -> u32 {
     // The owner is still inside its connect on this socket: only that call's exit knows
     // whether it returns the error itself (a blocking connect) or not.
     let pid_tgid = (u64::from(owner.tgid) << 32) | u64::from(owner.tid);
-    if let Some(slot) = PENDING.get_ptr(pid_tgid) {
+    if let Some(slot) = slots::get(pid_tgid) {
         // SAFETY: the owner's slot, read once per field; a torn read only misfiles one report.
         let (syscall, fd) = unsafe { ((*slot).syscall, (*slot).args[0]) };
         if syscall == Syscall::Connect as u32 && fd == u64::from(owner.fd) {

@@ -21,11 +21,11 @@ use crate::{
     capture::{read_user, read_user_len},
     identity::identity,
     maps::{
-        ERRNO_FILTER, EVENTS, FAILED_ONLY, LAST_ENTRY, PENDING, SELECTED, count, count_at,
-        errno_selected, is_traced, traced_since,
+        ERRNO_FILTER, EVENTS, FAILED_ONLY, SELECTED, count, count_at, errno_selected, is_traced,
+        traced_since,
     },
     output::wakeup_flags,
-    sockets,
+    slots, sockets,
     store::{put, put_all},
     task::{self, FdKind, fd_is_socket, fd_kind, saved_args, start_time, under_seccomp},
 };
@@ -114,10 +114,6 @@ pub fn on_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall) {
 /// [`on_enter`] for thread `pid_tgid` of a traced process.
 #[inline(always)]
 pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64) {
-    if let Some(last) = LAST_ENTRY.get_ptr_mut(0) {
-        // SAFETY: this CPU's value; programs on one CPU do not preempt each other.
-        unsafe { *last = pid_tgid };
-    }
     // close() is traced for sockets only: files, pipes and the loader's closes are not events.
     // Checked now: after the call the fd is gone. The socket's errors are no longer attributed
     // to this fd.
@@ -144,26 +140,17 @@ pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64)
         }
         _ => 0,
     };
-    match PENDING.get_ptr_mut(pid_tgid) {
-        // SAFETY: this thread's slot, used only by this thread's enter and exit programs
-        // (and by the emulation supervisor while this thread is stopped in seccomp).
-        Some(slot) => {
-            // SAFETY: as said above.
-            let slot = unsafe { &mut *slot };
-            put(&mut slot.ts_ns, ts_ns);
-            put_all(&mut slot.args, &args);
-            put(&mut slot.offered, offered);
-            put(&mut slot.sock, sock);
-            put(&mut slot.syscall, syscall as u32);
-        }
-        // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
-        // idle longest, whose next exit is then one without entry (see `without_entry`).
-        None => {
-            let call =
-                PendingCall { args, offered, sock, ..PendingCall::new(ts_ns, syscall as u32) };
-            let _ = PENDING.insert(pid_tgid, call, 0);
-        }
-    }
+    let Some(slot) = slots::get(pid_tgid).or_else(|| slots::claim(pid_tgid, ts_ns)) else {
+        return;
+    };
+    // SAFETY: this thread's slot, used only by this thread's enter and exit programs (and by
+    // the emulation supervisor while this thread is stopped in seccomp).
+    let slot = unsafe { &mut *slot };
+    put(&mut slot.ts_ns, ts_ns);
+    put_all(&mut slot.args, &args);
+    put(&mut slot.offered, offered);
+    put(&mut slot.sock, sock);
+    put(&mut slot.syscall, syscall as u32);
 }
 
 /// What to do with a finished call: emit it, emit it as context only, or drop it.
@@ -222,23 +209,15 @@ fn so_error(args: &[u64; 6]) -> u32 {
 #[inline(always)]
 pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    // This thread made the last traced entry on this CPU: its process is traced, unless that
-    // entry was of an earlier thread with this id, which left no slot holding a call (the
-    // slot goes when a thread exits): then `TRACED` is asked after all.
-    // SAFETY: this CPU's value, as in `on_traced_enter`.
-    let hinted = LAST_ENTRY.get_ptr(0).is_some_and(|last| unsafe { *last } == pid_tgid);
-    if !hinted && !is_traced(tgid) {
+    if !is_traced((pid_tgid >> 32) as u32) {
         return;
     }
     let ret = ctx.ret();
-    let slot = PENDING.get_ptr_mut(pid_tgid);
+    let slot = slots::get(pid_tgid);
     // SAFETY: this thread's slot, as in `on_enter`.
     let call = slot.filter(|&c| unsafe { (*c).syscall } == syscall as u32);
     let Some(call) = call else {
-        if !hinted || is_traced(tgid) {
-            without_entry(ctx, syscall, pid_tgid, ret, slot);
-        }
+        without_entry(ctx, syscall, pid_tgid, ret, slot);
         return;
     };
     // SAFETY: this thread's slot, as in `on_enter`.
@@ -321,8 +300,7 @@ fn without_entry<C: SyscallResult>(
     let slot = match slot {
         Some(slot) => slot,
         None => {
-            let _ = PENDING.insert(pid_tgid, PendingCall::new(now, PendingCall::NONE), 0);
-            let Some(slot) = PENDING.get_ptr_mut(pid_tgid) else { return };
+            let Some(slot) = slots::claim(pid_tgid, now) else { return };
             slot
         }
     };

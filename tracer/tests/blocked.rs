@@ -199,3 +199,47 @@ fn blocked_records_are_recorded_counted_and_analyzed() {
     assert_eq!(blocked(&failed).len(), 1, "--failed keeps calls that hang");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Raises `pid_max` to `at_least` and moves the next pid past `next` (root, the initial pid
+/// namespace); puts `pid_max` back when dropped.
+struct PidsFrom {
+    pid_max: String,
+}
+
+impl PidsFrom {
+    const PID_MAX: &str = "/proc/sys/kernel/pid_max";
+
+    fn new(at_least: u32, next: u32) -> PidsFrom {
+        let pid_max = std::fs::read_to_string(Self::PID_MAX).expect("pid_max");
+        if pid_max.trim().parse::<u32>().expect("a number") < at_least {
+            std::fs::write(Self::PID_MAX, at_least.to_string()).expect("raising pid_max");
+        }
+        std::fs::write("/proc/sys/kernel/ns_last_pid", next.to_string()).expect("ns_last_pid");
+        PidsFrom { pid_max }
+    }
+}
+
+impl Drop for PidsFrom {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PID_MAX, self.pid_max.trim());
+    }
+}
+
+/// A thread whose id is past the slot array (32,768 ids) keeps its calls in the hash map
+/// instead: its calls still pair entry and exit, and its hanging call is still found.
+#[test]
+fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
+    let (out, pid, port) = {
+        let _pids = PidsFrom::new(1 << 17, 100_000);
+        trace_hanging_connect(&[])
+    };
+    assert!(pid > 32_768, "the client got pid {pid}: another process took the ids asked for");
+    let events = out.events();
+    let socket = events.iter().find(|e| e["syscall"] == "socket").expect("the socket call");
+    assert_eq!(socket["pid"], pid, "{socket}");
+    assert!(socket["duration_ns"].as_u64().is_some(), "entry and exit paired: {socket}");
+    let records = blocked(&out);
+    assert_eq!(records.len(), 1, "{}", out.stdout);
+    assert_eq!(records[0]["pid"], pid);
+    assert_eq!(records[0]["args"]["addr"]["port"], port);
+}

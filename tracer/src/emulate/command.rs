@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use tokio::sync::mpsc;
-use tracer_common::config::{MAP_EVENTS, MAP_PENDING};
+use tracer_common::config::{MAP_EVENTS, MAP_PENDING, MAP_SLOTS};
 
 use super::{
     args::EmulateArgs,
@@ -54,6 +54,7 @@ async fn emulate(plan: Plan, args: &EmulateArgs) -> Result<ExitCode> {
     let mut ebpf = crate::source::kernel::loader()
         .map_max_entries(MAP_EVENTS, 4096)
         .map_max_entries(MAP_PENDING, 1)
+        .map_max_entries(MAP_SLOTS, 1)
         .load(PROGRAMS)
         .map_err(|err| anyhow::anyhow!("loading the eBPF programs into the kernel: {err}"))?;
     let mut emulation = Emulation::start(plan, &mut ebpf)?;

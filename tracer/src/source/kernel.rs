@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, ProgramArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use tracer_common::{
@@ -14,13 +14,14 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
-        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_PENDING,
+        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_SLOTS,
         MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
 
 use super::{
+    slots::{self, Slots},
     traced_pids::{self, TracedPids},
     tracefs,
 };
@@ -94,9 +95,9 @@ pub struct Kernel {
     traced: HashMap<MapData, u32, u64>,
     traced_pids: TracedPids,
     counters: PerCpuArray<MapData, u64>,
-    /// The calls in flight, read for `--blocked-after`: a handle of its own, since emulation
-    /// may take the object's.
-    pending: HashMap<MapData, u64, PendingCall>,
+    /// The threads' slots, read for `--blocked-after` (the calls in flight) and for the calls
+    /// in progress at attach: handles of their own, since emulation may take the object's.
+    slots: Slots,
     /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
     /// program array when its last descriptor closes.
     _raw: Option<[ProgramArray<MapData>; 2]>,
@@ -159,6 +160,7 @@ impl Kernel {
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
             .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries())
+            .map_max_entries(MAP_SLOTS, slots::entries())
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
@@ -201,9 +203,9 @@ impl Kernel {
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
-        let pending = pending_handle(&ebpf)?;
+        let slots = Slots::open(&ebpf)?;
         let kernel =
-            Kernel { _ebpf: ebpf, traced, traced_pids, counters, pending, _raw: raw, syscalls };
+            Kernel { _ebpf: ebpf, traced, traced_pids, counters, slots, _raw: raw, syscalls };
         Ok((kernel, ring))
     }
 
@@ -260,19 +262,14 @@ impl Kernel {
         // references this is instant, otherwise it takes the time described above.
     }
 
-    /// Every call in flight in a traced thread: (pid_tgid, the call). A thread's slot stays
-    /// between its calls, marked idle ([`PendingCall::NONE`]); those are left out.
+    /// Every call in flight in a traced thread: (pid_tgid, the call).
     pub fn calls_in_flight(&self) -> Vec<(u64, PendingCall)> {
-        self.pending
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, call)| call.syscall != PendingCall::NONE)
-            .collect()
+        self.slots.in_flight(self.traced())
     }
 
     /// Whether thread `pid_tgid` has a slot: it made a traced call since tracing started.
     pub fn has_slot(&self, pid_tgid: u64) -> bool {
-        self.pending.get(&pid_tgid, 0).is_ok()
+        self.slots.has(pid_tgid)
     }
 
     pub fn counters(&self) -> Result<Counters> {
@@ -301,16 +298,6 @@ pub fn monotonic_ns() -> Result<u64> {
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .context("reading the monotonic clock")?;
     Ok(u64::try_from(now.tv_sec())? * 1_000_000_000 + u64::try_from(now.tv_nsec())?)
-}
-
-/// A second fd on the PENDING map (the same kernel map, opened by id).
-fn pending_handle(ebpf: &Ebpf) -> Result<HashMap<MapData, u64, PendingCall>> {
-    let id = match ebpf.map(MAP_PENDING) {
-        Some(Map::LruHashMap(data) | Map::HashMap(data)) => data.info()?.id(),
-        _ => bail!("map {MAP_PENDING} missing from the eBPF object"),
-    };
-    let data = MapData::from_id(id).context("opening the map of calls in flight")?;
-    Ok(HashMap::try_from(Map::LruHashMap(data))?)
 }
 
 /// aya's loader, its copy of the kernel's BTF dropped before the object is parsed. aya reads it

@@ -12,6 +12,7 @@ pub mod privileges;
 mod raw;
 pub mod recording;
 pub mod records;
+mod slots;
 pub mod target;
 mod traced_pids;
 pub mod tracefs;
