@@ -402,12 +402,12 @@ impl Source for Live {
         }
     }
 
-    /// Stops tracing if it still runs (the last records are drained all the same, until a
-    /// write fails); while draining, ends the drain.
     fn recycle(&mut self, ev: Box<Event>) {
         self.recent.recycle(ev);
     }
 
+    /// Stops tracing if it still runs (the last records are drained all the same, until a
+    /// write fails); while draining, ends the drain.
     fn output_closed(&mut self) {
         self.queued.clear();
         match self.phase {
