@@ -1,6 +1,6 @@
 //! Loads the kernel programs, configures them, attaches them, and owns them while tracing.
 
-use std::path::Path;
+use std::{collections::HashSet, path::Path};
 
 use anyhow::{Context as _, Result, bail};
 use aya::{
@@ -144,6 +144,7 @@ impl Kernel {
             .collect();
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
+        let pid_max = traced_pids::pid_max();
 
         let mut ebpf = loader()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
@@ -159,8 +160,8 @@ impl Kernel {
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
-            .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries())
-            .map_max_entries(MAP_SLOTS, slots::entries())
+            .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries(pid_max))
+            .map_max_entries(MAP_SLOTS, slots::entries(pid_max))
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
@@ -262,9 +263,10 @@ impl Kernel {
         // references this is instant, otherwise it takes the time described above.
     }
 
-    /// Every call in flight in a traced thread: (pid_tgid, the call).
-    pub fn calls_in_flight(&self) -> Vec<(u64, PendingCall)> {
-        self.slots.in_flight(self.traced())
+    /// Every call in flight in the threads of `traced` (the ids [`Kernel::traced`] gave):
+    /// (pid_tgid, the call).
+    pub fn calls_in_flight(&self, traced: &HashSet<u32>) -> Vec<(u64, PendingCall)> {
+        self.slots.in_flight(traced)
     }
 
     /// Whether thread `pid_tgid` has a slot: it made a traced call since tracing started.

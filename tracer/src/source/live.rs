@@ -290,7 +290,7 @@ impl Live {
         let after = u64::try_from(self.blocked_after.as_nanos()).unwrap_or(u64::MAX);
         let traced: HashSet<u32> = self.kernel.traced().into_iter().collect();
         let scan = std::time::Instant::now();
-        let calls = self.kernel.calls_in_flight();
+        let calls = self.kernel.calls_in_flight(&traced);
         tracing::debug!("{} calls in flight, read in {:?}", calls.len(), scan.elapsed());
         // Forget the calls that returned: only the ones still in flight can repeat.
         let in_flight: HashSet<(u64, u64)> = calls.iter().map(|(k, c)| (*k, c.ts_ns)).collect();

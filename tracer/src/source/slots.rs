@@ -16,8 +16,7 @@ use tracer_common::{
 };
 
 /// Elements of `SLOTS`: a slot per thread id up to `pid_max`, at most [`SLOT_TIDS`].
-pub fn entries() -> u32 {
-    let pid_max = procfs::sys::kernel::pid_max().ok().and_then(|max| u32::try_from(max).ok());
+pub fn entries(pid_max: Option<u32>) -> u32 {
     pid_max.unwrap_or(SLOT_TIDS).clamp(1, SLOT_TIDS)
 }
 
@@ -44,14 +43,20 @@ impl Slots {
     /// too with `-f`): (pid_tgid, the call). A slot stays between its thread's calls, marked
     /// idle ([`PendingCall::NONE`]); those are left out. The array is read at the threads'
     /// ids, each once, not whole (32,768 look-ups).
-    pub fn in_flight(&self, traced: Vec<u32>) -> Vec<(u64, PendingCall)> {
+    pub fn in_flight(&self, traced: &HashSet<u32>) -> Vec<(u64, PendingCall)> {
         let hashed = self.hash.iter().filter_map(Result::ok);
-        let tids: HashSet<u32> = traced
-            .into_iter()
-            .filter_map(|id| procfs::process::Process::new(id as i32).ok()?.tasks().ok())
-            .flatten()
-            .filter_map(|task| u32::try_from(task.ok()?.tid).ok())
-            .collect();
+        // Any thread's task directory lists its whole group: an id already listed is not
+        // listed again (with `-f`, N traced threads would otherwise read N² entries).
+        let mut tids = HashSet::new();
+        for &id in traced {
+            if tids.contains(&id) {
+                continue;
+            }
+            let Ok(tasks) = procfs::process::Process::new(id as i32).and_then(|p| p.tasks()) else {
+                continue;
+            };
+            tids.extend(tasks.filter_map(|task| u32::try_from(task.ok()?.tid).ok()));
+        }
         let arrayed = tids.into_iter().filter_map(|tid| {
             let slot = self.array.get(&tid, 0).ok()?;
             (slot.owner as u32 == tid).then_some((slot.owner, slot.call))

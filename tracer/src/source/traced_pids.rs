@@ -9,13 +9,15 @@ use aya::maps::{Map, MapData};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 use tracer_common::config::PID_MAX_LIMIT;
 
-/// Elements of the map for this machine's `pid_max`: eight ids per element.
-pub fn entries() -> u32 {
-    let pid_max = procfs::sys::kernel::pid_max()
-        .ok()
-        .and_then(|max| u32::try_from(max).ok())
-        .unwrap_or(PID_MAX_LIMIT);
-    pid_max.min(PID_MAX_LIMIT).div_ceil(8).max(1)
+/// This machine's `pid_max`, read once at start for the maps sized by it; `None` when it
+/// cannot be read.
+pub fn pid_max() -> Option<u32> {
+    procfs::sys::kernel::pid_max().ok().and_then(|max| u32::try_from(max).ok())
+}
+
+/// Elements of the map for `pid_max`: eight ids per element.
+pub fn entries(pid_max: Option<u32>) -> u32 {
+    pid_max.unwrap_or(PID_MAX_LIMIT).min(PID_MAX_LIMIT).div_ceil(8).max(1)
 }
 
 pub struct TracedPids {
