@@ -12,9 +12,8 @@ pub const MAP_TRACED: &str = "TRACED";
 /// in [`MAP_TRACED`]. Every program's first check reads it, an array access the verifier
 /// inlines, and asks the hash only for an id past it: the hash lookup was a third of what
 /// each program costs every socket call of every process, and 40-50 ns of each traced call's
-/// entry and exit. Userspace writes
-/// its bytes through a shared mapping, so its stores and the programs' never overwrite each
-/// other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
+/// entry and exit. Userspace writes its bytes through a shared mapping, so its stores and the
+/// programs' never overwrite each other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
 pub const MAP_TRACED_PIDS: &str = "TRACED_PIDS";
 /// `Array<Slot>` with `BPF_F_MMAPABLE`, indexed by thread id: the slot of each traced thread
 /// whose id is below its size ([`SLOT_TIDS`] at most, `pid_max` if less): the call it is in
