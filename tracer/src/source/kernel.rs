@@ -6,7 +6,9 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::{RawTracePoint, TracePoint},
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLink, trace_point::TracePointLink,
+    },
 };
 use tracer_common::{
     IDENTITY_CHANGES, PendingCall, Syscall,
@@ -21,6 +23,7 @@ use tracer_common::{
 };
 
 use super::{
+    links::Links,
     slots::{self, Slots},
     traced_pids::{self, TracedPids},
     tracefs,
@@ -90,7 +93,9 @@ pub struct Lost {
 }
 
 pub struct Kernel {
-    // Owns the programs and their links: dropping it detaches everything.
+    /// Dropped first: detaches every program.
+    _links: Links,
+    // Owns the programs.
     _ebpf: Ebpf,
     traced: HashMap<MapData, u32, u64>,
     traced_pids: TracedPids,
@@ -180,33 +185,49 @@ impl Kernel {
             socket_errors_missing.is_none(),
         );
         super::preload::load_all(&mut ebpf, &programs)?;
+        // Declared after `ebpf`, so that an error below detaches before the object drops.
+        let mut links = Links::default();
         let (attached, raw) = match opts.probe_kind {
-            ProbeKind::Tracepoint => (attach_syscalls(&mut ebpf, &tracefs, &attached)?, None),
-            ProbeKind::Raw => (attached.clone(), Some(super::raw::attach(&mut ebpf, &attached)?)),
+            ProbeKind::Tracepoint => {
+                (attach_syscalls(&mut ebpf, &mut links, &tracefs, &attached)?, None)
+            }
+            ProbeKind::Raw => {
+                (attached.clone(), Some(super::raw::attach(&mut ebpf, &mut links, &attached)?))
+            }
         };
         let syscalls = opts.syscalls.iter().copied().filter(|s| attached.contains(s)).collect();
-        attach(&mut ebpf, "sched", "sched_process_exit")?;
+        links.push(attach(&mut ebpf, "sched", "sched_process_exit")?);
         if opts.follow_forks {
-            attach(&mut ebpf, "sched", "sched_process_fork")?;
+            links.push(attach(&mut ebpf, "sched", "sched_process_fork")?);
         }
         if keep_identity {
             for tracepoint in IDENTITY_CHANGES {
-                attach(&mut ebpf, "syscalls", tracepoint)?;
+                links.push(attach(&mut ebpf, "syscalls", tracepoint)?);
             }
-            attach(&mut ebpf, "sched", "sched_process_exec")?;
-            attach(&mut ebpf, "cgroup", "cgroup_attach_task")?;
-            attach(&mut ebpf, "task", "task_rename")?;
+            links.push(attach(&mut ebpf, "sched", "sched_process_exec")?);
+            links.push(attach(&mut ebpf, "cgroup", "cgroup_attach_task")?);
+            links.push(attach(&mut ebpf, "task", "task_rename")?);
         }
-        if opts.syscalls.contains(&Syscall::Connect) {
-            attach_socket_errors(&mut ebpf, socket_errors_missing)?;
+        if opts.syscalls.contains(&Syscall::Connect)
+            && let Some(link) = attach_socket_errors(&mut ebpf, socket_errors_missing)?
+        {
+            links.push(link);
         }
 
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
         let slots = Slots::open(&ebpf)?;
-        let kernel =
-            Kernel { _ebpf: ebpf, traced, traced_pids, counters, slots, _raw: raw, syscalls };
+        let kernel = Kernel {
+            _links: links,
+            _ebpf: ebpf,
+            traced,
+            traced_pids,
+            counters,
+            slots,
+            _raw: raw,
+            syscalls,
+        };
         Ok((kernel, ring))
     }
 
@@ -360,14 +381,16 @@ fn programs_to_load(
     names
 }
 
-fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<()> {
+fn attach(ebpf: &mut Ebpf, category: &str, name: &str) -> Result<TracePointLink> {
     let program = ebpf
         .program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))?;
     super::preload::load(name, program)?;
     let program: &mut TracePoint = program.try_into()?;
-    program.attach(category, name).with_context(|| format!("attaching to {category}:{name}"))?;
-    Ok(())
+    let id = program
+        .attach(category, name)
+        .with_context(|| format!("attaching to {category}:{name}"))?;
+    Ok(program.take_link(id)?)
 }
 
 /// The tracepoint that reports socket errors, and what wsltrace shows of it.
@@ -376,20 +399,25 @@ const SOCKET_ERRORS: &str = "inet_sk_error_report";
 /// Attaches the socket error report (see tracer-ebpf's sockets.rs); a kernel without the
 /// tracepoint (before 5.14) or without the struct layouts it needs (`missing`: why, from
 /// [`socket_errors_missing`]) gets one warning and is traced without it.
-fn attach_socket_errors(ebpf: &mut Ebpf, missing: Option<String>) -> Result<()> {
+fn attach_socket_errors(
+    ebpf: &mut Ebpf,
+    missing: Option<String>,
+) -> Result<Option<RawTracePointLink>> {
     if let Some(why) = missing {
         tracing::warn!(
             "{why}: socket errors the program never reads (socket_error records) are not reported"
         );
-        return Ok(());
+        return Ok(None);
     }
     let program = ebpf
         .program_mut(SOCKET_ERRORS)
         .with_context(|| format!("program {SOCKET_ERRORS} missing from the eBPF object"))?;
     super::preload::load(SOCKET_ERRORS, program)?;
     let program: &mut RawTracePoint = program.try_into()?;
-    program.attach(SOCKET_ERRORS).with_context(|| format!("attaching to sock:{SOCKET_ERRORS}"))?;
-    Ok(())
+    let id = program
+        .attach(SOCKET_ERRORS)
+        .with_context(|| format!("attaching to sock:{SOCKET_ERRORS}"))?;
+    Ok(Some(program.take_link(id)?))
 }
 
 /// Why this kernel cannot report socket errors, if it cannot.
@@ -405,7 +433,12 @@ fn socket_errors_missing(tracefs: &Path, layout: &KernelLayout) -> Option<String
 
 /// Attaches enter and exit of each syscall; a syscall whose tracepoints this kernel lacks is
 /// skipped with a warning. Returns the syscalls attached.
-fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Result<Vec<Syscall>> {
+fn attach_syscalls(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    tracefs: &Path,
+    wanted: &[Syscall],
+) -> Result<Vec<Syscall>> {
     let mut attached = Vec::new();
     for &syscall in wanted {
         let (enter, exit) = (syscall.enter_tracepoint(), syscall.exit_tracepoint());
@@ -418,8 +451,8 @@ fn attach_syscalls(ebpf: &mut Ebpf, tracefs: &Path, wanted: &[Syscall]) -> Resul
             );
             continue;
         }
-        attach(ebpf, "syscalls", exit)?;
-        attach(ebpf, "syscalls", enter)?;
+        links.push(attach(ebpf, "syscalls", exit)?);
+        links.push(attach(ebpf, "syscalls", enter)?);
         attached.push(syscall);
     }
     if attached.is_empty() {

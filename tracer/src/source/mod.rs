@@ -6,6 +6,7 @@ pub mod btf;
 mod in_flight;
 pub mod kernel;
 pub mod launch;
+mod links;
 pub mod live;
 mod preload;
 pub mod privileges;

@@ -12,12 +12,16 @@ use tracer_common::{
     config::{MAP_RAW_ENTER, MAP_RAW_EXIT, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT},
 };
 
-use super::kernel::take_map;
+use super::{kernel::take_map, links::Links};
 
 /// Loads the `wanted` syscalls' raw entry and exit programs into the tail-call tables, then
 /// attaches the raw `sys_enter`/`sys_exit` programs, which dispatch on the x86_64 syscall
 /// number (the selection is in the `SELECTED` global). Returns the tables.
-pub(super) fn attach(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArray<MapData>; 2]> {
+pub(super) fn attach(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    wanted: &[Syscall],
+) -> Result<[ProgramArray<MapData>; 2]> {
     if !cfg!(target_arch = "x86_64") {
         bail!(
             "--probe-kind raw reads x86_64 syscall numbers and registers: on this machine use --probe-kind tracepoint (the default)"
@@ -39,9 +43,11 @@ pub(super) fn attach(ebpf: &mut Ebpf, wanted: &[Syscall]) -> Result<[ProgramArra
     for (name, tracepoint) in
         [(PROGRAM_RAW_SYS_EXIT, "sys_exit"), (PROGRAM_RAW_SYS_ENTER, "sys_enter")]
     {
-        load(ebpf, name)?
+        let program = load(ebpf, name)?;
+        let id = program
             .attach(tracepoint)
             .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
+        links.push(program.take_link(id)?);
     }
     Ok([enter, exit])
 }
