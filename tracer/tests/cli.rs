@@ -70,12 +70,16 @@ fn rules_explains_one_rule() {
 
 /// `out=$(wsltrace -- true)` returns when wsltrace exits: nothing it leaves behind (the child
 /// that drops the last references to the kernel programs, which takes a second or two) holds
-/// its stdout or stderr open.
+/// its stdout, its stderr or its recording open.
 #[test]
 fn no_process_holds_the_output_after_exit() {
     use std::os::unix::fs::MetadataExt as _;
 
+    let recording =
+        std::env::temp_dir().join(format!("wsltrace-held-{}.jsonl", std::process::id()));
     let mut child = common::wsltrace()
+        .arg("-o")
+        .arg(&recording)
         .args(["--", "true"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,7 +90,11 @@ fn no_process_holds_the_output_after_exit() {
     let inode = |fd: &dyn std::os::fd::AsRawFd| {
         std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("fstat").ino()
     };
-    let pipes = [format!("pipe:[{}]", inode(&out)), format!("pipe:[{}]", inode(&err))];
+    let held = [
+        format!("pipe:[{}]", inode(&out)),
+        format!("pipe:[{}]", inode(&err)),
+        recording.display().to_string(),
+    ];
     assert!(child.wait().expect("wait").success());
     let me = std::process::id().to_string();
     let mut holders = Vec::new();
@@ -98,11 +106,12 @@ fn no_process_holds_the_output_after_exit() {
         let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else { continue };
         for fd in fds.flatten() {
             let target = std::fs::read_link(fd.path()).unwrap_or_default();
-            if pipes.iter().any(|p| target.as_os_str() == p.as_str()) {
+            if held.iter().any(|p| target.as_os_str() == p.as_str()) {
                 holders.push(pid.clone());
             }
         }
     }
+    let _ = std::fs::remove_file(&recording);
     assert!(holders.is_empty(), "processes {holders:?} still hold wsltrace's output");
 }
 

@@ -261,27 +261,13 @@ impl Kernel {
         self.traced_pids.set(tgid, false);
     }
 
-    /// Detaches every program without making the user wait. The kernel waits for an RCU
-    /// grace period per tracepoint, under a global lock: 28 tracepoints took 1.1-2 s here.
-    /// The traced set is emptied first, so the programs go quiet; then a forked child keeps the
-    /// last references and closes them while wsltrace itself exits at once.
+    /// Detaches every program without making the user wait (see [`super::links`]): the
+    /// traced set is emptied first, so the programs go quiet.
     pub fn detach(mut self) {
         for pid in self.traced() {
             self.untrace(pid);
         }
-        // SAFETY: the child only makes two syscalls (close_range, _exit), both
-        // async-signal-safe, and runs no Rust code that could touch state copied mid-update.
-        if let Ok(nix::unistd::ForkResult::Child) = unsafe { nix::unistd::fork() } {
-            // SAFETY: raw syscalls in the forked child, see above.
-            unsafe {
-                // stdin, stdout and stderr too: a reader of our pipes must see them close when
-                // we exit, not when the last reference is dropped.
-                libc::close_range(0, u32::MAX, 0);
-                libc::_exit(0);
-            }
-        }
-        // Parent (or fork failed): dropping closes our copies; with a child holding the
-        // references this is instant, otherwise it takes the time described above.
+        super::links::hand_over();
     }
 
     /// Every call in flight in the threads of `traced` (the ids [`Kernel::traced`] gave):
