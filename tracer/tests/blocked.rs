@@ -243,3 +243,46 @@ fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
     assert_eq!(records[0]["pid"], pid);
     assert_eq!(records[0]["args"]["addr"]["port"], port);
 }
+
+/// Where `pid_max` fits the slot array at start, the programs keep no hash of slots (see
+/// `GLOBAL_SLOTS_COVER_ALL`). Raised during the trace, it lets a thread get an id past the
+/// array, with no slot: its calls are counted as lost, and said why, never shown as calls
+/// refused before their entry.
+#[test]
+fn pid_max_raised_during_a_trace_makes_calls_counted_as_lost() {
+    let pid_max: u32 = std::fs::read_to_string(PidsFrom::PID_MAX)
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    if pid_max > 32_768 {
+        eprintln!("skipped: pid_max is {pid_max}, past the slot array already at start");
+        return;
+    }
+    // The shell is forked before the raise; python after it, by the shell (`; true` keeps the
+    // shell from exec'ing it).
+    let client = format!(
+        "import os, socket, sys; sys.stderr.write(f'client {{os.getpid()}}\\n'); socket.socket().connect_ex(('127.0.0.1', {port}))",
+        port = common::findings::free_port()
+    );
+    let script = format!("sleep 1; {} -c \"{client}\"; true", common::python());
+    let tracer = Tracer::attach(&["-f", "--format", "json", "--", "sh", "-c", &script]);
+    let out = {
+        let _pids = PidsFrom::new(1 << 17, 100_000);
+        tracer.finish()
+    };
+    assert!(out.status.success(), "{}", out.stderr);
+    let client: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("client ")?.parse().ok())
+        .expect("the client's pid");
+    assert!(client > 32_768, "the client got pid {client}: another process took the ids asked for");
+    let shown: Vec<_> = out.events().into_iter().filter(|e| e["pid"] == client).collect();
+    let calls: Vec<_> = shown.iter().filter(|e| e["syscall"] != "close").collect();
+    assert!(calls.is_empty(), "calls of a thread without a slot shown: {calls:?}");
+    let (_, lost) =
+        out.stderr.lines().find_map(common::parse_summary).expect("the summary line");
+    assert!(lost >= 2, "socket and connect counted as lost, {lost} in all:\n{}", out.stderr);
+    assert!(out.stderr.contains("pid_max was raised to"), "{}", out.stderr);
+}
