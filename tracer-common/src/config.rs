@@ -98,6 +98,10 @@ pub const GLOBAL_EXEC_OLD_PID_OFF: &str = "EXEC_OLD_PID_OFF";
 /// `u32`: non-zero when every call that can change a thread's identity is watched, so a
 /// thread's namespaces and capabilities may be kept between its calls.
 pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
+/// 1 when every thread id fits [`MAP_SLOTS`] (`pid_max` at most [`SLOT_TIDS`] at start): the
+/// programs' [`MAP_PENDING`] path is then dead code, which the verifier skips (it verified
+/// everything after a slot's look-up twice, once per map: 20% of start-up).
+pub const GLOBAL_SLOTS_COVER_ALL: &str = "SLOTS_COVER_ALL";
 /// `u32`: offset of `pid` (the renamed thread) in `task:task_rename`'s record; 0 if it lacks
 /// the field (then the renamed thread is the current one).
 pub const GLOBAL_RENAME_PID_OFF: &str = "RENAME_PID_OFF";

@@ -1,6 +1,7 @@
 //! Each traced thread's slot: the call it is in, between its entry and exit, and its kept
 //! identity. A thread whose id is below the size of `SLOTS` has its slot there, at its id (an
-//! array access the verifier inlines); the others in the `PENDING` hash. A slot in the array
+//! array access the verifier inlines); the others in the `PENDING` hash, unless `SLOTS` holds
+//! every id (`SLOTS_COVER_ALL`): the hash is then never used, and the verifier skips it. A slot in the array
 //! is the thread's while its `owner` is the thread's pid_tgid: a thread id is unique among
 //! live threads, so no other thread claims it meanwhile, and a dead thread's slot, not
 //! dropped, is told apart by its owner's tgid or simply taken over by the id's next thread.
@@ -10,7 +11,7 @@ use core::ptr::NonNull;
 use tracer_common::PendingCall;
 
 use crate::{
-    maps::{PENDING, SLOTS},
+    maps::{PENDING, SLOTS, SLOTS_COVER_ALL},
     store::put,
 };
 
@@ -18,6 +19,9 @@ use crate::{
 #[inline(always)]
 pub fn get(pid_tgid: u64) -> Option<*mut PendingCall> {
     let Some(slot) = SLOTS.get_ptr_mut(pid_tgid as u32) else {
+        if SLOTS_COVER_ALL.load() != 0 {
+            return None;
+        }
         return PENDING.get_ptr_mut(pid_tgid);
     };
     // SAFETY: a map value; `owner` is written only by its thread or when it exits.
@@ -37,6 +41,9 @@ pub fn get(pid_tgid: u64) -> Option<*mut PendingCall> {
 #[inline(always)]
 pub fn claim(pid_tgid: u64, ts_ns: u64) -> Option<*mut PendingCall> {
     let Some(slot) = SLOTS.get_ptr_mut(pid_tgid as u32) else {
+        if SLOTS_COVER_ALL.load() != 0 {
+            return None;
+        }
         // An LRU map never refuses an insert: under pressure it evicts the slot of the thread
         // idle longest, whose next exit is then one without entry.
         let _ = PENDING.insert(pid_tgid, PendingCall::new(ts_ns, PendingCall::NONE), 0);
@@ -52,6 +59,13 @@ pub fn claim(pid_tgid: u64, ts_ns: u64) -> Option<*mut PendingCall> {
     Some(&raw mut slot.call)
 }
 
+/// Whether thread `pid_tgid` can have no slot at all: `SLOTS` was to hold every id, and
+/// `pid_max` was raised past it during the trace.
+#[inline(always)]
+pub fn outgrown(pid_tgid: u64) -> bool {
+    SLOTS_COVER_ALL.load() != 0 && SLOTS.get_ptr_mut(pid_tgid as u32).is_none()
+}
+
 /// Drops the slot of thread `pid_tgid`, identity and all.
 #[inline(always)]
 pub fn release(pid_tgid: u64) {
@@ -63,6 +77,7 @@ pub fn release(pid_tgid: u64) {
                 put(&mut slot.owner, 0);
             }
         }
+        None if SLOTS_COVER_ALL.load() != 0 => {}
         None => {
             let _ = PENDING.remove(pid_tgid);
         }

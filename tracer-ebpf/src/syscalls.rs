@@ -268,6 +268,13 @@ fn without_entry<C: SyscallResult>(
     if syscall == Syscall::Close && ret >= 0 {
         return;
     }
+    if slot.is_none() && slots::outgrown(pid_tgid) {
+        // Its entry had nowhere to go: counted as lost, not shown as a refused call.
+        if let Some(flags) = verdict(syscall, ret, None) {
+            count_at(lost_index(syscall, flags & FLAG_CONTEXT != 0));
+        }
+        return;
+    }
     if slot.is_none() && !started_while_traced((pid_tgid >> 32) as u32) {
         // In flight when tracing started (a server blocked in accept): report the result,
         // flagged, rather than lose it.

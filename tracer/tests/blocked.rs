@@ -5,12 +5,27 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::{
+    path::PathBuf,
+    sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
 
 use common::{Output, Tracer, Workload, run, wsltrace};
 use serde_json::Value;
 
 const QUEUE_FULL: &str = "CONNECT-BLOCKED-ACCEPT-QUEUE-FULL";
+
+/// The tests that raise `pid_max` run alone: a process of another test given an id past the
+/// slot array meanwhile would have its calls counted as lost (see the last test).
+static PID_MAX: RwLock<()> = RwLock::new(());
+
+fn pid_max_as_it_is() -> RwLockReadGuard<'static, ()> {
+    PID_MAX.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn pid_max_mine() -> RwLockWriteGuard<'static, ()> {
+    PID_MAX.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn blocked(out: &Output) -> Vec<Value> {
     out.records().into_iter().filter(|r| r["type"] == "blocked").collect()
@@ -46,6 +61,7 @@ fn trace_hanging_connect(opts: &[&str]) -> (Output, u32, u16) {
 
 #[test]
 fn a_blocking_connect_to_a_full_accept_queue_is_reported_while_it_blocks() {
+    let _pid_max = pid_max_as_it_is();
     let (out, pid, port) = trace_hanging_connect(&[]);
     let records = blocked(&out);
     assert_eq!(records.len(), 1, "one record per call:\n{}", out.stdout);
@@ -94,6 +110,7 @@ fn wait_in_connect(pid: u32) {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_connect_already_hanging_when_tracing_starts_is_reported_blocked() {
+    let _pid_max = pid_max_as_it_is();
     let (_listener, mut client, port) = full_queue_and_client();
     client.go();
     wait_in_connect(client.pid);
@@ -132,6 +149,7 @@ fn a_connect_already_hanging_when_tracing_starts_is_reported_blocked() {
 
 #[test]
 fn curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect() {
+    let _pid_max = pid_max_as_it_is();
     let listener = Workload::start(&["full-queue"]);
     let url = format!("http://127.0.0.1:{}/", listener.port.expect("port"));
     // curl gives up after 3 s (exit 28), which ends the trace.
@@ -158,6 +176,7 @@ fn curl_waiting_on_a_full_accept_queue_is_reported_as_a_nonblocking_connect() {
 
 #[test]
 fn calls_shorter_than_the_delay_or_with_the_report_off_give_none() {
+    let _pid_max = pid_max_as_it_is();
     for opts in [&["--blocked-after", "4"][..], &["--blocked-after", "0"]] {
         let (out, ..) = trace_hanging_connect(opts);
         assert!(blocked(&out).is_empty(), "{opts:?}:\n{}", out.stdout);
@@ -170,6 +189,7 @@ fn calls_shorter_than_the_delay_or_with_the_report_off_give_none() {
 
 #[test]
 fn blocked_records_are_recorded_counted_and_analyzed() {
+    let _pid_max = pid_max_as_it_is();
     let dir = std::env::temp_dir().join(format!("wsltrace-blocked-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let file: PathBuf = dir.join("hang.jsonl");
@@ -229,6 +249,7 @@ impl Drop for PidsFrom {
 /// instead: its calls still pair entry and exit, and its hanging call is still found.
 #[test]
 fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
+    let _alone = pid_max_mine();
     let (out, pid, port) = {
         let _pids = PidsFrom::new(1 << 17, 100_000);
         trace_hanging_connect(&[])
@@ -242,4 +263,47 @@ fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
     assert_eq!(records.len(), 1, "{}", out.stdout);
     assert_eq!(records[0]["pid"], pid);
     assert_eq!(records[0]["args"]["addr"]["port"], port);
+}
+
+/// Where `pid_max` fits the slot array at start, the programs keep no hash of slots (see
+/// `GLOBAL_SLOTS_COVER_ALL`). Raised during the trace, it lets a thread get an id past the
+/// array, with no slot: its calls are counted as lost, and said why, never shown as calls
+/// refused before their entry.
+#[test]
+fn pid_max_raised_during_a_trace_makes_calls_counted_as_lost() {
+    let _alone = pid_max_mine();
+    let pid_max: u32 = std::fs::read_to_string(PidsFrom::PID_MAX)
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    if pid_max > 32_768 {
+        eprintln!("skipped: pid_max is {pid_max}, past the slot array already at start");
+        return;
+    }
+    // The shell is forked before the raise; python after it, by the shell (`; true` keeps the
+    // shell from exec'ing it).
+    let client = format!(
+        "import os, socket, sys; sys.stderr.write(f'client {{os.getpid()}}\\n'); socket.socket().connect_ex(('127.0.0.1', {port}))",
+        port = common::findings::free_port()
+    );
+    let script = format!("sleep 1; {} -c \"{client}\"; true", common::python());
+    let tracer = Tracer::attach(&["-f", "--format", "json", "--", "sh", "-c", &script]);
+    let out = {
+        let _pids = PidsFrom::new(1 << 17, 100_000);
+        tracer.finish()
+    };
+    assert!(out.status.success(), "{}", out.stderr);
+    let client: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("client ")?.parse().ok())
+        .expect("the client's pid");
+    assert!(client > 32_768, "the client got pid {client}: another process took the ids asked for");
+    let shown: Vec<_> = out.events().into_iter().filter(|e| e["pid"] == client).collect();
+    let calls: Vec<_> = shown.iter().filter(|e| e["syscall"] != "close").collect();
+    assert!(calls.is_empty(), "calls of a thread without a slot shown: {calls:?}");
+    let (_, lost) = out.stderr.lines().find_map(common::parse_summary).expect("the summary line");
+    assert!(lost >= 2, "socket and connect counted as lost, {lost} in all:\n{}", out.stderr);
+    assert!(out.stderr.contains("pid_max was raised to"), "{}", out.stderr);
 }

@@ -16,8 +16,9 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
-        GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_SLOTS,
-        MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, lost_index,
+        GLOBAL_SLOTS_COVER_ALL, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS,
+        MAP_EVENTS, MAP_SLOTS, MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER,
+        PROGRAM_RAW_SYS_EXIT, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -103,6 +104,8 @@ pub struct Kernel {
     /// The threads' slots, read for `--blocked-after` (the calls in flight) and for the calls
     /// in progress at attach: handles of their own, since emulation may take the object's.
     slots: Slots,
+    /// The thread ids `SLOTS` holds when it holds every one (see `slots::cover_all`).
+    covered: Option<u32>,
     /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
     /// program array when its last descriptor closes.
     _raw: Option<[ProgramArray<MapData>; 2]>,
@@ -161,6 +164,7 @@ impl Kernel {
             .override_global(GLOBAL_EXIT_GROUP_DEAD_OFF, &group_dead_off, true)
             .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
+            .override_global(GLOBAL_SLOTS_COVER_ALL, &u32::from(slots::cover_all(pid_max)), true)
             .override_global(GLOBAL_RENAME_PID_OFF, &rename_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
@@ -225,6 +229,7 @@ impl Kernel {
             traced_pids,
             counters,
             slots,
+            covered: slots::cover_all(pid_max).then(|| slots::entries(pid_max)),
             _raw: raw,
             syscalls,
         };
@@ -266,6 +271,13 @@ impl Kernel {
     pub fn detach(mut self) {
         for pid in self.traced() {
             self.untrace(pid);
+        }
+        if let Some(covered) = self.covered
+            && let Some(now) = traced_pids::pid_max().filter(|&now| now > covered)
+        {
+            tracing::warn!(
+                "pid_max was raised to {now} during the trace, past the {covered} thread ids wsltrace prepared for at start: calls of threads with larger ids were counted as lost; start wsltrace again to trace them"
+            );
         }
         super::links::hand_over();
     }

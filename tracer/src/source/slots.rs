@@ -20,6 +20,11 @@ pub fn entries(pid_max: Option<u32>) -> u32 {
     pid_max.unwrap_or(SLOT_TIDS).clamp(1, SLOT_TIDS)
 }
 
+/// Whether every thread id has its slot in `SLOTS` (see `config::GLOBAL_SLOTS_COVER_ALL`).
+pub fn cover_all(pid_max: Option<u32>) -> bool {
+    pid_max.is_some_and(|max| max <= SLOT_TIDS)
+}
+
 pub struct Slots {
     array: Array<MapData, Slot>,
     hash: HashMap<MapData, u64, PendingCall>,
