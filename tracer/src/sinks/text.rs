@@ -13,7 +13,7 @@ use chrono::{FixedOffset, Timelike};
 use super::{
     Sink,
     render::{
-        Duration, render_addr, render_args, render_endpoint, render_socket, returns_fd, sock_tag,
+        Addr, ArgList, Duration, Endpoint, SockTag, push_int, push_uint, render_socket, returns_fd,
     },
 };
 use crate::event::{
@@ -35,6 +35,8 @@ pub struct TextSink<W: Write> {
     /// Local time offset, fixed at start: looking up the zone per line is too slow.
     tz: FixedOffset,
     line: String,
+    /// The second of the last line's time, and its `HH:MM:SS.` in local time.
+    second: (Option<i64>, String),
     /// How often each finding was seen on each site: the same finding on the same site is
     /// printed once, then counted (a reminder at 10, 100, 1000... occurrences).
     seen: std::collections::HashMap<(String, u32, String), u64>,
@@ -49,6 +51,7 @@ impl<W: Write> TextSink<W> {
             initial_net,
             tz,
             line: String::with_capacity(256),
+            second: (None, String::new()),
             seen: std::collections::HashMap::new(),
         }
     }
@@ -71,19 +74,49 @@ impl<W: Write> TextSink<W> {
         }
     }
 
+    /// Starts text in `style` (nothing without colour); [`Self::end`] ends it.
+    fn begin(&mut self, style: Style) {
+        if self.color {
+            let _ = write!(self.line, "{style}");
+        }
+    }
+
+    fn end(&mut self, style: Style) {
+        if self.color {
+            let _ = write!(self.line, "{style:#}");
+        }
+    }
+
+    /// `11:02:03.104512 `: the local time of day, formatted once a second.
     fn time(&mut self, ts: chrono::DateTime<chrono::Utc>) {
-        let t = ts.with_timezone(&self.tz);
-        self.styled_fmt(
-            DIM,
-            format_args!(
-                "{:02}:{:02}:{:02}.{:06}",
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.nanosecond() % 1_000_000_000 / 1_000
-            ),
-        );
+        let second = ts.timestamp();
+        if self.second.0 != Some(second) {
+            let t = ts.with_timezone(&self.tz);
+            self.second.1.clear();
+            let _ = write!(self.second.1, "{:02}:{:02}:{:02}.", t.hour(), t.minute(), t.second());
+            self.second.0 = Some(second);
+        }
+        self.begin(DIM);
+        self.line.push_str(&self.second.1);
+        // Microseconds, six digits (a leap second's nanoseconds run past 10^9).
+        let micros = ts.timestamp_subsec_nanos() % 1_000_000_000 / 1_000;
+        for unit in [100_000, 10_000, 1_000, 100, 10, 1] {
+            self.line.push(char::from(b'0' + (micros / unit % 10) as u8));
+        }
+        self.end(DIM);
         self.line.push(' ');
+    }
+
+    /// `server[4242/4251]`
+    fn caller(&mut self, comm: &str, pid: u32, tid: u32) {
+        self.begin(DIM);
+        self.line.push_str(comm);
+        self.line.push('[');
+        push_uint(&mut self.line, u64::from(pid));
+        self.line.push('/');
+        push_uint(&mut self.line, u64::from(tid));
+        self.line.push(']');
+        self.end(DIM);
     }
 
     /// `connect(5<TCP:?->127.0.0.1:9999>, {AF_INET, 127.0.0.1:9999}, 16) ... blocked for 2.0s`
@@ -108,7 +141,7 @@ impl<W: Write> TextSink<W> {
     /// Time, caller and the call up to its closing parenthesis.
     fn call(&mut self, ev: &Event) {
         self.time(ev.ts);
-        self.styled_fmt(DIM, format_args!("{}[{}/{}]", ev.comm, ev.pid, ev.tid));
+        self.caller(&ev.comm, ev.pid, ev.tid);
         self.line.push(' ');
         if let (Some(ns), Some(initial)) = (ev.ns, self.initial_net)
             && ns.net != initial
@@ -123,7 +156,7 @@ impl<W: Write> TextSink<W> {
         } else if ev.refused_by.is_some() && ev.args == Args::default() {
             self.line.push_str("<arguments unknown>");
         } else {
-            self.line.push_str(&render_args(ev));
+            ArgList(ev).push_to(&mut self.line);
         }
     }
 
@@ -135,10 +168,12 @@ impl<W: Write> TextSink<W> {
                 self.styled_fmt(ERROR, format_args!("-1 {} ({})", errno.name(), errno.message()));
             }
             None => {
-                let _ = write!(self.line, "{}", ev.ret);
+                push_int(&mut self.line, ev.ret);
                 // socket() and accept() return the fd the annotation describes.
                 if let (Some(sock), true) = (&ev.sock, returns_fd(ev.syscall)) {
-                    let _ = write!(self.line, "<{}>", sock_tag(sock));
+                    self.line.push('<');
+                    SockTag(sock).push_to(&mut self.line);
+                    self.line.push('>');
                 }
                 // The call succeeded, and reported that a non-blocking connect failed.
                 if let (Some(connect), Some(errno)) = (&ev.connect, ev.async_error) {
@@ -147,7 +182,7 @@ impl<W: Write> TextSink<W> {
                         ERROR,
                         format_args!(
                             "(connect to {} failed: {})",
-                            render_endpoint(&connect.addr),
+                            Endpoint(&connect.addr),
                             errno.name()
                         ),
                     );
@@ -156,7 +191,11 @@ impl<W: Write> TextSink<W> {
         }
         if let Some(ns) = ev.duration_ns {
             self.line.push(' ');
-            self.styled_fmt(DIM, format_args!("<{}>", Duration(ns)));
+            self.begin(DIM);
+            self.line.push('<');
+            Duration(ns).push_to(&mut self.line);
+            self.line.push('>');
+            self.end(DIM);
         }
         match ev.refused_by {
             Some(RefusedBy::Seccomp) => self.line.push_str(" <refused by seccomp>"),
@@ -172,12 +211,11 @@ impl<W: Write> TextSink<W> {
     fn finding(&mut self, ev: &Event, finding: &Finding) {
         // A connect's outcome reported later is on the site of that connect.
         let site = match &ev.connect {
-            Some(connect) => format!("connect({})", render_addr(&connect.addr)),
-            None => format!(
-                "{}({})",
-                ev.syscall.name(),
-                ev.args.addr.as_ref().map(render_addr).unwrap_or_default()
-            ),
+            Some(connect) => format!("connect({})", Addr(&connect.addr)),
+            None => match &ev.args.addr {
+                Some(addr) => format!("{}({})", ev.syscall.name(), Addr(addr)),
+                None => format!("{}()", ev.syscall.name()),
+            },
         };
         let count = self.seen.entry((finding.id.clone(), ev.pid, site)).or_insert(0);
         *count += 1;
@@ -253,10 +291,10 @@ impl<W: Write> TextSink<W> {
     /// the findings of the failed connect.
     fn socket_error(&mut self, error: &SocketError) {
         self.time(error.ts);
-        self.styled_fmt(DIM, format_args!("{}[{}/{}]", error.comm, error.pid, error.tid));
+        self.caller(&error.comm, error.pid, error.tid);
         let _ = write!(self.line, " {}", error.fd);
         if let Some(sock) = &error.sock {
-            let _ = write!(self.line, "<{}>", sock_tag(sock));
+            let _ = write!(self.line, "<{}>", SockTag(sock));
         }
         self.line.push(' ');
         let (name, message) = (error.error.name(), error.error.message());
