@@ -5,6 +5,7 @@ mod kernel;
 mod kinds;
 mod machine;
 mod nginx;
+mod page_cache;
 mod process;
 mod report;
 mod runs;

@@ -17,7 +17,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::process::{self, Lines};
+use super::{
+    page_cache,
+    process::{self, Lines},
+};
 
 /// The stderr line wsltrace prints once its programs are attached.
 pub const ATTACHED: &str = "wsltrace: tracing";
@@ -166,6 +169,11 @@ pub struct Run {
     pub account: Option<Account>,
     /// Events bpftrace said it lost.
     pub bpftrace_lost: Option<u64>,
+    /// The size of wsltrace's recording (`-o FILE` modes).
+    pub file_bytes: Option<u64>,
+    /// CPU time the bench took to write as many bytes to a new file and sync it, right after
+    /// the run (`-o FILE` modes): the file system's share of the reader's CPU.
+    pub page_cache_ns: Option<u64>,
 }
 
 /// sockmix's arguments after the global ones.
@@ -207,7 +215,16 @@ pub fn run(tools: &Tools, mode: Mode, workload: &[String]) -> Result<Run> {
             let file = file.to_str().context("the scratch path is not UTF-8")?;
             let kind = if mode == Mode::FileRaw { "raw" } else { "tracepoint" };
             let args = ["-o", file, "--probe-kind", kind];
-            wsltrace(tools, &args, Target::Workload, Stdout::DevNull, workload)
+            wsltrace(tools, &args, Target::Workload, Stdout::DevNull, workload).and_then(
+                |mut run| {
+                    // Written while the recording is still there, so that both take fresh memory.
+                    let bytes = fs::metadata(tools.events_path())?.len();
+                    let reference = tools.scratch.join("page-cache-reference");
+                    run.file_bytes = Some(bytes);
+                    run.page_cache_ns = Some(page_cache::write_cost(&reference, bytes)?);
+                    Ok(run)
+                },
+            )
         }
         Mode::JsonDevNull => {
             wsltrace(tools, &["--format", "json"], Target::Workload, Stdout::DevNull, workload)
@@ -298,6 +315,8 @@ fn untraced(tools: &Tools, workload: &[String]) -> Result<Run> {
         tracer_maxrss_kb: None,
         account: None,
         bpftrace_lost: None,
+        file_bytes: None,
+        page_cache_ns: None,
     })
 }
 
@@ -384,6 +403,8 @@ fn wsltrace(
         tracer_maxrss_kb: Some(done.maxrss_kb),
         account: Some(account),
         bpftrace_lost: None,
+        file_bytes: None,
+        page_cache_ns: None,
     })
 }
 
@@ -441,6 +462,8 @@ fn parent_tracer(tools: &Tools, program: &str, args: Vec<OsString>) -> Result<(R
         tracer_maxrss_kb: Some(done.maxrss_kb),
         account: None,
         bpftrace_lost: None,
+        file_bytes: None,
+        page_cache_ns: None,
     };
     Ok((run, stderr))
 }
