@@ -55,6 +55,5 @@ fn thread_cpu_ns() -> Result<u64> {
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
         return Err(io::Error::last_os_error()).context("getrusage(RUSAGE_THREAD)");
     }
-    let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-    Ok(ns(usage.ru_utime) + ns(usage.ru_stime))
+    Ok(super::process::cpu_ns(&usage))
 }

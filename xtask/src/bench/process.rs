@@ -49,11 +49,9 @@ pub fn wait(child: &mut Child, timeout: Duration, what: &str) -> Result<Finished
             } else {
                 128 + libc::WTERMSIG(status)
             };
-            let ns =
-                |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
             return Ok(Finished {
                 code,
-                cpu_ns: ns(usage.ru_utime) + ns(usage.ru_stime),
+                cpu_ns: cpu_ns(&usage),
                 maxrss_kb: usage.ru_maxrss as u64,
             });
         }
@@ -68,6 +66,12 @@ pub fn wait(child: &mut Child, timeout: Duration, what: &str) -> Result<Finished
         // Exit times are not measured here (the workload times itself): a coarse poll is fine.
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The user + system CPU time in `usage`.
+pub fn cpu_ns(usage: &libc::rusage) -> u64 {
+    let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
+    ns(usage.ru_utime) + ns(usage.ru_stime)
 }
 
 /// Waits for every orphan handed to us (a detaching wsltrace child). Call only when no child

@@ -574,12 +574,19 @@ fn overhead_section(md: &mut String, o: &Overhead, s: &Settings) {
 /// The file system's share of the reader's CPU per event: what writing a recording's bytes
 /// costs on its own, measured beside each `-o FILE` run.
 fn page_cache_section(md: &mut String, o: &Overhead) {
-    let modes: Vec<&ModeSummary> = o
+    let rows: Vec<(&str, f64, f64, f64)> = o
         .modes
         .iter()
-        .filter(|m| m.reader_ns_per_event.is_some() && m.page_cache_ns_per_event.is_some())
+        .filter_map(|m| {
+            Some((
+                m.label,
+                m.reader_ns_per_event?,
+                m.file_bytes_per_event?,
+                m.page_cache_ns_per_event?,
+            ))
+        })
         .collect();
-    if modes.is_empty() {
+    if rows.is_empty() {
         return;
     }
     let _ = writeln!(md, "### The file system's share of the reader's CPU\n");
@@ -598,16 +605,10 @@ fn page_cache_section(md: &mut String, o: &Overhead) {
          by the bench | the reader less that |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|");
-    for m in modes {
-        let (Some(total), Some(bytes), Some(cache)) =
-            (m.reader_ns_per_event, m.file_bytes_per_event, m.page_cache_ns_per_event)
-        else {
-            continue;
-        };
+    for (label, total, bytes, cache) in rows {
         let _ = writeln!(
             md,
-            "| {} | {total:.0} ns | {bytes:.0} | {cache:.0} ns | {:.0} ns |",
-            m.label,
+            "| {label} | {total:.0} ns | {bytes:.0} | {cache:.0} ns | {:.0} ns |",
             total - cache
         );
     }
