@@ -15,15 +15,30 @@ pub const MAP_TRACED: &str = "TRACED";
 /// entry and exit. Userspace writes its bytes through a shared mapping, so its stores and the
 /// programs' never overwrite each other's neighbours. Sized from `pid_max` at start; ids beyond it go to the hash.
 pub const MAP_TRACED_PIDS: &str = "TRACED_PIDS";
-/// `Array<Slot>` with `BPF_F_MMAPABLE`, indexed by thread id: the slot of each traced thread
-/// whose id is below its size ([`SLOT_TIDS`] at most, `pid_max` if less): the call it is in
-/// and its kept identity. An array access the verifier inlines, where a hash lookup cost
-/// every entry and every exit 40-50 ns; the slot is the thread's while `owner` holds its
-/// pid_tgid (a thread id is unique among live threads).
+/// `Array<Slot>` with `BPF_F_MMAPABLE`: each traced thread's slot, the call it is in and its
+/// kept identity. Where `pid_max` is at most [`SLOT_TIDS`] (the kernel's default) it is indexed
+/// by thread id; elsewhere (systemd raises `pid_max` to 4,194,304) it is a pool of
+/// [`SLOT_TIDS`] slots, and [`MAP_SLOT_INDEX`] says which one a thread has. Either way an
+/// array access the verifier inlines, where a hash lookup cost every entry and every exit
+/// 40-50 ns; the slot is the thread's while `owner` holds its pid_tgid (a thread id is unique
+/// among live threads).
 pub const MAP_SLOTS: &str = "SLOTS";
-/// `LruHashMap<u64 pid_tgid, PendingCall>`: the slots of threads whose id is past
-/// [`MAP_SLOTS`].
-pub const MAP_PENDING: &str = "PENDING";
+/// `Array<[u16; 4]>`, four thread ids per element, sized from `pid_max` (8 MB for 4,194,304):
+/// the index in [`MAP_SLOTS`] of each thread's slot, [`SLOT_NONE`] for none, [`SLOT_REFUSED`]
+/// when the pool had none left for it. Used only where [`MAP_SLOTS`] is a pool. A thread
+/// writes only its own entry; a slot whose owner has the thread's id is the thread's or a
+/// dead predecessor's, which it takes over.
+pub const MAP_SLOT_INDEX: &str = "SLOT_INDEX";
+/// `Queue<u32>`: slots of the pool given back by exited threads.
+pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
+/// `PerCpuArray<u32>`: how many slots each CPU has handed out of its share of the pool never
+/// used yet (`GLOBAL_SLOTS_PER_CPU` each): a CPU's programs never run two at once, so no
+/// atomic instruction is needed (the kernels supported lack a fetch-and-add).
+pub const MAP_FRESH_SLOTS: &str = "FRESH_SLOTS";
+/// A thread without a slot in [`MAP_SLOT_INDEX`].
+pub const SLOT_NONE: u16 = 0;
+/// A thread the pool had no slot for: its calls are counted as lost ([`Counter::NoSlot`]).
+pub const SLOT_REFUSED: u16 = u16::MAX;
 /// `PerCpuArray<u64>` indexed by [`Counter`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// `Array<u64>` of [`ErrnoSet::WORDS`] words: the `--errno` set as a bitmap (bit n = errno n).
@@ -38,10 +53,9 @@ pub const DEFAULT_RING_BYTES: u32 = 8 << 20;
 pub const PID_MAX_LIMIT: u32 = 4 << 20;
 /// Maximum number of traced processes.
 pub const MAX_TRACED: u32 = 16384;
-/// Maximum number of threads with a slot in the hash (ids past [`SLOT_TIDS`]) at once.
-pub const MAX_IN_FLIGHT: u32 = 16384;
-/// Thread ids below this have their slot in [`MAP_SLOTS`] (160 bytes each: 5 MB of kernel
-/// memory for all of them; `pid_max` is 32768 on most machines without systemd's raise).
+/// Slots in [`MAP_SLOTS`] (160 bytes each: 5 MB of kernel memory): one per thread id where
+/// `pid_max` is at most this (32768 on most machines without systemd's raise), else a pool
+/// for that many traced threads at once (slot 0 unused).
 pub const SLOT_TIDS: u32 = 32768;
 /// Maximum number of connected sockets whose errors are attributed (the least recently
 /// connected are forgotten first). The kernel keeps one LRU list per CPU (an insert into the
@@ -62,10 +76,13 @@ pub enum Counter {
     LostExit = 2,
     /// [`crate::record::SocketErrorRecord`]s that did not fit.
     LostSocketError = 3,
+    /// Threads that found the pool of slots empty (more traced threads at once than
+    /// [`SLOT_TIDS`]): their calls are counted as lost.
+    NoSlot = 4,
 }
 
 /// First of the per-syscall loss counters.
-const LOST_BASE: u32 = 4;
+const LOST_BASE: u32 = 5;
 const SYSCALLS: u32 = Syscall::ALL.len() as u32;
 
 /// Index in [`MAP_COUNTERS`] of the count of `syscall`'s records that did not fit in the ring
@@ -98,10 +115,15 @@ pub const GLOBAL_EXEC_OLD_PID_OFF: &str = "EXEC_OLD_PID_OFF";
 /// `u32`: non-zero when every call that can change a thread's identity is watched, so a
 /// thread's namespaces and capabilities may be kept between its calls.
 pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
-/// 1 when every thread id fits [`MAP_SLOTS`] (`pid_max` at most [`SLOT_TIDS`] at start): the
-/// programs' [`MAP_PENDING`] path is then dead code, which the verifier skips (it verified
-/// everything after a slot's look-up twice, once per map: 20% of start-up).
+/// 1 when every thread id fits [`MAP_SLOTS`] (`pid_max` at most [`SLOT_TIDS`] at start), which
+/// is then indexed by thread id; 0 when it is a pool, reached through [`MAP_SLOT_INDEX`]. The
+/// other way is dead code, which the verifier skips.
 pub const GLOBAL_SLOTS_COVER_ALL: &str = "SLOTS_COVER_ALL";
+/// `u32`: the slots of the pool each possible CPU hands out before any is given back (see
+/// [`MAP_FRESH_SLOTS`]); CPU `c` hands out `1 + c * this ..`.
+pub const GLOBAL_SLOTS_PER_CPU: &str = "SLOTS_PER_CPU";
+/// `u32`: possible CPUs (the highest id + 1): a CPU past them hands out no fresh slot.
+pub const GLOBAL_SLOT_CPUS: &str = "SLOT_CPUS";
 /// `u32`: offset of `pid` (the renamed thread) in `task:task_rename`'s record; 0 if it lacks
 /// the field (then the renamed thread is the current one).
 pub const GLOBAL_RENAME_PID_OFF: &str = "RENAME_PID_OFF";

@@ -3,13 +3,12 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue, RingBuf},
 };
 use tracer_common::{
-    PendingCall, Slot,
+    Slot,
     config::{
-        COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_IN_FLIGHT, MAX_SOCKETS,
-        MAX_TRACED,
+        COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_SOCKETS, MAX_TRACED, SLOT_TIDS,
     },
     layout::KernelLayout,
     record::SocketOwner,
@@ -26,13 +25,21 @@ pub static TRACED: HashMap<u32, u64> = HashMap::with_max_entries(MAX_TRACED, 0);
 #[map]
 pub static TRACED_PIDS: Array<u64> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
-/// The slots of threads with small ids, by id (see `config::MAP_SLOTS`); sized by the loader.
+/// The threads' slots, by id or a pool (see `config::MAP_SLOTS`); sized by the loader.
 #[map]
 pub static SLOTS: Array<Slot> = Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE);
 
-/// The slots of the other threads.
+/// Each thread's slot in the pool (see `config::MAP_SLOT_INDEX`); sized by the loader.
 #[map]
-pub static PENDING: LruHashMap<u64, PendingCall> = LruHashMap::with_max_entries(MAX_IN_FLIGHT, 0);
+pub static SLOT_INDEX: Array<[u16; 4]> = Array::with_max_entries(1, 0);
+
+/// Slots given back to the pool.
+#[map]
+pub static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(SLOT_TIDS, 0);
+
+/// Slots of the pool each CPU has handed out of its own share.
+#[map]
+pub static FRESH_SLOTS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU LRU lists (see `MAX_SOCKETS`).
 #[map]
@@ -82,6 +89,10 @@ pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static SLOTS_COVER_ALL: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static SLOTS_PER_CPU: Global<u32> = Global::new(0);
+#[unsafe(no_mangle)]
+pub static SLOT_CPUS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static RENAME_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]

@@ -251,9 +251,7 @@ pub fn on_exit<C: SyscallResult>(ctx: &C, syscall: Syscall) {
 ///
 /// Neither holds for a thread that was inside a call when its process was added, which keeps
 /// `FLAG_NO_ENTRY`. A thread that made no traced call since, yet is older than that, cannot be
-/// told apart: its exit is treated as in flight too. One case is misread: a slot evicted from
-/// the LRU map mid-call (more than `MAX_IN_FLIGHT` threads with slots) makes a young thread's
-/// call look refused; its arguments, read at exit, are still right.
+/// told apart: its exit is treated as in flight too.
 #[inline(always)]
 fn without_entry<C: SyscallResult>(
     ctx: &C,

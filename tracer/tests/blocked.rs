@@ -245,8 +245,9 @@ impl Drop for PidsFrom {
     }
 }
 
-/// A thread whose id is past the slot array (32,768 ids) keeps its calls in the hash map
-/// instead: its calls still pair entry and exit, and its hanging call is still found.
+/// Where `pid_max` is past 32,768 at start, the slots are a pool and a thread's id says which
+/// one is its own: a thread with a large id still has its calls pair entry and exit, and its
+/// hanging call is still found.
 #[test]
 fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
     let _alone = pid_max_mine();
@@ -263,6 +264,50 @@ fn a_thread_with_an_id_past_the_slot_array_is_traced_the_same() {
     assert_eq!(records.len(), 1, "{}", out.stdout);
     assert_eq!(records[0]["pid"], pid);
     assert_eq!(records[0]["args"]["addr"]["port"], port);
+}
+
+/// The pid the client wrote on stderr (`client PID`), of a successful trace; past 32,768, as
+/// [`PidsFrom`] asked.
+fn client_past_32768(out: &Output) -> u64 {
+    assert!(out.status.success(), "{}", out.stderr);
+    let client: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("client ")?.parse().ok())
+        .expect("the client's pid");
+    assert!(client > 32_768, "the client got pid {client}: another process took the ids asked for");
+    client
+}
+
+/// The pool holds 32,767 slots; a thread that exits gives its slot back. More threads than
+/// that, one after the other, each making a socket call, all have their calls seen whole,
+/// none counted as lost.
+#[test]
+fn more_threads_than_the_pool_holds_reuse_the_slots_of_exited_ones() {
+    const THREADS: u32 = 40_000;
+    let _alone = pid_max_mine();
+    let client = format!(
+        "import os, socket, sys, threading\n\
+         sys.stderr.write(f'client {{os.getpid()}}\\n')\n\
+         for _ in range({THREADS}):\n    \
+             t = threading.Thread(target=lambda: socket.socket().close()); t.start(); t.join()"
+    );
+    let out = {
+        let _pids = PidsFrom::new(1 << 18, 100_000);
+        common::trace(&["-s", "socket", "--format", "json", "--", common::python(), "-c", &client])
+    };
+    let client = client_past_32768(&out);
+    let sockets: Vec<_> = out
+        .events()
+        .into_iter()
+        .filter(|e| e["pid"] == client && e["syscall"] == "socket")
+        .collect();
+    let paired = sockets.iter().filter(|e| e["duration_ns"].as_u64().is_some()).count();
+    assert_eq!(sockets.len(), THREADS as usize, "one socket call per thread");
+    assert_eq!(paired, sockets.len(), "every call's entry and exit paired");
+    let (_, lost) = out.summary();
+    assert_eq!(lost, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("beyond the"), "{}", out.stderr);
 }
 
 /// Where `pid_max` fits the slot array at start, the programs keep no hash of slots (see
@@ -293,13 +338,7 @@ fn pid_max_raised_during_a_trace_makes_calls_counted_as_lost() {
         let _pids = PidsFrom::new(1 << 17, 100_000);
         tracer.finish()
     };
-    assert!(out.status.success(), "{}", out.stderr);
-    let client: u64 = out
-        .stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("client ")?.parse().ok())
-        .expect("the client's pid");
-    assert!(client > 32_768, "the client got pid {client}: another process took the ids asked for");
+    let client = client_past_32768(&out);
     let shown: Vec<_> = out.events().into_iter().filter(|e| e["pid"] == client).collect();
     let calls: Vec<_> = shown.iter().filter(|e| e["syscall"] != "close").collect();
     assert!(calls.is_empty(), "calls of a thread without a slot shown: {calls:?}");

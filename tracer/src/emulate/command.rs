@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use tokio::sync::mpsc;
-use tracer_common::config::{MAP_EVENTS, MAP_PENDING, MAP_SLOTS};
+use tracer_common::config::{MAP_EVENTS, MAP_SLOT_INDEX, MAP_SLOTS};
 
 use super::{
     args::EmulateArgs,
@@ -53,7 +53,7 @@ async fn emulate(plan: Plan, args: &EmulateArgs) -> Result<ExitCode> {
     // The tracer's maps are created with the object; shrink the big ones, which stay unused.
     let mut ebpf = crate::source::kernel::loader()
         .map_max_entries(MAP_EVENTS, 4096)
-        .map_max_entries(MAP_PENDING, 1)
+        .map_max_entries(MAP_SLOT_INDEX, 1)
         .map_max_entries(MAP_SLOTS, 1)
         .load(PROGRAMS)
         .map_err(|err| anyhow::anyhow!("loading the eBPF programs into the kernel: {err}"))?;

@@ -16,9 +16,10 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
-        GLOBAL_SLOTS_COVER_ALL, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS,
-        MAP_EVENTS, MAP_SLOTS, MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER,
-        PROGRAM_RAW_SYS_EXIT, lost_index,
+        GLOBAL_SLOT_CPUS, GLOBAL_SLOTS_COVER_ALL, GLOBAL_SLOTS_PER_CPU, GLOBAL_TRACER_TGID,
+        GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_SLOT_INDEX, MAP_SLOTS,
+        MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, SLOT_TIDS,
+        lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -104,8 +105,8 @@ pub struct Kernel {
     /// The threads' slots, read for `--blocked-after` (the calls in flight) and for the calls
     /// in progress at attach: handles of their own, since emulation may take the object's.
     slots: Slots,
-    /// The thread ids `SLOTS` holds when it holds every one (see `slots::cover_all`).
-    covered: Option<u32>,
+    /// The thread ids the programs have a slot for (see `slots::covered`).
+    covered: u32,
     /// With `--probe-kind raw`, the tail-call tables: kept open, since the kernel empties a
     /// program array when its last descriptor closes.
     _raw: Option<[ProgramArray<MapData>; 2]>,
@@ -153,6 +154,9 @@ impl Kernel {
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
         let pid_max = traced_pids::pid_max();
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, err)| anyhow::anyhow!("reading {path}: {err}"))?
+            .try_into()?;
 
         let mut ebpf = loader()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
@@ -165,12 +169,15 @@ impl Kernel {
             .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
             .override_global(GLOBAL_SLOTS_COVER_ALL, &u32::from(slots::cover_all(pid_max)), true)
+            .override_global(GLOBAL_SLOTS_PER_CPU, &slots::per_cpu(cpus), true)
+            .override_global(GLOBAL_SLOT_CPUS, &cpus, true)
             .override_global(GLOBAL_RENAME_PID_OFF, &rename_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
             .map_max_entries(MAP_EVENTS, opts.ring_bytes)
             .map_max_entries(MAP_TRACED_PIDS, traced_pids::entries(pid_max))
             .map_max_entries(MAP_SLOTS, slots::entries(pid_max))
+            .map_max_entries(MAP_SLOT_INDEX, slots::index_entries(pid_max))
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
@@ -221,7 +228,7 @@ impl Kernel {
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
-        let slots = Slots::open(&ebpf)?;
+        let slots = Slots::open(&ebpf, slots::cover_all(pid_max))?;
         let kernel = Kernel {
             _links: links,
             _ebpf: ebpf,
@@ -229,7 +236,7 @@ impl Kernel {
             traced_pids,
             counters,
             slots,
-            covered: slots::cover_all(pid_max).then(|| slots::entries(pid_max)),
+            covered: slots::covered(pid_max),
             _raw: raw,
             syscalls,
         };
@@ -272,11 +279,19 @@ impl Kernel {
         for pid in self.traced() {
             self.untrace(pid);
         }
-        if let Some(covered) = self.covered
-            && let Some(now) = traced_pids::pid_max().filter(|&now| now > covered)
-        {
+        if let Some(now) = traced_pids::pid_max().filter(|&now| now > self.covered) {
+            let covered = self.covered;
             tracing::warn!(
                 "pid_max was raised to {now} during the trace, past the {covered} thread ids wsltrace prepared for at start: calls of threads with larger ids were counted as lost; start wsltrace again to trace them"
+            );
+        }
+        let no_slot = self.counters.get(&(Counter::NoSlot as u32), 0);
+        if let Ok(calls) = no_slot.map(|per_cpu| per_cpu.iter().sum::<u64>())
+            && calls > 0
+        {
+            tracing::warn!(
+                "{calls} calls were made by threads beyond the {} traced at once that wsltrace keeps calls in flight for: they were counted as lost; trace fewer processes (--pid) to see them",
+                SLOT_TIDS - 1
             );
         }
         super::links::hand_over();
