@@ -29,12 +29,17 @@ pub const MAP_SLOTS: &str = "SLOTS";
 /// writes only its own entry; a slot whose owner has the thread's id is the thread's or a
 /// dead predecessor's, which it takes over.
 pub const MAP_SLOT_INDEX: &str = "SLOT_INDEX";
-/// `Queue<u32>`: slots of the pool given back by exited threads.
+/// `Queue<u32>`: slots of the pool given back by exited threads, taken first.
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
-/// `PerCpuArray<u32>`: how many slots each CPU has handed out of its share of the pool never
-/// used yet (`GLOBAL_SLOTS_PER_CPU` each): a CPU's programs never run two at once, so no
-/// atomic instruction is needed (the kernels supported lack a fetch-and-add).
+/// `Queue<u32>`: the pool's chunks of [`SLOT_CHUNK`] slots never handed out, filled by the
+/// loader (a push per chunk, where a push per slot took 30 ms of start-up).
+pub const MAP_SLOT_CHUNKS: &str = "SLOT_CHUNKS";
+/// `PerCpuArray<[u32; 2]>`: the next slot and the end of the chunk each CPU hands slots out
+/// of. Per CPU, since a CPU's programs never run two at once, and a chunk at a time, so a CPU
+/// keeps at most `SLOT_CHUNK - 1` slots no other can take.
 pub const MAP_FRESH_SLOTS: &str = "FRESH_SLOTS";
+/// Slots per chunk of [`MAP_SLOT_CHUNKS`].
+pub const SLOT_CHUNK: u32 = 16;
 /// A thread without a slot in [`MAP_SLOT_INDEX`].
 pub const SLOT_NONE: u16 = 0;
 /// A thread the pool had no slot for: its calls are counted as lost ([`Counter::NoSlot`]).
@@ -76,8 +81,9 @@ pub enum Counter {
     LostExit = 2,
     /// [`crate::record::SocketErrorRecord`]s that did not fit.
     LostSocketError = 3,
-    /// Threads that found the pool of slots empty (more traced threads at once than
-    /// [`SLOT_TIDS`]): their calls are counted as lost.
+    /// Calls whose thread could get no slot: the pool was empty (more traced threads at once
+    /// than [`SLOT_TIDS`]), or its id is past what the maps were sized for (`pid_max` raised
+    /// during the trace). They are counted as lost too.
     NoSlot = 4,
 }
 
@@ -119,11 +125,6 @@ pub const GLOBAL_KEEP_IDENTITY: &str = "KEEP_IDENTITY";
 /// is then indexed by thread id; 0 when it is a pool, reached through [`MAP_SLOT_INDEX`]. The
 /// other way is dead code, which the verifier skips.
 pub const GLOBAL_SLOTS_COVER_ALL: &str = "SLOTS_COVER_ALL";
-/// `u32`: the slots of the pool each possible CPU hands out before any is given back (see
-/// [`MAP_FRESH_SLOTS`]); CPU `c` hands out `1 + c * this ..`.
-pub const GLOBAL_SLOTS_PER_CPU: &str = "SLOTS_PER_CPU";
-/// `u32`: possible CPUs (the highest id + 1): a CPU past them hands out no fresh slot.
-pub const GLOBAL_SLOT_CPUS: &str = "SLOT_CPUS";
 /// `u32`: offset of `pid` (the renamed thread) in `task:task_rename`'s record; 0 if it lacks
 /// the field (then the renamed thread is the current one).
 pub const GLOBAL_RENAME_PID_OFF: &str = "RENAME_PID_OFF";

@@ -8,7 +8,8 @@ use aya_ebpf::{
 use tracer_common::{
     Slot,
     config::{
-        COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_SOCKETS, MAX_TRACED, SLOT_TIDS,
+        COUNTER_COUNT, Counter, DEFAULT_RING_BYTES, ErrnoSet, MAX_SOCKETS, MAX_TRACED, SLOT_CHUNK,
+        SLOT_TIDS,
     },
     layout::KernelLayout,
     record::SocketOwner,
@@ -37,9 +38,13 @@ pub static SLOT_INDEX: Array<[u16; 4]> = Array::with_max_entries(1, 0);
 #[map]
 pub static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(SLOT_TIDS, 0);
 
-/// Slots of the pool each CPU has handed out of its own share.
+/// Chunks of the pool never handed out (see `config::MAP_SLOT_CHUNKS`).
 #[map]
-pub static FRESH_SLOTS: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+pub static SLOT_CHUNKS: Queue<u32> = Queue::with_max_entries(SLOT_TIDS / SLOT_CHUNK, 0);
+
+/// Each CPU's next slot and the end of its chunk.
+#[map]
+pub static FRESH_SLOTS: PerCpuArray<[u32; 2]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU LRU lists (see `MAX_SOCKETS`).
 #[map]
@@ -89,10 +94,7 @@ pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static SLOTS_COVER_ALL: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static SLOTS_PER_CPU: Global<u32> = Global::new(0);
-#[unsafe(no_mangle)]
-pub static SLOT_CPUS: Global<u32> = Global::new(0);
+
 #[unsafe(no_mangle)]
 pub static RENAME_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]

@@ -9,17 +9,13 @@
 
 use core::ptr::{NonNull, null_mut};
 
-use aya_ebpf::helpers::bpf_get_smp_processor_id;
 use tracer_common::{
     PendingCall, Slot,
-    config::{Counter, SLOT_NONE, SLOT_REFUSED},
+    config::{Counter, SLOT_CHUNK, SLOT_NONE, SLOT_REFUSED},
 };
 
 use crate::{
-    maps::{
-        FREE_SLOTS, FRESH_SLOTS, SLOT_CPUS, SLOT_INDEX, SLOTS, SLOTS_COVER_ALL, SLOTS_PER_CPU,
-        count,
-    },
+    maps::{FREE_SLOTS, FRESH_SLOTS, SLOT_CHUNKS, SLOT_INDEX, SLOTS, SLOTS_COVER_ALL, count},
     store::put,
 };
 
@@ -75,51 +71,54 @@ pub fn get(pid_tgid: u64) -> Option<*mut PendingCall> {
     NonNull::new(call).map(NonNull::as_ptr)
 }
 
-/// A slot of the pool no thread has: one of this CPU's share never handed out, else one given
-/// back. `SLOT_NONE` when there is none.
+/// A slot of the pool no thread has: one given back, else the next of this CPU's chunk, else
+/// the first of a new chunk. `SLOT_NONE` when there is none.
 #[inline(always)]
 fn take_free() -> u16 {
-    // SAFETY: helper without arguments.
-    let cpu = unsafe { bpf_get_smp_processor_id() };
-    let per_cpu = SLOTS_PER_CPU.load();
-    if cpu < SLOT_CPUS.load()
-        && let Some(handed) = FRESH_SLOTS.get_ptr_mut(0)
-    {
-        // SAFETY: this CPU's value; programs on one CPU do not run concurrently.
-        let handed = unsafe { &mut *handed };
-        if *handed < per_cpu {
-            let index = 1 + cpu * per_cpu + *handed;
-            *handed += 1;
-            return index as u16;
-        }
+    if let Ok(Some(index)) = FREE_SLOTS.pop() {
+        return index as u16;
     }
-    match FREE_SLOTS.pop() {
-        Ok(Some(index)) => index as u16,
-        _ => SLOT_NONE,
+    let Some(fresh) = FRESH_SLOTS.get_ptr_mut(0) else { return SLOT_NONE };
+    // SAFETY: this CPU's value; programs on one CPU do not run concurrently.
+    let [next, end] = unsafe { &mut *fresh };
+    if *next >= *end {
+        let Ok(Some(chunk)) = SLOT_CHUNKS.pop() else { return SLOT_NONE };
+        // Slot 0 is never handed out: it would read as `SLOT_NONE`.
+        *next = (chunk * SLOT_CHUNK).max(1);
+        *end = chunk * SLOT_CHUNK + SLOT_CHUNK;
     }
+    let index = *next;
+    *next += 1;
+    index as u16
+}
+
+/// A slot of the pool for thread `tid`, noted as its own; null where `SLOTS` is by id or
+/// the thread's id is past `SLOT_INDEX` (`pid_max` raised since the start), and when the pool
+/// has none left (noted too: the thread's exits then know their entries had nowhere to go).
+#[inline(always)]
+fn from_pool(tid: u32) -> *mut Slot {
+    if SLOTS_COVER_ALL.load() != 0 {
+        return null_mut();
+    }
+    let Some(entry) = index_entry(tid) else { return null_mut() };
+    let index = take_free();
+    // SAFETY: this thread's own entry.
+    unsafe { *entry = if index == SLOT_NONE { SLOT_REFUSED } else { index } };
+    if index == SLOT_NONE {
+        return null_mut();
+    }
+    SLOTS.get_ptr_mut(u32::from(index)).unwrap_or(null_mut())
 }
 
 /// Gives thread `pid_tgid` a new slot, without a call in it and without identity (whatever
 /// it had is dropped); its start time `ts_ns`.
 #[inline(always)]
 pub fn claim(pid_tgid: u64, ts_ns: u64) -> Option<*mut PendingCall> {
-    let tid = pid_tgid as u32;
-    let mut slot = place(tid);
+    let slot = place(pid_tgid as u32);
+    let slot = if slot.is_null() { from_pool(pid_tgid as u32) } else { slot };
     if slot.is_null() {
-        if SLOTS_COVER_ALL.load() != 0 {
-            return None;
-        }
-        let entry = index_entry(tid)?;
-        let index = take_free();
-        if index == SLOT_NONE {
-            count(Counter::NoSlot);
-            // SAFETY: this thread's own entry.
-            unsafe { *entry = SLOT_REFUSED };
-            return None;
-        }
-        // SAFETY: as above.
-        unsafe { *entry = index };
-        slot = SLOTS.get_ptr_mut(u32::from(index))?;
+        count(Counter::NoSlot);
+        return None;
     }
     // SAFETY: this thread's slot (see `place`), which no other live thread uses.
     let slot = unsafe { &mut *slot };

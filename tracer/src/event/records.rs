@@ -95,6 +95,12 @@ pub struct Loss {
     pub total_lost: u64,
     #[serde(flatten)]
     pub detail: LostDetail,
+    /// Calls, selected or context, made meanwhile by threads the kernel had no slot for
+    /// (more traced threads at once than it keeps, or `pid_max` raised during the trace):
+    /// lost, but not for want of room in the ring. Live only, for the message's cause; the
+    /// warning at the end of the trace says the rest.
+    #[serde(skip)]
+    pub without_slot: u64,
 }
 
 /// What a loss was made of, beyond the count of selected events (schema 1.2); summed in the

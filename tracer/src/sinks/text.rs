@@ -248,8 +248,14 @@ impl<W: Write> TextSink<W> {
         };
         let mut lines = Vec::new();
         if loss.lost > 0 {
+            let cause = match loss.without_slot {
+                0 => "ring buffer full",
+                _ => {
+                    "threads without a slot for their calls, see the warning at the end, or ring buffer full"
+                }
+            };
             lines.push(format!(
-                "--- lost {} events ({}; ring buffer full; {} lost in all): enlarge it with --ring-size or narrow the trace with -s, -e or --failed ---",
+                "--- lost {} events ({}; {cause}; {} lost in all): enlarge it with --ring-size or narrow the trace with -s, -e or --failed ---",
                 loss.lost,
                 counts(&loss.detail.lost_by_syscall),
                 loss.total_lost

@@ -16,10 +16,9 @@ use tracer_common::{
         Counter, ErrnoSet, GLOBAL_ERRNO_FILTER, GLOBAL_EXEC_OLD_PID_OFF,
         GLOBAL_EXIT_GROUP_DEAD_OFF, GLOBAL_FAILED_ONLY, GLOBAL_FORK_CHILD_OFF,
         GLOBAL_KEEP_IDENTITY, GLOBAL_RENAME_NEWCOMM_OFF, GLOBAL_RENAME_PID_OFF, GLOBAL_SELECTED,
-        GLOBAL_SLOT_CPUS, GLOBAL_SLOTS_COVER_ALL, GLOBAL_SLOTS_PER_CPU, GLOBAL_TRACER_TGID,
-        GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS, MAP_EVENTS, MAP_SLOT_INDEX, MAP_SLOTS,
-        MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER, PROGRAM_RAW_SYS_EXIT, SLOT_TIDS,
-        lost_index,
+        GLOBAL_SLOTS_COVER_ALL, GLOBAL_TRACER_TGID, GLOBAL_WAKEUP_BYTES, MAP_COUNTERS, MAP_ERRNOS,
+        MAP_EVENTS, MAP_SLOT_INDEX, MAP_SLOTS, MAP_TRACED, MAP_TRACED_PIDS, PROGRAM_RAW_SYS_ENTER,
+        PROGRAM_RAW_SYS_EXIT, SLOT_TIDS, lost_index,
     },
     layout::{GLOBAL_LAYOUT, KernelLayout},
 };
@@ -92,6 +91,9 @@ pub struct Lost {
     pub forks: u64,
     pub exits: u64,
     pub socket_errors: u64,
+    /// Calls whose thread had no slot for them (see `Counter::NoSlot`): counted among the
+    /// lost ones above, not for want of room in the ring.
+    pub no_slot: u64,
 }
 
 pub struct Kernel {
@@ -154,9 +156,6 @@ impl Kernel {
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
         let pid_max = traced_pids::pid_max();
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, err)| anyhow::anyhow!("reading {path}: {err}"))?
-            .try_into()?;
 
         let mut ebpf = loader()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
@@ -169,8 +168,6 @@ impl Kernel {
             .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
             .override_global(GLOBAL_SLOTS_COVER_ALL, &u32::from(slots::cover_all(pid_max)), true)
-            .override_global(GLOBAL_SLOTS_PER_CPU, &slots::per_cpu(cpus), true)
-            .override_global(GLOBAL_SLOT_CPUS, &cpus, true)
             .override_global(GLOBAL_RENAME_PID_OFF, &rename_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
@@ -181,6 +178,9 @@ impl Kernel {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
+        if !slots::cover_all(pid_max) {
+            slots::fill_pool(&mut ebpf)?;
+        }
         let traced_pids = TracedPids::map(take_map(&mut ebpf, MAP_TRACED_PIDS)?)?;
         // The filter is in place before any program runs.
         let mut errnos: Array<_, u64> = Array::try_from(take_map(&mut ebpf, MAP_ERRNOS)?)?;
@@ -285,9 +285,9 @@ impl Kernel {
                 "pid_max was raised to {now} during the trace, past the {covered} thread ids wsltrace prepared for at start: calls of threads with larger ids were counted as lost; start wsltrace again to trace them"
             );
         }
-        let no_slot = self.counters.get(&(Counter::NoSlot as u32), 0);
-        if let Ok(calls) = no_slot.map(|per_cpu| per_cpu.iter().sum::<u64>())
-            && calls > 0
+        let no_slot = self.counters().map(|c| c.lost.no_slot);
+        if let Ok(calls @ 1..) = no_slot
+            && traced_pids::pid_max().is_none_or(|now| now <= self.covered)
         {
             tracing::warn!(
                 "{calls} calls were made by threads beyond the {} traced at once that wsltrace keeps calls in flight for: they were counted as lost; trace fewer processes (--pid) to see them",
@@ -324,6 +324,7 @@ impl Kernel {
             forks: sum(Counter::LostFork)?,
             exits: sum(Counter::LostExit)?,
             socket_errors: sum(Counter::LostSocketError)?,
+            no_slot: sum(Counter::NoSlot)?,
         };
         Ok(Counters { lost, no_entry: sum(Counter::NoEntry)? })
     }

@@ -503,6 +503,7 @@ fn loss_since(before: &Lost, now: &Lost, ts: chrono::DateTime<chrono::Utc>) -> O
                 .map(|(kind, before, now)| (kind.to_owned(), now - before))
                 .collect(),
         },
+        without_slot: now.no_slot - before.no_slot,
     };
     (!loss.is_empty()).then_some(loss)
 }

@@ -8,11 +8,14 @@ use std::collections::HashSet;
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf,
-    maps::{Array, Map, MapData},
+    maps::{Array, Map, MapData, Queue},
 };
 use tracer_common::{
     PendingCall, Slot,
-    config::{MAP_SLOT_INDEX, MAP_SLOTS, PID_MAX_LIMIT, SLOT_NONE, SLOT_REFUSED, SLOT_TIDS},
+    config::{
+        MAP_SLOT_CHUNKS, MAP_SLOT_INDEX, MAP_SLOTS, PID_MAX_LIMIT, SLOT_CHUNK, SLOT_NONE,
+        SLOT_REFUSED, SLOT_TIDS,
+    },
 };
 
 /// Elements of `SLOTS`: a slot per thread id up to `pid_max`, at most [`SLOT_TIDS`] (then a
@@ -43,10 +46,14 @@ pub fn covered(pid_max: Option<u32>) -> u32 {
     }
 }
 
-/// How the pool is shared among `cpus` possible CPUs, each handing out its share before any
-/// slot comes back (see `config::MAP_FRESH_SLOTS`): slots per CPU. Slot 0 is never handed out.
-pub fn per_cpu(cpus: u32) -> u32 {
-    (SLOT_TIDS - 1) / cpus.max(1)
+/// Hands the pool's chunks to the programs (see `config::MAP_SLOT_CHUNKS`), before any runs.
+pub fn fill_pool(ebpf: &mut Ebpf) -> Result<()> {
+    let map = ebpf.map_mut(MAP_SLOT_CHUNKS).context("map SLOT_CHUNKS missing")?;
+    let mut chunks = Queue::<_, u32>::try_from(map)?;
+    for chunk in 0..SLOT_TIDS / SLOT_CHUNK {
+        chunks.push(chunk, 0).context("filling the pool of slots")?;
+    }
+    Ok(())
 }
 
 pub struct Slots {

@@ -17,6 +17,9 @@ pub struct Machine {
     /// machine makes every figure noisier.
     pub load_start: f64,
     pub load_end: Option<f64>,
+    /// The kernel's `pid_max`: above 32,768 wsltrace keeps the threads' slots in a pool
+    /// rather than by thread id (more for the verifier, a look-up more per call).
+    pub pid_max: Option<u32>,
 }
 
 impl Machine {
@@ -38,6 +41,35 @@ impl Machine {
             memory_gib: (memory_kib / (1 << 20) as f64 * 10.0).round() / 10.0,
             load_start: load(),
             load_end: None,
+            pid_max: pid_max(),
+        }
+    }
+}
+
+pub fn pid_max() -> Option<u32> {
+    read(PidMax::PATH).trim().parse().ok()
+}
+
+/// `pid_max` raised for a while (root); put back when dropped.
+pub struct PidMax {
+    was: u32,
+}
+
+impl PidMax {
+    const PATH: &str = "/proc/sys/kernel/pid_max";
+
+    pub fn raise(to: u32) -> anyhow::Result<PidMax> {
+        use anyhow::Context as _;
+        let was = pid_max().context("reading /proc/sys/kernel/pid_max")?;
+        std::fs::write(Self::PATH, to.to_string()).context("raising pid_max")?;
+        Ok(PidMax { was })
+    }
+}
+
+impl Drop for PidMax {
+    fn drop(&mut self) {
+        if let Err(err) = std::fs::write(Self::PATH, self.was.to_string()) {
+            eprintln!("bench: could not put pid_max back to {}: {err}", self.was);
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct Results {
     /// nginx under ab: requests/s traced over untraced.
     pub server: Option<Server>,
     pub startup: Option<Startup>,
+    /// The same launches with `pid_max` raised to systemd's 4,194,304 (the threads' slots
+    /// from a pool), where the machine's is the kernel's default.
+    pub startup_pool: Option<Startup>,
     /// wsltrace runs whose delivered + lost was checked against the calls made, and how many
     /// added up exactly.
     pub accounting: Accounting,
@@ -264,6 +267,7 @@ impl Results {
             lossless: None,
             server: None,
             startup: None,
+            startup_pool: None,
             accounting: Accounting::default(),
             targets: Vec::new(),
             notes: Vec::new(),
@@ -417,12 +421,17 @@ pub fn markdown(r: &Results) -> String {
     );
     let _ = writeln!(
         md,
-        "Machine: {}, {} cores, {:.1} GiB, kernel {}. Load average {:.2} at the start, {} at \
-         the end (other work on the machine makes every figure noisier).  ",
+        "Machine: {}, {} cores, {:.1} GiB, kernel {}, pid_max {}{}. Load average {:.2} at the \
+         start, {} at the end (other work on the machine makes every figure noisier).  ",
         m.cpu_model,
         m.cores,
         m.memory_gib,
         m.kernel,
+        opt(m.pid_max.map(f64::from), 0),
+        match m.pid_max {
+            Some(max) if max <= 32_768 => " (threads' slots by id)",
+            _ => " (threads' slots from a pool)",
+        },
         m.load_start,
         opt(m.load_end, 2)
     );
@@ -504,6 +513,18 @@ pub fn markdown(r: &Results) -> String {
             s.min_ms,
             samples.join(", ")
         );
+        if let Some(p) = &r.startup_pool {
+            let samples: Vec<String> = p.samples_ms.iter().map(|v| format!("{v:.0}")).collect();
+            let _ = writeln!(
+                md,
+                "Each followed by the same launch with `pid_max` raised to 4,194,304 (systemd's \
+                 setting, where the threads' slots come from a pool; put back at once): median \
+                 **{:.0} ms**, min {:.0} ms (all: {} ms).\n",
+                p.median_ms,
+                p.min_ms,
+                samples.join(", ")
+            );
+        }
     }
     if !r.notes.is_empty() {
         let _ = writeln!(md, "## Notes\n");
