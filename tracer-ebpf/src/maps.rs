@@ -94,7 +94,6 @@ pub static EXEC_OLD_PID_OFF: Global<u32> = Global::new(0);
 pub static KEEP_IDENTITY: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub static SLOTS_COVER_ALL: Global<u32> = Global::new(0);
-
 #[unsafe(no_mangle)]
 pub static RENAME_PID_OFF: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]

@@ -156,6 +156,7 @@ impl Kernel {
         let errno_filter = u32::from(!opts.errnos.is_empty());
         let wakeup_bytes = u64::from(opts.ring_bytes / 4);
         let pid_max = traced_pids::pid_max();
+        let slots_by_id = slots::cover_all(pid_max);
 
         let mut ebpf = loader()
             .override_global(GLOBAL_TRACER_TGID, &tracer_tgid, true)
@@ -167,7 +168,7 @@ impl Kernel {
             .override_global(GLOBAL_EXIT_GROUP_DEAD_OFF, &group_dead_off, true)
             .override_global(GLOBAL_EXEC_OLD_PID_OFF, &exec_old_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_KEEP_IDENTITY, &u32::from(keep_identity), true)
-            .override_global(GLOBAL_SLOTS_COVER_ALL, &u32::from(slots::cover_all(pid_max)), true)
+            .override_global(GLOBAL_SLOTS_COVER_ALL, &u32::from(slots_by_id), true)
             .override_global(GLOBAL_RENAME_PID_OFF, &rename_pid_off.unwrap_or(0), true)
             .override_global(GLOBAL_RENAME_NEWCOMM_OFF, &rename_newcomm_off.unwrap_or(0), true)
             .override_global(GLOBAL_LAYOUT, &layout, true)
@@ -178,7 +179,7 @@ impl Kernel {
             .load(PROGRAMS)
             .context("loading the eBPF programs into the kernel")?;
 
-        if !slots::cover_all(pid_max) {
+        if !slots_by_id {
             slots::fill_pool(&mut ebpf)?;
         }
         let traced_pids = TracedPids::map(take_map(&mut ebpf, MAP_TRACED_PIDS)?)?;
@@ -228,7 +229,7 @@ impl Kernel {
         let ring = RingBuf::try_from(take_map(&mut ebpf, MAP_EVENTS)?)?;
         let traced = HashMap::try_from(take_map(&mut ebpf, MAP_TRACED)?)?;
         let counters = PerCpuArray::try_from(take_map(&mut ebpf, MAP_COUNTERS)?)?;
-        let slots = Slots::open(&ebpf, slots::cover_all(pid_max))?;
+        let slots = Slots::open(&ebpf, slots_by_id)?;
         let kernel = Kernel {
             _links: links,
             _ebpf: ebpf,
@@ -279,16 +280,13 @@ impl Kernel {
         for pid in self.traced() {
             self.untrace(pid);
         }
+        // One cause said: past the ids prepared for, the pool's size is not the reason.
         if let Some(now) = traced_pids::pid_max().filter(|&now| now > self.covered) {
             let covered = self.covered;
             tracing::warn!(
                 "pid_max was raised to {now} during the trace, past the {covered} thread ids wsltrace prepared for at start: calls of threads with larger ids were counted as lost; start wsltrace again to trace them"
             );
-        }
-        let no_slot = self.counters().map(|c| c.lost.no_slot);
-        if let Ok(calls @ 1..) = no_slot
-            && traced_pids::pid_max().is_none_or(|now| now <= self.covered)
-        {
+        } else if let Ok(calls @ 1..) = self.counters().map(|c| c.lost.no_slot) {
             tracing::warn!(
                 "{calls} calls were made by threads beyond the {} traced at once that wsltrace keeps calls in flight for: they were counted as lost; trace fewer processes (--pid) to see them",
                 SLOT_TIDS - 1

@@ -50,6 +50,12 @@ pub fn pid_max() -> Option<u32> {
     read(PidMax::PATH).trim().parse().ok()
 }
 
+/// Whether wsltrace keeps the threads' slots by thread id under `pid_max` (up to its
+/// `SLOT_TIDS`, 32,768, the kernel's default), rather than in a pool.
+pub fn slots_by_id(pid_max: Option<u32>) -> bool {
+    pid_max.is_some_and(|max| max <= 32_768)
+}
+
 /// `pid_max` raised for a while (root); put back when dropped.
 pub struct PidMax {
     was: u32,

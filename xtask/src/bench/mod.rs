@@ -404,7 +404,7 @@ fn lossless(tools: &Tools, settings: &Settings) -> Result<Lossless> {
 /// kernel's default, each sample is followed by one with `pid_max` raised to systemd's
 /// 4,194,304 (put back at once), where wsltrace keeps the threads' slots in a pool.
 fn startup(tools: &Tools, settings: &Settings) -> Result<(Startup, Option<Startup>)> {
-    let pool_too = machine::pid_max().is_some_and(|max| max <= 32_768);
+    let pool_too = machine::slots_by_id(machine::pid_max());
     let (mut samples, mut pool) = (Vec::new(), Vec::new());
     for i in 0..settings.startup_samples {
         let took = runs::attach_time(tools)?;

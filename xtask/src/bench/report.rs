@@ -240,6 +240,11 @@ impl Startup {
         let samples_ms: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
         Startup { median_ms: median(&samples_ms), min_ms: min(&samples_ms), samples_ms }
     }
+
+    /// Every sample in ms, comma-separated.
+    fn samples(&self) -> String {
+        self.samples_ms.iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// A target of issue 7 next to the figure measured.
@@ -428,9 +433,9 @@ pub fn markdown(r: &Results) -> String {
         m.memory_gib,
         m.kernel,
         opt(m.pid_max.map(f64::from), 0),
-        match m.pid_max {
-            Some(max) if max <= 32_768 => " (threads' slots by id)",
-            _ => " (threads' slots from a pool)",
+        match machine::slots_by_id(m.pid_max) {
+            true => " (threads' slots by id)",
+            false => " (threads' slots from a pool)",
         },
         m.load_start,
         opt(m.load_end, 2)
@@ -503,7 +508,6 @@ pub fn markdown(r: &Results) -> String {
     }
     if let Some(s) = &r.startup {
         let _ = writeln!(md, "## Start-up\n");
-        let samples: Vec<String> = s.samples_ms.iter().map(|v| format!("{v:.0}")).collect();
         let _ = writeln!(
             md,
             "Launch of `wsltrace --pid IDLE` to its `wsltrace: tracing` line (programs loaded \
@@ -511,10 +515,9 @@ pub fn markdown(r: &Results) -> String {
             s.samples_ms.len(),
             s.median_ms,
             s.min_ms,
-            samples.join(", ")
+            s.samples()
         );
         if let Some(p) = &r.startup_pool {
-            let samples: Vec<String> = p.samples_ms.iter().map(|v| format!("{v:.0}")).collect();
             let _ = writeln!(
                 md,
                 "Each followed by the same launch with `pid_max` raised to 4,194,304 (systemd's \
@@ -522,7 +525,7 @@ pub fn markdown(r: &Results) -> String {
                  **{:.0} ms**, min {:.0} ms (all: {} ms).\n",
                 p.median_ms,
                 p.min_ms,
-                samples.join(", ")
+                p.samples()
             );
         }
     }
