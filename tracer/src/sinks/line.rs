@@ -1,13 +1,15 @@
 //! One JSON Lines record into a byte buffer. The `event` record, nearly every line of a trace,
 //! is written by hand (through `cursor::Cursor`): the keys are static, numbers are written
-//! straight into the line, strings are copied as they are unless they need escaping, and the
-//! timestamp's date and time are formatted once a second. The derive-based serializer spent 10 k instructions an event on the same bytes,
-//! most of the reader's time. Every other record goes through serde as before.
+//! straight into the line, strings are copied as they are unless they need escaping, the
+//! timestamp's date and time are formatted once a second, and the caller's and the process's
+//! pieces once per change of caller or process. The derive-based serializer spent 10 k
+//! instructions an event on the same bytes, most of the reader's time. Every other record goes
+//! through serde as before.
 //!
 //! The output is byte for byte what `serde_json::to_writer(&RecordRef::Event(ev))` writes:
 //! key order, skipped keys, nulls and escapes (see the tests, and `docs/trace-format.md`).
 
-use std::{io::Write as _, net::Ipv4Addr};
+use std::{io::Write as _, net::Ipv4Addr, sync::Arc};
 
 use chrono::{DateTime, Datelike as _, NaiveDate, SecondsFormat, Timelike as _, Utc};
 
@@ -15,17 +17,23 @@ use self::cursor::{Cursor, Integer};
 use crate::{
     decode::{errno::Errno, state::SockState},
     event::{
-        Args, Event, Finding, KnownAddr, OptValue, PendingConnect, RecordRef, RefusedBy, Severity,
-        SockAddr, SocketInfo,
+        Args, Comm, Event, Finding, KnownAddr, Namespaces, OptValue, PendingConnect, RecordRef,
+        RefusedBy, Severity, SockAddr, SocketInfo,
     },
 };
 
-/// Writes records as JSON lines; keeps the formatted date and time of the last second seen.
+/// Writes records as JSON lines; keeps the formatted date and time of the last second seen,
+/// and the pieces of the last event that the next one usually repeats (its socket's changes
+/// too often to pay: tried, 70 instructions more per event on the mix).
 pub struct LineWriter {
     /// The UTC date and second of the day of `second`, and its `"YYYY-MM-DDTHH:MM:SS.` (quote
     /// and dot included).
     last_second: Option<(NaiveDate, u32)>,
     second: [u8; 21],
+    /// `,"pid":…,"cgroup_id":…`: the same for every call of a thread.
+    caller: Memo<(CallerIds, Comm)>,
+    /// `,"ns":{…},"cgroup":"…"`: the same for every call of a process.
+    place: Memo<(Option<Namespaces>, Option<Arc<str>>)>,
 }
 
 impl Default for LineWriter {
@@ -33,7 +41,44 @@ impl Default for LineWriter {
         let mut second = [0; 21];
         second[0] = b'"';
         second[20] = b'.';
-        LineWriter { last_second: None, second }
+        LineWriter { last_second: None, second, caller: Memo::default(), place: Memo::default() }
+    }
+}
+
+/// An event's pid, tid, uid, gid and cgroup id.
+type CallerIds = (u32, u32, u32, u32, u64);
+
+/// A piece of a line as last written, and the values it was written from: while the events
+/// carry the same values, the bytes are copied instead of formatted again (the caller's and
+/// the process's pieces are ten numbers and two strings of every line).
+struct Memo<K> {
+    key: Option<K>,
+    bytes: Vec<u8>,
+}
+
+impl<K> Default for Memo<K> {
+    fn default() -> Self {
+        Memo { key: None, bytes: Vec::new() }
+    }
+}
+
+impl<K> Memo<K> {
+    /// Appends the piece kept if `is_for` says its key is this event's, else the one `write`
+    /// makes, then kept with `key()`.
+    #[inline]
+    fn put(
+        &mut self,
+        b: &mut Cursor<'_>,
+        is_for: impl FnOnce(&K) -> bool,
+        key: impl FnOnce() -> K,
+        write: impl FnOnce(&mut Cursor<'_>),
+    ) {
+        if !self.key.as_ref().is_some_and(is_for) {
+            self.bytes.clear();
+            write(&mut Cursor::new(&mut self.bytes));
+            self.key = Some(key());
+        }
+        b.bytes(&self.bytes);
     }
 }
 
@@ -52,13 +97,21 @@ impl LineWriter {
         b.bytes(br#"{"type":"event","ts":"#);
         self.ts(b, ev.ts);
         key_u64(b, br#","ts_ns":"#, ev.ts_ns);
-        key_u64(b, br#","pid":"#, ev.pid.into());
-        key_u64(b, br#","tid":"#, ev.tid.into());
-        b.bytes(br#","comm":"#);
-        string(b, &ev.comm);
-        key_u64(b, br#","uid":"#, ev.uid.into());
-        key_u64(b, br#","gid":"#, ev.gid.into());
-        key_u64(b, br#","cgroup_id":"#, ev.cgroup_id);
+        let ids = (ev.pid, ev.tid, ev.uid, ev.gid, ev.cgroup_id);
+        self.caller.put(
+            b,
+            |(kept, comm)| *kept == ids && *comm == ev.comm,
+            || (ids, ev.comm.clone()),
+            |b| {
+                key_u64(b, br#","pid":"#, ev.pid.into());
+                key_u64(b, br#","tid":"#, ev.tid.into());
+                b.bytes(br#","comm":"#);
+                string(b, &ev.comm);
+                key_u64(b, br#","uid":"#, ev.uid.into());
+                key_u64(b, br#","gid":"#, ev.gid.into());
+                key_u64(b, br#","cgroup_id":"#, ev.cgroup_id);
+            },
+        );
         b.bytes(br#","syscall":"#);
         string(b, ev.syscall.name());
         b.bytes(br#","args":"#);
@@ -92,18 +145,25 @@ impl LineWriter {
                 RefusedBy::Unknown => br#","refused_by":"unknown""#.as_slice(),
             });
         }
-        if let Some(ns) = &ev.ns {
-            key_u64(b, br#","ns":{"net":"#, ns.net.into());
-            key_u64(b, br#","mnt":"#, ns.mnt.into());
-            key_u64(b, br#","pid":"#, ns.pid.into());
-            key_u64(b, br#","user":"#, ns.user.into());
-            key_u64(b, br#","uts":"#, ns.uts.into());
-            b.byte(b'}');
-        }
-        if let Some(cgroup) = &ev.cgroup {
-            b.bytes(br#","cgroup":"#);
-            string(b, cgroup);
-        }
+        self.place.put(
+            b,
+            |(ns, cgroup)| *ns == ev.ns && *cgroup == ev.cgroup,
+            || (ev.ns, ev.cgroup.clone()),
+            |b| {
+                if let Some(ns) = &ev.ns {
+                    key_u64(b, br#","ns":{"net":"#, ns.net.into());
+                    key_u64(b, br#","mnt":"#, ns.mnt.into());
+                    key_u64(b, br#","pid":"#, ns.pid.into());
+                    key_u64(b, br#","user":"#, ns.user.into());
+                    key_u64(b, br#","uts":"#, ns.uts.into());
+                    b.byte(b'}');
+                }
+                if let Some(cgroup) = &ev.cgroup {
+                    b.bytes(br#","cgroup":"#);
+                    string(b, cgroup);
+                }
+            },
+        );
         if let Some(sock) = &ev.sock {
             b.bytes(br#","sock":"#);
             socket(b, sock);

@@ -294,6 +294,40 @@ fn made_up_events_come_out_as_serde_writes_them() {
     }
 }
 
+/// The caller's and the process's pieces are kept from the last event (`Memo`): events that
+/// repeat the last one's but for one of their values, each value in turn, as a server's calls
+/// do, come out as serde writes them (a stale piece would show here).
+#[test]
+fn pieces_kept_from_the_last_event_follow_every_change() {
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut writer = LineWriter::default();
+    let mut ev = rng.event();
+    for i in 0..20_000 {
+        match rng.below(11) {
+            0 => ev.pid = rng.int(0, u32::MAX),
+            1 => ev.tid = rng.int(0, u32::MAX),
+            2 => ev.comm = rng.string().into(),
+            3 => ev.uid = rng.int(0, u32::MAX),
+            4 => ev.gid = rng.int(0, u32::MAX),
+            5 => ev.cgroup_id = rng.int(0, u64::MAX),
+            6 => {
+                ev.ns = rng
+                    .maybe(|r| Namespaces { net: r.int(0, u32::MAX), ..ev.ns.unwrap_or_default() })
+            }
+            7 => ev.cgroup = rng.maybe(Rng::string).map(Into::into),
+            // The same path in another allocation: kept bytes stay right.
+            8 => ev.cgroup = ev.cgroup.as_deref().map(Into::into),
+            9 => ev.ts_ns = rng.int(0, u64::MAX),
+            // A new event altogether.
+            _ => ev = rng.event(),
+        }
+        let written = fast(&mut writer, RecordRef::Event(&ev));
+        assert_eq!(written, serde(RecordRef::Event(&ev)), "event {i}: {ev:?}");
+        // The same event again: every piece from the kept bytes.
+        assert_eq!(fast(&mut writer, RecordRef::Event(&ev)), written, "event {i} again");
+    }
+}
+
 #[test]
 fn other_records_are_serde_s() {
     let ts = DateTime::from_timestamp(1_764_650_000, 5).unwrap();
