@@ -17,8 +17,8 @@ use super::{
     },
 };
 use crate::event::{
-    Args, Blocked, Event, Finding, Loss, ProcessExit, RecordRef, RefusedBy, Severity, Snapshot,
-    SocketError,
+    Args, Blocked, Comm, Event, Finding, Loss, ProcessExit, RecordRef, RefusedBy, Severity,
+    Snapshot, SocketError,
 };
 
 const DIM: Style = Style::new().dimmed();
@@ -37,6 +37,9 @@ pub struct TextSink<W: Write> {
     line: String,
     /// The second of the last line's time, and its `HH:MM:SS.` in local time.
     second: (Option<i64>, String),
+    /// The last line's pid, tid and name, and its `name[pid/tid]` (a process's calls come in
+    /// runs: formatting it was an eighth of the sink's time).
+    caller_text: (Option<(u32, u32, Comm)>, String),
     /// How often each finding was seen on each site: the same finding on the same site is
     /// printed once, then counted (a reminder at 10, 100, 1000... occurrences).
     seen: std::collections::HashMap<(String, u32, String), u64>,
@@ -52,6 +55,7 @@ impl<W: Write> TextSink<W> {
             tz,
             line: String::with_capacity(256),
             second: (None, String::new()),
+            caller_text: (None, String::new()),
             seen: std::collections::HashMap::new(),
         }
     }
@@ -109,13 +113,19 @@ impl<W: Write> TextSink<W> {
 
     /// `server[4242/4251]`
     fn caller(&mut self, comm: &str, pid: u32, tid: u32) {
+        let (kept, text) = &mut self.caller_text;
+        if !kept.as_ref().is_some_and(|(p, t, c)| (*p, *t) == (pid, tid) && c == comm) {
+            text.clear();
+            text.push_str(comm);
+            text.push('[');
+            push_uint(text, u64::from(pid));
+            text.push('/');
+            push_uint(text, u64::from(tid));
+            text.push(']');
+            *kept = Some((pid, tid, comm.into()));
+        }
         self.begin(DIM);
-        self.line.push_str(comm);
-        self.line.push('[');
-        push_uint(&mut self.line, u64::from(pid));
-        self.line.push('/');
-        push_uint(&mut self.line, u64::from(tid));
-        self.line.push(']');
+        self.line.push_str(&self.caller_text.1);
         self.end(DIM);
     }
 

@@ -261,3 +261,36 @@ fn colour_only_when_asked() {
     assert!(String::from_utf8(sink.out).unwrap().contains("\u{1b}["));
     assert!(!line(&ev).contains('\u{1b}'));
 }
+
+/// The caller's `name[pid/tid]` is kept from the last line: each change of name, pid or tid
+/// shows on the next line, through one sink.
+#[test]
+fn each_line_names_its_own_caller() {
+    let mut sink = TextSink::new(Vec::new(), false, Some(1));
+    sink.tz = FixedOffset::east_opt(0).unwrap();
+    let first =
+        event(Syscall::Listen, Args { fd: Some(3), backlog: Some(8), ..Args::default() }, 0);
+    let callers = [
+        ("server", 4242, 4251),
+        ("server", 4242, 4252),
+        ("worker", 4242, 4252),
+        ("worker", 4243, 4252),
+        ("worker", 4243, 4252),
+    ];
+    for (comm, pid, tid) in callers {
+        let ev = Event { comm: comm.into(), pid, tid, ..first.clone() };
+        sink.write(RecordRef::Event(&ev)).unwrap();
+    }
+    let out = String::from_utf8(sink.out).unwrap();
+    let shown: Vec<&str> = out.lines().map(|l| l.split(' ').nth(1).unwrap_or_default()).collect();
+    assert_eq!(
+        shown,
+        [
+            "server[4242/4251]",
+            "server[4242/4252]",
+            "worker[4242/4252]",
+            "worker[4243/4252]",
+            "worker[4243/4252]"
+        ]
+    );
+}
