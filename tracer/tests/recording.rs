@@ -449,6 +449,43 @@ fn sigint_and_sigterm_leave_complete_recordings() {
     }
 }
 
+/// On ext4 a recording's blocks are reserved ahead of its writes (`fallocate` with KEEP_SIZE:
+/// the file's size is only what was written) and what is left of the reservation is given back
+/// when the recording ends: plain and compressed, each ended by a signal mid-flood.
+#[test]
+fn room_reserved_ahead_of_a_recording_is_given_back() {
+    let _heavy = heavy();
+    let dir = Dir::new("reserved");
+    let fs = nix::sys::statfs::statfs(&dir.0).expect("statfs of the test dir");
+    if fs.filesystem_type() != nix::sys::statfs::EXT4_SUPER_MAGIC {
+        eprintln!("{} is not on ext4: nothing is reserved there; not checked", dir.0.display());
+        return;
+    }
+    let allocated = |path: &Path| {
+        let meta = std::fs::metadata(path).expect("the recording");
+        (meta.len(), meta.blocks() * 512)
+    };
+    for name in ["plain.jsonl", "compressed.jsonl.zst"] {
+        let (workload, tracer) = recording_flood(&dir.s(name));
+        let (len, blocks) = allocated(&dir.path(name));
+        // Reserved in steps of 8 MB, the first at the first write.
+        assert!(
+            blocks >= len + (1 << 20),
+            "{name}: {blocks} bytes allocated for {len} while tracing"
+        );
+        tracer.signal(Signal::SIGINT);
+        let out = tracer.finish();
+        drop(workload);
+        assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+        assert_complete(&records(&dir.path(name)));
+        let (len, blocks) = allocated(&dir.path(name));
+        assert!(
+            len > 0 && blocks < len + 8192,
+            "{name}: {blocks} bytes allocated for {len} at the end"
+        );
+    }
+}
+
 /// SIGKILL: no footer, at most one partial line, the last; analyze reads every whole line,
 /// reports where the file was cut, and exits non-zero.
 #[test]

@@ -282,7 +282,7 @@ impl Output {
             prepare_append(&mut file, path, opened.len, compression)?;
         }
         written.fetch_add(opened.len, Ordering::Relaxed);
-        let counted = Counted { file, bytes: opened.len, written: Arc::clone(written) };
+        let counted = Counted::new(file, opened.len, Arc::clone(written));
         Ok(match compression {
             Compression::None => Output::Plain(Plain::new(counted)),
             Compression::Zstd => Output::Zstd(
@@ -304,13 +304,14 @@ impl Output {
     /// Ends the zstd frame, writes everything out and makes it durable: a recording taken
     /// during an incident should survive the machine going down next.
     fn finish(self) -> io::Result<()> {
-        let counted = match self {
+        let mut counted = match self {
             Output::Plain(mut p) => {
                 p.write_out()?;
                 p.file
             }
             Output::Zstd(w) => w.finish()?,
         };
+        counted.trim()?;
         counted.file.sync_data()
     }
 }

@@ -1,12 +1,14 @@
 //! What the file system alone costs a recording: the same number of bytes written by the bench
-//! to a new file on the same file system, in writes of the size wsltrace makes, synced at the
-//! end as wsltrace syncs its recording. Part of the reader's CPU per event is this copy into
+//! to a new file on the same file system, in writes of the size wsltrace makes, on ext4 into
+//! room reserved ahead as wsltrace reserves it, synced at the end as wsltrace syncs its
+//! recording. Part of the reader's CPU per event is this copy into
 //! the page cache, and on a VM whose fresh memory the host backs on first touch it is a large
 //! part; measured in the same round, it says how much.
 
 use std::{
-    fs::{self, OpenOptions},
+    fs::{self, File, OpenOptions},
     io::{self, Write as _},
+    os::fd::AsRawFd as _,
     path::Path,
 };
 
@@ -15,6 +17,9 @@ use anyhow::{Context as _, Result};
 /// wsltrace's writes to a plain recording are about this size (strace: a median of 261,575
 /// bytes per write on the mix).
 const WRITE_SIZE: usize = 256 * 1024;
+
+/// wsltrace reserves a recording's room on ext4 in steps of this size (`sinks/recording/output.rs`).
+const RESERVE_STEP: u64 = 8 << 20;
 
 /// CPU time (user + system, this thread's) to write `bytes` to the new file `path` and sync
 /// it; the file is removed afterwards.
@@ -34,17 +39,50 @@ pub fn write_cost(path: &Path, bytes: u64) -> Result<u64> {
         .create_new(true)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(WRITE_SIZE as u64) as usize;
+    let ext4 = is_ext4(&file);
+    let (mut written, mut reserved) = (0, 0);
+    while written < bytes {
+        let n = (bytes - written).min(WRITE_SIZE as u64) as usize;
+        if ext4 && written + n as u64 > reserved {
+            reserve(&file, reserved)?;
+            reserved += RESERVE_STEP;
+        }
         file.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
-        left -= n as u64;
+        written += n as u64;
+    }
+    if ext4 {
+        // What is left of the reservation given back, as wsltrace does at the end.
+        file.set_len(written).with_context(|| format!("trimming {}", path.display()))?;
     }
     file.sync_data().with_context(|| format!("syncing {}", path.display()))?;
     drop(file);
     let cost = thread_cpu_ns()? - before;
     let _ = fs::remove_file(path);
     Ok(cost)
+}
+
+fn is_ext4(file: &File) -> bool {
+    // SAFETY: statfs is plain data; fstatfs fills it from an open descriptor.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid pointer to a statfs.
+    unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) == 0 && fs.f_type == libc::EXT4_SUPER_MAGIC }
+}
+
+/// `RESERVE_STEP` bytes from `from` allocated without changing the file's size.
+fn reserve(file: &File, from: u64) -> Result<()> {
+    // SAFETY: a valid descriptor; fallocate only reads its integer arguments.
+    let done = unsafe {
+        libc::fallocate(
+            file.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            from as libc::off_t,
+            RESERVE_STEP as libc::off_t,
+        )
+    };
+    if done != 0 {
+        return Err(io::Error::last_os_error()).context("fallocate(FALLOC_FL_KEEP_SIZE)");
+    }
+    Ok(())
 }
 
 /// This thread's user + system CPU time so far.

