@@ -468,7 +468,7 @@ fn room_reserved_ahead_of_a_recording_is_given_back() {
     for name in ["plain.jsonl", "compressed.jsonl.zst"] {
         let (workload, tracer) = recording_flood(&dir.s(name));
         let (len, blocks) = allocated(&dir.path(name));
-        // Reserved in steps of 8 MB, the first at the first write.
+        // At least half of the 8 MB step is kept reserved past what was written.
         assert!(
             blocks >= len + (1 << 20),
             "{name}: {blocks} bytes allocated for {len} while tracing"

@@ -18,7 +18,8 @@ use anyhow::{Context as _, Result};
 /// bytes per write on the mix).
 const WRITE_SIZE: usize = 256 * 1024;
 
-/// wsltrace reserves a recording's room on ext4 in steps of this size (`sinks/recording/output.rs`).
+/// wsltrace keeps between half of this and all of it reserved past a recording's writes on
+/// ext4 (`sinks/recording/output.rs`).
 const RESERVE_STEP: u64 = 8 << 20;
 
 /// CPU time (user + system, this thread's) to write `bytes` to the new file `path` and sync
@@ -43,9 +44,10 @@ pub fn write_cost(path: &Path, bytes: u64) -> Result<u64> {
     let (mut written, mut reserved) = (0, 0);
     while written < bytes {
         let n = (bytes - written).min(WRITE_SIZE as u64) as usize;
-        if ext4 && written + n as u64 > reserved {
-            reserve(&file, reserved)?;
-            reserved += RESERVE_STEP;
+        let to = written + n as u64;
+        if ext4 && to + RESERVE_STEP / 2 > reserved {
+            reserve(&file, reserved, to + RESERVE_STEP)?;
+            reserved = to + RESERVE_STEP;
         }
         file.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
         written += n as u64;
@@ -68,15 +70,15 @@ fn is_ext4(file: &File) -> bool {
     unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) == 0 && fs.f_type == libc::EXT4_SUPER_MAGIC }
 }
 
-/// `RESERVE_STEP` bytes from `from` allocated without changing the file's size.
-fn reserve(file: &File, from: u64) -> Result<()> {
+/// The bytes from `from` up to `to` allocated without changing the file's size.
+fn reserve(file: &File, from: u64, to: u64) -> Result<()> {
     // SAFETY: a valid descriptor; fallocate only reads its integer arguments.
     let done = unsafe {
         libc::fallocate(
             file.as_raw_fd(),
             libc::FALLOC_FL_KEEP_SIZE,
             from as libc::off_t,
-            RESERVE_STEP as libc::off_t,
+            (to - from) as libc::off_t,
         )
     };
     if done != 0 {

@@ -96,17 +96,17 @@ impl Counted {
         Counted { file, bytes, written, reserved: ext4.then_some(bytes) }
     }
 
-    /// Reserves the next `RESERVE_STEP` bytes from `from`, without changing the file's size
-    /// (readers of a live recording see only what was written).
-    fn reserve(&mut self, from: u64) {
+    /// Reserves from `from` up to `to`, without changing the file's size (readers of a live
+    /// recording see only what was written).
+    fn reserve(&mut self, from: u64, to: u64) {
         let reserved = fallocate(
             &self.file,
             FallocateFlags::FALLOC_FL_KEEP_SIZE,
             from as i64,
-            RESERVE_STEP as i64,
+            (to - from) as i64,
         );
         self.reserved = match reserved {
-            Ok(()) => Some(from + RESERVE_STEP),
+            Ok(()) => Some(to),
             // A full disk included: what is not reserved is allocated as written.
             Err(err) => {
                 tracing::debug!("recording: no room reserved ahead ({err})");
@@ -128,10 +128,13 @@ impl Counted {
 
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Topped up to a whole step past this write once less than half a step is left, so
+        // that the room ahead never runs out between two reservations.
+        let to = self.bytes + buf.len() as u64;
         if let Some(end) = self.reserved
-            && self.bytes + buf.len() as u64 > end
+            && to + RESERVE_STEP / 2 > end
         {
-            self.reserve(end.max(self.bytes));
+            self.reserve(end.max(self.bytes), to + RESERVE_STEP);
         }
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
