@@ -433,9 +433,10 @@ pub fn markdown(r: &Results) -> String {
         m.memory_gib,
         m.kernel,
         opt(m.pid_max.map(f64::from), 0),
-        match machine::slots_by_id(m.pid_max) {
-            true => " (threads' slots by id)",
-            false => " (threads' slots from a pool)",
+        if machine::slots_by_id(m.pid_max) {
+            " (threads' slots by id)"
+        } else {
+            " (threads' slots from a pool)"
         },
         m.load_start,
         opt(m.load_end, 2)
@@ -618,10 +619,10 @@ fn page_cache_section(md: &mut String, o: &Overhead) {
         md,
         "After each run that writes a recording, the bench writes as many bytes to a new file \
          on the same file system itself, in 256 KB writes (on ext4 into room reserved ahead) \
-         with a sync at the end as wsltrace does, while the recording is still there, and times its own CPU: what the page cache \
-         and the file system cost for those bytes on this machine, whoever writes them (on a \
-         VM that backs guest memory on first touch, fresh page-cache memory makes this vary \
-         from run to run). Medians over the rounds, per event delivered.\n"
+         with a sync at the end as wsltrace does, while the recording is still there, and \
+         times its own CPU: what the page cache and the file system cost for those bytes on \
+         this machine, whoever writes them (on a VM that backs guest memory on first touch, \
+         fresh page-cache memory makes this vary from run to run). Medians over the rounds, per event delivered.\n"
     );
     let _ = writeln!(
         md,

@@ -129,12 +129,13 @@ impl Counted {
 impl Write for Counted {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // Topped up to a whole step past this write once less than half a step is left, so
-        // that the room ahead never runs out between two reservations.
+        // that the room ahead never runs out between two reservations. The room reserved
+        // always ends at or past what was written (it starts where the file ends).
         let to = self.bytes + buf.len() as u64;
         if let Some(end) = self.reserved
             && to + RESERVE_STEP / 2 > end
         {
-            self.reserve(end.max(self.bytes), to + RESERVE_STEP);
+            self.reserve(end, to + RESERVE_STEP);
         }
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
