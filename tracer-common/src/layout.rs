@@ -82,9 +82,16 @@ pub struct KernelLayout {
     /// `sock.sk_err`: the error a socket error report is about (0 when this kernel lacks it:
     /// socket errors are then not reported).
     pub sock_err: u32,
+    /// What tells a socket file in the reads that also find its `struct sock` (see the
+    /// programs' `fd_kind`), both 0 where this kernel's layout does not allow it:
+    /// `offsetof(struct socket_alloc, vfs_inode)`, where a socket's inode follows its
+    /// `struct socket`, and `socket.file`, the socket's own file. Set only where
+    /// `file.f_inode` follows `file.private_data` and `socket.sk` follows `socket.file`.
+    pub socket_inode: u32,
+    pub socket_file: u32,
 }
 
-const _: () = assert!(size_of::<KernelLayout>() == 188);
+const _: () = assert!(size_of::<KernelLayout>() == 196);
 
 impl KernelLayout {
     /// What the programs start with: no offsets, nothing followed.
@@ -131,6 +138,8 @@ impl KernelLayout {
         sk_rcv_saddr: 0,
         sk_v6_rcv_saddr: 0,
         sock_err: 0,
+        socket_inode: 0,
+        socket_file: 0,
     };
 }
 

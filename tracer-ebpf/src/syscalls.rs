@@ -120,7 +120,7 @@ pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64)
     if syscall == Syscall::Close {
         match fd_kind(ctx.arg(0)) {
             FdKind::NotSocket => return,
-            FdKind::Socket(file) => sockets::closing(file),
+            FdKind::Socket { file, sk } => sockets::closing(file, sk),
             FdKind::Unknown => {}
         }
     }

@@ -107,12 +107,13 @@ pub enum FdKind {
     Unknown,
     /// A file, pipe... or no open fd.
     NotSocket,
-    /// A socket, with its `struct file *`.
-    Socket(u64),
+    /// A socket: its `struct file *`, and its `struct sock *` where it was read on the way
+    /// (0 otherwise: [`file_sock`] reads it).
+    Socket { file: u64, sk: u64 },
 }
 
-/// Whether `fd` is a socket, and its `struct file *`: what a close asks first. The socket's
-/// `struct sock *` is two reads further ([`file_sock`]), which most closes do without.
+/// Whether `fd` is a socket, its `struct file *` and, where this kernel's layout allows,
+/// its `struct sock *`: what a close asks first.
 #[inline(always)]
 pub fn fd_kind(fd: u64) -> FdKind {
     let l = layout();
@@ -124,10 +125,33 @@ pub fn fd_kind(fd: u64) -> FdKind {
         Some(0) => return FdKind::NotSocket,
         Some(file) => file,
     };
+    if l.socket_inode != 0 {
+        return socket_file(l, file);
+    }
     match is_socket(l, file) {
         None => FdKind::Unknown,
         Some(false) => FdKind::NotSocket,
-        Some(true) => FdKind::Socket(file),
+        Some(true) => FdKind::Socket { file, sk: 0 },
+    }
+}
+
+/// [`fd_kind`] for the open file at `file`, where `KernelLayout::socket_inode` is known. A
+/// socket file's private data is its `struct socket`, allocated with its inode right after
+/// it (`struct socket_alloc`), and the socket points back to the file: one read of the two
+/// side-by-side pointers of the file and one of the socket's `file` and `sk` tell a socket
+/// and find its `struct sock`, where the inode's mode and then the socket's `sk` took three.
+#[inline(always)]
+fn socket_file(l: &KernelLayout, file: u64) -> FdKind {
+    let Some([private, inode]) = read::<[u64; 2]>(file + u64::from(l.file_private_data)) else {
+        return FdKind::Unknown;
+    };
+    if private == 0 || inode != private + u64::from(l.socket_inode) {
+        return FdKind::NotSocket;
+    }
+    match read::<[u64; 2]>(private + u64::from(l.socket_file)) {
+        None => FdKind::Unknown,
+        Some([owner, sk]) if owner == file => FdKind::Socket { file, sk },
+        Some(_) => FdKind::NotSocket,
     }
 }
 
@@ -143,13 +167,19 @@ pub fn file_sock(file: u64) -> Option<u64> {
     read(socket + u64::from(l.socket_sk)).filter(|&sk: &u64| sk != 0)
 }
 
+/// The `struct sock *` of socket `(file, sk)` as [`fd_kind`] found it: `sk`, or read now.
+#[inline(always)]
+pub fn socket_sock(file: u64, sk: u64) -> Option<u64> {
+    if sk != 0 { Some(sk) } else { file_sock(file) }
+}
+
 /// The `struct file *` and the `struct sock *` of socket `fd` of the current process
 /// (fd -> file -> private_data (`struct socket`) -> sk); `None` when `fd` is no socket or the
 /// layout lacks the offsets.
 #[inline(always)]
 pub fn fd_sock(fd: u64) -> Option<(u64, u64)> {
     match fd_kind(fd) {
-        FdKind::Socket(file) => Some((file, file_sock(file)?)),
+        FdKind::Socket { file, sk } => Some((file, socket_sock(file, sk)?)),
         FdKind::Unknown | FdKind::NotSocket => None,
     }
 }

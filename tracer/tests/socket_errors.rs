@@ -287,3 +287,52 @@ fn one_finding_per_refused_non_blocking_connect() {
         reads_only.stdout
     );
 }
+
+/// Non-blocking connects refused one after another, each socket closed before the next is
+/// made, on fds that take turns (a spare socket is kept open every other round): the kernel
+/// mostly gives each new socket the address of the one just closed, whose entry the programs
+/// keep, marked closed, and rewrite for the new owner. Every refusal is reported once, on its
+/// own fd and connect.
+const REFUSED_IN_TURN_CLIENT: &str = "\
+import select, socket, sys
+port, rounds = int(sys.argv[1]), int(sys.argv[2])
+spare = None
+for i in range(rounds):
+    s = socket.socket()
+    s.setblocking(False)
+    s.connect_ex(('127.0.0.1', port))
+    select.select([], [s], [], 2)
+    print(s.fileno(), file=sys.stderr)
+    s.close()
+    if spare is None:
+        spare = socket.socket()
+    else:
+        spare.close()
+        spare = None
+";
+
+#[test]
+fn each_refusal_on_a_reused_socket_is_reported_on_its_own_connect() {
+    const ROUNDS: usize = 200;
+    let port = free_port();
+    let client = [python(), "-c", REFUSED_IN_TURN_CLIENT, &port.to_string(), &ROUNDS.to_string()]
+        .map(str::to_owned)
+        .to_vec();
+    let out = trace_client(&[], &client);
+    assert!(out.status.success(), "{}", out.stderr);
+    let fds: Vec<i64> = out.stderr.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert_eq!(fds.len(), ROUNDS, "{}", out.stderr);
+    assert!(fds.windows(2).any(|w| w[0] != w[1]), "the fds take turns: {fds:?}");
+    let records = out.records();
+    let connects: Vec<&Value> =
+        records.iter().filter(|r| r["type"] == "event" && r["syscall"] == "connect").collect();
+    let errors: Vec<&Value> = records.iter().filter(|r| r["type"] == "socket_error").collect();
+    assert_eq!((connects.len(), errors.len()), (ROUNDS, ROUNDS), "{}", out.stdout);
+    for (i, ((connect, error), fd)) in connects.iter().zip(&errors).zip(&fds).enumerate() {
+        assert_eq!(connect["errno"], "EINPROGRESS", "round {i}: {connect}");
+        assert_eq!(connect["args"]["fd"], json!(fd), "round {i}: {connect}");
+        assert_eq!(error["error"], "ECONNREFUSED", "round {i}: {error}");
+        assert_eq!(error["fd"], json!(fd), "round {i}: {error}");
+        assert_eq!(error["connect"]["started_ns"], connect["ts_ns"], "round {i}: {error}");
+    }
+}

@@ -62,6 +62,7 @@ const LAYOUT_STRUCTS: &[&str] = &[
     "seccomp",
     "pt_regs",
     "socket",
+    "socket_alloc",
     "sock",
     "sock_common",
 ];
@@ -99,7 +100,7 @@ fn resolve(btf: &Structs<'_>) -> Result<KernelLayout> {
         task_exit_code: off("task_struct", "exit_code")?,
         ..KernelLayout::UNRESOLVED
     };
-    Ok(local_ends(btf, socket_errors(btf, refused_calls(btf, layout))))
+    Ok(socket_files(btf, local_ends(btf, socket_errors(btf, refused_calls(btf, layout)))))
 }
 
 /// Adds what attributes a socket error to an fd (see `SocketErrorRecord`): without it, socket
@@ -117,6 +118,26 @@ fn socket_errors(btf: &Structs<'_>, mut layout: KernelLayout) -> KernelLayout {
             (layout.file_private_data, layout.socket_sk, layout.sock_err) = (private, sk, err);
         }
         Err(err) => tracing::debug!("socket errors: {err:#}"),
+    }
+    layout
+}
+
+/// Adds what tells a socket file from its `struct socket` (see `KernelLayout::socket_inode`):
+/// without it, a close reads the inode's mode, and the socket's `sk` in two more reads.
+fn socket_files(btf: &Structs<'_>, mut layout: KernelLayout) -> KernelLayout {
+    let found = || -> Result<[u32; 2]> {
+        Ok([btf.member_offset("socket_alloc", "vfs_inode")?, btf.member_offset("socket", "file")?])
+    };
+    match found() {
+        Ok([inode, file])
+            if layout.file_private_data != 0
+                && layout.file_inode == layout.file_private_data + 8
+                && layout.socket_sk == file + 8 =>
+        {
+            (layout.socket_inode, layout.socket_file) = (inode, file);
+        }
+        Ok(_) => tracing::debug!("socket files: the fields read together are not side by side"),
+        Err(err) => tracing::debug!("socket files: {err:#}"),
     }
     layout
 }
@@ -309,6 +330,13 @@ mod tests {
                 && layout.sk_v6_rcv_saddr > 0
         );
         assert_eq!(layout.sk_rcv_saddr, 4);
+        // Since 6.12 struct file has private_data then f_inode, and struct socket has had
+        // file then sk since 2.6: a close tells a socket in two reads.
+        // socket_alloc is a struct socket (128 bytes on 64-bit) and the inode after it.
+        use procfs::sys::kernel::Version;
+        if Version::current().unwrap() >= Version::new(6, 12, 0) {
+            assert_eq!((layout.socket_inode, layout.socket_file), (128, 16));
+        }
     }
 
     #[test]
