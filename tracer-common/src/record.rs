@@ -346,8 +346,7 @@ const _: () = assert!(size_of::<SocketErrorRecord>() == 40);
 
 /// What the programs know of a socket a traced thread connected, by its kernel address
 /// (`struct sock *`): who connected it, and an error reported while that connect was still in
-/// the kernel (kept for its exit, which alone knows whether the call itself returns it). A
-/// closed socket's entry stays, with `tgid` and `file` 0, until the address is reused.
+/// the kernel (kept for its exit, which alone knows whether the call itself returns it).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketOwner {

@@ -19,17 +19,11 @@ use crate::{
     },
     output::emit,
     slots,
-    store::put,
     task::{fd_sock, sock_error, socket_sock},
 };
 
 /// Connect entry on `fd` by thread `pid_tgid`: its socket's errors are attributed to it.
 /// Returns the socket's kernel address (0 when unknown), which the connect's exit reuses.
-///
-/// Socket structs are reused from their slab cache as soon as they are freed, so the address
-/// mostly has an entry already, left by a closed socket (see [`closing`]): it is rewritten in
-/// place. An insert into the LRU map takes a free node and the bucket's lock: in the bench's
-/// mix it was 40% of this program's time.
 #[inline(always)]
 pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) -> u64 {
     let Some((file, sk)) = fd_sock(fd) else { return 0 };
@@ -42,25 +36,9 @@ pub fn connecting(pid_tgid: u64, fd: u64, ts_ns: u64) -> u64 {
         error: 0,
         file,
     };
-    // Counted before the entry is written: a close that finds the slot at 0 knows the socket
-    // is not in `SOCKETS`.
+    // Counted before the insert: a close that finds the slot at 0 knows the key is absent.
     filter_add(file, 1);
-    match SOCKETS.get_ptr_mut(sk) {
-        Some(entry) => {
-            // SAFETY: a map value. Its socket is this one now: the report program reads it
-            // for an error on this socket, which can only come once this connect has begun.
-            let entry = unsafe { &mut *entry };
-            if entry.file != 0 {
-                // A socket closed without a traced close (its process exited): no longer
-                // counted in the filter.
-                filter_add(entry.file, u64::MAX);
-            }
-            put(entry, owner);
-        }
-        None => {
-            let _ = SOCKETS.insert(sk, owner, 0);
-        }
-    }
+    let _ = SOCKETS.insert(sk, owner, 0);
     sk
 }
 
@@ -85,35 +63,34 @@ pub fn connected(sk: u64, ret: i64) {
 }
 
 /// Close entry of the socket whose `struct file *` is `file` (and `struct sock *` `sk`, when
-/// already read: 0 otherwise): its errors are no longer attributed.
+/// found on the way: 0 otherwise): its errors are no longer attributed.
 ///
-/// Its entry stays, marked closed (no owner, no file), for the next socket at that address to
-/// rewrite (see [`connecting`]) or the LRU to drop: a delete took the bucket's lock and gave
-/// the node back to the LRU, 15% of this program's time in the bench's mix.
+/// The entry is deleted, not left for the next socket at its address to rewrite: that saved
+/// a sixth of this program's time in the bench's mix, but an LRU map drops its least recently
+/// used entries first, and closed ones kept (each looked up by its close) would push out a
+/// long-lived connection's entry once enough short ones had come and gone.
 ///
 /// Most closed sockets were never connected by a traced thread (accepted, listening, a
-/// socketpair's): the filter slot of their file is mostly 0, and then neither the lookup
-/// nor the reads to the `struct sock` (where the close did not find it on the way) are made. The filter is keyed by the file (one per
-/// socket for its life, as the sock is) because the close has it at hand. A slot never counts
-/// fewer than the open entries in `SOCKETS` whose file hashes to it: each connect adds one to
-/// its file's slot, and an entry marked closed or rewritten takes one off the slot of the file
-/// it records (an LRU eviction only leaves a slot higher).
+/// socketpair's): the filter slot of their file is mostly 0, and then neither the reads to
+/// the `struct sock` (where the close did not find it on the way) nor the delete (a hash walk
+/// under the bucket's lock) are made. The filter is keyed by the file (one per socket for its
+/// life, as the sock is) because the close has it at hand. A slot never counts fewer than the
+/// keys in `SOCKETS` whose insert it counted: each insert adds one to its file's slot (a
+/// replaced entry or an LRU eviction only leaves a slot higher), and a delete takes one off
+/// the slot of the file its entry records.
 #[inline(always)]
 pub fn closing(file: u64, sk: u64) {
     if let Some(count) = SOCKET_FILTER.get_ptr(filter_slot(file)) {
-        // SAFETY: a map value; a stale read errs towards a lookup that finds nothing.
+        // SAFETY: a map value; a stale read errs towards a delete that finds nothing.
         if unsafe { core::ptr::read_volatile(count) } == 0 {
             return;
         }
     }
     let Some(sk) = socket_sock(file, sk) else { return };
-    let Some(owner) = SOCKETS.get_ptr_mut(sk) else { return };
-    // SAFETY: a map value, its fields read and written one at a time.
-    let owner = unsafe { &mut *owner };
-    let counted = owner.file;
-    if counted != 0 {
-        put(&mut owner.tgid, 0);
-        put(&mut owner.file, 0);
+    let Some(owner) = SOCKETS.get_ptr(sk) else { return };
+    // SAFETY: a map value, one field read.
+    let counted = unsafe { (*owner).file };
+    if SOCKETS.remove(sk).is_ok() {
         filter_add(counted, u64::MAX);
     }
 }
@@ -148,8 +125,7 @@ pub fn inet_sk_error_report(ctx: RawTracePointContext) -> u32 {
     let Some(owner) = SOCKETS.get_ptr_mut(sk) else { return 0 };
     // SAFETY: a map value, its fields read and written one at a time.
     let owner = unsafe { &mut *owner };
-    // A closed socket's entry has no owner.
-    if owner.tgid == 0 || !is_traced(owner.tgid) {
+    if !is_traced(owner.tgid) {
         return 0;
     }
     let Some(error) = sock_error(sk) else { return 0 };

@@ -290,9 +290,8 @@ fn one_finding_per_refused_non_blocking_connect() {
 
 /// Non-blocking connects refused one after another, each socket closed before the next is
 /// made, on fds that take turns (a spare socket is kept open every other round): the kernel
-/// mostly gives each new socket the address of the one just closed, whose entry the programs
-/// keep, marked closed, and rewrite for the new owner. Every refusal is reported once, on its
-/// own fd and connect.
+/// mostly gives each new socket the address of the one just closed, under which the programs
+/// keep who connected it. Every refusal is reported once, on its own fd and connect.
 const REFUSED_IN_TURN_CLIENT: &str = "\
 import select, socket, sys
 port, rounds = int(sys.argv[1]), int(sys.argv[2])
