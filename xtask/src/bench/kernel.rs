@@ -7,6 +7,7 @@
 use std::{
     collections::HashSet,
     os::fd::{FromRawFd as _, OwnedFd},
+    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -201,4 +202,159 @@ fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
     programs
         .sort_by(|a, b| (b.ns_per_run * b.runs as f64).total_cmp(&(a.ns_per_run * a.runs as f64)));
     Ok(programs)
+}
+
+/// One run of the mix traced by this build and another one at once, each recording every
+/// event to a file: the BPF time of each build's programs over the same calls.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairedRun {
+    /// This build's programs were attached second: on every tracepoint they run after the
+    /// other's, on cache lines those just warmed.
+    pub this_second: bool,
+    pub this_ns: u64,
+    pub against_ns: u64,
+    this_programs: Vec<Program>,
+    against_programs: Vec<Program>,
+}
+
+/// This build against another one (`--against`), run after run in both orders.
+#[derive(Clone, Debug, Serialize)]
+pub struct Paired {
+    pub against: String,
+    pub runs: Vec<PairedRun>,
+}
+
+impl Paired {
+    /// This build's BPF time over the other's: the geometric mean over the runs, which hold
+    /// as many of each order (the order's bias cancels).
+    pub fn ratio(&self) -> f64 {
+        geometric_mean(self.runs.iter().map(|r| r.this_ns as f64 / r.against_ns.max(1) as f64))
+    }
+
+    /// The same per program (ns per run), for the programs both builds ran in every run.
+    pub fn programs(&self) -> Vec<(String, f64)> {
+        let Some(first) = self.runs.first() else { return Vec::new() };
+        let ns = |programs: &[Program], name: &str| {
+            programs.iter().find(|p| p.name == name).map(|p| p.ns_per_run)
+        };
+        let mut ratios: Vec<(String, f64)> = first
+            .this_programs
+            .iter()
+            .filter_map(|p| {
+                let per_run: Option<Vec<f64>> = self
+                    .runs
+                    .iter()
+                    .map(|r| {
+                        Some(ns(&r.this_programs, &p.name)? / ns(&r.against_programs, &p.name)?)
+                    })
+                    .collect();
+                Some((p.name.clone(), geometric_mean(per_run?.into_iter())))
+            })
+            .collect();
+        ratios.sort_by(|a, b| a.0.cmp(&b.0));
+        ratios
+    }
+}
+
+fn geometric_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0), |(sum, n), v| (sum + v.ln(), n + 1));
+    if n == 0 { f64::NAN } else { (sum / f64::from(n)).exp() }
+}
+
+/// `runs` runs of `workload` traced by this build (`tools.wsltrace`) and by `against` at once
+/// (`-q -o FILE`), attached one after the other in alternating order, with statistics on.
+/// Both see the same calls, the same load and the same cache: what a change to the programs
+/// did, where wall-clock ratios of a busy machine move by more than that.
+pub fn measure_paired(
+    tools: &Tools,
+    against: &Path,
+    workload: &[String],
+    runs: u64,
+) -> Result<Paired> {
+    let mut paired = Paired { against: against.display().to_string(), runs: Vec::new() };
+    for run in 0..runs {
+        let this_second = run % 2 == 1;
+        let (this_ns, against_ns, this_programs, against_programs) =
+            paired_run(tools, against, workload, this_second)?;
+        eprintln!(
+            "bench: paired run {}/{runs} (this build {}): {:.1} ms against {:.1} ms, {:.3}",
+            run + 1,
+            if this_second { "attached second" } else { "attached first" },
+            this_ns as f64 / 1e6,
+            against_ns as f64 / 1e6,
+            this_ns as f64 / against_ns.max(1) as f64
+        );
+        paired.runs.push(PairedRun {
+            this_second,
+            this_ns,
+            against_ns,
+            this_programs,
+            against_programs,
+        });
+    }
+    Ok(paired)
+}
+
+/// One run of [`measure_paired`]: each build's total BPF time and its programs.
+fn paired_run(
+    tools: &Tools,
+    against: &Path,
+    workload: &[String],
+    this_second: bool,
+) -> Result<(u64, u64, Vec<Program>, Vec<Program>)> {
+    let gated = Gated::spawn(tools, workload)?;
+    let mut idle =
+        Command::new("sleep").arg("infinity").spawn().context("starting an idle process")?;
+    let pids = format!("{},{}", gated.pid(), idle.id());
+    let builds: [&Path; 2] =
+        if this_second { [against, &tools.wsltrace] } else { [&tools.wsltrace, against] };
+    let mut tracers = Vec::new();
+    let attached = builds.iter().enumerate().try_for_each(|(i, build)| {
+        let file = tools.scratch.join(format!("paired-{i}.jsonl"));
+        let _ = std::fs::remove_file(&file);
+        let mut tracer = Command::new(build)
+            .args(["-q", "-o"])
+            .arg(&file)
+            .args(["--pid", &pids])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", build.display()))?;
+        let lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
+        tracers.push((tracer, lines, file));
+        let (_, lines, _) = tracers.last_mut().context("the tracer just started")?;
+        lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").map(|_| ())
+    });
+    let measured = attached.and_then(|()| {
+        let ids = tracers
+            .iter()
+            .map(|(tracer, _, _)| program_ids(tracer.id()))
+            .collect::<Result<Vec<_>>>()?;
+        let stats = StatsOn::enable()?;
+        gated.go_and_wait(tools)?;
+        let programs = ids.iter().map(read_programs).collect::<Result<Vec<_>>>()?;
+        drop(stats);
+        Ok(programs)
+    });
+    let _ = idle.kill();
+    let _ = process::wait(&mut idle, Duration::from_secs(60), "the idle process");
+    for (mut tracer, lines, file) in tracers {
+        // Each ends with its traced processes; one that failed to attach may not.
+        if measured.is_err() {
+            let _ = tracer.kill();
+        }
+        let _ = process::wait(&mut tracer, Duration::from_secs(60), "wsltrace");
+        lines.finish();
+        let _ = std::fs::remove_file(file);
+    }
+    process::reap_orphans(Duration::from_secs(60));
+    let mut programs = measured?.into_iter();
+    let (Some(first), Some(second)) = (programs.next(), programs.next()) else {
+        bail!("two builds were attached, not their programs read");
+    };
+    let (this, other) = if this_second { (second, first) } else { (first, second) };
+    let total = |programs: &[Program]| {
+        programs.iter().map(|p| (p.ns_per_run * p.runs as f64) as u64).sum::<u64>()
+    };
+    Ok((total(&this), total(&other), this, other))
 }

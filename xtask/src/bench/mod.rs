@@ -56,6 +56,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH")]
     wsltrace: Option<PathBuf>,
 
+    /// With --only kernel: another wsltrace build attached to the same runs of the mix as this
+    /// one (`-q -o FILE` both, attached in alternating order), and the BPF time of this build
+    /// over that one's, overall and per program: what a change to the programs did, on a
+    /// machine whose wall-clock ratios move by more than that
+    #[arg(long, value_name = "PATH", requires = "only")]
+    against: Option<PathBuf>,
+
     /// Where RESULTS.md and results.json go
     #[arg(long, value_name = "DIR", default_value = "bench")]
     out: PathBuf,
@@ -163,9 +170,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.only {
         Some(Only::Kernel) => {
             prerequisites::bpftool().map_err(|why| anyhow::anyhow!("bpftool {why}"))?;
+            if let Some(against) = args.against.as_deref().filter(|path| !path.is_file()) {
+                bail!(
+                    "--against {}: no such file; give the path of a wsltrace build",
+                    against.display()
+                );
+            }
             results.kernel = Some(kernel_costs(&tools, &settings)?);
+            if let Some(against) = &args.against {
+                let workload = runs::mix_args(settings.iterations);
+                // An even number of runs: as many in each order.
+                let runs = settings.rounds.next_multiple_of(2);
+                let paired = kernel::measure_paired(&tools, against, &workload, runs)?;
+                eprintln!("bench: this build's BPF time over the other's: {:.3}", paired.ratio());
+                results.paired = Some(paired);
+            }
             results.notes.push("Only the kernel programs were measured (--only kernel).".into());
             return write_results(&root, &args.out, results);
+        }
+        Some(Only::Nginx) if args.against.is_some() => {
+            bail!("--against compares the kernel programs: use it with --only kernel");
         }
         Some(Only::Nginx) => {
             prerequisites::ab().map_err(|why| anyhow::anyhow!("ab {why}"))?;

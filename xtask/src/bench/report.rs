@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{
     RATE_REACHED, Settings,
-    kernel::KernelCost,
+    kernel::{KernelCost, Paired},
     machine::{self, Machine, Versions},
     median, min, ms,
     nginx::Server,
@@ -26,6 +26,8 @@ pub struct Results {
     pub bystander: Option<Overhead>,
     /// Time in the kernel programs per call of the workload, by mode.
     pub kernel: Option<Vec<KernelCost>>,
+    /// This build's programs against another build's on the same runs (`--against`).
+    pub paired: Option<Paired>,
     pub saturation: Option<Saturation>,
     pub lossless: Option<Lossless>,
     /// nginx under ab: requests/s traced over untraced.
@@ -268,6 +270,7 @@ impl Results {
             overhead: None,
             bystander: None,
             kernel: None,
+            paired: None,
             saturation: None,
             lossless: None,
             server: None,
@@ -471,6 +474,9 @@ pub fn markdown(r: &Results) -> String {
     if let Some(k) = &r.kernel {
         kernel_section(&mut md, k);
     }
+    if let Some(p) = &r.paired {
+        paired_section(&mut md, p);
+    }
     if let Some(s) = &r.saturation {
         let a = s.run.account.unwrap_or_default();
         let _ = writeln!(md, "## Saturation: a deliberately small ring\n");
@@ -665,6 +671,35 @@ fn kernel_section(md: &mut String, costs: &[KernelCost]) {
         );
     }
     md.push('\n');
+}
+
+fn paired_section(md: &mut String, p: &Paired) {
+    let _ = writeln!(md, "## This build's programs against `{}`\n", p.against);
+    let _ = writeln!(
+        md,
+        "Both builds trace the same runs of the mix at once (`-q -o FILE` each), attached one \
+         after the other, with the BPF statistics on: each build's time in its programs over \
+         the same calls, load and cache. The build attached second runs after the other on \
+         every tracepoint, on warm cache lines, and comes out cheaper: the runs alternate the \
+         order, and the ratio is the geometric mean over as many of each.\n"
+    );
+    let _ = writeln!(md, "| run | this build attached | this build | the other | ratio |");
+    let _ = writeln!(md, "|---|---|---|---|---|");
+    for (i, r) in p.runs.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} ms | {:.1} ms | {:.3} |",
+            i + 1,
+            if r.this_second { "second" } else { "first" },
+            r.this_ns as f64 / 1e6,
+            r.against_ns as f64 / 1e6,
+            r.this_ns as f64 / r.against_ns.max(1) as f64
+        );
+    }
+    let _ = writeln!(md, "\nThis build's BPF time over the other's: **{:.3}**.\n", p.ratio());
+    let programs: Vec<String> =
+        p.programs().iter().map(|(name, ratio)| format!("{name} {ratio:.2}")).collect();
+    let _ = writeln!(md, "Per program (ns per run, the same mean): {}.\n", programs.join(", "));
 }
 
 fn lossless_section(md: &mut String, l: &Lossless) {
