@@ -6,6 +6,7 @@
 
 use std::{
     collections::HashSet,
+    ffi::OsString,
     os::fd::{FromRawFd as _, OwnedFd},
     path::Path,
     process::{Command, Stdio},
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     process::{self, Lines},
-    runs::{ATTACHED, Gated, Mode, Tools},
+    runs::{ATTACHED, Gated, Mode, Tools, Workload},
 };
 
 /// `bpf(2)` command `BPF_ENABLE_STATS` and its only statistics type.
@@ -50,6 +51,13 @@ pub struct Program {
     pub name: String,
     pub runs: u64,
     pub ns_per_run: f64,
+}
+
+impl Program {
+    /// Its time over the run.
+    fn run_time_ns(&self) -> u64 {
+        (self.ns_per_run * self.runs as f64) as u64
+    }
 }
 
 /// The kernel side of one mode.
@@ -89,52 +97,17 @@ pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelC
         Mode::AttachedFloor => &[],
         other => bail!("no kernel measurement for {}", other.label()),
     };
-    let gated = Gated::spawn(tools, workload)?;
-    let mut idle =
-        Command::new("sleep").arg("infinity").spawn().context("starting an idle process")?;
-    let pids = match mode {
-        Mode::AttachedFloor => idle.id().to_string(),
-        _ => format!("{},{}", gated.pid(), idle.id()),
+    let tracer = Tracer {
+        build: &tools.wsltrace,
+        args: extra.iter().map(OsString::from).collect(),
+        reads_stdout: mode == Mode::JsonPipe,
     };
-    let tracer = Command::new(&tools.wsltrace)
-        .args(extra)
-        .args(["--pid", &pids])
-        .stdout(if mode == Mode::JsonPipe { Stdio::piped() } else { Stdio::null() })
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting wsltrace");
-    let result = tracer.and_then(|mut tracer| {
-        let reader = tracer.stdout.take().map(|mut out| {
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()))
-        });
-        let mut lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
-        let measured =
-            lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").and_then(|_| {
-                let ids = program_ids(tracer.id())?;
-                let stats = StatsOn::enable()?;
-                let workload = gated.go_and_wait(tools)?;
-                let programs = read_programs(&ids)?;
-                drop(stats);
-                Ok((workload, programs))
-            });
-        let _ = idle.kill();
-        let _ = process::wait(&mut tracer, Duration::from_secs(60), "wsltrace");
-        if let Some(reader) = reader {
-            let _ = reader.join();
-        }
-        lines.finish();
-        measured
-    });
-    let _ = idle.kill();
-    let _ = process::wait(&mut idle, Duration::from_secs(60), "the idle process");
-    process::reap_orphans(Duration::from_secs(60));
-    let (workload, programs) = result?;
+    let (workload, mut programs) =
+        programs_over_run(tools, workload, &[tracer], mode == Mode::AttachedFloor)?;
+    let programs = programs.pop().context("one build was attached")?;
     let per_call = |prefix: &str| {
-        let ns: u64 = programs
-            .iter()
-            .filter(|p| p.name.starts_with(prefix))
-            .map(|p| (p.ns_per_run * p.runs as f64) as u64)
-            .sum();
+        let ns: u64 =
+            programs.iter().filter(|p| p.name.starts_with(prefix)).map(Program::run_time_ns).sum();
         ns as f64 / workload.syscalls.max(1) as f64
     };
     Ok(KernelCost {
@@ -145,6 +118,74 @@ pub fn measure(tools: &Tools, mode: Mode, workload: &[String]) -> Result<KernelC
         exit_ns_per_call: per_call("sys_exit_"),
         programs,
     })
+}
+
+/// A wsltrace to attach for a measured run: its binary, its arguments before `--pid`, and
+/// whether its stdout is read (to the end, as a pipe's reader would) or thrown away.
+struct Tracer<'a> {
+    build: &'a Path,
+    args: Vec<OsString>,
+    reads_stdout: bool,
+}
+
+/// Runs `workload` with statistics on while each of `tracers`, attached one after the other,
+/// traces it (with `floor`, an idle process only, so that their programs run on every call
+/// and stop at the first check); returns the workload's report and each tracer's programs.
+/// The traced set also holds an idle process, so that the tracers (and their programs)
+/// outlive the workload until read.
+fn programs_over_run(
+    tools: &Tools,
+    workload: &[String],
+    tracers: &[Tracer<'_>],
+    floor: bool,
+) -> Result<(Workload, Vec<Vec<Program>>)> {
+    let gated = Gated::spawn(tools, workload)?;
+    let mut idle =
+        Command::new("sleep").arg("infinity").spawn().context("starting an idle process")?;
+    let pids = if floor { idle.id().to_string() } else { format!("{},{}", gated.pid(), idle.id()) };
+    let mut running = Vec::new();
+    let attached = tracers.iter().try_for_each(|t| {
+        let mut child = Command::new(t.build)
+            .args(&t.args)
+            .args(["--pid", &pids])
+            .stdout(if t.reads_stdout { Stdio::piped() } else { Stdio::null() })
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", t.build.display()))?;
+        let reader = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()))
+        });
+        let lines = Lines::watch(child.stderr.take().context("wsltrace's stderr")?);
+        running.push((child, lines, reader));
+        let (_, lines, _) = running.last_mut().context("the tracer just started")?;
+        lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").map(|_| ())
+    });
+    let measured = attached.and_then(|()| {
+        let ids = running
+            .iter()
+            .map(|(child, _, _)| program_ids(child.id()))
+            .collect::<Result<Vec<_>>>()?;
+        let stats = StatsOn::enable()?;
+        let workload = gated.go_and_wait(tools)?;
+        let programs = ids.iter().map(read_programs).collect::<Result<Vec<_>>>()?;
+        drop(stats);
+        Ok((workload, programs))
+    });
+    let _ = idle.kill();
+    let _ = process::wait(&mut idle, Duration::from_secs(60), "the idle process");
+    for (mut child, lines, reader) in running {
+        // Each ends with its traced processes; one that failed to attach may not.
+        if measured.is_err() {
+            let _ = child.kill();
+        }
+        let _ = process::wait(&mut child, Duration::from_secs(60), "wsltrace");
+        if let Some(reader) = reader {
+            let _ = reader.join();
+        }
+        lines.finish();
+    }
+    process::reap_orphans(Duration::from_secs(60));
+    measured
 }
 
 /// The BPF programs wsltrace holds, from its fds' fdinfo.
@@ -199,8 +240,7 @@ fn read_programs(ids: &HashSet<u32>) -> Result<Vec<Program>> {
             name: p.name,
         })
         .collect();
-    programs
-        .sort_by(|a, b| (b.ns_per_run * b.runs as f64).total_cmp(&(a.ns_per_run * a.runs as f64)));
+    programs.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns()));
     Ok(programs)
 }
 
@@ -274,8 +314,9 @@ pub fn measure_paired(
     let mut paired = Paired { against: against.display().to_string(), runs: Vec::new() };
     for run in 0..runs {
         let this_second = run % 2 == 1;
-        let (this_ns, against_ns, this_programs, against_programs) =
-            paired_run(tools, against, workload, this_second)?;
+        let (this_programs, against_programs) = paired_run(tools, against, workload, this_second)?;
+        let total = |programs: &[Program]| programs.iter().map(Program::run_time_ns).sum::<u64>();
+        let (this_ns, against_ns) = (total(&this_programs), total(&against_programs));
         eprintln!(
             "bench: paired run {}/{runs} (this build {}): {:.1} ms against {:.1} ms, {:.3}",
             run + 1,
@@ -295,66 +336,27 @@ pub fn measure_paired(
     Ok(paired)
 }
 
-/// One run of [`measure_paired`]: each build's total BPF time and its programs.
+/// One run of [`measure_paired`]: this build's programs and the other's.
 fn paired_run(
     tools: &Tools,
     against: &Path,
     workload: &[String],
     this_second: bool,
-) -> Result<(u64, u64, Vec<Program>, Vec<Program>)> {
-    let gated = Gated::spawn(tools, workload)?;
-    let mut idle =
-        Command::new("sleep").arg("infinity").spawn().context("starting an idle process")?;
-    let pids = format!("{},{}", gated.pid(), idle.id());
+) -> Result<(Vec<Program>, Vec<Program>)> {
     let builds: [&Path; 2] =
         if this_second { [against, &tools.wsltrace] } else { [&tools.wsltrace, against] };
-    let mut tracers = Vec::new();
-    let attached = builds.iter().enumerate().try_for_each(|(i, build)| {
-        let file = tools.scratch.join(format!("paired-{i}.jsonl"));
-        let _ = std::fs::remove_file(&file);
-        let mut tracer = Command::new(build)
-            .args(["-q", "-o"])
-            .arg(&file)
-            .args(["--pid", &pids])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", build.display()))?;
-        let lines = Lines::watch(tracer.stderr.take().context("wsltrace's stderr")?);
-        tracers.push((tracer, lines, file));
-        let (_, lines, _) = tracers.last_mut().context("the tracer just started")?;
-        lines.wait_for(ATTACHED, Duration::from_secs(60), "wsltrace").map(|_| ())
+    let files = [0, 1].map(|i| tools.scratch.join(format!("paired-{i}.jsonl")));
+    let tracers = builds.iter().zip(&files).map(|(build, file)| {
+        let _ = std::fs::remove_file(file);
+        Tracer { build, args: vec!["-q".into(), "-o".into(), file.into()], reads_stdout: false }
     });
-    let measured = attached.and_then(|()| {
-        let ids = tracers
-            .iter()
-            .map(|(tracer, _, _)| program_ids(tracer.id()))
-            .collect::<Result<Vec<_>>>()?;
-        let stats = StatsOn::enable()?;
-        gated.go_and_wait(tools)?;
-        let programs = ids.iter().map(read_programs).collect::<Result<Vec<_>>>()?;
-        drop(stats);
-        Ok(programs)
-    });
-    let _ = idle.kill();
-    let _ = process::wait(&mut idle, Duration::from_secs(60), "the idle process");
-    for (mut tracer, lines, file) in tracers {
-        // Each ends with its traced processes; one that failed to attach may not.
-        if measured.is_err() {
-            let _ = tracer.kill();
-        }
-        let _ = process::wait(&mut tracer, Duration::from_secs(60), "wsltrace");
-        lines.finish();
+    let measured = programs_over_run(tools, workload, &tracers.collect::<Vec<_>>(), false);
+    for file in &files {
         let _ = std::fs::remove_file(file);
     }
-    process::reap_orphans(Duration::from_secs(60));
-    let mut programs = measured?.into_iter();
+    let mut programs = measured?.1.into_iter();
     let (Some(first), Some(second)) = (programs.next(), programs.next()) else {
         bail!("two builds were attached, not their programs read");
     };
-    let (this, other) = if this_second { (second, first) } else { (first, second) };
-    let total = |programs: &[Program]| {
-        programs.iter().map(|p| (p.ns_per_run * p.runs as f64) as u64).sum::<u64>()
-    };
-    Ok((total(&this), total(&other), this, other))
+    Ok(if this_second { (second, first) } else { (first, second) })
 }

@@ -628,7 +628,8 @@ fn page_cache_section(md: &mut String, o: &Overhead) {
          with a sync at the end as wsltrace does, while the recording is still there, and \
          times its own CPU: what the page cache and the file system cost for those bytes on \
          this machine, whoever writes them (on a VM that backs guest memory on first touch, \
-         fresh page-cache memory makes this vary from run to run). Medians over the rounds, per event delivered.\n"
+         fresh page-cache memory makes this vary from run to run). Medians over the rounds, \
+         per event delivered.\n"
     );
     let _ = writeln!(
         md,
