@@ -193,8 +193,8 @@ pub struct PendingCall {
     pub ts_ns: u64,
     /// Raw syscall arguments, as the `sys_enter_*` tracepoint saw them.
     pub args: [u64; 6],
-    /// For calls that write an address or option back: the buffer size the caller offered
-    /// (read at entry, since the kernel overwrites it with the result's size).
+    /// For calls that write an address back: the buffer size the caller offered (read at
+    /// entry, since the kernel overwrites it with the address's whole size).
     pub offered: u32,
     /// The [`crate::Syscall`] id of the call in flight, or [`PendingCall::NONE`].
     pub syscall: u32,

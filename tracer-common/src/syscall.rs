@@ -241,7 +241,8 @@ impl Syscall {
 /// A user-memory copy made by the kernel programs. Fields are argument indexes.
 ///
 /// "In" buffers are read at entry (the caller filled them); "out" buffers at exit (the kernel
-/// filled them), bounded by the buffer size the caller passed in at entry.
+/// filled them): an address bounded by the buffer size the caller passed in at entry (the
+/// kernel writes back the address's whole size), an option value by the size written back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Capture {
     None,

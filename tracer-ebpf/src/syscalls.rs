@@ -132,12 +132,12 @@ pub fn on_traced_enter<C: SyscallArgs>(ctx: &C, syscall: Syscall, pid_tgid: u64)
     // reported before the connect even returns) until it is closed.
     let sock =
         if syscall == Syscall::Connect { sockets::connecting(pid_tgid, args[0], ts_ns) } else { 0 };
-    // Out buffers: the size the caller offered bounds the copy at exit, and the kernel
-    // overwrites it with the result's size.
+    // An address written back: the kernel overwrites the size the caller offered with the
+    // address's whole size, which may be more (the copy was cut short), so the offered size,
+    // read now, bounds the copy at exit. An option value's size comes back as what was
+    // written, never more than offered: a getsockopt needs no read here.
     let offered = match syscall.capture() {
-        Capture::AddrOut { len_ptr, .. } | Capture::ValueOut { len_ptr, .. } => {
-            read_user_len(args[len_ptr]).unwrap_or(0)
-        }
+        Capture::AddrOut { len_ptr, .. } => read_user_len(args[len_ptr]).unwrap_or(0),
         _ => 0,
     };
     let Some(slot) = slots::get(pid_tgid).or_else(|| slots::claim(pid_tgid, ts_ns)) else {
@@ -358,7 +358,7 @@ impl Plan {
 
 /// The user buffers the call passed or had filled. Input buffers are read at exit too: the
 /// caller's memory, which these calls only read, and only for calls that are emitted. Output
-/// buffers hold what the kernel wrote back, bounded by the size the caller offered.
+/// buffers hold what the kernel wrote back: an address bounded by the size the caller offered.
 #[inline(always)]
 fn plan(syscall: Syscall, ret: i64, call: &PendingCall) -> Plan {
     let args = &call.args;
@@ -379,8 +379,7 @@ fn plan(syscall: Syscall, ret: i64, call: &PendingCall) -> Plan {
         }
         Capture::ValueOut { ptr, len_ptr } if ret == 0 => {
             let len = read_user_len(args[len_ptr]).unwrap_or(0);
-            let n = if len < call.offered { len } else { call.offered };
-            plan.value = Buffer { src: args[ptr], len, n };
+            plan.value = Buffer { src: args[ptr], len, n: len };
         }
         Capture::Fds { ptr } if ret == 0 => {
             plan.value = Buffer { src: args[ptr], len: 8, n: 8 };

@@ -219,8 +219,20 @@ pub fn local_end(sk: u64) -> Option<(u16, u16, [u8; 16])> {
     if l.resolved == 0 || l.sk_num == 0 || sk == 0 {
         return None;
     }
-    let family: u16 = read(sk + u64::from(l.sk_family))?;
-    let port: u16 = read(sk + u64::from(l.sk_num))?;
+    // `sock_common` keeps the IPv4 address, the port and the family close together
+    // (`skc_rcv_saddr`, `skc_hash`, `skc_dport`, `skc_num`, `skc_family`, as in every kernel
+    // so far): one read for the three where the layout is that one.
+    let together = l.sk_num == l.sk_rcv_saddr + 10 && l.sk_family == l.sk_num + 2;
+    let (family, port, v4) = if together {
+        let b: [u8; 14] = read(sk + u64::from(l.sk_rcv_saddr))?;
+        (
+            u16::from_ne_bytes([b[12], b[13]]),
+            u16::from_ne_bytes([b[10], b[11]]),
+            [b[0], b[1], b[2], b[3]],
+        )
+    } else {
+        (read(sk + u64::from(l.sk_family))?, read(sk + u64::from(l.sk_num))?, [0; 4])
+    };
     // Refused before connect returned (on loopback the RST comes at once): the port was
     // released, and the socket has no local end any more.
     if port == 0 {
@@ -228,7 +240,7 @@ pub fn local_end(sk: u64) -> Option<(u16, u16, [u8; 16])> {
     }
     let ip = match family {
         AF_INET => {
-            let v4: [u8; 4] = read(sk + u64::from(l.sk_rcv_saddr))?;
+            let v4: [u8; 4] = if together { v4 } else { read(sk + u64::from(l.sk_rcv_saddr))? };
             [v4[0], v4[1], v4[2], v4[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
         }
         AF_INET6 => read(sk + u64::from(l.sk_v6_rcv_saddr))?,

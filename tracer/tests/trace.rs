@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Tracer, Workload, demo_command, outcome, run_cmd_json, settle, trace, wsltrace};
+use common::{
+    Tracer, Workload, demo_command, outcome, python, run, run_cmd_json, settle, trace, wsltrace,
+};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -705,6 +707,41 @@ fn kernel_filters() {
 }
 
 /// -o writes JSON Lines to a file while the terminal gets text; both hold the same events.
+/// An option value is what the kernel wrote back, whatever the size of the caller's buffer:
+/// SO_PEERCRED asked into 64 bytes is its 12, SO_RCVBUF into 2 bytes its first 2. The child
+/// prints what it got (lengths, the short value's bytes) for the trace to be checked against.
+#[test]
+fn option_values_are_what_the_kernel_wrote_back() {
+    let client = "\
+import os, socket, sys
+a, b = socket.socketpair()
+cred = a.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 64)
+short = a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2)
+print(len(cred), len(short), int.from_bytes(short, sys.byteorder), os.getpid(), file=sys.stderr)
+";
+    let out = run(wsltrace()
+        .args(["--format", "json", "-s", "getsockopt", "--", python(), "-c"])
+        .arg(client));
+    assert!(out.status.success(), "{}", out.stderr);
+    let got: Vec<u64> = out
+        .stderr
+        .lines()
+        .find_map(|l| l.split(' ').map(str::parse).collect::<Result<Vec<u64>, _>>().ok())
+        .unwrap_or_else(|| panic!("the child's line is missing: {}", out.stderr));
+    let [cred_len, short_len, short_value, pid] = got[..] else { panic!("{got:?}") };
+    assert_eq!((cred_len, short_len), (12, 2));
+    let events = out.events();
+    let [cred, short] = &events[..] else { panic!("two getsockopt events: {}", out.stdout) };
+    assert_eq!(cred["args"]["optname"], "SO_PEERCRED");
+    assert_eq!(cred["args"]["optlen"], 12, "{cred}");
+    assert_eq!(cred["args"]["value"]["pid"], pid, "{cred}");
+    assert_eq!(short["args"]["optname"], "SO_RCVBUF");
+    assert_eq!(short["args"]["optlen"], 2, "{short}");
+    // Too short for an int: its bytes as written.
+    let bytes = (short_value as u16).to_le_bytes();
+    assert_eq!(short["args"]["value"], json!({"hex": format!("{:02x}{:02x}", bytes[0], bytes[1])}));
+}
+
 #[test]
 fn output_file_and_terminal_agree() {
     let dir = std::env::temp_dir().join(format!("wsltrace-test-{}", std::process::id()));
