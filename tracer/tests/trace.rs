@@ -706,7 +706,6 @@ fn kernel_filters() {
     );
 }
 
-/// -o writes JSON Lines to a file while the terminal gets text; both hold the same events.
 /// An option value is what the kernel wrote back, whatever the size of the caller's buffer:
 /// SO_PEERCRED asked into 64 bytes is its 12, SO_RCVBUF into 2 bytes its first 2. The child
 /// prints what it got (lengths, the short value's bytes) for the trace to be checked against.
@@ -738,10 +737,11 @@ print(len(cred), len(short), int.from_bytes(short, sys.byteorder), os.getpid(), 
     assert_eq!(short["args"]["optname"], "SO_RCVBUF");
     assert_eq!(short["args"]["optlen"], 2, "{short}");
     // Too short for an int: its bytes as written.
-    let bytes = (short_value as u16).to_le_bytes();
+    let bytes = (short_value as u16).to_ne_bytes();
     assert_eq!(short["args"]["value"], json!({"hex": format!("{:02x}{:02x}", bytes[0], bytes[1])}));
 }
 
+/// -o writes JSON Lines to a file while the terminal gets text; both hold the same events.
 #[test]
 fn output_file_and_terminal_agree() {
     let dir = std::env::temp_dir().join(format!("wsltrace-test-{}", std::process::id()));
