@@ -486,6 +486,57 @@ fn room_reserved_ahead_of_a_recording_is_given_back() {
     }
 }
 
+/// A long recording gives its pages back to the page cache as it grows (written back, then
+/// dropped, two 8 MB windows behind its end): a recording of 160 MB and more ends with less
+/// than half of it cached. Not where the file's pages are its storage (tmpfs).
+#[test]
+fn a_long_recording_does_not_stay_in_the_page_cache() {
+    let _heavy = heavy();
+    let dir = Dir::new("drop-behind");
+    let fs = nix::sys::statfs::statfs(&dir.0).expect("statfs of the test dir");
+    if fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC {
+        eprintln!("{} is in memory: its pages cannot be given back; not checked", dir.0.display());
+        return;
+    }
+    let name = "long.jsonl";
+    let (workload, tracer) = recording_flood(&dir.s(name));
+    let started = Instant::now();
+    let len = || std::fs::metadata(dir.path(name)).map_or(0, |m| m.len());
+    while len() < 160 << 20 {
+        assert!(started.elapsed() < Duration::from_secs(60), "{} bytes recorded in 60 s", len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracer.signal(Signal::SIGINT);
+    let out = tracer.finish();
+    drop(workload);
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+    // Measured before the file is read back, which caches it.
+    let (len, cached) = (len(), cached(&dir.path(name)));
+    assert!(cached < len / 2, "{cached} bytes of the {len}-byte recording in the page cache");
+    assert_complete(&records(&dir.path(name)));
+}
+
+/// How many bytes of the file at `path` are in the page cache (`mincore` of a mapping).
+fn cached(path: &Path) -> u64 {
+    use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
+    let file = std::fs::File::open(path).expect("the recording");
+    let len = file.metadata().expect("its size").len() as usize;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .expect("sysconf")
+        .expect("a page size") as usize;
+    let Some(size) = std::num::NonZeroUsize::new(len) else { return 0 };
+    // SAFETY: a read-only shared mapping of a file no one writes any more, never read here.
+    let map = unsafe { mmap(None, size, ProtFlags::PROT_READ, MapFlags::MAP_SHARED, &file, 0) }
+        .expect("mmap of the recording");
+    let mut resident = vec![0u8; len.div_ceil(page)];
+    // SAFETY: the mapping is `len` bytes long and `resident` has a byte for each of its pages.
+    let rc = unsafe { libc::mincore(map.as_ptr(), len, resident.as_mut_ptr()) };
+    // SAFETY: the mapping made above, of that length, unmapped once.
+    unsafe { munmap(map, len) }.expect("munmap");
+    assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+    resident.iter().filter(|&&b| b & 1 != 0).count() as u64 * page as u64
+}
+
 /// SIGKILL: no footer, at most one partial line, the last; analyze reads every whole line,
 /// reports where the file was cut, and exits non-zero.
 #[test]

@@ -36,6 +36,7 @@ use crate::{
     },
 };
 
+mod drop_behind;
 mod output;
 
 /// Buffered output is written out when it is older than this.

@@ -1,7 +1,9 @@
 //! What the file system alone costs a recording: the same number of bytes written by the bench
 //! to a new file on the same file system, in writes of the size wsltrace makes, on ext4 into
 //! room reserved ahead as wsltrace reserves it, synced at the end as wsltrace syncs its
-//! recording. Part of the reader's CPU per event is this copy into
+//! recording, and giving its pages back two 8 MB windows behind as wsltrace does (from a
+//! thread of its own there, from this one here: both are the process's CPU). Part of the
+//! reader's CPU per event is this copy into
 //! the page cache, and on a VM whose fresh memory the host backs on first touch it is a large
 //! part; measured in the same round, it says how much.
 
@@ -21,6 +23,10 @@ const WRITE_SIZE: usize = 256 * 1024;
 /// wsltrace keeps between half of this and all of it reserved past a recording's writes on
 /// ext4 (`sinks/recording/output.rs`).
 const RESERVE_STEP: u64 = 8 << 20;
+
+/// wsltrace gives a recording's pages back by windows of this size, the two before the last
+/// one each time its end passes a window (`sinks/recording/drop_behind.rs`).
+const WINDOW: u64 = 8 << 20;
 
 /// CPU time (user + system, this thread's) to write `bytes` to the new file `path` and sync
 /// it; the file is removed afterwards.
@@ -50,6 +56,9 @@ pub fn write_cost(path: &Path, bytes: u64) -> Result<u64> {
             reserved = to + RESERVE_STEP;
         }
         file.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
+        if (written + n as u64) / WINDOW > written / WINDOW {
+            give_back(&file, (to / WINDOW).saturating_sub(1) * WINDOW);
+        }
         written += n as u64;
     }
     if ext4 {
@@ -85,6 +94,25 @@ fn reserve(file: &File, from: u64, to: u64) -> Result<()> {
         return Err(io::Error::last_os_error()).context("fallocate(FALLOC_FL_KEEP_SIZE)");
     }
     Ok(())
+}
+
+/// The two windows before `end` advised away: written back, then dropped from the page cache.
+fn give_back(file: &File, end: u64) {
+    if end == 0 {
+        // Less than two windows written (and a length of 0 would mean "to the end").
+        return;
+    }
+    let from = end.saturating_sub(2 * WINDOW);
+    // SAFETY: a valid descriptor; posix_fadvise only reads its integer arguments. Its outcome
+    // is ignored, as wsltrace ignores it.
+    let _ = unsafe {
+        libc::posix_fadvise(
+            file.as_raw_fd(),
+            from as libc::off_t,
+            (end - from) as libc::off_t,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
 }
 
 /// This thread's user + system CPU time so far.

@@ -14,6 +14,7 @@ use nix::{
     sys::statfs::{EXT4_SUPER_MAGIC, fstatfs},
 };
 
+use super::drop_behind::DropBehind;
 use crate::{event::RecordRef, sinks::line::LineWriter};
 
 /// Bytes buffered before a plain recording writes them out: large writes, few system calls.
@@ -88,12 +89,14 @@ pub struct Counted {
     /// Where the room reserved so far ends; `None` where nothing is reserved (another file
     /// system, a pipe, a device, or a reservation refused: the writes go on as they are).
     reserved: Option<u64>,
+    drop_behind: DropBehind,
 }
 
 impl Counted {
     pub fn new(file: std::fs::File, bytes: u64, written: Arc<AtomicU64>) -> Counted {
         let ext4 = fstatfs(&file).is_ok_and(|fs| fs.filesystem_type() == EXT4_SUPER_MAGIC);
-        Counted { file, bytes, written, reserved: ext4.then_some(bytes) }
+        let drop_behind = DropBehind::default();
+        Counted { file, bytes, written, reserved: ext4.then_some(bytes), drop_behind }
     }
 
     /// Reserves from `from` up to `to`, without changing the file's size (readers of a live
@@ -140,6 +143,7 @@ impl Write for Counted {
         let n = self.file.write(buf)?;
         self.bytes += n as u64;
         self.written.fetch_add(n as u64, Ordering::Relaxed);
+        self.drop_behind.grown(&self.file, self.bytes);
         Ok(n)
     }
 
