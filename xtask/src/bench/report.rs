@@ -624,12 +624,11 @@ fn page_cache_section(md: &mut String, o: &Overhead) {
     let _ = writeln!(
         md,
         "After each run that writes a recording, the bench writes as many bytes to a new file \
-         on the same file system itself, in 256 KB writes (on ext4 into room reserved ahead) \
-         with a sync at the end as wsltrace does, while the recording is still there, and \
-         times its own CPU: what the page cache and the file system cost for those bytes on \
-         this machine, whoever writes them (on a VM that backs guest memory on first touch, \
-         fresh page-cache memory makes this vary from run to run). Medians over the rounds, \
-         per event delivered.\n"
+         on the same file system itself, in 256 KB writes (on ext4 into room reserved ahead), \
+         its pages given back two 8 MB windows behind and a sync at the end as wsltrace does, \
+         while the recording is still there, and times its own CPU: what the page cache and \
+         the file system cost for those bytes on this machine, whoever writes them. Medians \
+         over the rounds, per event delivered.\n"
     );
     let _ = writeln!(
         md,
