@@ -1,11 +1,9 @@
 //! What the file system alone costs a recording: the same number of bytes written by the bench
 //! to a new file on the same file system, in writes of the size wsltrace makes, on ext4 into
-//! room reserved ahead as wsltrace reserves it, synced at the end as wsltrace syncs its
-//! recording, and giving its pages back two 8 MB windows behind as wsltrace does (from a
-//! thread of its own there, from this one here: both are the process's CPU). Part of the
-//! reader's CPU per event is this copy into
-//! the page cache, and on a VM whose fresh memory the host backs on first touch it is a large
-//! part; measured in the same round, it says how much.
+//! room reserved ahead as wsltrace reserves it, its pages given back two 8 MB windows behind as
+//! wsltrace gives them back (from a thread of its own there, from this one here: both are the
+//! process's CPU), synced at the end as wsltrace syncs its recording. Part of the reader's CPU
+//! per event is this copy into the page cache; measured in the same round, it says how much.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -56,7 +54,7 @@ pub fn write_cost(path: &Path, bytes: u64) -> Result<u64> {
             reserved = to + RESERVE_STEP;
         }
         file.write_all(&block[..n]).with_context(|| format!("writing {}", path.display()))?;
-        if (written + n as u64) / WINDOW > written / WINDOW {
+        if to / WINDOW > written / WINDOW {
             give_back(&file, (to / WINDOW).saturating_sub(1) * WINDOW);
         }
         written += n as u64;
