@@ -3,7 +3,10 @@
 
 use aya_ebpf::{
     Global,
-    helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task},
+    helpers::{
+        bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_get_current_task_btf},
+    },
 };
 use tracer_common::{layout::KernelLayout, record::NsInums};
 
@@ -37,6 +40,9 @@ fn read<T: Copy>(addr: u64) -> Option<T> {
 /// when the fd table cannot be read.
 #[inline(always)]
 fn fd_table(l: &KernelLayout) -> Option<(u64, u64)> {
+    if l.task_btf != 0 {
+        return fd_table_btf(l);
+    }
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task + u64::from(l.task_files))?;
@@ -61,6 +67,32 @@ fn fd_table(l: &KernelLayout) -> Option<(u64, u64)> {
     let max_fds: u32 = read(fdt + u64::from(l.fdt_max_fds))?;
     let fd_array: u64 = read(fdt + u64::from(l.fdt_fd))?;
     Some((fd_array, u64::from(max_fds)))
+}
+
+/// [`fd_table`] by loads from the task `bpf_get_current_task_btf` gives: the verifier knows
+/// each pointer's type from BTF and the offsets as constants (from the frozen `.rodata`), and
+/// turns each load into one that yields 0 instead of faulting. `task.files`, `files.fdt` and
+/// the table's fields are struct pointers and an int it can check; the table's `fd` is a
+/// pointer to pointers, a plain number to it, so the file at an fd is read with the helper.
+#[inline(always)]
+fn fd_table_btf(l: &KernelLayout) -> Option<(u64, u64)> {
+    // SAFETY: helper without arguments (5.11+; see `KernelLayout::task_btf`).
+    let task = unsafe { bpf_get_current_task_btf() }.cast::<u8>().cast_const();
+    // SAFETY: offsets of these fields from the running kernel's BTF; the verifier checks
+    // each load against the field's type and makes it one that cannot fault.
+    unsafe {
+        let files = *task.add(l.task_files as usize).cast::<*const u8>();
+        if files.is_null() {
+            return None;
+        }
+        let fdt = *files.add(l.files_fdt as usize).cast::<*const u8>();
+        if fdt.is_null() {
+            return None;
+        }
+        let max_fds = *fdt.add(l.fdt_max_fds as usize).cast::<u32>();
+        let fd_array = *fdt.add(l.fdt_fd as usize).cast::<u64>();
+        Some((fd_array, u64::from(max_fds)))
+    }
 }
 
 /// The `struct file *` at `fd` in the fd table `(fd_array, max_fds)` (0 for a closed or out
@@ -361,8 +393,8 @@ const USER_DS: u64 = 0x2b;
 /// payload of a `None` from stack words never written, which kernels before 6.4 reject
 /// ("invalid read from stack"; later ones allow root to read uninitialised stack).
 ///
-/// Neither `bpf_task_pt_regs` (5.15+) nor `bpf_get_current_task_btf` (5.11+) is used: the
-/// programs must also load on 5.10 (Windows 10's WSL2 kernel). `task_pt_regs(task)` is
+/// `bpf_task_pt_regs` (5.15+) is not used: the programs must also work on 5.10 (Windows 10's
+/// WSL2 kernel), and a refused call is rare enough for one way on all. `task_pt_regs(task)` is
 /// `task->stack + THREAD_SIZE - TOP_OF_KERNEL_STACK_PADDING - sizeof(struct pt_regs)`, and
 /// BTF gives neither constant: THREAD_SIZE is 16 KiB (32 KiB with KASAN), the padding 0 (16
 /// bytes with CONFIG_X86_FRED, 6.9+). Each of the four places is tried; the frame is the one

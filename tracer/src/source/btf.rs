@@ -100,7 +100,8 @@ fn resolve(btf: &Structs<'_>) -> Result<KernelLayout> {
         task_exit_code: off("task_struct", "exit_code")?,
         ..KernelLayout::UNRESOLVED
     };
-    Ok(socket_files(btf, local_ends(btf, socket_errors(btf, refused_calls(btf, layout)))))
+    let layout = socket_files(btf, local_ends(btf, socket_errors(btf, refused_calls(btf, layout))));
+    Ok(KernelLayout { task_btf: btf.has_helper("get_current_task_btf", 158).into(), ..layout })
 }
 
 /// Adds what attributes a socket error to an fd (see `SocketErrorRecord`): without it, socket
@@ -216,28 +217,52 @@ fn refused_calls(btf: &Structs<'_>, mut layout: KernelLayout) -> KernelLayout {
 pub struct Structs<'a> {
     btf: &'a Btf,
     found: RefCell<HashMap<String, btf_rs::Struct>>,
+    /// `enum bpf_func_id`, the helpers this kernel has, when [`Structs::with`] found it.
+    helpers: Option<btf_rs::Enum>,
 }
 
 impl<'a> Structs<'a> {
     pub fn new(btf: &'a Btf) -> Structs<'a> {
-        Structs { btf, found: RefCell::default() }
+        Structs { btf, found: RefCell::default(), helpers: None }
     }
 
-    /// With the structs `names` found in one pass over the types (each type parsed once);
-    /// any other is looked up when asked for.
+    /// With the structs `names` and the helpers' enum found in one pass over the types (each
+    /// type parsed once); any other struct is looked up when asked for.
     fn with(btf: &'a Btf, names: &[&str]) -> Result<Structs<'a>> {
         let mut found = HashMap::new();
+        let mut helpers = None;
         let (first, last) = btf.base().type_id_range();
         for id in first..=last {
-            if let Type::Struct(s) = btf.resolve_type_by_id(id)?
-                && let Ok(name) = btf.resolve_name(&s)
-                && names.contains(&name.as_str())
-            {
-                // The first, as `resolve_types_by_name` would give.
-                found.entry(name).or_insert(s);
+            match btf.resolve_type_by_id(id)? {
+                Type::Struct(s) => {
+                    if let Ok(name) = btf.resolve_name(&s)
+                        && names.contains(&name.as_str())
+                    {
+                        // The first, as `resolve_types_by_name` would give.
+                        found.entry(name).or_insert(s);
+                    }
+                }
+                // A member per helper id (over 150 since 5.9): shorter enums are not named.
+                Type::Enum(e)
+                    if helpers.is_none()
+                        && e.members.len() > 150
+                        && btf.resolve_name(&e).is_ok_and(|name| name == "bpf_func_id") =>
+                {
+                    helpers = Some(e);
+                }
+                _ => {}
             }
         }
-        Ok(Structs { btf, found: RefCell::new(found) })
+        Ok(Structs { btf, found: RefCell::new(found), helpers })
+    }
+
+    /// Whether this kernel has helper `name` with id `id` (`BPF_FUNC_<name>` in its
+    /// `enum bpf_func_id`); false when the enum was not looked for or not found.
+    fn has_helper(&self, name: &str, id: u32) -> bool {
+        let Some(helpers) = &self.helpers else { return false };
+        helpers.members.iter().find(|m| m.val() == id).is_some_and(|m| {
+            self.btf.resolve_name(m).is_ok_and(|n| n.strip_prefix("BPF_FUNC_") == Some(name))
+        })
     }
 
     fn find(&self, name: &str) -> Result<btf_rs::Struct> {
@@ -337,6 +362,8 @@ mod tests {
         if Version::current().unwrap() >= Version::new(6, 12, 0) {
             assert_eq!((layout.socket_inode, layout.socket_file), (128, 16));
         }
+        // bpf_get_current_task_btf came with 5.11: the programs load the fd table directly.
+        assert_eq!(layout.task_btf != 0, Version::current().unwrap() >= Version::new(5, 11, 0));
     }
 
     #[test]
